@@ -1,0 +1,1 @@
+"""leakwatt analysis: paired statistics, prevalence, figures and report rendering."""

@@ -1,0 +1,1 @@
+"""leakwatt mining: corpus, cloning, detectors (rules), scanning and history."""

@@ -1,0 +1,238 @@
+"""The corpus file: one row per repository, pinned to a full commit sha.
+
+Columns: ``url, commit`` (required) and ``name, domain, why, stars`` (descriptive; ``stars`` may
+be empty). ``name`` identifies the repository in every mining output (``repo`` column) and
+defaults to ``owner/name`` from the URL.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mining.clone import SHA_RE, CloneError, normalise_url, repo_parts, resolve_head, validate_url
+from pipeline.common import LeakwattError, atomic_write_text
+
+CORPUS_COLUMNS = ["url", "commit", "name", "domain", "why", "stars"]
+REQUIRED_COLUMNS = ("url", "commit")
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    url: str
+    commit: str
+    name: str
+    domain: str = ""
+    why: str = ""
+    stars: int | None = None
+
+
+def default_name(url: str) -> str:
+    owner, name = repo_parts(url)
+    return f"{owner}/{name}" if owner else name
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and (line number, row) pairs; blank lines and ``#`` comment lines are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise LeakwattError(f"{path}: corpus file not found") from None
+    except UnicodeDecodeError as exc:
+        raise LeakwattError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not cell.strip() for cell in record):
+                continue
+            if record[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header = [cell.strip() for cell in record]
+                continue
+            values = {col: (record[i].strip() if i < len(record) else "")
+                      for i, col in enumerate(header)}
+            if len(record) > len(header):
+                values["__extra__"] = ",".join(record[len(header):])
+            rows.append((line, values))
+    except csv.Error as exc:
+        raise LeakwattError(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
+    if header is None:
+        raise LeakwattError(f"{path}: empty corpus file (expected header {','.join(CORPUS_COLUMNS)})")
+    return header, rows
+
+
+def _row_problems(row: dict[str, str]) -> list[tuple[str, str]]:
+    """(field, problem) pairs for one row."""
+    problems: list[tuple[str, str]] = []
+    if "__extra__" in row:
+        problems.append(("row", "more cells than header columns"))
+    url = row.get("url", "")
+    if not url:
+        problems.append(("url", "missing"))
+    else:
+        try:
+            validate_url(url)
+        except LeakwattError as exc:
+            problems.append(("url", str(exc)))
+    commit = row.get("commit", "")
+    if not commit:
+        problems.append(("commit", "missing (pin a full 40-character sha)"))
+    elif not SHA_RE.fullmatch(commit.lower()):
+        what = "too short" if len(commit) < 40 and all(c in "0123456789abcdefABCDEF"
+                                                       for c in commit) else "not a sha"
+        problems.append(("commit", f"{commit!r} is {what} (pin a full 40-character sha)"))
+    stars = row.get("stars", "")
+    if stars:
+        try:
+            if int(stars) < 0:
+                raise ValueError
+        except ValueError:
+            problems.append(("stars", f"{stars!r} is not a non-negative integer"))
+    return problems
+
+
+def load_corpus(path: str | os.PathLike[str]) -> list[CorpusEntry]:
+    """Read and validate a corpus CSV; the first problem raises :class:`LeakwattError` naming the
+    file, line and field."""
+    path = Path(path)
+    header, rows = _read_rows(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise LeakwattError(f"{path}: missing column {missing[0]!r} "
+                            f"(expected {','.join(CORPUS_COLUMNS)})")
+    entries: list[CorpusEntry] = []
+    seen_urls: dict[str, int] = {}
+    seen_names: dict[str, int] = {}
+    for line, row in rows:
+        problems = _row_problems(row)
+        if problems:
+            field, problem = problems[0]
+            raise LeakwattError(f"{path}: line {line}: field {field}: {problem}")
+        url = validate_url(row["url"])
+        name = row.get("name") or default_name(url)
+        key = normalise_url(url)
+        if key in seen_urls:
+            raise LeakwattError(f"{path}: line {line}: field url: duplicate of line {seen_urls[key]}")
+        if name in seen_names:
+            raise LeakwattError(
+                f"{path}: line {line}: field name: {name!r} duplicates line {seen_names[name]}")
+        seen_urls[key] = line
+        seen_names[name] = line
+        stars = row.get("stars", "")
+        entries.append(CorpusEntry(url=url, commit=row["commit"].lower(), name=name,
+                                   domain=row.get("domain", ""), why=row.get("why", ""),
+                                   stars=int(stars) if stars else None))
+    return entries
+
+
+def check_corpus(path: str | os.PathLike[str]) -> list[str]:
+    """Every problem in a corpus file, one line each (empty list: the file is valid)."""
+    path = Path(path)
+    try:
+        header, rows = _read_rows(path)
+    except LeakwattError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for col in CORPUS_COLUMNS:
+        if col not in header:
+            kind = "missing required column" if col in REQUIRED_COLUMNS else "missing column"
+            problems.append(f"{path}: {kind} {col!r}")
+    dupes = [c for c in set(header) if header.count(c) > 1]
+    for col in sorted(dupes):
+        problems.append(f"{path}: column {col!r} appears more than once")
+    seen_urls: dict[str, int] = {}
+    seen_names: dict[str, int] = {}
+    for line, row in rows:
+        for field, problem in _row_problems(row):
+            problems.append(f"{path}: line {line}: field {field}: {problem}")
+        url = row.get("url", "")
+        if url:
+            try:
+                key = normalise_url(validate_url(url))
+            except LeakwattError:
+                key = url
+            if key in seen_urls:
+                problems.append(f"{path}: line {line}: field url: duplicate of line {seen_urls[key]}")
+            else:
+                seen_urls[key] = line
+            name = row.get("name") or default_name(url)
+            if name in seen_names:
+                problems.append(f"{path}: line {line}: field name: {name!r} duplicates line "
+                                f"{seen_names[name]}")
+            else:
+                seen_names[name] = line
+    return problems
+
+
+def _csv_text(entries: Iterable[CorpusEntry]) -> str:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CORPUS_COLUMNS)
+    for e in entries:
+        writer.writerow([e.url, e.commit, e.name, e.domain, e.why,
+                         "" if e.stars is None else e.stars])
+    return buf.getvalue()
+
+
+def write_corpus(path: str | os.PathLike[str], entries: Iterable[CorpusEntry]) -> None:
+    """Write ``entries`` as a corpus CSV (atomically)."""
+    atomic_write_text(path, _csv_text(entries))
+
+
+def add_repository(path: str | os.PathLike[str], url: str, commit: str | None = None,
+                   name: str | None = None, domain: str = "", why: str = "",
+                   mirror_dir: str | os.PathLike[str] | None = None,
+                   stars: int | None = None) -> CorpusEntry:
+    """Append a validated row to the corpus at ``path`` (created if missing) and return it.
+
+    Without ``commit`` the default branch head is resolved from a local path or mirror, else
+    with ``git ls-remote``; offline, that fails with a message asking for ``--commit``.
+    """
+    path = Path(path)
+    url = validate_url(url)
+    if commit is not None:
+        commit = commit.strip().lower()
+        if not SHA_RE.fullmatch(commit):
+            raise LeakwattError(f"commit {commit!r}: expected a full 40-character sha")
+    entries = load_corpus(path) if path.exists() else []
+    key = normalise_url(url)
+    for existing in entries:
+        if normalise_url(existing.url) == key:
+            raise LeakwattError(f"{path}: {url} is already in the corpus "
+                                f"(pinned at {existing.commit[:12]})")
+    name = (name or default_name(url)).strip()
+    if any(e.name == name for e in entries):
+        raise LeakwattError(f"{path}: name {name!r} is already used; pass another name")
+    if commit is None:
+        try:
+            commit = resolve_head(url, mirror_dir=mirror_dir)
+        except CloneError as exc:
+            raise LeakwattError(f"cannot pin {url}: {exc.reason}") from None
+    entry = CorpusEntry(url=url, commit=commit, name=name, domain=domain, why=why, stars=stars)
+    if path.exists():
+        text = path.read_text(encoding="utf-8-sig")
+        if text and not text.endswith("\n"):
+            text += "\n"
+        # keep the user's file (comments, extra columns) as is; append one row in its order
+        header, _ = _read_rows(path)
+        values = {"url": entry.url, "commit": entry.commit, "name": entry.name,
+                  "domain": entry.domain, "why": entry.why,
+                  "stars": "" if entry.stars is None else str(entry.stars)}
+        buf = io.StringIO(newline="")
+        csv.writer(buf, lineterminator="\n").writerow([values.get(col, "") for col in header])
+        atomic_write_text(path, text + buf.getvalue())
+    else:
+        write_corpus(path, [entry])
+    return entry
+
+
+__all__ = ["CORPUS_COLUMNS", "CorpusEntry", "add_repository", "check_corpus", "default_name",
+           "load_corpus", "write_corpus"]

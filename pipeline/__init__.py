@@ -1,0 +1,1 @@
+"""leakwatt pipeline: CLI, params, reproduction templates, measurement harness, DVC stages."""

@@ -1,0 +1,243 @@
+"""The `leakwatt` command line: one subcommand per study step, plus `scan`, `corpus` and `study`.
+
+Each subcommand loads params.yaml (``--params``, ``--profile``), applies its flags on top and calls
+the same functions in :mod:`pipeline.workflow` that the DVC stages call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.common import LeakwattError
+from pipeline.params import PROFILES, Params, load_params
+
+
+def _params(args: argparse.Namespace) -> Params:
+    return load_params(args.params, args.profile)
+
+
+def _add_params_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml",
+                        help="params file to read tunables from (default: params.yaml)")
+    parser.add_argument("--profile", default="full", choices=PROFILES,
+                        help="profile overlay applied on the params file (default: full)")
+
+
+def _replace(section, **changes):  # type: ignore[no-untyped-def]
+    return dataclasses.replace(section, **{k: v for k, v in changes.items() if v is not None})
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from mining import lint
+
+    return lint.run(args)
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from mining.corpus import add_repository, check_corpus
+
+    if args.action == "check":
+        problems = check_corpus(Path(args.corpus))
+        for problem in problems:
+            print(problem)
+        print(f"{args.corpus}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1 if problems else 0
+    entry = add_repository(Path(args.corpus), args.url, commit=args.commit, name=args.name,
+                           domain=args.domain, why=args.why, mirror_dir=args.mirror_dir)
+    print(f"added {entry.url} @ {entry.commit} to {args.corpus}")
+    return 0
+
+
+def cmd_mine(args: argparse.Namespace) -> int:
+    from pipeline.workflow import mine
+
+    params = _params(args)
+    mine_params = _replace(params.mine, mirror_dir=args.mirror_dir, jobs=args.jobs,
+                           corpus="demo" if args.demo else None,
+                           history=False if args.no_history else None)
+    mine(Path(args.corpus), Path(args.demo_dir), Path(args.cache_dir), Path(args.out), mine_params)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pipeline.workflow import reproduce
+
+    params = _params(args)
+    rp = _replace(params.reproduce, scale=args.scale,
+                  pairs=tuple(args.pairs) if args.pairs else None,
+                  equivalence_check=False if args.no_equivalence else None)
+    reproduce(Path(args.instances) if args.instances else None, Path(args.out), rp)
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from pipeline.workflow import measure
+
+    params = _params(args)
+    scale = args.scale or params.reproduce.scale
+    mp = _replace(params.measure, repetitions=args.repetitions, warmup=args.warmup,
+                  cooldown_s=args.cooldown)
+    out = Path(args.out)
+    if args.pairs:
+        pairs_dir = Path(args.pairs)
+    else:
+        from pipeline.repros import build_pairs
+
+        pairs_dir = out / "pairs"
+        build_pairs(pairs_dir, args.pair, scale, None)
+    measure(pairs_dir, out, args.device, scale, mp, pair_ids=args.pair or None,
+            show_progress=not args.no_progress)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from pipeline.workflow import analyze
+
+    params = _params(args)
+    ap = _replace(params.analyze, bootstrap_resamples=args.bootstrap, seed=args.seed)
+    analyze([Path(p) for p in args.runs], Path(args.mined) if args.mined else None,
+            Path(args.out), ap)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.workflow import report
+
+    params = _params(args)
+    report(Path(args.analysis), [Path(p) for p in args.runs],
+           Path(args.mined) if args.mined else None, Path(args.pairs) if args.pairs else None,
+           Path(args.out), params.report)
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from pipeline.study import find_root, run_study
+
+    return run_study(find_root(Path.cwd()), args.profile, args.dvc_args)
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leakwatt",
+        description="Find resource-leak smells in TensorFlow/Keras code and measure their energy "
+                    "and CO2 cost (a repeatable generalisation of arXiv 2606.19799).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("scan", help="lint Python files, folders and notebooks for leak smells",
+                       description="Lint files, folders and .ipynb notebooks for IMR, UTR, DIR and "
+                                   "US. Exit 0: clean, 1: findings, 2: usage error.")
+    from mining import lint
+
+    lint.add_arguments(p)
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("corpus", help="check the corpus file or add a repository to it",
+                       description="Validate data/corpus.csv or append a validated, pinned row.")
+    p.add_argument("action", choices=["check", "add"])
+    p.add_argument("url", nargs="?", help="repository URL (for add)")
+    p.add_argument("--corpus", default="data/corpus.csv")
+    p.add_argument("--commit", help="full sha to pin (default: the default branch's head)")
+    p.add_argument("--name")
+    p.add_argument("--domain", default="")
+    p.add_argument("--why", default="")
+    p.add_argument("--mirror-dir", help="folder of local clones or bare mirrors to resolve from")
+    p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("mine", help="scan corpus repositories at their pins and walk history",
+                       description="Mine a corpus: writes repos.csv, instances.csv, events.csv, "
+                                   "leak_commits.csv and scan_errors.csv into --out.")
+    _add_params_flags(p)
+    p.add_argument("--corpus", default="data/corpus.csv")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cache-dir", default="data/repos", help="clone cache (default: data/repos)")
+    p.add_argument("--mirror-dir", help="local clones or bare mirrors, used before the network")
+    p.add_argument("--demo", action="store_true", help="mine the bundled offline demo corpus")
+    p.add_argument("--demo-dir", default="data/demo")
+    p.add_argument("--jobs", type=int, help="parallel repositories (0: all cores)")
+    p.add_argument("--no-history", action="store_true", help="scan the pins only")
+    p.set_defaults(func=cmd_mine)
+
+    p = sub.add_parser("reproduce", help="write smelly/clean program pairs and check equivalence",
+                       description="Write DIR/<pair_id>/{smelly.py, clean.py, meta.json} and "
+                                   "DIR/pairs.csv from leakwatt's own templates.")
+    _add_params_flags(p)
+    p.add_argument("--instances", help="instances.csv from `leakwatt mine` (optional)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scale", choices=["tiny", "small", "paper"])
+    p.add_argument("--pairs", nargs="+", help="built-in pair ids (default: params reproduce.pairs)")
+    p.add_argument("--no-equivalence", action="store_true", help="skip the equivalence check")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("measure", help="measure pairs with CodeCarbon, each run a fresh process",
+                       description="Measure pairs (smelly and clean interleaved) and append one row "
+                                   "per run to OUT/runs.csv; re-running resumes.")
+    _add_params_flags(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pair", action="append", help="a built-in pair id (repeatable)")
+    which.add_argument("--pairs", help="a folder written by `leakwatt reproduce`")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--scale", choices=["tiny", "small", "paper"])
+    p.add_argument("--repetitions", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--cooldown", type=float)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("analyze", help="paired tests, effect sizes and CIs over runs.csv files",
+                       description="Write stats.csv, summary.csv and failures.csv into --out.")
+    _add_params_flags(p)
+    p.add_argument("--runs", nargs="+", required=True, help="runs.csv file(s)")
+    p.add_argument("--mined", help="mine output folder, for prevalence tables")
+    p.add_argument("--out", required=True)
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", help="render report.md, report.html, figures and metrics.json",
+                       description="Render the study report from analysis, runs and mining output.")
+    _add_params_flags(p)
+    p.add_argument("--analysis", required=True)
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--mined")
+    p.add_argument("--pairs")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("study", help="run the whole study with DVC (`dvc repro`)",
+                       description="Run the DVC pipeline. --profile demo runs offline in minutes; "
+                                   "the default (full) is exactly `dvc repro`.")
+    p.add_argument("--profile", default="full", choices=PROFILES)
+    p.add_argument("dvc_args", nargs=argparse.REMAINDER,
+                   help="extra arguments passed to `dvc repro` (e.g. -- --force)")
+    p.set_defaults(func=cmd_study)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "dvc_args", None) and args.dvc_args[0] == "--":
+        args.dvc_args = args.dvc_args[1:]
+    if args.command == "corpus" and args.action == "add" and not args.url:
+        parser.error("corpus add needs a URL")
+    try:
+        return int(args.func(args))
+    except LeakwattError as exc:
+        print(f"leakwatt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("leakwatt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""params.yaml loading: one frozen dataclass per stage section, unknown keys rejected.
+
+`load_params(path, profile=...)` reads the user's params.yaml and, for a named profile, overlays
+``profiles/<profile>.yaml``. Every problem is a :class:`LeakwattError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.common import LeakwattError
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+PROFILES = ("full", "demo")
+RULE_IDS = ("IMR", "UTR", "DIR", "US")
+SCALES = ("tiny", "small", "paper")
+DEVICES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class MineParams:
+    corpus: str = "real"
+    mirror_dir: str = ""
+    history: bool = True
+    max_commits: int = 0
+    rules: tuple[str, ...] = RULE_IDS
+    jobs: int = 0
+    max_file_kb: int = 1024
+    clone_timeout_s: int = 900
+
+    def check(self, where: str) -> None:
+        _one_of(where, "corpus", self.corpus, ("real", "demo"))
+        for rule in self.rules:
+            _one_of(where, "rules", rule, RULE_IDS)
+        _at_least(where, "max_commits", self.max_commits, 0)
+        _at_least(where, "jobs", self.jobs, 0)
+        _at_least(where, "max_file_kb", self.max_file_kb, 1)
+        _at_least(where, "clone_timeout_s", self.clone_timeout_s, 1)
+
+
+@dataclass(frozen=True)
+class ReproduceParams:
+    pairs: tuple[str, ...] = ("paper-imr", "paper-imr-once", "paper-utr")
+    scale: str = "paper"
+    equivalence_check: bool = True
+    equivalence_rtol: float = 1e-4
+
+    def check(self, where: str) -> None:
+        _one_of(where, "scale", self.scale, SCALES)
+        if not self.pairs:
+            raise LeakwattError(f"{where}.pairs: must name at least one pair")
+        if not self.equivalence_rtol > 0:
+            raise LeakwattError(f"{where}.equivalence_rtol: must be > 0, got {self.equivalence_rtol}")
+
+
+@dataclass(frozen=True)
+class MeasureParams:
+    devices: tuple[str, ...] = ("cpu",)
+    repetitions: int = 30
+    warmup: int = 1
+    cooldown_s: float = 10.0
+    seed: int = 2606
+    country_iso_code: str = "USA"
+    carbon_intensity_kg_per_kwh: float = 0.4526
+    sample_interval_s: float = 0.5
+    timeout_s: float = 7200.0
+    memory_limit_mb: int = 16384
+    idle_baseline: bool = True
+
+    def check(self, where: str) -> None:
+        for device in self.devices:
+            _one_of(where, "devices", device, DEVICES)
+        _at_least(where, "repetitions", self.repetitions, 1)
+        _at_least(where, "warmup", self.warmup, 0)
+        _at_least(where, "cooldown_s", self.cooldown_s, 0)
+        _at_least(where, "carbon_intensity_kg_per_kwh", self.carbon_intensity_kg_per_kwh, 0)
+        if not self.sample_interval_s > 0:
+            raise LeakwattError(f"{where}.sample_interval_s: must be > 0, got {self.sample_interval_s}")
+        _at_least(where, "timeout_s", self.timeout_s, 1)
+        _at_least(where, "memory_limit_mb", self.memory_limit_mb, 64)
+        if len(self.country_iso_code) != 3 or not self.country_iso_code.isalpha():
+            raise LeakwattError(
+                f"{where}.country_iso_code: expected a 3-letter ISO code, got {self.country_iso_code!r}")
+
+
+@dataclass(frozen=True)
+class AnalyzeParams:
+    alpha: float = 0.05
+    bootstrap_resamples: int = 10000
+    seed: int = 2606
+    min_complete_reps: int = 3
+    detectable_pct: float = 5.0
+
+    def check(self, where: str) -> None:
+        if not 0 < self.alpha < 1:
+            raise LeakwattError(f"{where}.alpha: must be between 0 and 1, got {self.alpha}")
+        _at_least(where, "bootstrap_resamples", self.bootstrap_resamples, 100)
+        _at_least(where, "min_complete_reps", self.min_complete_reps, 2)
+        if not self.detectable_pct > 0:
+            raise LeakwattError(f"{where}.detectable_pct: must be > 0, got {self.detectable_pct}")
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    title: str = "leakwatt report"
+    figure_dpi: int = 120
+
+    def check(self, where: str) -> None:
+        _at_least(where, "figure_dpi", self.figure_dpi, 30)
+
+
+@dataclass(frozen=True)
+class Params:
+    mine: MineParams = field(default_factory=MineParams)
+    reproduce: ReproduceParams = field(default_factory=ReproduceParams)
+    measure: MeasureParams = field(default_factory=MeasureParams)
+    analyze: AnalyzeParams = field(default_factory=AnalyzeParams)
+    report: ReportParams = field(default_factory=ReportParams)
+
+
+def _one_of(where: str, key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise LeakwattError(f"{where}.{key}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _at_least(where: str, key: str, value: float, low: float) -> None:
+    if value < low:
+        raise LeakwattError(f"{where}.{key}: must be >= {low}, got {value}")
+
+
+def _coerce(where: str, key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against a dataclass field type (bool, int, float, str, tuple[str, ...])."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise LeakwattError(f"{where}.{key}: expected a list, got {value!r}")
+        return tuple(_coerce(where, key, item, str) for item in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise LeakwattError(f"{where}.{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LeakwattError(f"{where}.{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise LeakwattError(f"{where}.{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise LeakwattError(f"{where}.{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported params type {hint!r}")  # a programming error, not user input
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise LeakwattError(f"{where}: expected a mapping of keys to values, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise LeakwattError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    values = {k: _coerce(where, k, v, hints[k]) for k, v in raw.items()}
+    obj = cls(**values)
+    obj.check(where)
+    return obj
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise LeakwattError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise LeakwattError(f"{path}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LeakwattError(f"{path}: expected a mapping of stage sections at the top level")
+    return data
+
+
+def profile_overrides(profile: str) -> dict[str, Any]:
+    if profile not in PROFILES:
+        raise LeakwattError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    if profile == "full":
+        return {}
+    return read_yaml(PROFILES_DIR / f"{profile}.yaml")
+
+
+def params_from_dict(raw: dict[str, Any], source: str) -> Params:
+    sections = {f.name: f for f in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise LeakwattError(f"{source}: unknown section {unknown[0]!r} (known: {', '.join(sections)})")
+    hints = typing.get_type_hints(Params)
+    built = {name: _section(hints[name], raw.get(name), f"{source}: {name}") for name in sections}
+    return Params(**built)
+
+
+def load_params(path: str | Path = "params.yaml", profile: str = "full") -> Params:
+    """Load and validate params.yaml, with ``profile``'s overrides applied when not ``full``."""
+    path = Path(path)
+    raw = deep_merge(read_yaml(path), profile_overrides(profile))
+    return params_from_dict(raw, str(path))
+
+
+def as_dict(params: Any) -> dict[str, Any]:
+    """A params dataclass (or Params) as plain YAML-able values (tuples become lists)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(dataclasses.asdict(params))
+
+
+__all__ = [
+    "AnalyzeParams", "MeasureParams", "MineParams", "Params", "ReportParams", "ReproduceParams",
+    "as_dict", "deep_merge", "load_params", "params_from_dict", "profile_overrides", "read_yaml",
+]
+

@@ -1,0 +1,29 @@
+"""Shared argument handling for the DVC stage entry points (each is `python -m pipeline.stages.X`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from pipeline.common import LeakwattError
+from pipeline.params import Params, load_params
+
+
+def stage_parser(name: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m pipeline.stages.{name}", description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    return parser
+
+
+def run_stage(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace, Params], None],
+              argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, load params once, run ``body``; user errors become one line and exit 2."""
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        body(args, params)
+    except LeakwattError as exc:
+        print(f"leakwatt: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
