@@ -16,7 +16,6 @@ import yaml
 
 from pipeline.common import LeakwattError
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 PROFILES = ("full", "demo")
 RULE_IDS = ("IMR", "UTR", "DIR", "US")
 SCALES = ("tiny", "small", "paper")
@@ -203,12 +202,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def profile_overrides(profile: str) -> dict[str, Any]:
+def profile_overrides(profile: str, root: Path) -> dict[str, Any]:
+    """The overrides of ``profile``: ``root/profiles/<profile>.yaml`` (none for ``full``)."""
     if profile not in PROFILES:
         raise LeakwattError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
     if profile == "full":
         return {}
-    return read_yaml(PROFILES_DIR / f"{profile}.yaml")
+    return read_yaml(root / "profiles" / f"{profile}.yaml")
 
 
 def params_from_dict(raw: dict[str, Any], source: str) -> Params:
@@ -224,7 +224,7 @@ def params_from_dict(raw: dict[str, Any], source: str) -> Params:
 def load_params(path: str | Path = "params.yaml", profile: str = "full") -> Params:
     """Load and validate params.yaml, with ``profile``'s overrides applied when not ``full``."""
     path = Path(path)
-    raw = deep_merge(read_yaml(path), profile_overrides(profile))
+    raw = deep_merge(read_yaml(path), profile_overrides(profile, path.parent))
     return params_from_dict(raw, str(path))
 
 

@@ -45,8 +45,11 @@ def restore_interrupted(root: Path) -> bool:
 
 
 def dvc_env() -> dict[str, str]:
+    """The environment for `dvc repro`: no analytics, and this interpreter first on PATH so that
+    the stages' `python -m pipeline.stages.X` run with the same installed leakwatt."""
     env = dict(os.environ)
     env["DVC_NO_ANALYTICS"] = "1"
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 
@@ -62,7 +65,7 @@ def dvc_executable() -> str:
 
 def profile_params_text(root: Path, profile: str) -> str:
     """The params.yaml text a profile run uses: the user's values with the profile's overlaid."""
-    merged = deep_merge(read_yaml(root / "params.yaml"), profile_overrides(profile))
+    merged = deep_merge(read_yaml(root / "params.yaml"), profile_overrides(profile, root))
     load_params(root / "params.yaml", profile)  # validate before anything is written
     header = (f"# Written by `leakwatt study --profile {profile}` for the length of its run;\n"
               f"# your own params.yaml is restored afterwards (copy in .dvc/tmp/{BACKUP_NAME}).\n")

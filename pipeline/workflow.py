@@ -21,8 +21,9 @@ def log(message: str) -> None:
 def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
          params: MineParams) -> None:
     """Mine the real corpus (``params.corpus == 'real'``) or the bundled demo corpus."""
-    from mining.corpus import load_corpus
     from mining.mine import mine_corpus
+
+    from mining.corpus import load_corpus
 
     if params.corpus == "demo":
         from mining.demo import build_demo_corpus

@@ -1,0 +1,211 @@
+"""One measured run: spawn the child, watch its RSS (and GPU memory), enforce the limits.
+
+The watchdog samples the child's process tree every ``sample_interval_s``: RSS above
+``memory_limit_mb`` kills it (status ``oom``), wall time above ``timeout_s`` kills it
+(``timeout``). RLIMIT_AS is not used because TensorFlow reserves far more virtual memory than it
+touches. RAPL (``/sys/class/powercap``) and NVML energy counters, when readable, are read around
+the run as a second meter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+POWERCAP = Path("/sys/class/powercap")
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    error: str
+    wall_s: float
+    report: dict[str, Any]
+    series: list[tuple[float, float, float | None]] = field(default_factory=list)
+    exit_code: int | None = None
+    rapl_energy_kwh: float | None = None
+    nvml_energy_kwh: float | None = None
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        sampled = max((rss for _, rss, _ in self.series), default=None)
+        child = self.report.get("child_peak_rss_mb")
+        values = [v for v in (sampled, child) if v is not None]
+        return max(values) if values else None
+
+    @property
+    def peak_gpu_mem_mb(self) -> float | None:
+        sampled = max((g for _, _, g in self.series if g is not None), default=None)
+        values = [v for v in (sampled, self.report.get("peak_gpu_mem_mb")) if v is not None]
+        return max(values) if values else None
+
+
+def rapl_readable() -> bool:
+    return _read_rapl_uj() is not None
+
+
+def _read_rapl_uj() -> dict[str, tuple[int, int]] | None:
+    """Package-level RAPL counters (energy_uj, max_energy_range_uj) or None if not readable."""
+    zones = sorted(POWERCAP.glob("intel-rapl:*")) if POWERCAP.is_dir() else []
+    out = {}
+    for zone in zones:
+        if zone.name.count(":") != 1:  # sub-zones (core, dram) are inside the package figure
+            continue
+        try:
+            energy = int((zone / "energy_uj").read_text().strip())
+            span = int((zone / "max_energy_range_uj").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        out[zone.name] = (energy, span)
+    return out or None
+
+
+def _rapl_delta_kwh(before: dict[str, tuple[int, int]] | None,
+                    after: dict[str, tuple[int, int]] | None) -> float | None:
+    if not before or not after:
+        return None
+    total_uj = 0
+    for name, (start, span) in before.items():
+        end = after.get(name, (start, span))[0]
+        total_uj += end - start if end >= start else end + span - start
+    return total_uj / 3.6e12
+
+
+class Nvml:
+    """Minimal NVML access (nvidia-ml-py): device memory per process, energy counters."""
+
+    def __init__(self) -> None:
+        self.handles: list[Any] = []
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.nv = pynvml
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
+                            for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:
+            self.handles = []
+
+    def available(self) -> bool:
+        return bool(self.handles)
+
+    def energy_mj(self) -> float | None:
+        try:
+            return float(sum(self.nv.nvmlDeviceGetTotalEnergyConsumption(h)
+                             for h in self.handles)) if self.handles else None
+        except Exception:
+            return None
+
+    def process_mem_mb(self, pids: set[int]) -> float | None:
+        if not self.handles:
+            return None
+        total = 0
+        try:
+            for h in self.handles:
+                for proc in self.nv.nvmlDeviceGetComputeRunningProcesses(h):
+                    if proc.pid in pids and proc.usedGpuMemory:
+                        total += proc.usedGpuMemory
+        except Exception:
+            return None
+        return total / 2**20
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc]
+
+
+def _rss_mb(procs: list[psutil.Process]) -> float | None:
+    total, seen = 0, False
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+            seen = True
+    return total / 2**20 if seen else None
+
+
+def _kill_tree(proc: psutil.Process) -> None:
+    for p in reversed(_tree(proc)):
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path: Path,
+              timeout_s: float, memory_limit_mb: float, sample_interval_s: float,
+              nvml: Nvml | None = None) -> RunOutcome:
+    """Run ``python -m pipeline.harness.child ARGS`` under the watchdog."""
+    report_path.unlink(missing_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    rapl_before = _read_rapl_uj()
+    nvml_before = nvml.energy_mj() if nvml else None
+    series: list[tuple[float, float, float | None]] = []
+    killed = ""
+    with open(log_path, "w", encoding="utf-8") as log:
+        start = time.perf_counter()
+        popen = subprocess.Popen([sys.executable, "-m", "pipeline.harness.child", *args],
+                                 stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = psutil.Process(popen.pid)
+        while True:
+            elapsed = time.perf_counter() - start
+            procs = _tree(proc)
+            rss = _rss_mb(procs)
+            gpu = nvml.process_mem_mb({p.pid for p in procs}) if nvml else None
+            if rss is not None and popen.poll() is None:
+                series.append((round(elapsed, 3), round(rss, 2),
+                               None if gpu is None else round(gpu, 2)))
+            if popen.poll() is not None:
+                break
+            if rss is not None and rss > memory_limit_mb:
+                killed = f"oom: RSS {rss:.0f} MB over the {memory_limit_mb:g} MB limit"
+            elif elapsed > timeout_s:
+                killed = f"timeout: still running after {timeout_s:g} s"
+            if killed:
+                _kill_tree(proc)
+                popen.wait()
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(timeout=sample_interval_s)
+        wall = time.perf_counter() - start
+    report: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError), open(report_path, encoding="utf-8") as fh:
+        report = json.load(fh)
+    nvml_after = nvml.energy_mj() if nvml else None
+    nvml_kwh = (None if nvml_before is None or nvml_after is None
+                else (nvml_after - nvml_before) / 3.6e9)
+    if killed:
+        status, error = killed.split(":", 1)[0], killed.split(": ", 1)[1]
+    elif report:
+        status, error = report.get("status", "crashed"), report.get("error", "")
+    else:
+        status = "oom" if popen.returncode == -9 else "crashed"
+        error = f"child exited with code {popen.returncode} and no report: {_tail(log_path)}"
+    return RunOutcome(status=status, error=error, wall_s=wall, report=report, series=series,
+                      exit_code=popen.returncode,
+                      rapl_energy_kwh=_rapl_delta_kwh(rapl_before, _read_rapl_uj()),
+                      nvml_energy_kwh=nvml_kwh)
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def child_env(device: str) -> dict[str, str]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
