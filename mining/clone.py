@@ -13,6 +13,7 @@ sees them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -53,13 +54,13 @@ def validate_url(url: str) -> str:
     if not isinstance(url, str) or not url.strip():
         raise LeakwattError("repository URL is empty")
     url = url.strip()
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise LeakwattError(f"repository URL {url!r} contains whitespace or control characters")
     if url.startswith("-"):
         raise LeakwattError(f"repository URL {url!r} looks like a command-line option; refused")
     if "::" in url:
         raise LeakwattError(
             f"repository URL {url!r} uses a git transport helper ('<helper>::'); refused")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise LeakwattError(f"repository URL {url!r} contains whitespace or control characters")
     lowered = url.lower()
     if "://" in url:
         parts = urlsplit(url)
@@ -130,7 +131,7 @@ def normalise_url(url: str) -> str:
 def repo_key(url: str) -> str:
     """Cache folder name for ``url``: a sanitised ``owner+name`` and a hash of the URL."""
     owner, name = repo_parts(url)
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{owner}+{name}" if owner else name)[:60]
+    readable = re.sub(r"[^A-Za-z0-9._+-]+", "_", f"{owner}+{name}" if owner else name)[:60]
     digest = hashlib.sha1(normalise_url(url).encode("utf-8")).hexdigest()[:10]
     return f"{readable}-{digest}"
 
@@ -143,7 +144,7 @@ def find_mirror(url: str, mirror_dir: str | os.PathLike[str] | None) -> Path | N
     """The local clone or bare mirror for ``url`` in ``mirror_dir``, matched by name.
 
     Tried in order: ``owner+name``, ``owner__name``, ``owner/name``, ``name`` (each also with
-    ``.git``). Returns None when ``mirror_dir`` is unset or holds no match.
+    ``.git``, and with a ``repo`` folder inside, the layout of snapshot stores). Returns None when ``mirror_dir`` is unset or holds no match.
     """
     if not mirror_dir:
         return None
@@ -152,7 +153,7 @@ def find_mirror(url: str, mirror_dir: str | os.PathLike[str] | None) -> Path | N
     stems = [f"{owner}+{name}", f"{owner}__{name}", f"{owner}/{name}"] if owner else []
     stems.append(name)
     for stem in stems:
-        for candidate in (root / stem, root / f"{stem}.git"):
+        for candidate in (root / stem, root / f"{stem}.git", root / stem / "repo"):
             if candidate.is_dir() and _is_git_dir(candidate):
                 return candidate
     return None
@@ -197,10 +198,8 @@ def run_git(args: list[str], cwd: str | os.PathLike[str] | None = None,
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.communicate()
         raise
     return GitResult(proc.returncode, out, err.decode("utf-8", "replace"))

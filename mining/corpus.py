@@ -14,7 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mining.clone import SHA_RE, CloneError, normalise_url, repo_parts, resolve_head, validate_url
+from mining.clone import (
+    SHA_RE,
+    CloneError,
+    is_local,
+    normalise_url,
+    repo_parts,
+    resolve_head,
+    validate_url,
+)
 from pipeline.common import LeakwattError, atomic_write_text
 
 CORPUS_COLUMNS = ["url", "commit", "name", "domain", "why", "stars"]
@@ -32,8 +40,9 @@ class CorpusEntry:
 
 
 def default_name(url: str) -> str:
+    """``owner/name`` for remote URLs, the folder name for local paths."""
     owner, name = repo_parts(url)
-    return f"{owner}/{name}" if owner else name
+    return f"{owner}/{name}" if owner and not is_local(url) else name
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

@@ -1,0 +1,654 @@
+"""The detector framework: findings, rule classes with examples, and one fast module index.
+
+A rule is a class in its own module (shaped like a Fixit 2 rule): a docstring that becomes its
+catalogue entry, ``CODE``, ``MESSAGE``, ``VALID`` and ``INVALID`` examples (the examples are the
+tests), and a ``check(ctx)`` method that yields :class:`Report` objects. Instead of giving every
+rule libcst's full scope metadata, the engine walks each module once and builds a
+:class:`ModuleContext`: call sites with their enclosing loops, function, statement and assignment
+target; assignment events in source order; functions, classes and their ``self.attr`` stores;
+and a name resolver built from import statements. Rules query that index.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import libcst as cst
+
+from mining.rules.names import NameResolver
+
+# --------------------------------------------------------------------------------------------
+# Findings and examples
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One detected smell site. ``line``/``col`` are 1-based; ``cell`` is set for notebooks."""
+
+    rule: str
+    path: str
+    line: int
+    col: int
+    message: str
+    variant: str
+    confidence: float
+    function: str = "<module>"
+    snippet: str = ""
+    loop_kind: str = ""
+    model_api: str = ""
+    training_api: str = ""
+    cell: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Valid:
+    """Code on which a rule must report nothing."""
+
+    code: str
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Code on which a rule must report; optional expected line, variant and autofix result."""
+
+    code: str
+    line: int | None = None
+    variant: str | None = None
+    expected_replacement: str | None = None
+
+
+def dedent(code: str) -> str:
+    return textwrap.dedent(code).lstrip("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Reports and fixes (internal: rules produce Reports, the engine turns them into Findings)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Fix:
+    """Replace ``target`` (a node of the parsed module) by ``apply(updated_target)``.
+
+    ``key`` deduplicates fixes: two findings in one loop insert ``clear_session()`` once.
+    """
+
+    target: cst.CSTNode
+    key: str
+    apply: Callable[[Any], Any]
+
+
+@dataclass(eq=False)
+class Report:
+    node: cst.CSTNode
+    variant: str
+    confidence: float
+    message: str | None = None
+    loop_kind: str = ""
+    model_api: str = ""
+    training_api: str = ""
+    function: str = "<module>"
+    stmt: cst.CSTNode | None = None
+    fix: Fix | None = None
+
+
+class Rule:
+    """Base class of every rule. Subclasses set the class attributes and implement ``check``."""
+
+    CODE: ClassVar[str] = ""
+    NAME: ClassVar[str] = ""
+    MESSAGE: ClassVar[str] = ""
+    #: Substrings of which at least one must occur in a file for the rule to be able to fire.
+    TRIGGERS: ClassVar[tuple[str, ...]] = ("keras", "tensorflow")
+    VARIANTS: ClassVar[dict[str, str]] = {}
+    VALID: ClassVar[list[Valid]] = []
+    INVALID: ClassVar[list[Invalid]] = []
+
+    def check(self, ctx: ModuleContext) -> Iterable[Report]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# The module index
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Loop:
+    node: cst.CSTNode
+    kind: str  # "for" | "while" | "comprehension"
+    body: cst.BaseSuite | None
+    parent: Loop | None
+
+
+@dataclass(eq=False)
+class FuncInfo:
+    node: cst.FunctionDef | None
+    name: str
+    qualname: str
+    class_name: str | None
+    parent: FuncInfo | None
+    calls: list[CallSite] = field(default_factory=list)
+    assigns: list[AssignEvent] = field(default_factory=list)
+    returns: list[tuple[cst.BaseExpression, int]] = field(default_factory=list)
+    children: dict[str, FuncInfo] = field(default_factory=dict)
+    loops: list[Loop] = field(default_factory=list)
+    aug_assigns: list[AssignEvent] = field(default_factory=list)
+    with_items: list[tuple[cst.WithItem, int, tuple[Loop, ...]]] = field(default_factory=list)
+    decorators: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ClassInfo:
+    node: cst.ClassDef
+    name: str
+    bases: list[cst.BaseExpression]
+    methods: dict[str, FuncInfo] = field(default_factory=dict)
+    # self.attr = value events across all methods
+    attr_assigns: dict[str, list[AssignEvent]] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class CallSite:
+    node: cst.Call
+    seq: int
+    qn: str | None
+    func: FuncInfo
+    loops: tuple[Loop, ...]
+    stmt: cst.CSTNode | None
+    small: cst.CSTNode | None
+    withs: tuple[cst.CSTNode, ...]
+    parent_call: cst.Call | None
+    comp_element: bool
+    block: cst.CSTNode | None
+    block_index: int
+
+    @property
+    def method(self) -> str | None:
+        f = self.node.func
+        return f.attr.value if isinstance(f, cst.Attribute) else None
+
+    @property
+    def receiver(self) -> cst.BaseExpression | None:
+        f = self.node.func
+        return f.value if isinstance(f, cst.Attribute) else None
+
+    @property
+    def simple_name(self) -> str | None:
+        f = self.node.func
+        return f.value if isinstance(f, cst.Name) else None
+
+    @property
+    def assigned_to(self) -> list[cst.BaseExpression]:
+        small = self.small
+        if isinstance(small, cst.Assign) and small.value is self.node:
+            return [t.target for t in small.targets]
+        if isinstance(small, cst.AnnAssign) and small.value is self.node:
+            return [small.target]
+        return []
+
+
+@dataclass(eq=False)
+class AssignEvent:
+    target: cst.BaseExpression
+    value: cst.BaseExpression | None  # None: bound by a for loop / with / unpacking
+    seq: int
+    loops: tuple[Loop, ...]
+    stmt: cst.CSTNode | None
+    func: FuncInfo
+    kind: str  # "assign" | "aug" | "for" | "with" | "unpack"
+    source: cst.BaseExpression | None = None  # for-iter / with-item / unpacked value
+    index: int | None = None  # position in an unpacked tuple
+    op: cst.BaseAugOp | None = None
+    block: cst.CSTNode | None = None
+    block_index: int = -1
+
+
+def _flatten_targets(target: cst.BaseExpression) -> list[tuple[cst.BaseExpression, int | None]]:
+    if isinstance(target, cst.Tuple | cst.List):
+        out: list[tuple[cst.BaseExpression, int | None]] = []
+        for i, el in enumerate(target.elements):
+            value = el.value
+            if isinstance(value, cst.Tuple | cst.List):
+                out.extend((t, None) for t, _ in _flatten_targets(value))
+            else:
+                out.append((value, i))
+        return out
+    return [(target, None)]
+
+
+class _Indexer(cst.CSTVisitor):
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.seq = 0
+        self.func = ctx.module_func
+        self.class_stack: list[ClassInfo] = []
+        self.loops: list[Loop] = []
+        self.stmts: list[cst.CSTNode] = []
+        self.smalls: list[cst.CSTNode] = []
+        self.withs: list[cst.CSTNode] = []
+        self.calls: list[cst.Call] = []
+        self.args: list[cst.Arg] = []
+        self.blocks: list[tuple[cst.CSTNode, int]] = []
+        self.comp_elts: list[cst.BaseExpression] = []
+        self._suites: list[tuple[cst.CSTNode, dict[int, int]]] = []
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _loops(self) -> tuple[Loop, ...]:
+        return tuple(self.loops)
+
+    # -- statements ---------------------------------------------------------------------
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, cst.BaseStatement):
+            self.stmts.append(node)
+            if self._suites:
+                block, index = self._suites[-1]
+                self.blocks.append((block, index.get(id(node), -1)))
+            else:
+                self.blocks.append((None, -1))
+        elif isinstance(node, cst.BaseSmallStatement):
+            self.smalls.append(node)
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        if isinstance(original_node, cst.BaseStatement):
+            self.stmts.pop()
+            self.blocks.pop()
+        elif isinstance(original_node, cst.BaseSmallStatement):
+            self.smalls.pop()
+
+    @staticmethod
+    def _suite(node: Any) -> tuple[cst.CSTNode, dict[int, int]]:
+        return node, {id(s): i for i, s in enumerate(node.body)}
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self._suites = [self._suite(node)]
+
+    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+        self._suites.append(self._suite(node))
+
+    def leave_IndentedBlock(self, original_node: cst.IndentedBlock) -> None:
+        self._suites.pop()
+
+    def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
+        self._suites.append(self._suite(node))
+
+    def leave_SimpleStatementSuite(self, original_node: cst.SimpleStatementSuite) -> None:
+        self._suites.pop()
+
+    @property
+    def _cur_block(self) -> tuple[cst.CSTNode | None, int]:
+        return self.blocks[-1] if self.blocks else (None, -1)
+
+    # -- imports and definitions --------------------------------------------------------
+    def visit_Import(self, node: cst.Import) -> None:
+        self.ctx.names.add_import(node)
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        self.ctx.names.add_import_from(node)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        info = ClassInfo(node=node, name=node.name.value, bases=[a.value for a in node.bases])
+        if self.func is self.ctx.module_func and not self.class_stack:
+            self.ctx.classes.setdefault(info.name, info)
+        self.class_stack.append(info)
+        for base in node.bases:
+            base.visit(self)
+        node.body.visit(self)
+        self.class_stack.pop()
+        return False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        cls = self.class_stack[-1] if self.class_stack else None
+        outer = self.func
+        if cls is not None and (outer is self.ctx.module_func or outer.class_name != cls.name):
+            qual = f"{cls.name}.{node.name.value}"
+        elif outer is self.ctx.module_func:
+            qual = node.name.value
+        else:
+            qual = f"{outer.qualname}.{node.name.value}"
+        info = FuncInfo(node=node, name=node.name.value, qualname=qual,
+                        class_name=cls.name if cls else None, parent=outer)
+        for dec in node.decorators:
+            d = dec.decorator.func if isinstance(dec.decorator, cst.Call) else dec.decorator
+            info.decorators.append(self.ctx.names.resolve(d) or (cst.Module([]).code_for_node(d)))
+        self.ctx.functions.append(info)
+        if cls is not None and (outer is self.ctx.module_func or outer.class_name != cls.name):
+            cls.methods.setdefault(info.name, info)
+        elif outer is self.ctx.module_func:
+            self.ctx.module_funcs.setdefault(info.name, info)
+        else:
+            outer.children.setdefault(info.name, info)
+        saved = (self.func, self.loops, self.withs)
+        self.func, self.loops, self.withs = info, [], []
+        saved_classes = self.class_stack
+        self.class_stack = []
+        node.body.visit(self)
+        self.class_stack = saved_classes
+        self.func, self.loops, self.withs = saved
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return True
+
+    # -- loops ----------------------------------------------------------------------------
+    def _bind_targets(self, target: cst.BaseExpression, kind: str,
+                      source: cst.BaseExpression | None) -> None:
+        block, idx = self._cur_block
+        for t, i in _flatten_targets(target):
+            ev = AssignEvent(target=t, value=None, seq=self._next(), loops=self._loops(),
+                             stmt=self.stmts[-1] if self.stmts else None, func=self.func,
+                             kind=kind, source=source, index=i, block=block, block_index=idx)
+            self.func.assigns.append(ev)
+
+    def visit_For(self, node: cst.For) -> bool:
+        node.iter.visit(self)
+        loop = Loop(node=node, kind="for", body=node.body,
+                    parent=self.loops[-1] if self.loops else None)
+        self.func.loops.append(loop)
+        self.loops.append(loop)
+        self._bind_targets(node.target, "for", node.iter)
+        node.target.visit(self)
+        node.body.visit(self)
+        self.loops.pop()
+        if node.orelse is not None:
+            node.orelse.visit(self)
+        return False
+
+    def visit_While(self, node: cst.While) -> bool:
+        loop = Loop(node=node, kind="while", body=node.body,
+                    parent=self.loops[-1] if self.loops else None)
+        self.func.loops.append(loop)
+        self.loops.append(loop)
+        node.test.visit(self)
+        node.body.visit(self)
+        self.loops.pop()
+        if node.orelse is not None:
+            node.orelse.visit(self)
+        return False
+
+    def _visit_comp(self, node: Any, elts: list[cst.BaseExpression]) -> bool:
+        for_in: cst.CompFor = node.for_in
+        for_in.iter.visit(self)
+        loop = Loop(node=node, kind="comprehension", body=None,
+                    parent=self.loops[-1] if self.loops else None)
+        self.func.loops.append(loop)
+        self.loops.append(loop)
+        self._bind_targets(for_in.target, "for", for_in.iter)
+        for cond in for_in.ifs:
+            cond.visit(self)
+        inner = for_in.inner_for_in
+        while inner is not None:
+            inner.iter.visit(self)
+            self._bind_targets(inner.target, "for", inner.iter)
+            for cond in inner.ifs:
+                cond.visit(self)
+            inner = inner.inner_for_in
+        self.comp_elts.extend(elts)
+        for e in elts:
+            e.visit(self)
+        self.loops.pop()
+        return False
+
+    def visit_ListComp(self, node: cst.ListComp) -> bool:
+        return self._visit_comp(node, [node.elt])
+
+    def visit_SetComp(self, node: cst.SetComp) -> bool:
+        return self._visit_comp(node, [node.elt])
+
+    def visit_GeneratorExp(self, node: cst.GeneratorExp) -> bool:
+        return self._visit_comp(node, [node.elt])
+
+    def visit_DictComp(self, node: cst.DictComp) -> bool:
+        return self._visit_comp(node, [node.key, node.value])
+
+    # -- with ------------------------------------------------------------------------------
+    def visit_With(self, node: cst.With) -> bool:
+        for item in node.items:
+            item.item.visit(self)
+            self.func.with_items.append((item, self.seq, self._loops()))
+            if item.asname is not None:
+                self._bind_targets(item.asname.name, "with", item.item)
+        self.withs.extend(item.item for item in node.items)
+        node.body.visit(self)
+        for _ in node.items:
+            self.withs.pop()
+        return False
+
+    # -- assignments -----------------------------------------------------------------------
+    def visit_Assign(self, node: cst.Assign) -> bool:
+        node.value.visit(self)
+        block, idx = self._cur_block
+        for t in node.targets:
+            target = t.target
+            if isinstance(target, cst.Tuple | cst.List):
+                self._bind_targets(target, "unpack", node.value)
+            else:
+                self._record_assign(target, node.value, "assign", block, idx)
+            if self.func is self.ctx.module_func or isinstance(target, cst.Name):
+                self.ctx.names.add_assign(target, node.value)
+            target.visit(self)
+        return False
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
+        if node.value is not None:
+            node.value.visit(self)
+            block, idx = self._cur_block
+            self._record_assign(node.target, node.value, "assign", block, idx)
+        node.target.visit(self)
+        return False
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> bool:
+        node.value.visit(self)
+        block, idx = self._cur_block
+        ev = AssignEvent(target=node.target, value=node.value, seq=self._next(),
+                         loops=self._loops(), stmt=self.stmts[-1] if self.stmts else None,
+                         func=self.func, kind="aug", op=node.operator, block=block,
+                         block_index=idx)
+        self.func.aug_assigns.append(ev)
+        node.target.visit(self)
+        return False
+
+    def _record_assign(self, target: cst.BaseExpression, value: cst.BaseExpression, kind: str,
+                       block: cst.CSTNode | None, idx: int) -> None:
+        ev = AssignEvent(target=target, value=value, seq=self._next(), loops=self._loops(),
+                         stmt=self.stmts[-1] if self.stmts else None, func=self.func,
+                         kind=kind, block=block, block_index=idx)
+        self.func.assigns.append(ev)
+        if (isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name)
+                and target.value.value == "self" and self.func.class_name is not None):
+            cls = self.ctx.classes.get(self.func.class_name)
+            if cls is not None:
+                cls.attr_assigns.setdefault(target.attr.value, []).append(ev)
+
+    def visit_Return(self, node: cst.Return) -> None:
+        if node.value is not None:
+            self.func.returns.append((node.value, self.seq))
+
+    # -- calls -----------------------------------------------------------------------------
+    def visit_Arg(self, node: cst.Arg) -> None:
+        self.args.append(node)
+
+    def leave_Arg(self, original_node: cst.Arg) -> None:
+        self.args.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        parent_call = None
+        if self.args and self.args[-1].value is node and self.calls:
+            parent_call = self.calls[-1]
+        block, idx = self._cur_block
+        site = CallSite(node=node, seq=self._next(), qn=self.ctx.names.resolve(node.func),
+                        func=self.func, loops=self._loops(),
+                        stmt=self.stmts[-1] if self.stmts else None,
+                        small=self.smalls[-1] if self.smalls else None,
+                        withs=tuple(self.withs), parent_call=parent_call,
+                        comp_element=any(e is node for e in self.comp_elts),
+                        block=block, block_index=idx)
+        self.func.calls.append(site)
+        self.ctx.calls.append(site)
+        self.calls.append(node)
+
+    def leave_Call(self, original_node: cst.Call) -> None:
+        self.calls.pop()
+
+
+class ModuleContext:
+    """Everything the rules need about one parsed module, built in a single walk."""
+
+    def __init__(self, module: cst.Module, path: str = "<string>") -> None:
+        self.module = module
+        self.path = path
+        self.names = NameResolver()
+        self.module_func = FuncInfo(node=None, name="<module>", qualname="<module>",
+                                    class_name=None, parent=None)
+        self.functions: list[FuncInfo] = [self.module_func]
+        self.module_funcs: dict[str, FuncInfo] = {}
+        self.classes: dict[str, ClassInfo] = {}
+        self.calls: list[CallSite] = []
+        self.cache: dict[str, Any] = {}
+        module.visit(_Indexer(self))
+
+    # -- helpers shared by rules --------------------------------------------------------------
+    def code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node)
+
+    def snippet(self, node: cst.CSTNode | None) -> str:
+        if node is None:
+            return ""
+        if isinstance(node, cst.BaseCompoundStatement):
+            header = {
+                cst.For: lambda n: f"for {self.code(n.target)} in {self.code(n.iter)}:",
+                cst.While: lambda n: f"while {self.code(n.test)}:",
+                cst.If: lambda n: f"if {self.code(n.test)}:",
+            }.get(type(node))
+            text = header(node) if header else self.code(node).splitlines()[0]
+        else:
+            text = self.code(node)
+        text = " ".join(text.split())
+        return text if len(text) <= 200 else text[:197] + "..."
+
+    def resolve_local_function(self, site: CallSite) -> FuncInfo | None:
+        """The same-module function a call refers to: ``f()``, nested ``f()`` or ``self.m()``."""
+        func = site.node.func
+        if isinstance(func, cst.Name):
+            scope: FuncInfo | None = site.func
+            while scope is not None:
+                if func.value in scope.children:
+                    return scope.children[func.value]
+                scope = scope.parent
+            return self.module_funcs.get(func.value)
+        if (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)
+                and func.value.value in ("self", "cls") and site.func.class_name):
+            return self.method(site.func.class_name, func.attr.value)
+        return None
+
+    def local_function_by_ref(self, expr: cst.BaseExpression, scope: FuncInfo) -> FuncInfo | None:
+        """A function passed by reference (``study.optimize(objective)``)."""
+        if isinstance(expr, cst.Name):
+            s: FuncInfo | None = scope
+            while s is not None:
+                if expr.value in s.children:
+                    return s.children[expr.value]
+                s = s.parent
+            return self.module_funcs.get(expr.value)
+        if (isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name)
+                and expr.value.value == "self" and scope.class_name):
+            return self.method(scope.class_name, expr.attr.value)
+        return None
+
+    def method(self, class_name: str, name: str, _seen: frozenset[str] = frozenset()) -> FuncInfo | None:
+        cls = self.classes.get(class_name)
+        if cls is None or class_name in _seen:
+            return None
+        if name in cls.methods:
+            return cls.methods[name]
+        for base in cls.bases:
+            if isinstance(base, cst.Name) and base.value in self.classes:
+                found = self.method(base.value, name, _seen | {class_name})
+                if found is not None:
+                    return found
+        return None
+
+    def local_class(self, site: CallSite) -> ClassInfo | None:
+        func = site.node.func
+        if isinstance(func, cst.Name) and func.value in self.classes:
+            return self.classes[func.value]
+        return None
+
+    def callees(self, fn: FuncInfo) -> Iterator[tuple[CallSite, FuncInfo]]:
+        """Same-module functions called from ``fn`` (class instantiation calls ``__init__``)."""
+        for site in fn.calls:
+            target = self.resolve_local_function(site)
+            if target is None:
+                cls = self.local_class(site)
+                if cls is not None:
+                    target = self.method(cls.name, "__init__")
+            if target is not None and target is not fn:
+                yield site, target
+
+    def reaches(self, fn: FuncInfo, pred: Callable[[CallSite], bool], key: str) -> bool:
+        """Whether ``fn`` or a same-module function it calls has a call site matching ``pred``."""
+        memo: dict[int, bool] = self.cache.setdefault(f"reaches:{key}", {})
+        if id(fn) in memo:
+            return memo[id(fn)]
+        memo[id(fn)] = False  # recursion guard
+        result = any(pred(s) for s in fn.calls) or any(
+            self.reaches(t, pred, key) for _, t in self.callees(fn))
+        memo[id(fn)] = result
+        return result
+
+    def enclosing_class(self, fn: FuncInfo) -> ClassInfo | None:
+        return self.classes.get(fn.class_name) if fn.class_name else None
+
+    def last_assign(self, fn: FuncInfo, name: str, seq: int) -> AssignEvent | None:
+        """The latest binding of ``name`` before ``seq`` in ``fn`` or an enclosing scope."""
+        scope: FuncInfo | None = fn
+        while scope is not None:
+            best = None
+            for ev in scope.assigns:
+                if (isinstance(ev.target, cst.Name) and ev.target.value == name
+                        and (ev.seq < seq or scope is not fn)
+                        and (best is None or ev.seq > best.seq)):
+                    best = ev
+            if best is not None:
+                return best
+            if scope.node is not None and _is_param(scope.node, name):
+                return None
+            scope = scope.parent
+        return None
+
+    def created_in_loop(self, fn: FuncInfo, name: str, loop: Loop) -> bool:
+        """``name`` is (re)bound inside ``loop`` by an assignment creating a fresh container."""
+        for ev in fn.assigns:
+            if (ev.kind == "assign" and isinstance(ev.target, cst.Name)
+                    and ev.target.value == name and loop in ev.loops):
+                return True
+        return False
+
+
+def _is_param(node: cst.FunctionDef, name: str) -> bool:
+    params = node.params
+    every = [*params.posonly_params, *params.params, *params.kwonly_params]
+    if isinstance(params.star_arg, cst.Param):
+        every.append(params.star_arg)
+    if params.star_kwarg is not None:
+        every.append(params.star_kwarg)
+    return any(p.name.value == name for p in every)
+
+
+def iter_loops(loop: Loop | None) -> Iterator[Loop]:
+    while loop is not None:
+        yield loop
+        loop = loop.parent

@@ -1,0 +1,586 @@
+"""IMR: Improper Model Reuse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import libcst as cst
+
+from mining.rules.base import (
+    CallSite,
+    FuncInfo,
+    Invalid,
+    Loop,
+    ModuleContext,
+    Report,
+    Rule,
+    Valid,
+    dedent,
+)
+from mining.rules.fixes import insert_at_top
+from mining.rules.values import MODEL, is_clear, is_model_ctor, kinds_for, model_subclasses
+
+_TRAIN_METHODS = {"fit": "fit", "fit_generator": "fit", "train_on_batch": "train_on_batch"}
+_SEARCH_NAMES = frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
+                           "cross_validate", "BayesSearchCV", "HalvingGridSearchCV",
+                           "HalvingRandomSearchCV", "cross_val_predict", "learning_curve",
+                           "validation_curve"})
+_OBJECTIVE_CALLS = frozenset({"optimize", "fmin", "gp_minimize", "forest_minimize",
+                              "gbrt_minimize", "dummy_minimize", "BayesianOptimization",
+                              "minimize"})
+_OBJECTIVE_KWARGS = ("func", "fn", "f", "objective")
+_APPEND = frozenset({"append", "extend", "insert", "add", "appendleft"})
+
+
+@dataclass
+class _Repeat:
+    variant: str
+    loop_kind: str
+    cleared: bool
+    fix_target: Loop | FuncInfo | None
+
+
+class ImproperModelReuse(Rule):
+    """A Keras model is constructed again and again in one execution while the previous one is
+    not released.
+
+    Constructions are ``Sequential(...)``, ``Model(...)``, instantiating a ``keras.Model``
+    subclass, ``load_model``, ``clone_model``, ``model_from_json``, ``keras.applications.*`` and
+    same-module builder functions that return such a model. IMR is reported when a construction
+    happens inside a ``for``/``while`` loop, inside a function called from a loop or passed as a
+    search objective (optuna, hyperopt, skopt, a scikit-learn wrapper's ``build_fn`` used in a
+    search), or rebuilt in straight-line code over the same variable; and no
+    ``clear_session()`` (any alias) or ``tf.compat.v1.reset_default_graph()`` runs on the same
+    iteration path (also inside a called function). Models kept on purpose (appended to an
+    ensemble list), layers built in a loop and one model reused with ``load_weights`` are not IMR.
+    The finding is at the construction call inside the loop or repeated function, or at the
+    builder call when a builder returning the model is called in the loop.
+
+    Autofix: insert ``keras.backend.clear_session()`` (spelled with the module's own alias) at
+    the top of the loop body, or of the repeatedly called objective.
+    """
+
+    CODE = "IMR"
+    NAME = "Improper Model Reuse"
+    MESSAGE = ("Keras model constructed repeatedly without clear_session(); each copy stays "
+               "in the backend's global state and memory grows per iteration")
+    VARIANTS = {
+        "loop-fit": "model built and trained inside a loop",
+        "loop-build": "model built or loaded inside a loop (no training seen in the loop)",
+        "kfold": "model built per fold of a cross-validation loop",
+        "builder-in-loop": "a same-module builder returning a model is called inside a loop",
+        "called-in-loop": "model built in a function that is called from a loop",
+        "search-objective": "model built in a hyper-parameter search objective",
+        "build-fn": "build_fn of a scikit-learn wrapper used in a search",
+        "straight-line": "the same variable rebuilt in straight-line code",
+    }
+
+    VALID = [
+        Valid(dedent("""
+            import tensorflow as tf
+            model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+            model.compile(loss="mse")
+            for epoch in range(10):
+                model.fit(x, y, epochs=1)
+            """)),
+        Valid(dedent("""
+            from tensorflow import keras
+            from keras import backend as K
+            for lr in [0.1, 0.01]:
+                K.clear_session()
+                model = keras.Sequential([keras.layers.Dense(1)])
+                model.fit(x, y)
+            """)),
+        Valid(dedent("""
+            import tensorflow.compat.v1 as tf
+            from tensorflow.keras.models import Sequential
+            for fold in range(5):
+                tf.reset_default_graph()
+                model = Sequential()
+                model.fit(x, y)
+            """)),
+        Valid(dedent("""
+            import keras
+            models = []
+            for seed in range(5):
+                m = keras.Sequential([keras.layers.Dense(1)])
+                m.fit(x, y)
+                models.append(m)
+            """)),
+        Valid(dedent("""
+            import keras
+            ensemble = [keras.Sequential([keras.layers.Dense(1)]) for _ in range(5)]
+            """)),
+        Valid(dedent("""
+            import keras
+            from keras import layers
+            model = keras.Sequential()
+            for units in [64, 32, 16]:
+                model.add(layers.Dense(units))
+            """)),
+        Valid(dedent("""
+            import keras
+            model = keras.models.load_model("init.keras")
+            model.save_weights("init.weights.h5")
+            for fold in range(5):
+                model.load_weights("init.weights.h5")
+                model.fit(x, y)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def build():
+                tf.keras.backend.clear_session()
+                return tf.keras.Sequential([tf.keras.layers.Dense(1)])
+
+            for lr in [0.1, 0.01]:
+                model = build()
+                model.fit(x, y)
+            """)),
+        Valid(dedent("""
+            import keras_tuner as kt
+            import keras
+
+            def build_model(hp):
+                return keras.Sequential([keras.layers.Dense(hp.Int("u", 8, 64))])
+
+            tuner = kt.RandomSearch(build_model, objective="val_loss", max_trials=10)
+            """)),
+        Valid(dedent("""
+            from sklearn.ensemble import RandomForestClassifier
+            for n in [10, 100]:
+                clf = RandomForestClassifier(n_estimators=n)
+                clf.fit(x, y)
+            """)),
+        Valid(dedent("""
+            import keras
+            if small:
+                model = keras.Sequential([keras.layers.Dense(8)])
+            else:
+                model = keras.Sequential([keras.layers.Dense(64)])
+            model.fit(x, y)
+            """)),
+    ]
+    INVALID = [
+        Invalid(dedent("""
+            import tensorflow as tf
+            for lr in [0.1, 0.01, 0.001]:
+                model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+                model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss="mse")
+                model.fit(x, y)
+            """), line=3, variant="loop-fit", expected_replacement=dedent("""
+            import tensorflow as tf
+            for lr in [0.1, 0.01, 0.001]:
+                tf.keras.backend.clear_session()
+                model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+                model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss="mse")
+                model.fit(x, y)
+            """)),
+        Invalid(dedent("""
+            from keras import backend as K
+            from tensorflow.keras.models import Sequential
+            from tensorflow.keras.layers import Dense
+
+            def create_model(units):
+                model = Sequential()
+                model.add(Dense(units))
+                model.compile(loss="mse")
+                return model
+
+            for units in [8, 16, 32]:
+                m = create_model(units)
+                m.fit(x, y)
+            """), line=12, variant="builder-in-loop", expected_replacement=dedent("""
+            from keras import backend as K
+            from tensorflow.keras.models import Sequential
+            from tensorflow.keras.layers import Dense
+
+            def create_model(units):
+                model = Sequential()
+                model.add(Dense(units))
+                model.compile(loss="mse")
+                return model
+
+            for units in [8, 16, 32]:
+                K.clear_session()
+                m = create_model(units)
+                m.fit(x, y)
+            """)),
+        Invalid(dedent("""
+            import keras
+            from sklearn.model_selection import KFold
+            for train_idx, val_idx in KFold(5).split(x):
+                model = keras.Sequential([keras.layers.Dense(1)])
+                model.fit(x[train_idx], y[train_idx])
+            """), line=4, variant="kfold"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            while True:
+                model = tf.keras.models.load_model(next_checkpoint())
+                print(model.evaluate(x, y))
+            """), line=3, variant="loop-build"),
+        Invalid(dedent("""
+            import tf_keras as keras
+
+            class Net(keras.Model):
+                def call(self, x):
+                    return x
+
+            for run in range(3):
+                net = Net()
+                net.fit(x, y)
+            """), line=8, variant="loop-fit"),
+        Invalid(dedent("""
+            import optuna
+            from tensorflow import keras
+
+            def objective(trial):
+                model = keras.Sequential([keras.layers.Dense(trial.suggest_int("u", 4, 64))])
+                model.fit(x, y)
+                return model.evaluate(x, y)
+
+            study = optuna.create_study()
+            study.optimize(objective, n_trials=50)
+            """), line=5, variant="search-objective"),
+        Invalid(dedent("""
+            import keras
+
+            def train_one(cfg):
+                model = keras.applications.ResNet50(weights=None)
+                model.fit(x, y)
+
+            for cfg in configs:
+                train_one(cfg)
+            """), line=4, variant="called-in-loop"),
+        Invalid(dedent("""
+            from keras.models import Sequential
+            from scikeras.wrappers import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+
+            def make():
+                model = Sequential()
+                model.compile(loss="mse")
+                return model
+
+            clf = KerasClassifier(build_fn=make)
+            GridSearchCV(clf, {"epochs": [1, 2]}).fit(x, y)
+            """), line=6, variant="build-fn"),
+        Invalid(dedent("""
+            import keras
+            model = keras.Sequential([keras.layers.Dense(1)])
+            model.fit(x, y)
+            model = keras.Sequential([keras.layers.Dense(2)])
+            model.fit(x, y)
+            """), line=4, variant="straight-line"),
+        Invalid(dedent("""
+            import keras
+
+            class Agent:
+                def __init__(self):
+                    self.model = keras.Sequential([keras.layers.Dense(2)])
+
+            for episode in range(100):
+                agent = Agent()
+                agent.model.fit(x, y)
+            """), line=8, variant="builder-in-loop"),
+    ]
+
+    def check(self, ctx: ModuleContext) -> Iterable[Report]:
+        analysis = _Analysis(ctx)
+        yield from analysis.run()
+
+
+class _Analysis:
+    def __init__(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        self.kinds = kinds_for(ctx)
+        self.subclasses = model_subclasses(ctx)
+        self.reported: set[int] = set()
+
+    # -- classification -------------------------------------------------------------------
+    def direct_ctor(self, site: CallSite) -> str:
+        api = is_model_ctor(site.qn)
+        if api:
+            return api
+        cls = self.ctx.local_class(site)
+        if cls is not None and cls.name in self.subclasses:
+            return "subclass"
+        return ""
+
+    def construction(self, site: CallSite) -> tuple[str, bool]:
+        """(model_api, is_builder_call) of a call that yields a new model, else ("", False)."""
+        api = self.direct_ctor(site)
+        if api:
+            return api, False
+        target = self.ctx.resolve_local_function(site)
+        if target is not None and target is not site.func:
+            if self.kinds.return_kind(target) == MODEL:
+                return "builder", True
+            return "", False
+        cls = self.ctx.local_class(site)
+        if cls is not None:
+            init = self.ctx.method(cls.name, "__init__")
+            if init is not None and self.ctx.reaches(init, lambda s: bool(self.direct_ctor(s)),
+                                                     "imr-ctor"):
+                return "builder", True
+        return "", False
+
+    def site_clears(self, site: CallSite) -> bool:
+        if is_clear(site.qn):
+            return True
+        target = self.ctx.resolve_local_function(site)
+        if target is None:
+            cls = self.ctx.local_class(site)
+            if cls is not None:
+                target = self.ctx.method(cls.name, "__init__")
+        return target is not None and self.fn_clears(target)
+
+    def fn_clears(self, fn: FuncInfo) -> bool:
+        return self.ctx.reaches(fn, lambda s: is_clear(s.qn), "clear")
+
+    def loop_clears(self, fn: FuncInfo, loop: Loop) -> bool:
+        return any(loop in s.loops and self.site_clears(s) for s in fn.calls)
+
+    def training_api(self, fn: FuncInfo, loop: Loop | None) -> str:
+        found = ""
+        for s in fn.calls:
+            if loop is not None and loop not in s.loops:
+                continue
+            m = s.method
+            if m in _TRAIN_METHODS:
+                return _TRAIN_METHODS[m]
+            if s.qn == "tensorflow.GradientTape":
+                found = found or "gradient_tape"
+            elif m == "predict":
+                found = found or "predict"
+        return found
+
+    def kept(self, site: CallSite, loop: Loop) -> bool:
+        """The constructed model is kept on purpose (an ensemble), not replaced."""
+        if site.comp_element and loop.kind == "comprehension":
+            return True
+        if site.parent_call is not None:
+            pf = site.parent_call.func
+            if isinstance(pf, cst.Attribute) and pf.attr.value in _APPEND:
+                return True
+        targets = site.assigned_to
+        if any(isinstance(t, cst.Subscript) for t in targets):
+            return True
+        names = {t.value for t in targets if isinstance(t, cst.Name)}
+        if not names:
+            return False
+        fn = site.func
+        for s in fn.calls:
+            if loop in s.loops and s.method in _APPEND and any(
+                    isinstance(a.value, cst.Name) and a.value.value in names for a in s.node.args):
+                return True
+        for ev in fn.assigns + fn.aug_assigns:
+            if loop not in ev.loops or ev.value is None:
+                continue
+            if isinstance(ev.target, cst.Subscript) and isinstance(ev.value, cst.Name) \
+                    and ev.value.value in names:
+                return True
+            if ev.kind == "aug" and any(
+                    isinstance(n, cst.Name) and n.value in names for n in _names_in(ev.value)):
+                return True
+        return False
+
+    def in_fresh_graph(self, site: CallSite) -> bool:
+        for item in site.withs:
+            if isinstance(item, cst.Call) and isinstance(item.func, cst.Attribute) \
+                    and item.func.attr.value == "as_default":
+                inner = item.func.value
+                if isinstance(inner, cst.Call) and \
+                        self.ctx.names.resolve(inner.func) == "tensorflow.Graph":
+                    return True
+        return False
+
+    # -- repeated functions ------------------------------------------------------------------
+    def repeated_functions(self) -> dict[int, _Repeat]:
+        ctx = self.ctx
+        rep: dict[int, _Repeat] = {}
+        fn_by_id: dict[int, FuncInfo] = {id(f): f for f in ctx.functions}
+        work: list[FuncInfo] = []
+        has_search = any((s.qn or s.simple_name or s.method or "").rsplit(".", 1)[-1]
+                         in _SEARCH_NAMES for s in ctx.calls)
+
+        def mark(fn: FuncInfo, info: _Repeat) -> None:
+            old = rep.get(id(fn))
+            if old is None:
+                rep[id(fn)] = info
+                work.append(fn)
+            elif old.cleared and not info.cleared:
+                old.cleared = False
+
+        for site in ctx.calls:
+            # callbacks: search objectives and scikit-learn wrappers' build_fn
+            name = (site.qn or site.simple_name or site.method or "").rsplit(".", 1)[-1]
+            if name in _OBJECTIVE_CALLS:
+                refs = [a.value for a in site.node.args
+                        if a.keyword is None or a.keyword.value in _OBJECTIVE_KWARGS][:1]
+                for ref in refs:
+                    target = ctx.local_function_by_ref(ref, site.func)
+                    if target is not None:
+                        mark(target, _Repeat("search-objective", "", self.fn_clears(target),
+                                             target))
+            if name in ("KerasClassifier", "KerasRegressor") and has_search:
+                for a in site.node.args:
+                    if a.keyword is not None and a.keyword.value in ("build_fn", "model"):
+                        target = ctx.local_function_by_ref(a.value, site.func)
+                        if target is not None:
+                            mark(target, _Repeat("build-fn", "", self.fn_clears(target), target))
+            if site.loops and not self.construction(site)[0]:
+                target = ctx.resolve_local_function(site)
+                if target is None:
+                    cls = ctx.local_class(site)
+                    target = ctx.method(cls.name, "__init__") if cls is not None else None
+                if target is not None and target is not site.func:
+                    loop = site.loops[-1]
+                    cleared = self.loop_clears(site.func, loop) or self.fn_clears(target)
+                    mark(target, _Repeat("called-in-loop", loop.kind, cleared,
+                                         loop if loop.body is not None else None))
+        while work:
+            fn = work.pop()
+            info = rep[id(fn)]
+            for site, target in ctx.callees(fn):
+                if self.construction(site)[0] or site.loops:
+                    continue
+                mark(target, _Repeat(info.variant, info.loop_kind,
+                                     info.cleared or self.fn_clears(target), info.fix_target))
+        return {k: v for k, v in rep.items() if k in fn_by_id}
+
+    # -- reporting ---------------------------------------------------------------------------
+    def run(self) -> Iterator[Report]:
+        ctx = self.ctx
+        repeated = self.repeated_functions()
+        for site in ctx.calls:
+            api, builder = self.construction(site)
+            if not api or self.in_fresh_graph(site):
+                continue
+            fn = site.func
+            if site.loops:
+                loop = site.loops[-1]
+                if self.kept(site, loop) or self.loop_clears(fn, loop):
+                    continue
+                if builder and self.site_clears(site):
+                    continue
+                training = self.training_api(fn, loop)
+                if _is_kfold(ctx, loop):
+                    variant = "kfold"
+                elif builder:
+                    variant = "builder-in-loop"
+                elif training in ("fit", "train_on_batch", "gradient_tape"):
+                    variant = "loop-fit"
+                else:
+                    variant = "loop-build"
+                conf = 0.9 if training or builder else 0.75
+                if loop.kind == "comprehension":
+                    conf = 0.6
+                yield self.report(site, variant, conf, loop.kind, api, training,
+                                  loop if loop.body is not None else None)
+                continue
+            info = repeated.get(id(fn))
+            if info is not None:
+                if info.cleared or self.fn_clears(fn):
+                    continue
+                if builder and self.site_clears(site):
+                    continue
+                if fn.node is not None and info.variant == "called-in-loop" and \
+                        self.kinds.return_kind(fn) == MODEL:
+                    continue  # a builder: reported at its call in the loop
+                conf = 0.85 if info.variant in ("search-objective", "build-fn") else 0.8
+                yield self.report(site, info.variant, conf, info.loop_kind, api,
+                                  self.training_api(fn, None), info.fix_target)
+        yield from self.straight_line(repeated)
+
+    def straight_line(self, repeated: dict[int, _Repeat]) -> Iterator[Report]:
+        ctx = self.ctx
+        for fn in ctx.functions:
+            if id(fn) in repeated:
+                continue
+            seen: dict[tuple[str, int], CallSite] = {}
+            for site in fn.calls:
+                if site.loops:
+                    continue
+                api, _ = self.construction(site)
+                if not api:
+                    continue
+                names = [t.value for t in site.assigned_to if isinstance(t, cst.Name)]
+                if len(names) != 1:
+                    continue
+                key = (names[0], id(site.block))
+                prev = seen.get(key)
+                seen[key] = site
+                if prev is None:
+                    continue
+                if any(prev.seq < s.seq < site.seq and self.site_clears(s) for s in fn.calls):
+                    continue
+                if self.in_fresh_graph(site):
+                    continue
+                yield self.report(site, "straight-line", 0.6, "straight-line", api,
+                                  self.training_api(fn, None), None)
+
+    def report(self, site: CallSite, variant: str, confidence: float, loop_kind: str,
+               api: str, training: str, fix_target: Loop | FuncInfo | None) -> Report:
+        return Report(node=site.node, variant=variant, confidence=confidence,
+                      loop_kind=loop_kind, model_api=api, training_api=training,
+                      function=site.func.qualname, stmt=site.stmt,
+                      fix=self.fix(fix_target))
+
+    def fix(self, target: Loop | FuncInfo | None):  # type: ignore[no-untyped-def]
+        if target is None:
+            return None
+        alias = clear_session_call(self.ctx)
+        if alias is None:
+            return None
+        body = target.body if isinstance(target, Loop) else (
+            target.node.body if target.node is not None else None)
+        if not isinstance(body, cst.IndentedBlock):
+            return None
+        return insert_at_top(body, f"{alias}()", key="imr-clear-session")
+
+
+def clear_session_call(ctx: ModuleContext) -> str | None:
+    """``K.clear_session`` / ``keras.backend.clear_session`` / ``tf.keras.backend...``."""
+    names = ctx.names
+    for local, full in sorted(names.aliases.items()):
+        from mining.rules.names import canonical
+
+        canon = canonical(full)
+        if canon == "keras.backend.clear_session":
+            return local
+        if canon == "keras.backend":
+            return f"{local}.clear_session"
+    for local, full in sorted(names.aliases.items()):
+        from mining.rules.names import canonical
+
+        if canonical(full) == "keras" and local.isidentifier():
+            return f"{local}.backend.clear_session"
+    for local, full in sorted(names.aliases.items()):
+        if full in ("tensorflow", "tensorflow.compat.v1", "tensorflow.compat.v2"):
+            return f"{local}.keras.backend.clear_session"
+    return None
+
+
+def _is_kfold(ctx: ModuleContext, loop: Loop) -> bool:
+    node = loop.node
+    if not isinstance(node, cst.For):
+        return False
+    it = node.iter
+    if isinstance(it, cst.Call) and isinstance(it.func, cst.Name) and it.func.value == "enumerate" \
+            and it.args:
+        it = it.args[0].value
+    if isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) and \
+            it.func.attr.value == "split":
+        return True
+    text = ctx.code(node.iter).lower() + " " + ctx.code(node.target).lower()
+    return "fold" in text
+
+
+def _names_in(expr: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
+    if isinstance(expr, cst.List | cst.Tuple):
+        for el in expr.elements:
+            yield el.value
+    else:
+        yield expr

@@ -1,0 +1,426 @@
+"""UTR: Unreleased Tensor References."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import libcst as cst
+
+from mining.rules.base import (
+    FuncInfo,
+    Invalid,
+    Loop,
+    ModuleContext,
+    Report,
+    Rule,
+    Valid,
+    dedent,
+)
+from mining.rules.fixes import replace_expr
+from mining.rules.values import (
+    CONTAINER,
+    GRADS,
+    SCALAR,
+    TENSORISH,
+    ValueKinds,
+    kinds_for,
+)
+
+_STORE_METHODS = frozenset({"append", "extend", "insert", "appendleft", "add"})
+#: Keras callback / model hooks the framework calls once per batch or epoch.
+_REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end",
+                             "on_test_batch_end", "on_predict_batch_end", "train_step",
+                             "test_step", "on_batch_begin", "on_epoch_begin"})
+
+
+def called_in_loop(ctx: ModuleContext) -> set[int]:
+    """Ids of same-module functions called (directly) from inside a loop, plus Keras hooks."""
+    cached = ctx.cache.get("called_in_loop")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    out: set[int] = set()
+    for site in ctx.calls:
+        if site.loops:
+            target = ctx.resolve_local_function(site)
+            if target is not None and target is not site.func:
+                out.add(id(target))
+    for fn in ctx.functions:
+        if fn.class_name and fn.name in _REPEATED_HOOKS:
+            out.add(id(fn))
+    ctx.cache["called_in_loop"] = out
+    return out
+
+
+def _statement_loop(loops: tuple[Loop, ...]) -> Loop | None:
+    """Innermost for/while loop (comprehensions build their own fresh list)."""
+    for loop in reversed(loops):
+        if loop.kind != "comprehension":
+            return loop
+    return None
+
+
+def _root_name(expr: cst.BaseExpression) -> cst.BaseExpression:
+    while isinstance(expr, cst.Subscript | cst.Attribute) and not (
+            isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name)
+            and expr.value.value == "self"):
+        expr = expr.value
+    return expr
+
+
+def _wrap_numpy(expr: cst.BaseExpression) -> cst.BaseExpression:
+    if not isinstance(expr, cst.Name | cst.Attribute | cst.Call | cst.Subscript):
+        expr = expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return cst.Call(func=cst.Attribute(value=expr, attr=cst.Name("numpy")))
+
+
+def _convert(kind: str, expr: cst.BaseExpression, kinds: ValueKinds, fn: FuncInfo,
+             seq: int) -> cst.BaseExpression:
+    if kind == SCALAR:
+        return cst.Call(func=cst.Name("float"), args=[cst.Arg(expr)])
+    if kind == GRADS:
+        return cst.ListComp(
+            elt=_wrap_numpy(cst.Name("_g")),
+            for_in=cst.CompFor(target=cst.Name("_g"), iter=expr))
+    if kind == CONTAINER and isinstance(expr, cst.Tuple | cst.List):
+        elements = []
+        for el in expr.elements:
+            k = kinds.expr_kind(el.value, fn, seq)
+            new = _convert(k, el.value, kinds, fn, seq) if k in TENSORISH else el.value
+            elements.append(el.with_changes(value=new))
+        return expr.with_changes(elements=elements)
+    return _wrap_numpy(expr)
+
+
+class UnreleasedTensorReference(Rule):
+    """A tensor is stored across loop iterations in a container that outlives the loop.
+
+    Tensor values are results of ``tf.*``/``keras.ops`` operations, model and layer calls, loss
+    and metric objects (``loss_fn(y, p)``, ``metric.result()``), ``tape.gradient`` and
+    ``tf.Variable`` reads, followed through simple local data flow (assignments, tuple unpacking,
+    ``self.attr`` stores, returns of same-module functions, batches drawn from a
+    ``tf.data.Dataset``). Stores are ``list.append/extend/insert``, ``+= [...]`` on a list,
+    ``d[k] = ...`` with a changing key, ``self.attr.append(...)`` and module-level lists, inside a
+    ``for``/``while`` loop or a function called from one (Keras callback hooks included).
+    Converted values (``float()``, ``int()``, ``.numpy()``, ``np.asarray``, ``.item()``,
+    ``K.get_value``) and containers created inside the iteration are not UTR; values whose
+    tensor-ness is unknown are not reported. The finding is at the storing statement.
+
+    Autofix: convert at the store, ``float(...)`` for scalar losses and metrics, ``.numpy()``
+    otherwise.
+    """
+
+    CODE = "UTR"
+    NAME = "Unreleased Tensor References"
+    MESSAGE = ("Tensor stored across loop iterations without conversion; the container keeps "
+               "every tensor (and its buffers) alive. Store float(t) or t.numpy() instead")
+    VARIANTS = {
+        "append-loss": "a loss tensor appended to a history list",
+        "append-metric": "a metric result tensor appended to a list",
+        "append-gradients": "gradients from tape.gradient stored in a list",
+        "append-output": "a model or layer output appended to a list",
+        "append-tensor": "another tensor appended to a list",
+        "dict-store": "a tensor stored in a dict/list under a changing key",
+    }
+
+    VALID = [
+        Valid(dedent("""
+            import tensorflow as tf
+            losses = []
+            for x, y in data:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.square(model(x) - y))
+                losses.append(float(loss))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            history = []
+            for step in range(100):
+                loss = tf.reduce_mean(tf.random.normal([4]))
+                history.append(loss.numpy())
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            for epoch in range(10):
+                batch_losses = []
+                loss = tf.reduce_sum(tf.ones([2]))
+                batch_losses.append(loss)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            import numpy as np
+            metric = tf.keras.metrics.Mean()
+            accs = []
+            for x in batches:
+                metric.update_state(tf.reduce_mean(x))
+                accs.append(np.asarray(tf.reduce_mean(x)))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            names = []
+            for layer in layers_list:
+                names.append(layer.name)
+                names.append(compute(layer))
+            """)),
+        Valid(dedent("""
+            import keras
+            scores = []
+            for x in batches:
+                scores.append(model.predict(x))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            logs = {}
+            for step in range(10):
+                logs["loss"] = tf.reduce_mean(tf.ones([3]))
+            """)),
+    ]
+    INVALID = [
+        Invalid(dedent("""
+            import tensorflow as tf
+            loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
+            losses = []
+            for x, y in dataset:
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(y, model(x, training=True))
+                losses.append(loss)
+            """), line=7, variant="append-loss", expected_replacement=dedent("""
+            import tensorflow as tf
+            loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
+            losses = []
+            for x, y in dataset:
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(y, model(x, training=True))
+                losses.append(float(loss))
+            """)),
+        Invalid(dedent("""
+            from tensorflow import keras
+            import tensorflow as tf
+            model = keras.Sequential([keras.layers.Dense(1)])
+            outputs = []
+            for batch in batches:
+                out = model(batch)
+                outputs.append(out * 2)
+            """), line=7, variant="append-output", expected_replacement=dedent("""
+            from tensorflow import keras
+            import tensorflow as tf
+            model = keras.Sequential([keras.layers.Dense(1)])
+            outputs = []
+            for batch in batches:
+                out = model(batch)
+                outputs.append((out * 2).numpy())
+            """)),
+        Invalid(dedent("""
+            import tensorflow as tf
+            all_grads = []
+            for x in xs:
+                with tf.GradientTape() as tape:
+                    y = tf.reduce_sum(w * x)
+                grads = tape.gradient(y, [w])
+                all_grads.extend(grads)
+            """), line=7, variant="append-gradients"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            class Trainer:
+                def __init__(self):
+                    self.history = []
+                    self.acc = tf.keras.metrics.Accuracy()
+
+                def train(self, steps):
+                    for step in range(steps):
+                        self.history.append(self.acc.result())
+            """), line=10, variant="append-metric"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def train_step(x):
+                return tf.reduce_mean(x), tf.reduce_max(x)
+
+            losses = []
+            for epoch in range(5):
+                for x in batches:
+                    loss, peak = train_step(x)
+                    losses += [loss]
+            """), line=11, variant="append-loss"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            per_step = {}
+            for step in range(10):
+                per_step[step] = tf.reduce_mean(tf.ones([3]))
+            """), line=4, variant="dict-store"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            ds = tf.data.Dataset.from_tensor_slices(x).batch(32)
+            labels = []
+            for step, (xb, yb) in enumerate(ds):
+                labels.append((xb, yb))
+            """), line=5, variant="append-tensor"),
+    ]
+
+    def check(self, ctx: ModuleContext) -> Iterable[Report]:
+        kinds = kinds_for(ctx)
+        repeated = called_in_loop(ctx)
+        for fn in ctx.functions:
+            yield from self._check_function(ctx, kinds, fn, id(fn) in repeated)
+
+    def _outlives(self, ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
+                  loop: Loop | None) -> bool:
+        root = _root_name(container)
+        if isinstance(root, cst.Attribute):
+            return True  # self.attr
+        if not isinstance(root, cst.Name):
+            return False
+        if loop is None:  # a repeated function: only stores that survive the call count
+            return fn.node is None or not any(
+                isinstance(ev.target, cst.Name) and ev.target.value == root.value
+                for ev in fn.assigns) and not _is_param_of(fn, root.value)
+        return not ctx.created_in_loop(fn, root.value, loop)
+
+    def _check_function(self, ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+                        repeated: bool) -> Iterator[Report]:
+        for site in fn.calls:
+            if site.method not in _STORE_METHODS or not site.node.args:
+                continue
+            loop = _statement_loop(site.loops)
+            if loop is None and (site.loops or not repeated):
+                continue
+            receiver = site.receiver
+            assert receiver is not None
+            if not self._outlives(ctx, fn, receiver, loop):
+                continue
+            arg = site.node.args[-1] if site.method == "insert" else site.node.args[0]
+            if arg.star:
+                continue
+            kind = kinds.expr_kind(arg.value, fn, site.seq)
+            if kind not in TENSORISH:
+                continue
+            yield self._report(ctx, kinds, fn, site.seq, site.node, arg.value, kind, site.stmt,
+                               loop, repeated, "append")
+        for ev in fn.aug_assigns:
+            loop = _statement_loop(ev.loops)
+            if loop is None or not isinstance(ev.op, cst.AddAssign) or ev.value is None:
+                continue
+            if not isinstance(ev.value, cst.List | cst.Tuple) and not self._is_list(
+                    ctx, fn, ev.target, ev.seq):
+                continue
+            if not self._outlives(ctx, fn, ev.target, loop):
+                continue
+            kind = kinds.expr_kind(ev.value, fn, ev.seq)
+            if kind not in TENSORISH:
+                continue
+            value = ev.value
+            if isinstance(value, cst.List | cst.Tuple) and len(value.elements) == 1:
+                value = value.elements[0].value
+                kind = kinds.expr_kind(value, fn, ev.seq)
+            yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, value, kind,
+                               ev.stmt, loop, False, "append")
+        for ev in fn.assigns:
+            loop = _statement_loop(ev.loops)
+            if loop is None or ev.kind != "assign" or not isinstance(ev.target, cst.Subscript):
+                continue
+            if ev.value is None or not self._changing_key(ev.target):
+                continue
+            if not self._outlives(ctx, fn, ev.target.value, loop):
+                continue
+            kind = kinds.expr_kind(ev.value, fn, ev.seq)
+            if kind not in TENSORISH:
+                continue
+            yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, ev.value, kind,
+                               ev.stmt, loop, False, "dict")
+
+    @staticmethod
+    def _changing_key(target: cst.Subscript) -> bool:
+        for el in target.slice:
+            if isinstance(el.slice, cst.Index) and isinstance(
+                    el.slice.value, cst.BaseString | cst.BaseNumber):
+                return False
+        return True
+
+    @staticmethod
+    def _is_list(ctx: ModuleContext, fn: FuncInfo, target: cst.BaseExpression, seq: int) -> bool:
+        if not isinstance(target, cst.Name):
+            return False
+        ev = ctx.last_assign(fn, target.value, seq)
+        if ev is None or ev.value is None:
+            return False
+        v = ev.value
+        return isinstance(v, cst.List | cst.ListComp) or (
+            isinstance(v, cst.Call) and isinstance(v.func, cst.Name) and v.func.value == "list")
+
+    def _report(self, ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, seq: int,
+                node: cst.CSTNode, value: cst.BaseExpression, kind: str,
+                stmt: cst.CSTNode | None, loop: Loop | None, repeated: bool,
+                store: str) -> Report:
+        text = ctx.code(value).lower()
+        if store == "dict":
+            variant = "dict-store"
+        elif kind == GRADS or "grad" in text:
+            variant = "append-gradients"
+        elif "loss" in text:
+            variant = "append-loss"
+        elif "result()" in text or "acc" in text or "metric" in text:
+            variant = "append-metric"
+        elif isinstance(value, cst.Call | cst.BinaryOperation) and _calls_model(
+                ctx, kinds, fn, value, seq) or self._from_model_call(ctx, kinds, fn, value, seq):
+            variant = "append-output"
+        elif kind == SCALAR:
+            variant = "append-loss"
+        else:
+            variant = "append-tensor"
+        confidence = 0.7 if repeated or loop is None else 0.9
+        if kind not in (SCALAR, GRADS) and _from_dataset(ctx, kinds, fn, value, seq):
+            confidence = 0.7
+        fix = replace_expr(value, lambda upd, k=kind: _convert(k, upd, kinds, fn, seq),
+                           key="utr-convert")
+        return Report(node=node, variant=variant, confidence=confidence,
+                      loop_kind=loop.kind if loop is not None else "",
+                      training_api="gradient_tape" if _has_tape(fn) else "",
+                      function=fn.qualname, stmt=stmt, fix=fix)
+
+    @staticmethod
+    def _from_model_call(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+                         value: cst.BaseExpression, seq: int) -> bool:
+        names = [value] if isinstance(value, cst.Name) else []
+        if isinstance(value, cst.BinaryOperation):
+            names = [v for v in (value.left, value.right) if isinstance(v, cst.Name)]
+        for name in names:
+            ev = ctx.last_assign(fn, name.value, seq)  # type: ignore[attr-defined]
+            if ev is not None and isinstance(ev.value, cst.Call) and _calls_model(
+                    ctx, kinds, fn, ev.value, ev.seq):
+                return True
+        return False
+
+
+def _calls_model(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, value: cst.BaseExpression,
+                 seq: int) -> bool:
+    if isinstance(value, cst.BinaryOperation):
+        return any(_calls_model(ctx, kinds, fn, v, seq) for v in (value.left, value.right))
+    if not isinstance(value, cst.Call):
+        return False
+    from mining.rules.values import LAYER, MODEL
+
+    return kinds.expr_kind(value.func, fn, seq) in (MODEL, LAYER)
+
+
+def _from_dataset(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, value: cst.BaseExpression,
+                  seq: int) -> bool:
+    names: list[cst.BaseExpression] = [value]
+    if isinstance(value, cst.Tuple | cst.List):
+        names = [e.value for e in value.elements]
+    for name in names:
+        if isinstance(name, cst.Name):
+            ev = ctx.last_assign(fn, name.value, seq)
+            if ev is not None and ev.kind == "for":
+                return True
+    return False
+
+
+def _has_tape(fn: FuncInfo) -> bool:
+    return any(s.qn == "tensorflow.GradientTape" for s in fn.calls)
+
+
+def _is_param_of(fn: FuncInfo, name: str) -> bool:
+    from mining.rules.base import _is_param
+
+    return fn.node is not None and _is_param(fn.node, name)

@@ -1,0 +1,387 @@
+"""What a qualified name or an expression stands for: model constructors, cleanups, tensors.
+
+``ValueKinds`` follows simple local data flow (the latest assignment before a use, ``self.attr``
+stores anywhere in the class, return values of same-module functions) to tell whether an
+expression evaluates to a Keras model, a tensor, a loss object, a gradient tape, etc. When the
+kind is unknown it says so, and the rules do not report.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from mining.rules.base import AssignEvent, CallSite, FuncInfo, ModuleContext
+
+TENSOR = "tensor"
+SCALAR = "scalar_tensor"
+CONTAINER = "container_tensor"  # a tuple/list/dict literal holding tensors
+GRADS = "gradients"
+MODEL = "model"
+LOSSFN = "lossfn"
+METRIC = "metric"
+LAYER = "layer"
+TAPE = "tape"
+VARIABLE = "variable"
+DATASET = "dataset"
+SESSION = "session"
+PLAIN = "plain"  # known not to be a tensor (numbers, strings, numpy, python floats)
+UNKNOWN = ""
+
+TENSORISH = frozenset({TENSOR, SCALAR, CONTAINER, GRADS})
+
+# tf.* namespaces that do not return tensors.
+_TF_NON_TENSOR = frozenset({
+    "config", "io", "data", "summary", "train", "saved_model", "distribute", "debugging",
+    "test", "device", "name_scope", "get_logger", "Graph", "GradientTape", "function", "print",
+    "TensorSpec", "random", "autograph", "compat", "estimator", "lite", "experimental", "sysconfig",
+    "Session", "InteractiveSession", "ConfigProto", "GPUOptions", "errors", "dtypes", "DType",
+    "TensorShape", "Module", "keras", "executing_eagerly", "profiler", "tpu", "types", "version",
+    "logging", "app", "flags", "gfile", "placeholder", "global_variables_initializer",
+    "reset_default_graph", "get_default_graph", "set_random_seed", "disable_eager_execution",
+    "enable_eager_execution", "control_dependencies", "variable_scope", "get_variable",
+    "initializers", "optimizers", "layers", "contrib", "Variable", "SparseTensor",
+})
+_TF_RANDOM_TENSOR = frozenset({"normal", "uniform", "categorical", "shuffle", "truncated_normal",
+                               "gamma", "poisson", "stateless_normal", "stateless_uniform"})
+_CONVERSIONS = frozenset({"float", "int", "bool", "str", "len", "repr", "round", "format"})
+_TENSOR_TO_PLAIN_METHODS = frozenset({"numpy", "item", "tolist", "__float__", "__int__"})
+_TENSOR_PLAIN_ATTRS = frozenset({"shape", "dtype", "ndim", "name", "device", "op", "graph"})
+_MODEL_PLAIN_METHODS = frozenset({
+    "predict", "evaluate", "fit", "fit_generator", "train_on_batch", "test_on_batch",
+    "predict_on_batch", "predict_generator", "evaluate_generator", "get_weights", "summary",
+    "save", "save_weights", "load_weights", "compile", "to_json", "count_params", "get_config",
+})
+
+
+def is_model_ctor(qn: str | None) -> str:
+    """The ``model_api`` of a call to ``qn`` when it constructs a Keras model, else ``""``."""
+    if not qn or not qn.startswith("keras."):
+        return ""
+    last = qn.rsplit(".", 1)[-1]
+    if last == "Sequential":
+        return "sequential"
+    if last in ("Model", "Functional"):
+        return "functional"
+    if last in ("load_model", "model_from_json", "model_from_yaml", "model_from_config"):
+        return "load"
+    if last == "clone_model":
+        return "clone"
+    if qn.startswith("keras.applications.") and last[:1].isupper():
+        return "applications"
+    return ""
+
+
+def is_model_base(qn: str | None) -> bool:
+    return bool(qn) and qn.startswith("keras.") and qn.rsplit(".", 1)[-1] in (  # type: ignore[union-attr]
+        "Model", "Sequential", "Functional")
+
+
+def is_clear(qn: str | None) -> bool:
+    """``clear_session()`` under any alias, or a TF1 default-graph reset."""
+    if not qn:
+        return False
+    last = qn.rsplit(".", 1)[-1]
+    if qn.startswith("keras.") and last == "clear_session":
+        return True
+    return qn in ("tensorflow.reset_default_graph", "tensorflow.keras.backend.clear_session")
+
+
+def is_session_ctor(qn: str | None) -> bool:
+    return qn in ("tensorflow.Session", "tensorflow.InteractiveSession",
+                  "tensorflow.client.session.Session")
+
+
+def is_dataset_ctor(qn: str | None) -> bool:
+    if not qn or not qn.startswith("tensorflow.data."):
+        return False
+    last = qn.rsplit(".", 1)[-1]
+    return last in ("from_tensor_slices", "from_tensors", "from_generator", "range", "zip",
+                    "TFRecordDataset", "TextLineDataset", "FixedLengthRecordDataset", "list_files",
+                    "Dataset", "load", "choose_from_datasets", "sample_from_datasets")
+
+
+def model_subclasses(ctx: ModuleContext) -> set[str]:
+    """Names of module classes that (transitively) subclass ``keras.Model``."""
+    cached = ctx.cache.get("model_subclasses")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    found: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, cls in ctx.classes.items():
+            if name in found:
+                continue
+            for base in cls.bases:
+                if is_model_base(ctx.names.resolve(base)) or (
+                        isinstance(base, cst.Name) and base.value in found):
+                    found.add(name)
+                    changed = True
+                    break
+    ctx.cache["model_subclasses"] = found
+    return found
+
+
+class ValueKinds:
+    """Evaluate expression kinds in one module (memoised per function)."""
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        self._returns: dict[int, str] = {}
+        self._attrs: dict[tuple[str, str], str] = {}
+        self._stack: set[int] = set()
+
+    # -- calls -------------------------------------------------------------------------------
+    def call_kind(self, node: cst.Call, fn: FuncInfo, seq: int) -> str:
+        ctx = self.ctx
+        qn = ctx.names.resolve(node.func)
+        if qn is not None:
+            return self.qualified_call_kind(qn)
+        func = node.func
+        if isinstance(func, cst.Name):
+            if func.value in _CONVERSIONS:
+                return PLAIN
+            if func.value in ctx.classes:
+                if func.value in model_subclasses(ctx):
+                    return MODEL
+                return UNKNOWN
+            target = self._local_function(func, fn)
+            if target is not None:
+                return self.return_kind(target)
+            callee = self.expr_kind(func, fn, seq)
+            return self._called_object(callee)
+        if isinstance(func, cst.Attribute):
+            method = func.attr.value
+            if (isinstance(func.value, cst.Name) and func.value.value == "self"
+                    and fn.class_name):
+                target = ctx.method(fn.class_name, method)
+                if target is not None:
+                    return self.return_kind(target)
+            recv = self.expr_kind(func.value, fn, seq)
+            if recv == MODEL:
+                if method in _MODEL_PLAIN_METHODS:
+                    return PLAIN
+                if method in ("call", "__call__"):
+                    return TENSOR
+                if method in ("compiled_loss", "compute_loss"):
+                    return SCALAR
+                return UNKNOWN
+            if recv == TAPE:
+                return GRADS if method == "gradient" else UNKNOWN
+            if recv == METRIC:
+                return SCALAR if method == "result" else UNKNOWN
+            if recv == LOSSFN:
+                return SCALAR if method in ("call", "__call__") else UNKNOWN
+            if recv == VARIABLE:
+                if method in _TENSOR_TO_PLAIN_METHODS:
+                    return PLAIN
+                if method in ("read_value", "value", "assign", "assign_add", "assign_sub"):
+                    return TENSOR
+                return UNKNOWN
+            if recv in (TENSOR, SCALAR):
+                if method in _TENSOR_TO_PLAIN_METHODS:
+                    return PLAIN
+                return recv
+            if recv == DATASET:
+                return DATASET if method not in ("as_numpy_iterator", "cardinality") else UNKNOWN
+            if recv == LAYER:
+                return TENSOR if method in ("call", "__call__") else UNKNOWN
+            # ``self.loss_fn(y, p)``, ``self.generator(z)``: calling a stored object
+            return self._called_object(self.expr_kind(func, fn, seq))
+        return UNKNOWN
+
+    def qualified_call_kind(self, qn: str) -> str:
+        if is_model_ctor(qn):
+            return MODEL
+        if is_session_ctor(qn):
+            return SESSION
+        root, _, rest = qn.partition(".")
+        parts = rest.split(".") if rest else []
+        last = parts[-1] if parts else ""
+        if root in ("numpy", "builtins", "math", "statistics"):
+            return PLAIN
+        if root == "keras" and parts:
+            head = parts[0]
+            if head == "losses":
+                return LOSSFN if last[:1].isupper() else SCALAR
+            if head == "metrics":
+                return METRIC if last[:1].isupper() else TENSOR
+            if head == "layers":
+                return LAYER if last[:1].isupper() else UNKNOWN
+            if head in ("ops", "activations"):
+                return TENSOR
+            if head == "backend":
+                if last in ("get_value", "eval", "batch_get_value"):
+                    return PLAIN
+                if last in ("clear_session", "set_session", "get_session", "set_learning_phase",
+                            "set_floatx", "floatx", "image_data_format", "epsilon"):
+                    return UNKNOWN
+                return TENSOR
+            return UNKNOWN
+        if root == "tensorflow" and parts:
+            head = parts[0]
+            if head == "GradientTape":
+                return TAPE
+            if head == "Variable":
+                return VARIABLE
+            if head == "data":
+                return DATASET
+            if head == "random":
+                return TENSOR if last in _TF_RANDOM_TENSOR else UNKNOWN
+            if head in _TF_NON_TENSOR:
+                return UNKNOWN
+            if last.startswith("reduce_") or head == "losses":
+                return SCALAR
+            if last[:1].isupper():
+                return UNKNOWN  # classes: tf.TensorArray, tf.Module ...
+            return TENSOR
+        return UNKNOWN
+
+    @staticmethod
+    def _called_object(kind: str) -> str:
+        if kind in (MODEL, LAYER):
+            return TENSOR
+        if kind in (LOSSFN, METRIC):
+            return SCALAR
+        return UNKNOWN
+
+    def _local_function(self, func: cst.Name, fn: FuncInfo) -> FuncInfo | None:
+        scope: FuncInfo | None = fn
+        while scope is not None:
+            if func.value in scope.children:
+                return scope.children[func.value]
+            scope = scope.parent
+        return self.ctx.module_funcs.get(func.value)
+
+    # -- functions and attributes -----------------------------------------------------------
+    def return_kind(self, fn: FuncInfo) -> str:
+        key = id(fn)
+        if key in self._returns:
+            return self._returns[key]
+        if key in self._stack:
+            return UNKNOWN
+        self._stack.add(key)
+        kinds = [self.expr_kind(value, fn, seq + 1) for value, seq in fn.returns]
+        self._stack.discard(key)
+        result = UNKNOWN
+        for pref in (MODEL, SCALAR, TENSOR, GRADS, CONTAINER):
+            if pref in kinds:
+                result = pref
+                break
+        if result == CONTAINER:
+            result = TENSOR  # a function returning (loss, acc): each element a tensor
+        self._returns[key] = result
+        return result
+
+    def attr_kind(self, class_name: str, attr: str) -> str:
+        key = (class_name, attr)
+        if key in self._attrs:
+            return self._attrs[key]
+        self._attrs[key] = UNKNOWN
+        cls = self.ctx.classes.get(class_name)
+        kinds: list[str] = []
+        if cls is not None:
+            for ev in cls.attr_assigns.get(attr, []):
+                if ev.value is not None:
+                    kinds.append(self.expr_kind(ev.value, ev.func, ev.seq))
+            if not kinds:
+                for base in cls.bases:
+                    if isinstance(base, cst.Name) and base.value in self.ctx.classes:
+                        kinds.append(self.attr_kind(base.value, attr))
+        definite = [k for k in kinds if k != UNKNOWN]
+        result = definite[0] if definite and all(k == definite[0] for k in definite) else UNKNOWN
+        self._attrs[key] = result
+        return result
+
+    # -- expressions --------------------------------------------------------------------------
+    def expr_kind(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int) -> str:
+        if isinstance(expr, cst.Call):
+            return self.call_kind(expr, fn, seq)
+        if isinstance(expr, cst.Name):
+            if expr.value in ("True", "False", "None"):
+                return PLAIN
+            ev = self.ctx.last_assign(fn, expr.value, seq)
+            if ev is None:
+                return UNKNOWN
+            return self.event_kind(ev)
+        if isinstance(expr, cst.Attribute):
+            if (isinstance(expr.value, cst.Name) and expr.value.value == "self"
+                    and fn.class_name):
+                return self.attr_kind(fn.class_name, expr.attr.value)
+            recv = self.expr_kind(expr.value, fn, seq)
+            if recv in (TENSOR, SCALAR, VARIABLE):
+                return PLAIN if expr.attr.value in _TENSOR_PLAIN_ATTRS else TENSOR
+            return UNKNOWN
+        if isinstance(expr, cst.Subscript):
+            recv = self.expr_kind(expr.value, fn, seq)
+            if recv in (TENSOR, GRADS, CONTAINER):
+                return TENSOR
+            if recv == SCALAR:
+                return SCALAR
+            return UNKNOWN
+        if isinstance(expr, cst.BinaryOperation):
+            left = self.expr_kind(expr.left, fn, seq)
+            right = self.expr_kind(expr.right, fn, seq)
+            kinds = {left, right}
+            if kinds & {TENSOR, GRADS, VARIABLE}:
+                return TENSOR
+            if SCALAR in kinds:
+                return SCALAR
+            if kinds == {PLAIN}:
+                return PLAIN
+            return UNKNOWN
+        if isinstance(expr, cst.UnaryOperation):
+            return self.expr_kind(expr.expression, fn, seq)
+        if isinstance(expr, cst.Tuple | cst.List | cst.Set):
+            kinds = [self.expr_kind(e.value, fn, seq) for e in expr.elements
+                     if isinstance(e, cst.Element)]
+            return CONTAINER if any(k in TENSORISH for k in kinds) else UNKNOWN
+        if isinstance(expr, cst.Dict):
+            kinds = [self.expr_kind(e.value, fn, seq) for e in expr.elements
+                     if isinstance(e, cst.DictElement)]
+            return CONTAINER if any(k in TENSORISH for k in kinds) else UNKNOWN
+        if isinstance(expr, cst.BaseNumber | cst.BaseString):
+            return PLAIN
+        if isinstance(expr, cst.IfExp):
+            a = self.expr_kind(expr.body, fn, seq)
+            b = self.expr_kind(expr.orelse, fn, seq)
+            return a if a == b else UNKNOWN
+        return UNKNOWN
+
+    def event_kind(self, ev: AssignEvent) -> str:
+        if ev.kind in ("assign",) and ev.value is not None:
+            return self.expr_kind(ev.value, ev.func, ev.seq)
+        if ev.source is None:
+            return UNKNOWN
+        src = self.expr_kind(ev.source, ev.func, ev.seq)
+        if ev.kind == "with":
+            return src
+        if ev.kind == "for":
+            if src in (DATASET, TENSOR, GRADS):
+                return TENSOR
+            # for step, (x, y) in enumerate(ds)
+            if isinstance(ev.source, cst.Call) and isinstance(ev.source.func, cst.Name) \
+                    and ev.source.func.value == "enumerate" and ev.source.args:
+                inner = self.expr_kind(ev.source.args[0].value, ev.func, ev.seq)
+                if inner in (DATASET, TENSOR, GRADS) and ev.index != 0:
+                    return TENSOR
+            return UNKNOWN
+        if ev.kind == "unpack":
+            if src in (TENSOR, GRADS, CONTAINER):
+                return TENSOR
+            if isinstance(ev.source, cst.Tuple) and ev.index is not None \
+                    and ev.index < len(ev.source.elements):
+                el = ev.source.elements[ev.index]
+                return self.expr_kind(el.value, ev.func, ev.seq)
+            return UNKNOWN
+        return UNKNOWN
+
+    def site_value_kind(self, site: CallSite, expr: cst.BaseExpression) -> str:
+        return self.expr_kind(expr, site.func, site.seq)
+
+
+def kinds_for(ctx: ModuleContext) -> ValueKinds:
+    vk = ctx.cache.get("value_kinds")
+    if vk is None:
+        vk = ctx.cache["value_kinds"] = ValueKinds(ctx)
+    return vk  # type: ignore[no-any-return]

@@ -1,0 +1,166 @@
+"""Prevalence and survival from mining outputs, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.prevalence import (
+    LIFETIME_COLUMNS,
+    PREVALENCE_COLUMNS,
+    SURVIVAL_COLUMNS,
+    kaplan_meier,
+    prevalence,
+    write_prevalence,
+)
+from pipeline.common import LeakwattError
+
+EVENT_COLUMNS = ["repo", "rule", "path", "event", "commit", "date", "message", "function",
+                 "snippet", "removal", "commit_index"]
+
+
+def _repos() -> pd.DataFrame:
+    return pd.DataFrame({
+        "url": ["https://x/a", "https://x/b", "https://x/c", "https://x/d"],
+        "commit": ["1" * 40, "2" * 40, "3" * 40, "4" * 40],
+        "name": ["a", "b", "c", "d"],
+        "status": ["ok", "ok", "ok", "clone_failed"],
+        "reason": ["", "", "", "unreachable"],
+        "files": ["3", "2", "1", ""],
+        "kloc": ["2.5", "1.5", "1.0", ""],
+    })
+
+
+def _instances() -> pd.DataFrame:
+    return pd.DataFrame({
+        "repo": ["https://x/a", "https://x/a", "b", "https://x/a", "https://x/d"],
+        "commit": ["1" * 40] * 5, "path": ["t.py"] * 5, "line": ["3", "9", "4", "12", "1"],
+        "rule": ["IMR", "IMR", "IMR", "UTR", "IMR"], "variant": ["loop"] * 5,
+    })
+
+
+def _event(repo, rule, path, event, commit, date, function="f", removal="", index=""):
+    return {"repo": repo, "rule": rule, "path": path, "event": event, "commit": commit,
+            "date": date, "message": "", "function": function, "snippet": f"{function}()",
+            "removal": removal if event == "removed" else "", "commit_index": index}
+
+
+def _events() -> pd.DataFrame:
+    a = "https://x/a"
+    rows = [
+        # four IMR instances in repo a: removed after 10 days (fixed), 20 days (file deleted),
+        # 30 days (fixed); one still present, censored at the repo's last event (day 15)
+        _event(a, "IMR", "m.py", "introduced", "c0", "2021-01-01T00:00:00Z", "f", index="0"),
+        _event(a, "IMR", "m.py", "introduced", "c0", "2021-01-01T00:00:00Z", "g", index="0"),
+        _event(a, "IMR", "n.py", "introduced", "c0", "2021-01-01T00:00:00Z", "h", index="0"),
+        _event(a, "IMR", "o.py", "introduced", "c0", "2021-01-01T00:00:00Z", "k", index="0"),
+        _event(a, "IMR", "m.py", "removed", "c1", "2021-01-11T00:00:00Z", "g", "code_changed", "4"),
+        _event(a, "IMR", "o.py", "removed", "c2", "2021-01-21T00:00:00Z", "k", "deleted_file",
+               "8"),
+        _event(a, "IMR", "n.py", "removed", "c3", "2021-01-31T00:00:00Z", "h", "code_changed",
+               "12"),
+        # a removal with no matching introduction
+        _event(a, "UTR", "z.py", "removed", "c3", "2021-01-31T00:00:00Z", "q", "code_changed",
+               "12"),
+    ]
+    return pd.DataFrame(rows, columns=EVENT_COLUMNS)
+
+
+def test_prevalence_per_rule():
+    tables = prevalence(_repos(), _instances(), _events())
+    table = tables["prevalence"].set_index("rule")
+    assert list(tables["prevalence"].columns) == PREVALENCE_COLUMNS
+    imr = table.loc["IMR"]
+    assert imr["instances"] == 3                      # the clone_failed repo's one is not counted
+    assert imr["kloc"] == pytest.approx(5.0)
+    assert imr["instances_per_kloc"] == pytest.approx(3 / 5.0)
+    assert imr["repos_affected"] == 2 and imr["repos_ok"] == 3   # "b" matched by name
+    assert imr["share_repos_affected"] == pytest.approx(2 / 3)
+    assert "1 instance(s) in repositories not ok" in imr["note"]
+    assert table.loc["UTR", "instances"] == 1
+    assert table.loc["UTR", "unmatched_removals"] == 1
+
+
+def test_survival_of_removed_instances():
+    tables = prevalence(_repos(), _instances(), _events())
+    imr = tables["prevalence"].set_index("rule").loc["IMR"]
+    assert (imr["introduced"], imr["removed"], imr["still_present"]) == (4, 3, 1)
+    assert (imr["removed_code_changed"], imr["removed_deleted_file"]) == (2, 1)
+    assert imr["share_fixed"] == pytest.approx(2 / 3)
+    assert imr["share_deleted"] == pytest.approx(1 / 3)
+    assert imr["median_survival_days"] == pytest.approx(20.0)     # of 10, 20, 30
+    assert imr["median_survival_commits"] == pytest.approx(8.0)   # of 4, 8, 12
+    # Kaplan-Meier by hand: censored f at day 30 (the repo's last event);
+    # t=10: 4 at risk, 1 event -> 0.75; t=20: 3 at risk -> 0.5; t=30: 2 at risk, 1 event -> 0.25
+    assert imr["km_median_days"] == pytest.approx(20.0)
+    life = tables["lifetimes"]
+    assert list(life.columns) == LIFETIME_COLUMNS
+    censored = life[(life["rule"] == "IMR") & ~life["removed"]].iloc[0]
+    assert censored["function"] == "f" and censored["days"] == pytest.approx(30.0)
+    curve = tables["survival"]
+    assert list(curve.columns) == SURVIVAL_COLUMNS
+    days = curve[(curve["rule"] == "IMR") & (curve["time_unit"] == "days")]
+    assert days["time"].tolist() == [0.0, 10.0, 20.0, 30.0]
+    assert days["survival"].tolist() == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    assert days["at_risk"].tolist() == [4, 4, 3, 2]
+
+
+def test_kaplan_meier_matches_hand_values():
+    curve = kaplan_meier([1, 2, 2, 5, 7, 9], [1, 1, 0, 1, 0, 1])
+    # S(1) = 5/6, S(2) = 5/6 * 4/5, S(5) = 2/3 * 2/3, S(9) = 0
+    assert curve["survival"].tolist() == pytest.approx([1, 5 / 6, 2 / 3, 4 / 9, 0])
+    assert curve["time"].tolist() == [0, 1, 2, 5, 9]
+    assert ((curve["ci_low"] <= curve["survival"]) & (curve["survival"] <= curve["ci_high"])).all()
+    flat = kaplan_meier([3, 4], [0, 0])
+    assert flat["survival"].tolist() == [1.0, 1.0]
+
+
+def test_headers_only_inputs():
+    tables = prevalence(_repos().iloc[:0], _instances().iloc[:0],
+                        pd.DataFrame(columns=EVENT_COLUMNS))
+    assert tables["prevalence"].empty and tables["survival"].empty
+    assert tables["overview"].iloc[0]["repos_total"] == 0
+
+
+def test_bad_event_rows_name_the_line():
+    events = _events()
+    events.loc[2, "date"] = "yesterday"
+    with pytest.raises(LeakwattError, match=r"events\.csv: line 4: date 'yesterday' is not a date"):
+        prevalence(_repos(), _instances(), events)
+    events = _events()
+    events.loc[0, "event"] = "moved"
+    with pytest.raises(LeakwattError, match=r"events\.csv: line 2: event 'moved'"):
+        prevalence(_repos(), _instances(), events)
+    with pytest.raises(LeakwattError, match=r"repos\.csv: line 1: missing column\(s\) kloc"):
+        prevalence(_repos().drop(columns=["kloc"]), _instances(), _events())
+
+
+def test_write_prevalence(tmp_path: Path):
+    mined = tmp_path / "mined"
+    mined.mkdir()
+    _repos().to_csv(mined / "repos.csv", index=False)
+    _instances().to_csv(mined / "instances.csv", index=False)
+    _events().to_csv(mined / "events.csv", index=False)
+    pd.DataFrame({"repo": ["https://x/a"], "commit": ["c9"], "date": ["2021-02-01"],
+                  "message": ["fix memory leak"], "matched": ["memory leak"]}).to_csv(
+        mined / "leak_commits.csv", index=False)
+    tables = write_prevalence(mined, tmp_path / "out")
+    written = pd.read_csv(tmp_path / "out" / "prevalence.csv")
+    assert written["rule"].tolist() == ["IMR", "UTR"]
+    assert (tmp_path / "out" / "survival.csv").is_file()
+    assert (tmp_path / "out" / "lifetimes.csv").is_file()
+    assert tables["overview"].iloc[0]["leak_commits"] == 1
+    (mined / "events.csv").unlink()
+    with pytest.raises(LeakwattError, match=r"events\.csv: mining output not found"):
+        write_prevalence(mined, tmp_path / "out")
+
+
+def test_no_removal_means_no_median():
+    events = pd.DataFrame([_event("https://x/a", "IMR", "m.py", "introduced", "c0",
+                                  "2021-01-01")], columns=EVENT_COLUMNS)
+    table = prevalence(_repos(), _instances(), events)["prevalence"].set_index("rule")
+    assert math.isnan(table.loc["IMR", "median_survival_days"])
+    assert math.isnan(table.loc["IMR", "km_median_days"])

@@ -1,0 +1,54 @@
+"""The `leakwatt` console script: every subcommand has help, and user errors are one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+SUBCOMMANDS = ["scan", "corpus", "mine", "reproduce", "measure", "analyze", "report", "study"]
+
+
+def leakwatt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("leakwatt")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_console_script_lists_every_subcommand() -> None:
+    result = leakwatt("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_subcommand_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    assert f"leakwatt {name}" in capsys.readouterr().out
+
+
+def test_bad_params_file_is_one_line_error(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("analyze:\n  alpha: 2\n", encoding="utf-8")
+    result = leakwatt("analyze", "--params", str(params), "--runs", "x.csv", "--out", str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"leakwatt: error: {params}: analyze.alpha: must be between 0 and 1, got 2.0"]
+
+
+def test_stage_entry_point_reports_params_errors(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("measure:\n  devices: [tpu]\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.stages.measure", "--params", str(params), "--pairs",
+         str(tmp_path), "--device", "cpu", "--out", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "measure.devices: 'tpu' is not one of cpu, gpu" in result.stderr
+    assert not (tmp_path / "runs").exists()
