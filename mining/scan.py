@@ -28,7 +28,7 @@ from mining.rules import RULES, Finding, check_module, select_rules
 from pipeline.common import LeakwattError, atomic_write_text
 
 #: Bump whenever a rule's behaviour changes: it keys every findings cache.
-DETECTOR_VERSION = "1.0.0"
+DETECTOR_VERSION = "1.0.1"
 DEFAULT_MAX_BYTES = 1_048_576
 _PREFILTER = ("tensorflow", "keras")
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "venv", ".venv",

@@ -112,7 +112,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     params = _params(args)
     report(Path(args.analysis), [Path(p) for p in args.runs],
            Path(args.mined) if args.mined else None, Path(args.pairs) if args.pairs else None,
-           Path(args.out), params.report)
+           Path(args.out), params.report, params.analyze.alpha)
     return 0
 
 

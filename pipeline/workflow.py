@@ -106,7 +106,7 @@ def analyze(runs_paths: Sequence[Path], mined_dir: Path | None, out_dir: Path,
 
 
 def report(analysis_dir: Path, runs_paths: Sequence[Path], mined_dir: Path | None,
-           pairs_dir: Path | None, out_dir: Path, params: ReportParams,
+           pairs_dir: Path | None, out_dir: Path, params: ReportParams, alpha: float,
            commands: Sequence[str] = ()) -> None:
     from analysis.report import render_report
 
@@ -116,7 +116,7 @@ def report(analysis_dir: Path, runs_paths: Sequence[Path], mined_dir: Path | Non
     render_report(analysis_dir, runs_paths, mined_dir, out_dir, params,
                   environment_paths=environments,
                   equivalence_path=equivalence if equivalence and equivalence.exists() else None,
-                  commands=commands or default_commands())
+                  commands=commands or default_commands(), alpha=alpha)
     log(f"wrote {out_dir / 'report.md'} and {out_dir / 'report.html'}")
 
 

@@ -164,3 +164,25 @@ def test_no_removal_means_no_median():
     table = prevalence(_repos(), _instances(), events)["prevalence"].set_index("rule")
     assert math.isnan(table.loc["IMR", "median_survival_days"])
     assert math.isnan(table.loc["IMR", "km_median_days"])
+
+
+def test_instance_id_matches_across_a_rename_and_seq_counts_commits():
+    # the miner's events: an instance id stable across renames and the commit's position `seq`
+    rows = [
+        {"repo": "https://x/a", "rule": "UTR", "path": "old.py", "event": "introduced",
+         "commit": "c0", "date": "2022-01-01", "function": "f", "snippet": "s",
+         "removal": "", "seq": "2", "instance": "abc"},
+        {"repo": "https://x/a", "rule": "UTR", "path": "other.py", "event": "introduced",
+         "commit": "c0", "date": "2022-01-01", "function": "f", "snippet": "s",
+         "removal": "", "seq": "2", "instance": "def"},
+        {"repo": "https://x/a", "rule": "UTR", "path": "new.py", "event": "removed",
+         "commit": "c5", "date": "2022-01-08", "function": "f", "snippet": "s",
+         "removal": "code_changed", "seq": "9", "instance": "abc"},
+    ]
+    tables = prevalence(_repos(), _instances(), pd.DataFrame(rows))
+    utr = tables["prevalence"].set_index("rule").loc["UTR"]
+    assert (utr["removed"], utr["still_present"], utr["unmatched_removals"]) == (1, 1, 0)
+    assert utr["median_survival_days"] == pytest.approx(7.0)
+    assert utr["median_survival_commits"] == pytest.approx(7.0)
+    life = tables["lifetimes"].set_index("path")
+    assert bool(life.loc["old.py", "removed"]) and not bool(life.loc["other.py", "removed"])

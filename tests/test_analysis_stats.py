@@ -321,8 +321,9 @@ def test_analyze_writes_the_contract_files(tmp_path):
     gpu.assign(rss_growth_mb_per_s=np.where(gpu["variant"] == "smelly", 2.0, -0.1)
                + np.random.default_rng(1).normal(0, 0.05, len(gpu))).to_csv(
         tmp_path / "gpu" / "runs.csv", index=False)
-    pd.DataFrame({"device": ["cpu", "gpu"], "duration_s": [100.0, 100.0],
-                  "energy_kwh": [0.0001, 0.0002]}).to_csv(tmp_path / "idle.csv", index=False)
+    pd.DataFrame({"device": ["cpu", "gpu", "cpu"], "status": ["ok", "ok", "crashed"],
+                  "duration_s": [100.0, 100.0, 5.0],
+                  "energy_kwh": [0.0001, 0.0002, 0.5]}).to_csv(tmp_path / "idle.csv", index=False)
     out = tmp_path / "analysis"
     result = analyze([tmp_path / "cpu" / "runs.csv", tmp_path / "gpu" / "runs.csv"], out,
                      AnalyzeParams(bootstrap_resamples=500), idle_paths=[tmp_path / "idle.csv"])

@@ -213,3 +213,23 @@ def test_bad_environment_file(tmp_path):
 def test_missing_stats(tmp_path):
     with pytest.raises(LeakwattError, match=r"stats\.csv: not found \(run the analyze stage"):
         render_report(tmp_path, [], None, tmp_path / "reports", ReportParams())
+
+
+def test_rss_series_are_plotted_when_the_harness_kept_them(tmp_path):
+    runs = synthetic_runs(n=3, pairs=(("paper-utr", "UTR"),))
+    (tmp_path / "series").mkdir()
+    paths = []
+    for i, run in runs.iterrows():
+        rel = f"series/{run['variant']}-{run['rep']}.csv"
+        growth = 5.0 if run["variant"] == "smelly" else 0.0
+        pd.DataFrame({"t_s": [0.0, 0.5, 1.0], "rss_mb": [300, 300 + growth, 300 + 2 * growth],
+                      "gpu_mem_mb": ["", "", ""]}).to_csv(tmp_path / rel, index=False)
+        paths.append(rel if i else "series/missing.csv")    # one file absent: skipped
+    runs["series_path"] = paths
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    analyze([tmp_path / "runs.csv"], tmp_path / "analysis", AnalyzeParams(bootstrap_resamples=200))
+    render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], None, tmp_path / "reports",
+                  ReportParams())
+    assert (tmp_path / "reports" / "figures" / "rss_over_time.png").read_bytes().startswith(
+        PNG_MAGIC)
+    assert "figures/rss_over_time.png" in (tmp_path / "reports" / "report.md").read_text()

@@ -106,3 +106,31 @@ def test_us_session_in_tf_compat_v1_module_level() -> None:
     src = "import tensorflow as tf\nsess = tf.compat.v1.Session()\nsess.run(x)\n"
     (f,) = scan_source(src, rules=["US"])
     assert (f.line, f.col, f.variant) == (2, 8, "session-no-close")
+
+
+def test_utr_skips_tensor_lists_built_to_stack_or_return() -> None:
+    src = """\
+import tensorflow as tf
+
+
+def adjust(inputs):
+    out = []
+    for x in inputs:
+        out.append(tf.squeeze(x))
+    return out
+
+
+def merged(inputs):
+    parts = []
+    for x in inputs:
+        parts.append(tf.abs(x))
+    return tf.concat(parts, 0)
+
+
+def train(data):
+    losses = []
+    for x in data:
+        losses.append(tf.reduce_mean(x))
+    return losses
+"""
+    assert [(f.line, f.function) for f in scan_source(src, rules=["UTR"])] == [(21, "train")]

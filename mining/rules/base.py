@@ -534,6 +534,8 @@ class ModuleContext:
                 cst.If: lambda n: f"if {self.code(n.test)}:",
             }.get(type(node))
             text = header(node) if header else self.code(node).splitlines()[0]
+        elif isinstance(node, cst.SimpleStatementLine):
+            text = "; ".join(self.code(s) for s in node.body)
         else:
             text = self.code(node)
         text = " ".join(text.split())

@@ -293,7 +293,8 @@ class UnreleasedTensorReference(Rule):
             if arg.star:
                 continue
             kind = kinds.expr_kind(arg.value, fn, site.seq)
-            if kind not in TENSORISH:
+            if kind not in TENSORISH or self._collected_result(ctx, fn, receiver, kind, arg.value,
+                                                               site.seq):
                 continue
             yield self._report(ctx, kinds, fn, site.seq, site.node, arg.value, kind, site.stmt,
                                loop, repeated, "append")
@@ -328,6 +329,22 @@ class UnreleasedTensorReference(Rule):
                 continue
             yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, ev.value, kind,
                                ev.stmt, loop, False, "dict")
+
+    @staticmethod
+    def _collected_result(ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
+                          kind: str, value: cst.BaseExpression, seq: int) -> bool:
+        """A local list of tensors built to be stacked or returned (``outputs`` of a layer
+        loop), not a history kept across training steps."""
+        if not isinstance(container, cst.Name):
+            return False
+        name = container.value
+        for s in fn.calls:
+            if s.seq > seq and (s.qn or "").split(".", 1)[0] in ("tensorflow", "keras") and any(
+                    isinstance(a.value, cst.Name) and a.value.value == name for a in s.node.args):
+                return True
+        lossy = kind in (SCALAR, GRADS) or "loss" in ctx.code(value).lower()
+        return not lossy and fn.node is not None and any(
+            name in {n.value for n in _names(v)} for v, _ in fn.returns)
 
     @staticmethod
     def _changing_key(target: cst.Subscript) -> bool:
@@ -414,6 +431,14 @@ def _from_dataset(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, value: cs
             if ev is not None and ev.kind == "for":
                 return True
     return False
+
+
+def _names(expr: cst.BaseExpression) -> list[cst.Name]:
+    if isinstance(expr, cst.Name):
+        return [expr]
+    if isinstance(expr, cst.Tuple | cst.List):
+        return [n for el in expr.elements for n in _names(el.value)]
+    return []
 
 
 def _has_tape(fn: FuncInfo) -> bool:

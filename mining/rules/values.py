@@ -62,10 +62,11 @@ def is_model_ctor(qn: str | None) -> str:
         return "sequential"
     if last in ("Model", "Functional"):
         return "functional"
+    public = qn.count(".") <= 2  # keras.models.load_model, not keras.legacy.saving.x.load_model
     if last in ("load_model", "model_from_json", "model_from_yaml", "model_from_config"):
-        return "load"
+        return "load" if public else ""
     if last == "clone_model":
-        return "clone"
+        return "clone" if public else ""
     if qn.startswith("keras.applications.") and last[:1].isupper():
         return "applications"
     return ""
@@ -210,6 +211,8 @@ class ValueKinds:
                 return LAYER if last[:1].isupper() else UNKNOWN
             if head in ("ops", "activations"):
                 return TENSOR
+            if last in ("convert_to_numpy", "get_value", "batch_get_value"):
+                return PLAIN
             if head == "backend":
                 if last in ("get_value", "eval", "batch_get_value"):
                     return PLAIN

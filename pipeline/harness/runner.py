@@ -180,6 +180,7 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
     report: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError), open(report_path, encoding="utf-8") as fh:
         report = json.load(fh)
+    report_path.unlink(missing_ok=True)
     nvml_after = nvml.energy_mj() if nvml else None
     nvml_kwh = (None if nvml_before is None or nvml_after is None
                 else (nvml_after - nvml_before) / 3.6e9)

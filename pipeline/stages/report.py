@@ -13,7 +13,7 @@ from pipeline.workflow import report, runs_files
 
 def body(args: argparse.Namespace, params: Params) -> None:
     report(Path(args.analysis), runs_files(Path(args.runs)), Path(args.mined), Path(args.pairs),
-           Path(args.out), params.report)
+           Path(args.out), params.report, params.analyze.alpha)
 
 
 def main(argv: list[str] | None = None) -> int:

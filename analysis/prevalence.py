@@ -1,0 +1,350 @@
+"""How common the smells are and how long they live, from the ``mine`` stage's outputs.
+
+* **Prevalence** per rule over the repositories mined successfully (``repos.csv`` status ``ok``):
+  instances at the pin, instances per KLOC, share of repositories with at least one instance.
+* **Lifetimes** from ``events.csv``: each ``removed`` event closes the open ``introduced`` event
+  with the same ``instance`` id when events carry one (stable across renames); otherwise the
+  oldest open one of the same repository, rule and file, preferring the same enclosing function
+  and snippet. Open instances are right-censored at the last date (and commit index) seen for their
+  repository. Time is measured in days and, when ``events.csv`` has a ``commit_index`` or
+  ``seq`` column (the commit's position in the walked history), in commits.
+* **Survival**: Kaplan-Meier curves per rule (``statsmodels.duration.survfunc.SurvfuncRight``,
+  Greenwood standard errors), medians of the removed instances' lifetimes, and the share of
+  removals that fixed the code (``code_changed``) vs deleted the file (``deleted_file``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from statsmodels.duration.survfunc import SurvfuncRight
+
+from pipeline.common import LeakwattError, atomic_write_csv
+
+PREVALENCE_COLUMNS = [
+    "rule", "repos_ok", "repos_affected", "share_repos_affected", "instances", "kloc",
+    "instances_per_kloc", "introduced", "removed", "removed_code_changed",
+    "removed_deleted_file", "share_fixed", "share_deleted", "still_present",
+    "median_survival_days", "median_survival_commits", "km_median_days", "unmatched_removals",
+    "note",
+]
+LIFETIME_COLUMNS = [
+    "repo", "rule", "path", "function", "introduced_commit", "introduced_date", "end_commit",
+    "end_date", "days", "commits", "removed", "removal",
+]
+SURVIVAL_COLUMNS = [
+    "rule", "time_unit", "time", "survival", "se", "ci_low", "ci_high", "at_risk", "events",
+]
+OVERVIEW_COLUMNS = [
+    "repos_total", "repos_ok", "repos_failed", "kloc", "instances", "events",
+    "leak_commits", "repos_with_leak_commits",
+]
+REPOS_REQUIRED = ("url", "status", "kloc")
+INSTANCES_REQUIRED = ("repo", "rule")
+EVENTS_REQUIRED = ("repo", "rule", "path", "event", "commit", "date")
+OK_STATUS = "ok"
+#: events.csv columns that give a commit's position in the walked history (first found wins).
+INDEX_COLUMNS = ("commit_index", "seq")
+Z95 = 1.959963984540054
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], source: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise LeakwattError(f"{source}: line 1: missing column(s) {', '.join(missing)}")
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series("", index=frame.index, dtype=object)
+    return frame[column].fillna("").astype(str).str.strip()
+
+
+def _numbers(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    raw = _text(frame, column)
+    values = pd.to_numeric(raw.where(raw != "", np.nan), errors="coerce")
+    bad = (raw != "") & values.isna()
+    if bad.any():
+        i = bad.idxmax()
+        raise LeakwattError(
+            f"{source}: line {frame.index.get_loc(i) + 2}: {column} {raw[i]!r} is not a number")
+    return values.astype(float)
+
+
+def _dates(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    raw = _text(frame, column)
+    values = pd.to_datetime(raw.where(raw != "", None), errors="coerce", utc=True,
+                            format="mixed")
+    bad = values.isna()
+    if bad.any():
+        i = bad.idxmax()
+        raise LeakwattError(
+            f"{source}: line {frame.index.get_loc(i) + 2}: {column} {raw[i]!r} is not a date")
+    return values
+
+
+def _repo_keys(repos: pd.DataFrame) -> dict[str, str]:
+    """Identifier (url or name) -> url, for every repository row."""
+    keys: dict[str, str] = {}
+    for url, name in zip(_text(repos, "url"), _text(repos, "name"), strict=True):
+        keys[url] = url
+        if name:
+            keys.setdefault(name, url)
+    return keys
+
+
+def lifetimes(events: pd.DataFrame, repos: pd.DataFrame | None = None,
+              source: str = "events.csv") -> tuple[pd.DataFrame, pd.Series]:
+    """One row per introduced instance: how long it lived and whether it was removed.
+
+    Returns the lifetimes frame and the number of unmatched ``removed`` events per rule.
+    """
+    _require(events, EVENTS_REQUIRED, source)
+    ev = events.copy()
+    ev.index = pd.RangeIndex(len(ev))
+    kind = _text(ev, "event")
+    bad = ~kind.isin(["introduced", "removed"])
+    if bad.any():
+        i = bad.idxmax()
+        raise LeakwattError(
+            f"{source}: line {i + 2}: event {kind[i]!r} is not introduced or removed")
+    ev["event"] = kind
+    for col in ("repo", "rule", "path", "commit", "function", "snippet", "removal"):
+        ev[col] = _text(ev, col)
+    ev["_date"] = _dates(ev, "date", source)
+    index_col = next((c for c in INDEX_COLUMNS if c in events.columns), None)
+    has_index = index_col is not None
+    ev["_cidx"] = _numbers(ev, index_col, source) if index_col else np.nan
+    ev["instance"] = _text(ev, "instance")
+    ev["_order"] = np.arange(len(ev))
+    sort_by = ["repo", "_cidx", "_date", "_order"] if has_index else ["repo", "_date", "_order"]
+    ev = ev.sort_values(sort_by, kind="stable")
+
+    censor_date = ev.groupby("repo")["_date"].max() if len(ev) else pd.Series(dtype=object)
+    censor_cidx = ev.groupby("repo")["_cidx"].max() if len(ev) else pd.Series(dtype=float)
+    if repos is not None and len(repos):
+        col = next((c for c in ("date", "commit_date") if c in repos.columns), None)
+        if col is not None:
+            pinned = dict(zip(_text(repos, "url"), pd.to_datetime(
+                _text(repos, col), errors="coerce", utc=True, format="mixed"), strict=True))
+            keys = _repo_keys(repos)
+            for repo in censor_date.index:
+                date = pinned.get(keys.get(repo, ""))
+                if date is not None and pd.notna(date):
+                    censor_date[repo] = max(censor_date[repo], date)
+
+    open_: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    rows: list[dict[str, Any]] = []
+    unmatched: dict[str, int] = {}
+    for event in ev.to_dict("records"):
+        key = ((event["repo"], "instance", event["instance"]) if event["instance"]
+               else (event["repo"], event["rule"], event["path"]))
+        if event["event"] == "introduced":
+            open_.setdefault(key, []).append(event)
+            continue
+        candidates = open_.get(key, [])
+        if not candidates:
+            unmatched[event["rule"]] = unmatched.get(event["rule"], 0) + 1
+            continue
+        chosen = next((c for c in candidates if c["function"] == event["function"]
+                       and c["snippet"] == event["snippet"]), None)
+        if chosen is None:
+            chosen = next((c for c in candidates if c["function"] == event["function"]),
+                          candidates[0])
+        candidates.remove(chosen)
+        rows.append(_lifetime(chosen, event["commit"], event["_date"], event["_cidx"], True,
+                              event["removal"]))
+    for items in open_.values():
+        for intro in items:
+            repo = intro["repo"]
+            rows.append(_lifetime(intro, "", censor_date.get(repo, intro["_date"]),
+                                  censor_cidx.get(repo, math.nan), False, ""))
+    frame = pd.DataFrame(rows, columns=LIFETIME_COLUMNS)
+    frame = frame.sort_values(["repo", "rule", "path", "introduced_date"], kind="stable",
+                              ignore_index=True)
+    return frame, pd.Series(unmatched, dtype=int)
+
+
+def _lifetime(intro: dict[str, Any], end_commit: str, end_date: Any, end_cidx: float,
+              removed: bool, removal: str) -> dict[str, Any]:
+    days = max(0.0, (end_date - intro["_date"]).total_seconds() / 86400.0)
+    commits = end_cidx - intro["_cidx"]
+    return {
+        "repo": intro["repo"], "rule": intro["rule"], "path": intro["path"],
+        "function": intro["function"], "introduced_commit": intro["commit"],
+        "introduced_date": intro["_date"].isoformat(), "end_commit": end_commit,
+        "end_date": end_date.isoformat(), "days": days,
+        "commits": max(0.0, commits) if math.isfinite(commits) else math.nan,
+        "removed": bool(removed), "removal": removal,
+    }
+
+
+def kaplan_meier(durations: np.ndarray, observed: np.ndarray) -> pd.DataFrame:
+    """Kaplan-Meier estimate (statsmodels) as a step table starting at (0, 1).
+
+    ``ci_low``/``ci_high`` are pointwise 95 % bounds from Greenwood's standard error, clipped to
+    [0, 1].
+    """
+    durations = np.asarray(durations, dtype=float)
+    observed = np.asarray(observed, dtype=int)
+    rows = [{"time": 0.0, "survival": 1.0, "se": 0.0, "ci_low": 1.0, "ci_high": 1.0,
+             "at_risk": len(durations), "events": 0}]
+    if len(durations) and observed.any():
+        sf = SurvfuncRight(durations, observed)
+        for t, s, se, risk, events in zip(sf.surv_times, sf.surv_prob, sf.surv_prob_se,
+                                          sf.n_risk, sf.n_events, strict=True):
+            se = float(se) if np.isfinite(se) else 0.0
+            rows.append({"time": float(t), "survival": float(s), "se": se,
+                         "ci_low": max(0.0, s - Z95 * se), "ci_high": min(1.0, s + Z95 * se),
+                         "at_risk": int(risk), "events": int(events)})
+    if len(durations) and durations.max() > rows[-1]["time"]:
+        last = dict(rows[-1])
+        last.update(time=float(durations.max()), at_risk=int((durations >= durations.max()).sum()),
+                    events=0)
+        rows.append(last)
+    return pd.DataFrame(rows)
+
+
+def km_median(durations: np.ndarray, observed: np.ndarray) -> float:
+    """Kaplan-Meier median: the first time the curve is at or below 0.5; NaN when it never is."""
+    curve = kaplan_meier(durations, observed)
+    below = curve[curve["survival"] <= 0.5 + 1e-9]  # products of fractions are inexact
+    return float(below["time"].iloc[0]) if len(below) else math.nan
+
+
+def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFrame,
+               leak_commits: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Prevalence and survival tables from the mining outputs (any may hold headers only).
+
+    Returns ``{"prevalence", "survival", "lifetimes", "overview"}`` (columns in
+    ``PREVALENCE_COLUMNS``, ``SURVIVAL_COLUMNS``, ``LIFETIME_COLUMNS``, ``OVERVIEW_COLUMNS``).
+    """
+    _require(repos, REPOS_REQUIRED, "repos.csv")
+    _require(instances, INSTANCES_REQUIRED, "instances.csv")
+    repos = repos.reset_index(drop=True)
+    instances = instances.reset_index(drop=True)
+    kloc = _numbers(repos, "kloc", "repos.csv")
+    ok = _text(repos, "status") == OK_STATUS
+    keys = _repo_keys(repos)
+    ok_urls = set(_text(repos, "url")[ok])
+    kloc_ok = float(kloc[ok].fillna(0).sum())
+
+    inst = instances.copy()
+    inst["_url"] = _text(inst, "repo").map(keys)
+    inst["rule"] = _text(inst, "rule")
+    inst_ok = inst[inst["_url"].isin(ok_urls)]
+    outside = len(inst) - len(inst_ok)
+
+    life, unmatched = lifetimes(events, repos)
+    rules = sorted(set(inst["rule"]) | set(life["rule"]) | set(unmatched.index))
+    rules = [r for r in rules if r]
+    rows = []
+    curves = []
+    for rule in rules:
+        mine = inst_ok[inst_ok["rule"] == rule]
+        lt = life[life["rule"] == rule]
+        removed = lt[lt["removed"]]
+        fixed = int((removed["removal"] == "code_changed").sum())
+        deleted = int((removed["removal"] == "deleted_file").sum())
+        notes = []
+        other = int((inst["rule"] == rule).sum()) - len(mine)
+        if other:
+            notes.append(f"{other} instance(s) in repositories not ok or not in repos.csv")
+        affected = mine["_url"].nunique()
+        n_removed = len(removed)
+        rows.append({
+            "rule": rule, "repos_ok": int(ok.sum()), "repos_affected": int(affected),
+            "share_repos_affected": affected / ok.sum() if ok.sum() else math.nan,
+            "instances": len(mine), "kloc": kloc_ok,
+            "instances_per_kloc": len(mine) / kloc_ok if kloc_ok > 0 else math.nan,
+            "introduced": len(lt), "removed": n_removed, "removed_code_changed": fixed,
+            "removed_deleted_file": deleted,
+            "share_fixed": fixed / n_removed if n_removed else math.nan,
+            "share_deleted": deleted / n_removed if n_removed else math.nan,
+            "still_present": int((~lt["removed"]).sum()),
+            "median_survival_days": float(removed["days"].median()) if n_removed else math.nan,
+            "median_survival_commits": (float(removed["commits"].median())
+                                        if n_removed and removed["commits"].notna().any()
+                                        else math.nan),
+            "km_median_days": km_median(lt["days"].to_numpy(), lt["removed"].to_numpy()),
+            "unmatched_removals": int(unmatched.get(rule, 0)),
+            "note": "; ".join(notes),
+        })
+        for unit in ("days", "commits"):
+            valid = lt[lt[unit].notna()]
+            if len(valid):
+                curve = kaplan_meier(valid[unit].to_numpy(), valid["removed"].to_numpy())
+                curve.insert(0, "time_unit", unit)
+                curve.insert(0, "rule", rule)
+                curves.append(curve)
+    table = pd.DataFrame(rows, columns=PREVALENCE_COLUMNS)
+    survival = (pd.concat(curves, ignore_index=True) if curves
+                else pd.DataFrame(columns=SURVIVAL_COLUMNS))[SURVIVAL_COLUMNS]
+
+    leaks = leak_commits if leak_commits is not None else pd.DataFrame(columns=["repo"])
+    overview = pd.DataFrame([{
+        "repos_total": len(repos), "repos_ok": int(ok.sum()), "repos_failed": int((~ok).sum()),
+        "kloc": kloc_ok, "instances": len(inst_ok), "events": len(events),
+        "leak_commits": len(leaks),
+        "repos_with_leak_commits": int(_text(leaks, "repo").replace("", np.nan).nunique()),
+    }], columns=OVERVIEW_COLUMNS)
+    if outside:
+        overview["note"] = f"{outside} instance(s) outside ok repositories not counted"
+    return {"prevalence": table, "survival": survival, "lifetimes": life, "overview": overview}
+
+
+def _read(path: Path, required: bool = True) -> pd.DataFrame | None:
+    if not path.is_file():
+        if required:
+            raise LeakwattError(f"{path}: mining output not found")
+        return None
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise LeakwattError(f"{path}: empty file (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise LeakwattError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
+
+
+def read_mined(mined_dir: Path) -> dict[str, pd.DataFrame | None]:
+    mined_dir = Path(mined_dir)
+    return {
+        "repos": _read(mined_dir / "repos.csv"),
+        "instances": _read(mined_dir / "instances.csv"),
+        "events": _read(mined_dir / "events.csv"),
+        "leak_commits": _read(mined_dir / "leak_commits.csv", required=False),
+    }
+
+
+def prevalence_from_dir(mined_dir: Path) -> dict[str, pd.DataFrame]:
+    """:func:`prevalence` on ``mined_dir``'s repos.csv, instances.csv, events.csv
+    (and leak_commits.csv when present)."""
+    mined = read_mined(mined_dir)
+    try:
+        return prevalence(mined["repos"], mined["instances"], mined["events"],
+                          mined["leak_commits"])
+    except LeakwattError as exc:
+        raise LeakwattError(f"{Path(mined_dir)}/{exc}") from None
+
+
+def write_prevalence(mined_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
+    """Write ``prevalence.csv``, ``survival.csv`` and ``lifetimes.csv`` into ``out_dir``."""
+    tables = prevalence_from_dir(mined_dir)
+    out_dir = Path(out_dir)
+    atomic_write_csv(out_dir / "prevalence.csv", tables["prevalence"].copy(),
+                     columns=PREVALENCE_COLUMNS)
+    atomic_write_csv(out_dir / "survival.csv", tables["survival"].copy(), columns=SURVIVAL_COLUMNS)
+    atomic_write_csv(out_dir / "lifetimes.csv", tables["lifetimes"].copy(),
+                     columns=LIFETIME_COLUMNS)
+    return tables
+
+
+__all__ = [
+    "LIFETIME_COLUMNS", "OVERVIEW_COLUMNS", "PREVALENCE_COLUMNS", "SURVIVAL_COLUMNS",
+    "kaplan_meier", "km_median", "lifetimes", "prevalence", "prevalence_from_dir", "read_mined",
+    "write_prevalence",
+]
