@@ -20,6 +20,9 @@ from pipeline.common import atomic_open  # noqa: E402
 
 COLORS = {"clean": "#1b7837", "smelly": "#b2182b"}
 PAPER_COLOR = "#e08214"
+METRIC_LABELS = {"energy_kwh": "energy", "emissions_kg": "CO2 emissions", "duration_s": "duration",
+                 "cpu_energy_kwh": "CPU energy", "gpu_energy_kwh": "GPU energy",
+                 "peak_rss_mb": "peak resident memory"}
 
 
 def _save(fig: plt.Figure, path: Path, dpi: int) -> Path:
@@ -96,7 +99,7 @@ def forest(stats: pd.DataFrame, path: Path, dpi: int = 120, metric: str = "energ
                color=PAPER_COLOR, s=45, zorder=3, label=f"paper ({paper.DEVICE}, no CI published)")
     ax.axvline(0, color="#444444", lw=0.8)
     ax.set_yticks(list(y) + list(py), labels + paper_labels, fontsize=8)
-    ax.set_xlabel(f"% change in {metric}, smelly vs clean")
+    ax.set_xlabel(f"% change in {METRIC_LABELS.get(metric, metric)}, smelly vs clean")
     ax.legend(fontsize=8, loc="best")
     ax.set_title("Effect of each smell", fontsize=10)
     return _save(fig, path, dpi)
@@ -138,9 +141,14 @@ def prevalence_bars(table: pd.DataFrame, path: Path, dpi: int = 120) -> Path | N
     return _save(fig, path, dpi)
 
 
-def survival_curves(survival: pd.DataFrame, path: Path, dpi: int = 120, unit: str = "days"
-                    ) -> Path | None:
-    """Kaplan-Meier curves of smell instances per rule (time since introduction)."""
+def survival_curves(survival: pd.DataFrame, path: Path, dpi: int = 120, unit: str = "days",
+                    lifetimes: pd.DataFrame | None = None) -> Path | None:
+    """Kaplan-Meier curves of smell instances per rule (time since introduction).
+
+    With ``lifetimes`` (columns rule, ``unit``, removed), instances still present are marked
+    with a + at their censoring time and each curve runs on to its last observation, so a rule
+    whose instances were all still present is a visible line, not a lone point at 0.
+    """
     if survival is None or survival.empty:
         return None
     curves = survival[survival["time_unit"] == unit]
@@ -149,17 +157,33 @@ def survival_curves(survival: pd.DataFrame, path: Path, dpi: int = 120, unit: st
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for rule, curve in curves.groupby("rule", sort=True):
         times = curve["time"].to_numpy(float)
-        ax.step(times, curve["survival"].to_numpy(float), where="post", label=str(rule))
-        ax.fill_between(times, curve["ci_low"].to_numpy(float), curve["ci_high"].to_numpy(float),
-                        step="post", alpha=0.15)
+        surv = curve["survival"].to_numpy(float)
+        low, high = curve["ci_low"].to_numpy(float), curve["ci_high"].to_numpy(float)
+        censored, label = np.array([]), str(rule)
+        if lifetimes is not None and unit in lifetimes.columns:
+            mine = lifetimes[lifetimes["rule"] == rule]
+            removed = mine["removed"].astype(str).str.lower().isin(["true", "1"])
+            censored = pd.to_numeric(mine.loc[~removed, unit], errors="coerce").dropna()
+            censored = censored.to_numpy(float)
+            label = f"{rule} (n = {len(mine)}, {len(censored)} still present)"
+        if len(censored) and censored.max() > times.max():
+            times = np.append(times, censored.max())
+            surv, low, high = np.append(surv, surv[-1]), np.append(low, low[-1]), \
+                np.append(high, high[-1])
+        line, = ax.step(times, surv, where="post", label=label)
+        ax.fill_between(times, low, high, step="post", alpha=0.15, color=line.get_color())
+        if len(censored):
+            at = np.searchsorted(times, censored, side="right") - 1
+            ax.plot(censored, surv[np.clip(at, 0, None)], "+", color=line.get_color(), ms=10,
+                    mew=1.6, clip_on=False)
+        elif len(times) == 1:
+            ax.plot(times, surv, "o", color=line.get_color(), ms=4)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel(f"{unit} since the instance was introduced")
     ax.set_ylabel("share still present")
     ax.legend(fontsize=8)
-    ax.set_title("Kaplan-Meier survival of smell instances", fontsize=10)
+    ax.set_title("Kaplan-Meier survival of smell instances (+ = still present)", fontsize=10)
     return _save(fig, path, dpi)
-
-
 
 
 def _series_file(run: pd.Series) -> Path | None:

@@ -47,11 +47,15 @@ CODECARBON_ACCURACY = ("an external validation (arXiv 2509.22092) found CodeCarb
                        "estimates off by up to 40 %")
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;
 margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:0.85em}
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em;display:block;max-width:100%;
+width:max-content;overflow-x:auto;
+font-variant-numeric:tabular-nums}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+span.n{white-space:nowrap}
 th{background:#f2f2f2} img{max-width:100%;height:auto;border:1px solid #eee}
+p:has(> img){margin-bottom:0.2em} p:has(> img) + p{margin-top:0;font-size:0.9em;color:#444}
 code,pre{background:#f6f6f6} pre{padding:0.6em;overflow-x:auto}
 """
 
@@ -376,7 +380,8 @@ def threats(runs: pd.DataFrame, stats: pd.DataFrame, envs: list[dict[str, Any]],
     if len(tested):
         n_min, n_max = int(tested["n"].min()), int(tested["n"].max())
         min_p = 2.0 / 2 ** n_max if n_max else 1.0
-        text = (f"**Repetitions.** {n_min}–{n_max} complete repetitions per pair; with "
+        span = f"{n_min}" if n_min == n_max else f"{n_min}–{n_max}"
+        text = (f"**Repetitions.** {span} complete repetitions per pair; with "
                 f"{n_max} repetitions the exact two-sided Wilcoxon p-value cannot fall below "
                 f"{min_p:.4g}")
         text += (f", so no Wilcoxon test here can reach p < {alpha}." if min_p >= alpha
@@ -460,7 +465,8 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
     rows = [[r.rule, r.instances, fmt(r.instances_per_kloc, 3),
              f"{r.repos_affected} / {r.repos_ok} ({fmt_share(r.share_repos_affected)})",
              r.introduced, r.removed,
-             f"{fmt_share(r.share_fixed)} / {fmt_share(r.share_deleted)}",
+             (f"{fmt_share(r.share_fixed)} / {fmt_share(r.share_deleted)}"
+              if _isnum(r.share_fixed) or _isnum(r.share_deleted) else ""),
              fmt(r.median_survival_days, 4), fmt(r.median_survival_commits, 4),
              fmt(r.km_median_days, 4), r.still_present, r.note]
             for r in table.itertuples()]
@@ -470,11 +476,41 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
         "KM median days", "still present", "note"], rows))
     parts.append("Medians to removal cover removed instances only; the Kaplan-Meier median "
                  "also counts instances still present (censored at the last commit seen).")
-    for name, caption in (("prevalence", "Prevalence per rule"),
-                          ("survival", "Survival of smell instances")):
-        if figs.get(name):
-            parts.append(f"![{caption}](figures/{figs[name].name})")
+    parts += [figure_md(figs, name) for name in ("prevalence", "survival") if figs.get(name)]
     return "\n\n".join(parts)
+
+
+#: figure key -> (alt text, caption); the report numbers the figures it shows in this order.
+FIGURES: dict[str, tuple[str, str]] = {
+    "forest": ("% change in energy per pair, with the paper's results",
+               "Change in energy, smelly vs clean, per pair and device: the mean change with its "
+               "95 % paired-bootstrap CI (blue) and the paper's two results on an "
+               f"{paper.DEVICE} (orange diamonds; the paper published no CI)."),
+    "energy": ("Energy per variant per pair",
+               "Energy of each completed run (Wh) per variant; grey lines join the clean and "
+               "smelly runs of one repetition, bars mark the variant's mean."),
+    "memory": ("Memory per variant",
+               "Peak resident memory (MB) of each completed run per variant, for the UTR pairs "
+               "(all pairs when there is none); grey lines join one repetition."),
+    "rss": ("Resident memory over time",
+            "Resident memory (MB) over each run, one line per run, from the harness's series "
+            "files; a leak shows as a rising line."),
+    "prevalence": ("Prevalence per rule",
+                   "Smell instances per KLOC (left) and share of the mined repositories with at "
+                   "least one instance (right), per rule, at the pinned commits."),
+    "survival": ("Survival of smell instances",
+                 "Kaplan-Meier estimate of the share of smell instances still present, by days "
+                 "since the instance was introduced, with 95 % CIs (shaded); + marks instances "
+                 "still present at the last commit seen (censored)."),
+}
+
+
+def figure_md(figs: dict[str, Path | None], name: str) -> str:
+    """A figure and its numbered caption (its number from its place in ``FIGURES``)."""
+    shown = [key for key in FIGURES if figs.get(key)]
+    alt, caption = FIGURES[name]
+    return (f"![{alt}](figures/{figs[name].name})\n\n"
+            f"*Figure {shown.index(name) + 1}. {caption}*")
 
 
 def fmt_share(value: Any) -> str:
@@ -482,6 +518,19 @@ def fmt_share(value: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- rendering
+
+
+#: In the HTML's table cells and list items, numbers with their unit, p-value bounds, CIs and
+#: "k / n" counts stay on one line (text may wrap between them): "< 0.0001" never splits.
+NUMBER_TOKEN = re.compile(
+    r"\[[+-]?[\d.]+(?:e[+-]?\d+)?, [+-]?[\d.]+(?:e[+-]?\d+)?\]"        # a CI
+    r"|&lt; \d[\d.]*"                                                  # a p-value bound
+    r"|[+-]?\d[\d.]*(?:e[+-]?\d+)? %"                                    # a percentage
+    r"|\b\d+ / \d+\b")                                                  # k of n
+
+
+def _nowrap(match: re.Match[str]) -> str:
+    return f'<span class="n">{match.group(0)}</span>'
 
 
 def to_html(markdown_text: str, out_dir: Path, title: str) -> str:
@@ -497,6 +546,8 @@ def to_html(markdown_text: str, out_dir: Path, title: str) -> str:
         return f'src="data:image/png;base64,{data}"'
 
     body = re.sub(r'src="([^"]+)"', inline, body)
+    body = re.sub(r"<(td|li)>(.*?)</\1>",
+                  lambda m: f"<{m[1]}>{NUMBER_TOKEN.sub(_nowrap, m[2])}</{m[1]}>", body)
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             f"{body}</body>\n</html>\n")
@@ -564,7 +615,8 @@ def render_report(stats_dir: Path, runs_paths: Sequence[Path], mined_dir: Path |
         "rss": figures.rss_over_time(runs, fig_dir / "rss_over_time.png", dpi),
         "prevalence": (figures.prevalence_bars(tables["prevalence"], fig_dir / "prevalence.png",
                                                dpi) if tables is not None else None),
-        "survival": (figures.survival_curves(tables["survival"], fig_dir / "survival.png", dpi)
+        "survival": (figures.survival_curves(tables["survival"], fig_dir / "survival.png", dpi,
+                                                 lifetimes=tables["lifetimes"])
                      if tables is not None else None),
     }
     for stale in fig_dir.glob("*.png") if fig_dir.is_dir() else []:
@@ -607,10 +659,13 @@ def build_markdown(title: str, runs: pd.DataFrame, stats: pd.DataFrame, summary:
     for smell, devices in metrics.get("smells", {}).items():
         for device, entry in devices.items():
             ref = entry.get("paper_pct_change_energy")
+            t_rows = stats[(stats["metric"] == HEADLINE_METRIC) & (stats["test"] == "paired_t")
+                           & (stats["smell"] == smell) & (stats["device"] == device)]
             lines.append(
                 f"- **{smell}** on {device}: energy {fmt_pct(entry['pct_change_energy'])} "
                 f"(median over {entry['pairs']} pair(s), {entry['pairs_significant']} "
-                f"significant at Holm-adjusted p < {alpha}, n >= {entry['n']} repetitions)"
+                f"significant by Wilcoxon and {int((t_rows['p_adj'] < alpha).sum())} by paired t "
+                f"at Holm-adjusted p < {alpha}, n >= {entry['n']} repetitions)"
                 + (f"; the paper reported {fmt_pct(ref)} on an {paper.DEVICE}." if ref else "."))
     md.append("## Headline\n\n" + ("\n".join(lines) if lines
                                    else "No pair produced an energy comparison."))
@@ -619,18 +674,10 @@ def build_markdown(title: str, runs: pd.DataFrame, stats: pd.DataFrame, summary:
               f"measured with {paper.METER}. This study's numbers are means over complete "
               "repetitions; the change is 100 x (mean smelly - mean clean) / mean clean with a "
               "seeded paired bootstrap 95 % CI.\n\n" + paper_table(stats))
-    fig_md = []
-    if figs.get("forest"):
-        fig_md.append("![% change in energy per pair, with the paper's results](figures/"
-                      f"{figs['forest'].name})")
-    if figs.get("energy"):
-        fig_md.append(f"![Energy per variant per pair](figures/{figs['energy'].name})")
-    else:
+    fig_md = [figure_md(figs, name) for name in ("forest", "energy", "memory", "rss")
+              if figs.get(name)]
+    if not figs.get("energy"):
         fig_md.append("No completed run to plot energy for.")
-    if figs.get("memory"):
-        fig_md.append(f"![Memory per variant](figures/{figs['memory'].name})")
-    if figs.get("rss"):
-        fig_md.append(f"![Resident memory over time](figures/{figs['rss'].name})")
     md.append("## Figures\n\n" + "\n\n".join(fig_md))
     md.append("## Paired statistics\n\n"
               "One row per pair x metric x test (`stats.csv`). Paired t-test with Cohen's d_z; "

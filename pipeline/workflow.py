@@ -76,7 +76,12 @@ def reproduce(instances_csv: Path | None, out_dir: Path, params: ReproduceParams
 def measure(pairs_dir: Path, out_dir: Path, device: str, scale: str, params: MeasureParams,
             pair_ids: Sequence[str] | None = None, show_progress: bool = True) -> None:
     from pipeline.harness import measure_pairs
+    from pipeline.harness.supersede import retire_superseded_runs
 
+    if (pairs_dir / "pairs.csv").is_file():
+        for name, count in retire_superseded_runs(pairs_dir, out_dir, scale).items():
+            log(f"{out_dir / name}: {count} row(s) measured on changed programs or another scale "
+                f"moved to {out_dir / 'superseded'}")
     runs = measure_pairs(pairs_dir, pair_ids, out_dir, device, scale, params,
                          show_progress=show_progress)
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}

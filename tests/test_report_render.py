@@ -184,6 +184,7 @@ def test_rapl_runs_without_mining(tmp_path):
     threats = text.split("## Threats to validity")[1]
     assert "**Scale.**" not in threats
     assert "cannot fall below 0.125, so no Wilcoxon test here can reach p < 0.05" in threats
+    assert "**Repetitions.** 4 complete repetitions per pair" in threats
 
 
 def test_all_failed_still_renders(tmp_path):
@@ -233,3 +234,31 @@ def test_rss_series_are_plotted_when_the_harness_kept_them(tmp_path):
     assert (tmp_path / "reports" / "figures" / "rss_over_time.png").read_bytes().startswith(
         PNG_MAGIC)
     assert "figures/rss_over_time.png" in (tmp_path / "reports" / "report.md").read_text()
+
+
+def test_html_keeps_numbers_whole_and_captions_figures(rendered):
+    out, _ = rendered
+    text = (out / "report.md").read_text()
+    captions = re.findall(r"^\*Figure (\d+)\. ", text, flags=re.MULTILINE)
+    assert captions == ["1", "2", "3", "4", "5"]
+    assert "\n\n*Figure 6." not in text
+    html = (out / "report.html").read_text()
+    assert '<span class="n">+31.78 %</span>' in html
+    assert '<span class="n">&lt; 0.0001</span>' in html
+    assert re.search(r'<span class="n">\[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]</span>', html)
+    assert "span.n{white-space:nowrap}" in html
+    # the spans change the HTML only: a cell's text reads as in report.md
+    assert "+31.78 %" in re.sub(r"<[^>]+>", "", html)
+
+
+def test_prevalence_and_repetitions_text(rendered):
+    out, _ = rendered
+    text = (out / "report.md").read_text()
+    prevalence = text.split("## Prevalence in mined projects")[1].split("\n## ")[0]
+    utr = next(line for line in prevalence.splitlines() if line.startswith("| UTR |"))
+    assert " / |" not in utr and "| / " not in utr       # nothing removed: no bare "/"
+    assert "| 100 % / 0 % |" in prevalence
+    threats = text.split("## Threats to validity")[1].split("\n## ")[0]
+    assert "5–6 complete repetitions per pair" in threats
+    headline = text.split("## Headline")[1].split("\n## ")[0]
+    assert "significant by Wilcoxon and 1 by paired t at Holm-adjusted p < 0.05" in headline
