@@ -87,6 +87,14 @@ def test_demo_study_end_to_end(repo_root: Path, tmp_path: Path) -> None:
     shown = run(["dvc", "metrics", "show"], project, timeout=120)
     assert shown.returncode == 0 and "reports/metrics.json" in shown.stdout
 
+    # every output file and every column it has is documented in docs/data.md
+    documented = (repo_root / "docs" / "data.md").read_text(encoding="utf-8")
+    for folder in ("data/mined", "data/pairs", "data/runs/cpu", "data/analysis", "reports/plots"):
+        for csv_file in sorted((project / folder).glob("*.csv")):
+            assert f"{csv_file.name}" in documented, csv_file
+            for column in pd.read_csv(csv_file, nrows=0).columns:
+                assert column in documented, f"{csv_file.name}: column {column} not in docs/data.md"
+
     # a second run redoes nothing: no new measurements
     again = run(["leakwatt", "study", "--profile", "demo"], project, timeout=600)
     assert again.returncode == 0, again.stderr[-4000:]
