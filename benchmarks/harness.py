@@ -10,7 +10,7 @@ Prints, from this one run: the tracker's overhead on the workload's own time (ta
 its overhead on whole-process wall time (tracker start/stop included), and the coefficient of
 variation of CodeCarbon's energy over the repeated identical tracked runs.
 
-    python benchmarks/harness.py [--reps 8] [--interval 0.5] [--size 700] [--loops 40]
+    python benchmarks/harness.py [--reps 8] [--interval 0.5] [--size 700] [--loops 300]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=8)
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--size", type=int, default=700)
-    parser.add_argument("--loops", type=int, default=40)
+    parser.add_argument("--loops", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2606)
     args = parser.parse_args()
 

@@ -1,0 +1,307 @@
+"""Precision and recall of leakwatt's detectors on a hand-labelled set of real repositories.
+
+Usage::
+
+    python benchmarks/detector_accuracy.py [--mirror-dir /work/.mirror] [--verbose]
+
+The labelled sites are in ``data/labels/detector_labels.csv`` (``repo, commit, path, line, rule,
+label, reason``; see ``data/labels/README.md``). Each labelled file is materialised at its pinned
+commit from a local mirror (``git show COMMIT:PATH``) or, when no mirror holds the repository,
+from a clone made by :func:`mining.clone.checkout`. leakwatt's detectors then scan those files.
+A finding matches a label when repo, path and rule agree and the line is within +-2 (and, in
+notebooks, the cell is the same). Per rule: TP = ``true`` labels with a matching finding,
+FN = ``true`` labels without one, FP = ``false`` labels (hard negatives) with a matching finding.
+Findings on unlabelled lines of labelled files are counted as "unlabelled findings" and listed
+with ``--verbose`` so they can be labelled. The same files are then scanned with semgrep and
+the rules in ``benchmarks/semgrep/leak-rules.yaml`` (notebooks converted to Python first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mining.clone import CloneError, checkout, find_mirror, run_git  # noqa: E402
+from mining.notebook import NotebookError, notebook_source  # noqa: E402
+from mining.scan import scan_bytes  # noqa: E402
+
+LABELS = ROOT / "data" / "labels" / "detector_labels.csv"
+SEMGREP_RULES = ROOT / "benchmarks" / "semgrep" / "leak-rules.yaml"
+RULES = ("IMR", "UTR", "DIR", "US")
+SEMGREP_IDS = {"leak-imr": "IMR", "leak-utr": "UTR"}
+TOLERANCE = 2
+
+
+@dataclass(frozen=True)
+class Label:
+    repo: str
+    commit: str
+    path: str
+    cell: int  # 0 for .py files
+    line: int
+    rule: str
+    label: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    repo: str
+    path: str
+    cell: int
+    line: int
+    rule: str
+    snippet: str = ""
+
+
+def parse_line(text: str) -> tuple[int, int]:
+    """``"12"`` -> (0, 12); ``"7:3"`` (notebook cell 7, line 3) -> (7, 3)."""
+    if ":" in text:
+        cell, line = text.split(":", 1)
+        return int(cell), int(line)
+    return 0, int(text)
+
+
+def load_labels(path: Path) -> list[Label]:
+    out = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            cell, line = parse_line(row["line"].strip())
+            lab = row["label"].strip().lower()
+            if lab not in ("true", "false"):
+                raise SystemExit(f"{path}: label must be true/false, got {lab!r}")
+            out.append(Label(row["repo"].strip(), row["commit"].strip(), row["path"].strip(),
+                             cell, line, row["rule"].strip().upper(), lab == "true",
+                             row["reason"].strip()))
+    return out
+
+
+def materialise(labels: list[Label], dest: Path, mirror_dir: str | None,
+                cache_dir: Path) -> tuple[dict[tuple[str, str], bytes], list[str]]:
+    """Bytes of every labelled file at its pinned commit; (files, problems)."""
+    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for lab in labels:
+        wanted[(lab.repo, lab.commit)].add(lab.path)
+    files: dict[tuple[str, str], bytes] = {}
+    problems: list[str] = []
+    for (repo, commit), paths in sorted(wanted.items()):
+        url = f"https://github.com/{repo}"
+        mirror = find_mirror(url, mirror_dir)
+        tree: Path | None = None
+        if mirror is None:
+            try:
+                tree = checkout(url, commit, cache_dir)
+            except CloneError as exc:
+                problems.append(f"{repo}: {exc.reason}")
+                continue
+        for path in sorted(paths):
+            if mirror is not None:
+                res = run_git(["show", f"{commit}:{path}"], cwd=mirror, timeout_s=120)
+                if res.returncode != 0:
+                    problems.append(f"{repo}:{path}: {res.stderr.strip().splitlines()[-1:]}")
+                    continue
+                data = res.stdout
+            else:
+                assert tree is not None
+                try:
+                    data = (tree / path).read_bytes()
+                except OSError as exc:
+                    problems.append(f"{repo}:{path}: {exc}")
+                    continue
+            files[(repo, path)] = data
+            out = dest / repo.replace("/", "+") / path
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+    return files, problems
+
+
+def leakwatt_hits(files: dict[tuple[str, str], bytes]) -> tuple[list[Hit], list[str]]:
+    hits, errors = [], []
+    for (repo, path), data in sorted(files.items()):
+        res = scan_bytes(data, path)
+        if res.error:
+            errors.append(f"{repo}:{path}: {res.error}")
+        if res.skipped:
+            errors.append(f"{repo}:{path}: skipped ({res.skipped})")
+        for f in res.findings:
+            hits.append(Hit(repo, path, f.cell or 0, f.line, f.rule, f.snippet))
+    return hits, errors
+
+
+def semgrep_hits(files: dict[tuple[str, str], bytes], work: Path,
+                 semgrep: str) -> tuple[list[Hit], str | None]:
+    """Run semgrep on the labelled files (notebooks as their joined code cells)."""
+    root = work / "semgrep"
+    line_maps: dict[str, tuple[str, str, list[tuple[int, int]] | None]] = {}
+    for i, ((repo, path), data) in enumerate(sorted(files.items())):
+        text = data.decode("utf-8", "replace")
+        lmap = None
+        if path.endswith(".ipynb"):
+            try:
+                nb = notebook_source(text)
+            except NotebookError:
+                continue
+            text, lmap = nb.source, nb.line_map
+        rel = f"f{i:04d}.py"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+        line_maps[rel] = (repo, path, lmap)
+    cmd = [semgrep, "--config", str(SEMGREP_RULES), "--json", "--metrics=off", "--quiet",
+           "--disable-version-check", str(root)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=900)
+    try:
+        results = json.loads(proc.stdout)["results"]
+    except (ValueError, KeyError):
+        return [], f"semgrep failed (exit {proc.returncode}): {proc.stderr.strip()[-200:]}"
+    hits = []
+    for r in results:
+        rel = Path(r["path"]).name
+        rule = SEMGREP_IDS.get(r["check_id"].rsplit(".", 1)[-1])
+        if rule is None or rel not in line_maps:
+            continue
+        repo, path, lmap = line_maps[rel]
+        line = r["start"]["line"]
+        cell = 0
+        if lmap is not None and 0 < line <= len(lmap):
+            cell, line = lmap[line - 1]
+        hits.append(Hit(repo, path, cell, line, rule))
+    return hits, None
+
+
+def _matches(hit: Hit, lab: Label) -> bool:
+    return (hit.repo == lab.repo and hit.path == lab.path and hit.rule == lab.rule
+            and hit.cell == lab.cell and abs(hit.line - lab.line) <= TOLERANCE)
+
+
+def score(labels: list[Label], hits: list[Hit], rules: tuple[str, ...]) -> dict[str, dict]:
+    by_file: dict[tuple[str, str, str], list[Hit]] = defaultdict(list)
+    for h in hits:
+        by_file[(h.repo, h.path, h.rule)].append(h)
+    out: dict[str, dict] = {}
+    labelled_files = {(lab.repo, lab.path) for lab in labels}
+    for rule in rules:
+        tp = fp = fn = 0
+        missed, false_pos = [], []
+        used: set[Hit] = set()
+        for lab in (x for x in labels if x.rule == rule):
+            found = [h for h in by_file[(lab.repo, lab.path, rule)] if _matches(h, lab)]
+            used.update(found)
+            if lab.label and found:
+                tp += 1
+            elif lab.label:
+                fn += 1
+                missed.append(lab)
+            elif found:
+                fp += 1
+                false_pos.append(lab)
+        unlabelled = [h for h in hits if h.rule == rule and (h.repo, h.path) in labelled_files
+                      and h not in used]
+        p = tp / (tp + fp) if tp + fp else float("nan")
+        r = tp / (tp + fn) if tp + fn else float("nan")
+        f1 = 2 * p * r / (p + r) if tp else 0.0
+        out[rule] = {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f1": f1,
+                     "unlabelled": unlabelled, "missed": missed, "false_pos": false_pos,
+                     "n_true": tp + fn, "n_false": sum(1 for x in labels
+                                                       if x.rule == rule and not x.label)}
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "  n/a" if x != x else f"{x:5.2f}"
+
+
+def _where(repo: str, path: str, cell: int, line: int) -> str:
+    return f"{repo}:{path}:{f'{cell}:' if cell else ''}{line}"
+
+
+def print_table(title: str, res: dict[str, dict], rules: tuple[str, ...]) -> None:
+    print(f"\n{title}")
+    print(f"{'rule':<5} {'true':>4} {'neg':>4} {'TP':>4} {'FP':>4} {'FN':>4} "
+          f"{'prec':>5} {'recall':>6} {'F1':>5} {'unlabelled findings':>20}")
+    for rule in rules:
+        m = res[rule]
+        print(f"{rule:<5} {m['n_true']:>4} {m['n_false']:>4} {m['tp']:>4} {m['fp']:>4} "
+              f"{m['fn']:>4} {_fmt(m['precision'])} {_fmt(m['recall']):>6} {_fmt(m['f1'])} "
+              f"{len(m['unlabelled']):>20}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--labels", type=Path, default=LABELS)
+    ap.add_argument("--mirror-dir", default="/work/.mirror",
+                    help="folder of local clones/mirrors (owner+name); '' to clone instead")
+    ap.add_argument("--cache-dir", type=Path, default=None,
+                    help="where clones go when no mirror has a repository (default: temp)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="list misses, false positives and unlabelled findings")
+    ap.add_argument("--no-semgrep", action="store_true")
+    args = ap.parse_args(argv)
+
+    labels = load_labels(args.labels)
+    n_true = sum(lab.label for lab in labels)
+    repos = {lab.repo for lab in labels}
+    print(f"labels: {len(labels)} sites ({n_true} true, {len(labels) - n_true} hard negatives) "
+          f"in {len({(lab.repo, lab.path) for lab in labels})} files of {len(repos)} repositories")
+    with tempfile.TemporaryDirectory(prefix="leakwatt-acc-") as tmp:
+        work = Path(tmp)
+        cache = args.cache_dir or work / "clones"
+        files, problems = materialise(labels, work / "files", args.mirror_dir or None, cache)
+        for p in problems:
+            print(f"warning: could not materialise {p}")
+        hits, errors = leakwatt_hits(files)
+        for e in errors:
+            print(f"note: {e}")
+        res = score(labels, hits, RULES)
+        print_table("leakwatt (mining.scan.scan_bytes, all rules)", res, RULES)
+        if args.verbose:
+            for rule in RULES:
+                for lab in res[rule]["missed"]:
+                    print(f"  MISS {rule} {_where(lab.repo, lab.path, lab.cell, lab.line)}"
+                          f"  ({lab.reason})")
+                for lab in res[rule]["false_pos"]:
+                    print(f"  FP   {rule} {_where(lab.repo, lab.path, lab.cell, lab.line)}"
+                          f"  ({lab.reason})")
+                for h in res[rule]["unlabelled"]:
+                    print(f"  UNLABELLED {rule} {_where(h.repo, h.path, h.cell, h.line)}"
+                          f"  {h.snippet[:70]}")
+        if args.no_semgrep:
+            print("\nsemgrep: skipped (--no-semgrep)")
+        else:
+            semgrep = shutil.which("semgrep") or str(Path(sys.executable).parent / "semgrep")
+            if not Path(semgrep).exists():
+                print("\nsemgrep: not installed (pip install semgrep)")
+            else:
+                sg_hits, err = semgrep_hits(files, work, semgrep)
+                if err:
+                    print(f"\nsemgrep: {err}")
+                else:
+                    sg = score(labels, sg_hits, ("IMR", "UTR"))
+                    print_table(f"semgrep ({SEMGREP_RULES.relative_to(ROOT)})", sg,
+                                ("IMR", "UTR"))
+                    print("\nside by side (precision / recall)")
+                    for rule in ("IMR", "UTR"):
+                        print(f"  {rule}: leakwatt {_fmt(res[rule]['precision'])} / "
+                              f"{_fmt(res[rule]['recall'])}   semgrep "
+                              f"{_fmt(sg[rule]['precision'])} / {_fmt(sg[rule]['recall'])}")
+    print("\nother tools:")
+    print("  CodeSmile: not run - no installable distribution on PyPI "
+          "(`pip install codesmile` / `code-smile`: no matching distribution)")
+    print("  SpecDetect4AI: not run - no installable distribution on PyPI "
+          "(`pip install specdetect4ai`: no matching distribution)")
+    print("  dslinter: not run - does not install on Python 3.11")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
