@@ -29,6 +29,8 @@ _SEARCH_NAMES = frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_scor
 _OBJECTIVE_CALLS = frozenset({"optimize", "fmin", "gp_minimize", "forest_minimize",
                               "gbrt_minimize", "dummy_minimize", "BayesianOptimization",
                               "minimize"})
+#: keras-tuner's tuners clear the Keras session between trials themselves.
+_TUNER_PREFIXES = ("keras_tuner.", "kerastuner.")
 _OBJECTIVE_KWARGS = ("func", "fn", "f", "objective")
 _APPEND = frozenset({"append", "extend", "insert", "add", "appendleft"})
 
@@ -146,6 +148,21 @@ class ImproperModelReuse(Rule):
                 return keras.Sequential([keras.layers.Dense(hp.Int("u", 8, 64))])
 
             tuner = kt.RandomSearch(build_model, objective="val_loss", max_trials=10)
+            """)),
+        Valid(dedent("""
+            import keras
+            import keras_tuner
+
+            def build(hp):
+                return keras.Sequential([keras.layers.Dense(hp.Int("units", 4, 32))])
+
+            tuner = keras_tuner.BayesianOptimization(build, objective="val_loss", max_trials=5)
+            tuner.search(x, y)
+            """)),
+        Valid(dedent("""
+            from tensorflow import keras
+            base = keras.applications.MobileNetV2(include_top=False, weights=None)
+            base = keras.Model(base.input, base.get_layer("block_13_expand_relu").output)
             """)),
         Valid(dedent("""
             from sklearn.ensemble import RandomForestClassifier
@@ -416,7 +433,7 @@ class _Analysis:
         for site in ctx.calls:
             # callbacks: search objectives and scikit-learn wrappers' build_fn
             name = (site.qn or site.simple_name or site.method or "").rsplit(".", 1)[-1]
-            if name in _OBJECTIVE_CALLS:
+            if name in _OBJECTIVE_CALLS and not (site.qn or "").startswith(_TUNER_PREFIXES):
                 refs = [a.value for a in site.node.args
                         if a.keyword is None or a.keyword.value in _OBJECTIVE_KWARGS][:1]
                 for ref in refs:
@@ -516,7 +533,7 @@ class _Analysis:
                     continue
                 if any(prev.seq < s.seq < site.seq and self.site_clears(s) for s in fn.calls):
                     continue
-                if self.in_fresh_graph(site):
+                if self.in_fresh_graph(site) or _rewraps(site, names[0]):
                     continue
                 yield self.report(site, "straight-line", 0.6, "straight-line", api,
                                   self.training_api(fn, None), None)
@@ -576,6 +593,24 @@ def _is_kfold(ctx: ModuleContext, loop: Loop) -> bool:
         return True
     text = ctx.code(node.iter).lower() + " " + ctx.code(node.target).lower()
     return "fold" in text
+
+
+def _rewraps(site: CallSite, name: str) -> bool:
+    """``m = Model(m.inputs, m.layers[-2].output)``: the new model wraps the previous one's
+    own layers (no second copy is built)."""
+    for arg in site.node.args:
+        for node in _walk(arg.value):
+            if isinstance(node, cst.Name) and node.value == name:
+                return True
+    return False
+
+
+def _walk(expr: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.children)
 
 
 def _names_in(expr: cst.BaseExpression) -> Iterator[cst.BaseExpression]:

@@ -28,6 +28,16 @@ from mining.rules.values import (
 
 _STORE_METHODS = frozenset({"append", "extend", "insert", "appendleft", "add"})
 #: Keras callback / model hooks the framework calls once per batch or epoch.
+#: Calls that only exist in TF1 / Keras-2 graph mode: a module using them builds symbolic
+#: tensors, so Python lists of tensors are graph structure, not buffers kept per step.
+_GRAPH_MODE_CALLS = frozenset({
+    "tensorflow.Session", "tensorflow.InteractiveSession", "tensorflow.placeholder",
+    "tensorflow.get_variable", "tensorflow.variable_scope", "tensorflow.gradients",
+    "tensorflow.global_variables_initializer", "tensorflow.get_collection",
+    "tensorflow.add_to_collection", "keras.backend.function", "keras.backend.update",
+    "keras.backend.update_add", "keras.backend.update_sub", "keras.backend.placeholder",
+    "keras.backend.gradients", "keras.backend.get_session",
+})
 _REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end",
                              "on_test_batch_end", "on_predict_batch_end", "train_step",
                              "test_step", "on_batch_begin", "on_epoch_begin"})
@@ -49,6 +59,17 @@ def called_in_loop(ctx: ModuleContext) -> set[int]:
             out.add(id(fn))
     ctx.cache["called_in_loop"] = out
     return out
+
+
+def graph_mode(ctx: ModuleContext) -> bool:
+    """The module builds a TF1/Keras-2 graph (sessions, placeholders, ``K.function``,
+    ``K.update``, ``tf.gradients``, an optimizer's ``get_updates``)."""
+    cached = ctx.cache.get("utr_graph_mode")
+    if cached is None:
+        cached = any(s.qn in _GRAPH_MODE_CALLS for s in ctx.calls) or any(
+            fn.name == "get_updates" for fn in ctx.functions)
+        ctx.cache["utr_graph_mode"] = cached
+    return bool(cached)
 
 
 def _statement_loop(loops: tuple[Loop, ...]) -> Loop | None:
@@ -169,6 +190,37 @@ class UnreleasedTensorReference(Rule):
             """)),
         Valid(dedent("""
             import tensorflow as tf
+            x = tf.placeholder(tf.float32, [None, 4])
+            costs = []
+            for k in range(3):
+                costs.append(tf.reduce_mean(tf.square(x * k)))
+            total = tf.add_n(costs)
+            """)),
+        Valid(dedent("""
+            from keras import backend as K
+
+            class ScaledSGD:
+                def get_updates(self, loss, params):
+                    grads = K.gradients(loss, params)
+                    self.updates = []
+                    for p, g in zip(params, grads):
+                        self.updates.append(K.update(p, p - 0.1 * g))
+                    return self.updates
+            """)),
+        Valid(dedent("""
+            import numpy as np
+            from keras import ops
+
+            def to_image(t):
+                t = ops.clip(t * 255.0, 0, 255)
+                return ops.convert_to_numpy(t)
+
+            frames = []
+            for z in latents:
+                frames.append(to_image(ops.tanh(z)))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
             logs = {}
             for step in range(10):
                 logs["loss"] = tf.reduce_mean(tf.ones([3]))
@@ -259,6 +311,8 @@ class UnreleasedTensorReference(Rule):
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
+        if graph_mode(ctx):
+            return
         kinds = kinds_for(ctx)
         repeated = called_in_loop(ctx)
         for fn in ctx.functions:

@@ -203,6 +203,8 @@ class ValueKinds:
             return PLAIN
         if root == "keras" and parts:
             head = parts[0]
+            if last in ("convert_to_numpy", "get_value", "batch_get_value"):
+                return PLAIN
             if head == "losses":
                 return LOSSFN if last[:1].isupper() else SCALAR
             if head == "metrics":
