@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,37 +68,210 @@ def first_line(message: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class ScanCache:
-    """Findings by (content hash, file kind): a file's content after one commit is its content
-    before the next commit that touches it, so most history scans are cache hits."""
+class BlobReader:
+    """Contents of git objects by sha, through one long-lived ``git cat-file --batch``.
 
-    def __init__(self, rules: Iterable[str] | None, max_bytes: int, size: int = 4096) -> None:
+    ``read`` returns None for an object that is not in the repository (an incomplete snapshot).
+    """
+
+    def __init__(self, repo: str | os.PathLike[str]) -> None:
+        import subprocess
+
+        from mining.clone import _SAFE_CONFIG, git_env
+
+        self._proc = subprocess.Popen(
+            ["git", *_SAFE_CONFIG, "cat-file", "--batch"], cwd=repo, env=git_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def read(self, sha: str) -> bytes | None:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(sha.encode() + b"\n")
+        self._proc.stdin.flush()
+        header = self._proc.stdout.readline()
+        parts = header.split()
+        if len(parts) != 3 or parts[1] == b"missing":
+            if not header:
+                raise RuntimeError("git cat-file --batch ended unexpectedly")
+            return None
+        data = self._proc.stdout.read(int(parts[2]))
+        self._proc.stdout.read(1)  # the newline after the contents
+        return data
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        self._proc.wait()
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One ``.py``/``.ipynb`` file changed by a commit (``git diff-tree --raw -M``)."""
+
+    status: str  # A(dded), D(eleted), M(odified), R(enamed), T(ype changed)
+    old_path: str | None
+    new_path: str | None
+    old_blob: str | None
+    new_blob: str | None
+
+
+_NULL_SHA = "0" * 40
+_PATHSPEC = [":(icase)*.py", ":(icase)*.ipynb"]
+_SKIP_MODES = ("160000",)  # submodules: their "blob" is a commit of another repository
+
+
+def _decode_path(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def python_changes(repo: str | os.PathLike[str],
+                   commits: list[tuple[str, str | None]]) -> dict[str, list[Change]]:
+    """The Python files each ``(commit, parent)`` changes, in one ``git diff-tree --stdin``.
+
+    Only ``.py``/``.ipynb`` paths are diffed (rename detection runs among them), so no other
+    blob is ever read: a snapshot that lacks a large data file still has a history.
+    """
+    import subprocess
+
+    from mining.clone import _SAFE_CONFIG, git_env
+
+    if not commits:
+        return {}
+    lines = "".join(f"{c} {p}\n" if p else f"{c}\n" for c, p in commits).encode()
+    proc = subprocess.run(
+        ["git", *_SAFE_CONFIG, "diff-tree", "--stdin", "-r", "-M", "--root", "--no-abbrev",
+         "-z", "--raw", "--", *_PATHSPEC],
+        cwd=repo, env=git_env(), input=lines, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"git diff-tree failed: {proc.stderr.decode('utf-8', 'replace')}")
+    out: dict[str, list[Change]] = {}
+    tokens = proc.stdout.split(b"\0")
+    current: list[Change] | None = None
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if not token:
+            continue
+        if not token.startswith(b":"):
+            current = out.setdefault(token.decode().strip(), [])
+            continue
+        old_mode, new_mode, old_sha, new_sha, status = token[1:].decode().split()
+        kind = status[0]
+        paths = [_decode_path(tokens[i])]
+        i += 1
+        if kind in ("R", "C"):
+            paths.append(_decode_path(tokens[i]))
+            i += 1
+        if current is None:
+            raise RuntimeError("git diff-tree: a change without its commit")
+        old_path = paths[0] if kind != "A" else None
+        new_path = paths[-1] if kind != "D" else None
+        if old_mode in _SKIP_MODES:
+            old_path, old_sha = None, _NULL_SHA
+        if new_mode in _SKIP_MODES:
+            new_path, new_sha = None, _NULL_SHA
+        if old_path is None and new_path is None:
+            continue
+        current.append(Change(kind, old_path, new_path,
+                              old_sha if old_sha != _NULL_SHA else None,
+                              new_sha if new_sha != _NULL_SHA else None))
+    return out
+
+
+def _scan_one(task: tuple[bytes, str, list[str] | None, int]) -> tuple[list[Any], bool]:
+    from mining.scan import scan_bytes
+
+    data, path, rules, max_bytes = task
+    result = scan_bytes(data, path, rules=rules, max_bytes=max_bytes)
+    return list(result.findings), bool(result.error)
+
+
+class BlobScanner:
+    """Findings of git blobs by (blob sha, file kind), each blob scanned once.
+
+    ``prefetch`` scans a batch of blobs up front, in ``jobs`` worker processes when more than
+    one is allowed; ``findings`` answers from what was scanned (scanning on a miss).
+    """
+
+    def __init__(self, reader: BlobReader, rules: Iterable[str] | None, max_bytes: int,
+                 jobs: int = 1) -> None:
+        self.reader = reader
         self.rules = list(rules) if rules is not None else None
         self.max_bytes = max_bytes
-        self.size = size
-        self._cache: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
+        self.jobs = max(1, jobs)
+        self._found: dict[tuple[str, str], list[Any] | None] = {}
         self.scans = 0
         self.errors = 0
+        self.missing = 0
 
-    def findings(self, data: bytes | None, path: str) -> list[Any]:
-        if data is None or not is_python_path(path):
-            return []
-        key = (hashlib.sha1(data).hexdigest(), os.path.splitext(path)[1].lower())
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return [_retarget(f, path) for f in hit]
-        from mining.scan import scan_bytes
+    @staticmethod
+    def key(blob: str, path: str) -> tuple[str, str]:
+        return blob, os.path.splitext(path)[1].lower()
 
-        result = scan_bytes(data, path, rules=self.rules, max_bytes=self.max_bytes)
+    def _task(self, blob: str, path: str) -> tuple[bytes, str, list[str] | None, int] | None:
+        data = self.reader.read(blob)
+        if data is None:
+            self._found[self.key(blob, path)] = None
+            self.missing += 1
+            return None
+        return data, path, self.rules, self.max_bytes
+
+    def _store(self, key: tuple[str, str], found: list[Any], error: bool) -> None:
+        self._found[key] = found
         self.scans += 1
-        if result.error:
-            self.errors += 1
-        found = list(result.findings)
-        self._cache[key] = found
-        if len(self._cache) > self.size:
-            self._cache.popitem(last=False)
-        return found
+        self.errors += int(error)
+
+    def prefetch(self, items: Iterable[tuple[str, str]]) -> None:
+        """Scan every not yet scanned ``(blob, path)`` of ``items``."""
+        todo: dict[tuple[str, str], str] = {}
+        for blob, path in items:
+            key = self.key(blob, path)
+            if key not in self._found and key not in todo:
+                todo[key] = path
+        if self.jobs <= 1 or len(todo) < 4 * self.jobs:
+            for (blob, _), path in todo.items():
+                self.findings(blob, path)
+            return
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        pending: dict[Any, tuple[str, str]] = {}
+        queue = iter(todo.items())
+        with ProcessPoolExecutor(max_workers=self.jobs) as pool:
+            while True:
+                while len(pending) < 4 * self.jobs:
+                    nxt = next(queue, None)
+                    if nxt is None:
+                        break
+                    (blob, _), path = nxt
+                    task = self._task(blob, path)
+                    if task is not None:
+                        pending[pool.submit(_scan_one, task)] = nxt[0]
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._store(pending.pop(future), *future.result())
+
+    def findings(self, blob: str | None, path: str | None) -> list[Any] | None:
+        """Findings of ``blob`` as file ``path``; [] for no blob or a non-Python path, None
+        when the blob is missing from the repository."""
+        if blob is None or not path or not is_python_path(path):
+            return []
+        key = self.key(blob, path)
+        if key not in self._found:
+            task = self._task(blob, path)
+            if task is not None:
+                self._store(key, *_scan_one(task))
+        found = self._found[key]
+        if found is None:
+            return None
+        return [_retarget(f, path) for f in found]
 
 
 def _retarget(finding: Any, path: str) -> Any:
@@ -123,14 +296,7 @@ class HistoryResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     leak_commits: list[dict[str, Any]] = field(default_factory=list)
     scan_errors: int = 0
-
-
-def _python_commits(repo: Path, pin: str) -> set[str]:
-    res = run_git(["log", "--full-history", "--format=%H", pin, "--", "*.py", "*.ipynb",
-                   "*.PY", "*.IPYNB"], cwd=repo)
-    if res.returncode != 0:
-        raise RuntimeError(f"git log failed: {res.stderr.strip()}")
-    return set(res.stdout.decode().split())
+    missing_blobs: int = 0
 
 
 def _window(repo: Path, pin: str, max_commits: int) -> list[str] | None:
@@ -142,73 +308,93 @@ def _window(repo: Path, pin: str, max_commits: int) -> list[str] | None:
     return res.stdout.decode().split()
 
 
+#: Commits whose blobs are scanned together (bounds the memory of a parallel batch).
+CHUNK_COMMITS = 256
+
+
 def walk_history(repo_path: str | os.PathLike[str], pin: str, repo: str = "",
                  rules: Iterable[str] | None = None, max_commits: int = 0,
-                 max_bytes: int = 1_048_576) -> HistoryResult:
+                 max_bytes: int = 1_048_576, jobs: int = 1) -> HistoryResult:
     """Events and leak-related commits of ``repo_path`` up to ``pin`` (inclusive).
 
     ``max_commits`` > 0 keeps only the newest N commits (topological order); each kept commit is
     still compared with its own parent, so the window only limits how far back events go.
-    ``repo`` fills the ``repo`` column of the rows.
+    ``repo`` fills the ``repo`` column of the rows. ``jobs`` > 1 scans the blobs of each batch
+    of commits in that many worker processes (the events do not depend on it).
     """
     from pydriller import Repository
-    from pydriller.domain.commit import ModificationType
 
     path = Path(repo_path)
     window = _window(path, pin, max_commits)
-    py_commits = _python_commits(path, pin)
-    cache = ScanCache(rules, max_bytes)
     result = HistoryResult()
-    origin: dict[str, str] = {}  # current path -> path where its history started (renames)
     walker = Repository(str(path), to_commit=pin, order="topo-order", only_commits=window)
-    for seq, commit in enumerate(walker.traverse_commits()):
-        result.commits += 1
-        date = commit.committer_date.isoformat()
-        message = commit.msg or ""
-        terms = leak_terms(message)
-        if terms:
-            result.leak_commits.append({"repo": repo, "commit": commit.hash, "date": date,
-                                        "message": first_line(message),
-                                        "matched": ";".join(terms)})
-        if commit.hash not in py_commits or len(commit.parents) > 1:
-            continue
-        result.python_commits += 1
-        for mf in commit.modified_files:
-            old_path, new_path = mf.old_path, mf.new_path
-            if not (is_python_path(old_path) or is_python_path(new_path)):
-                continue
-            if old_path and new_path and old_path != new_path:
-                origin[new_path] = origin.pop(old_path, old_path)
-            before = cache.findings(mf.content_before, old_path) if old_path else []
-            after = cache.findings(mf.content, new_path) if new_path else []
-            before_keys = Counter(finding_key(f) for f in before)
-            after_keys = Counter(finding_key(f) for f in after)
-            deleted = mf.change_type == ModificationType.DELETE or not is_python_path(new_path)
-            base = {"repo": repo, "commit": commit.hash, "date": date,
-                    "message": first_line(message), "seq": seq}
-            for event, findings, keys, other, where in (
-                    ("removed", before, before_keys, after_keys, old_path),
-                    ("introduced", after, after_keys, before_keys, new_path)):
-                surplus = keys - other
-                for finding in findings:
-                    key = finding_key(finding)
-                    if surplus[key] <= 0:
-                        continue
-                    surplus[key] -= 1
-                    start = origin.get(where, where)
-                    instance = hashlib.sha1(
-                        "\x1f".join((repo, start, *key)).encode("utf-8", "surrogateescape")
-                    ).hexdigest()[:12]
-                    result.events.append({
-                        **base, "rule": key[0], "path": where, "event": event,
-                        "function": key[1], "snippet": key[2], "line": finding.line,
-                        "removal": ("deleted_file" if deleted else "code_changed")
-                        if event == "removed" else "",
-                        "instance": instance})
-            if mf.change_type == ModificationType.DELETE and old_path:
-                origin.pop(old_path, None)
-    result.scan_errors = cache.errors
+    commits = [(c.hash, tuple(c.parents), c.committer_date.isoformat(), c.msg or "")
+               for c in walker.traverse_commits()]
+    result.commits = len(commits)
+    singles = [(h, parents[0] if parents else None) for h, parents, _, _ in commits
+               if len(parents) <= 1]
+    changes = python_changes(path, singles)
+    origin: dict[str, str] = {}  # current path -> path where its history started (renames)
+    with BlobReader(path) as reader:
+        scanner = BlobScanner(reader, rules, max_bytes, jobs=jobs)
+        for chunk_start in range(0, len(commits), CHUNK_COMMITS):
+            chunk = commits[chunk_start:chunk_start + CHUNK_COMMITS]
+            scanner.prefetch((blob, p) for h, _, _, _ in chunk for ch in changes.get(h, ())
+                             for blob, p in ((ch.old_blob, ch.old_path),
+                                             (ch.new_blob, ch.new_path))
+                             if blob and p and is_python_path(p))
+            for offset, (sha, parents, date, message) in enumerate(chunk):
+                _commit_events(result, scanner, origin, repo, chunk_start + offset, sha,
+                               parents, date, message, changes.get(sha))
+    result.scan_errors = scanner.errors
+    result.missing_blobs = scanner.missing
     return result
+
+
+def _commit_events(result: HistoryResult, scanner: BlobScanner, origin: dict[str, str],
+                   repo: str, seq: int, sha: str, parents: tuple[str, ...], date: str,
+                   message: str, changes: list[Change] | None) -> None:
+    terms = leak_terms(message)
+    if terms:
+        result.leak_commits.append({"repo": repo, "commit": sha, "date": date,
+                                    "message": first_line(message), "matched": ";".join(terms)})
+    if not changes or len(parents) > 1:
+        return
+    result.python_commits += 1
+    for ch in changes:
+        old_path, new_path = ch.old_path, ch.new_path
+        if old_path and new_path and old_path != new_path:
+            origin[new_path] = origin.pop(old_path, old_path)
+        before = scanner.findings(ch.old_blob, old_path) if old_path else []
+        after = scanner.findings(ch.new_blob, new_path) if new_path else []
+        if before is None or after is None:  # a blob the snapshot lacks: no events guessed
+            continue
+        before_keys = Counter(finding_key(f) for f in before)
+        after_keys = Counter(finding_key(f) for f in after)
+        deleted = ch.status == "D" or not is_python_path(new_path)
+        base = {"repo": repo, "commit": sha, "date": date, "message": first_line(message),
+                "seq": seq}
+        for event, findings, keys, other, where in (
+                ("removed", before, before_keys, after_keys, old_path),
+                ("introduced", after, after_keys, before_keys, new_path)):
+            surplus = keys - other
+            for finding in findings:
+                key = finding_key(finding)
+                if surplus[key] <= 0:
+                    continue
+                surplus[key] -= 1
+                start = origin.get(where, where)  # type: ignore[arg-type]
+                instance = hashlib.sha1(
+                    "\x1f".join((repo, start, *key)).encode("utf-8", "surrogateescape")
+                ).hexdigest()[:12]
+                result.events.append({
+                    **base, "rule": key[0], "path": where, "event": event,
+                    "function": key[1], "snippet": key[2], "line": finding.line,
+                    "removal": ("deleted_file" if deleted else "code_changed")
+                    if event == "removed" else "",
+                    "instance": instance})
+        if ch.status == "D" and old_path:
+            origin.pop(old_path, None)
 
 
 __all__ = ["EVENT_COLUMNS", "HistoryResult", "LEAK_COMMIT_COLUMNS", "LEAK_MESSAGE_RE",

@@ -18,17 +18,18 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from mining.clone import CloneError, checkout, run_git
+from mining.clone import CloneError, checkout, repo_key, run_git, validate_url
 from mining.corpus import CorpusEntry
 from mining.history import EVENT_COLUMNS, LEAK_COMMIT_COLUMNS, is_python_path, walk_history
-from pipeline.common import atomic_write_csv, atomic_write_json
+from pipeline.common import LeakwattError, atomic_write_csv, atomic_write_json
 from pipeline.params import MineParams
 
-MINE_FORMAT = 1  # bump when the per-repository result layout or its meaning changes
+MINE_FORMAT = 2  # bump when the per-repository result layout or its meaning changes
 
 REPO_COLUMNS = ["url", "commit", "name", "status", "reason", "files", "kloc", "py_files",
                 "notebooks", "parse_errors", "seconds", "history_commits"]
@@ -42,6 +43,7 @@ OUTPUTS = {"repos.csv": REPO_COLUMNS, "instances.csv": INSTANCE_COLUMNS,
 CACHEABLE = ("ok", "empty", "no_python")
 
 _MODE_SYMLINK, _MODE_SUBMODULE = "120000", "160000"
+DASK_CONNECT_TIMEOUT_S = 30  # how long to wait for the Dask scheduler to answer
 
 
 def detector_version() -> str:
@@ -69,8 +71,11 @@ def _display(path: bytes) -> tuple[str, bool]:
         return path.decode("utf-8", "backslashreplace"), False
 
 
-def list_tree(repo: Path, commit: str) -> list[tuple[str, str, int | None, bytes]]:
-    """(mode, type, size, path) of every entry of ``commit``'s tree, recursively."""
+def list_tree(repo: Path, commit: str) -> list[tuple[str, str, int | None, bytes, str]]:
+    """(mode, type, size, path, sha) of every entry of ``commit``'s tree, recursively.
+
+    ``size`` is None where git does not know it (submodules, blobs missing from the snapshot).
+    """
     res = run_git(["ls-tree", "-r", "-l", "-z", "--full-tree", commit], cwd=repo)
     if res.returncode != 0:
         raise RuntimeError(f"git ls-tree failed: {res.stderr.strip()}")
@@ -79,66 +84,123 @@ def list_tree(repo: Path, commit: str) -> list[tuple[str, str, int | None, bytes
         if not record:
             continue
         meta, _, path = record.partition(b"\t")
-        mode, kind, _sha, size = meta.decode().split(maxsplit=3)
-        entries.append((mode, kind, int(size) if size.strip().isdigit() else None, path))
+        mode, kind, sha, size = meta.decode().split(maxsplit=3)
+        entries.append((mode, kind, int(size) if size.strip().isdigit() else None, path, sha))
     return entries
 
 
-def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams) -> dict[str, Any]:
-    """Scan all .py/.ipynb files of the checked-out pin; counts, instances and error rows."""
+def _is_partial(repo: Path) -> bool:
+    res = run_git(["config", "--get", "extensions.partialClone"], cwd=repo)
+    return res.returncode == 0 and bool(res.stdout.strip())
+
+
+def missing_blobs(repo: Path, shas: list[str]) -> set[str]:
+    """The blobs of ``shas`` that the repository's object store lacks (one ``git cat-file
+    --batch-check``). Empty for partial clones, whose absent blobs are fetched on demand."""
+    if not shas or _is_partial(repo):
+        return set()
+    import subprocess
+
+    from mining.clone import _SAFE_CONFIG, git_env
+
+    res = subprocess.run(["git", *_SAFE_CONFIG, "cat-file", "--batch-check"], cwd=repo,
+                         env=git_env(), input="".join(f"{s}\n" for s in shas).encode(),
+                         capture_output=True, check=False)
+    return {line.split()[0] for line in res.stdout.decode().splitlines()
+            if line.endswith(" missing")}
+
+
+def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
+                  complete: bool = True) -> dict[str, Any]:
+    """Scan all .py/.ipynb files of the pinned commit; counts, instances and error rows.
+
+    Files are read from the repository's object store (``git cat-file``), not the work tree,
+    so a clone whose checkout failed can still be scanned. ``complete=False`` (the checkout
+    failed) also lists the blobs the snapshot lacks: each becomes a ``scan_errors`` row and
+    ``out["missing"]`` counts them.
+    """
+    from mining.history import BlobReader
     from mining.scan import scan_bytes
 
     max_bytes = params.max_file_kb * 1024
     out: dict[str, Any] = {"files": 0, "py_files": 0, "notebooks": 0, "parse_errors": 0,
-                           "lines": 0, "instances": [], "scan_errors": []}
+                           "lines": 0, "instances": [], "scan_errors": [], "missing": 0}
 
     def error(path: str, message: str) -> None:
         out["scan_errors"].append({"repo": entry.name, "commit": entry.commit, "path": path,
                                    "error": message})
 
-    for mode, kind, size, raw_path in list_tree(work, entry.commit):
-        path, utf8 = _display(raw_path)
-        if mode == _MODE_SUBMODULE:
-            error(path, "skipped: submodule (not scanned)")
-            continue
-        if kind != "blob":
-            continue
-        out["files"] += 1
-        if not is_python_path(path):
-            continue
-        if mode == _MODE_SYMLINK:
-            error(path, "skipped: symbolic link (not followed)")
-            continue
-        out["notebooks" if path.lower().endswith(".ipynb") else "py_files"] += 1
-        if not utf8:
-            error(path, "warning: path is not valid UTF-8 (shown with escapes)")
-        if size is not None and size > max_bytes:
-            error(path, f"skipped: {size} bytes is over max_file_kb ({params.max_file_kb} KiB)")
-            continue
-        try:
-            data = (work / os.fsdecode(raw_path)).read_bytes()
-        except OSError as exc:
-            error(path, f"unreadable: {exc.strerror or exc}")
-            continue
-        result = scan_bytes(data, path, rules=list(params.rules), max_bytes=max_bytes)
-        out["lines"] += int(result.lines or 0)
-        if result.error:
-            out["parse_errors"] += 1
-            error(path, str(result.error))
-        elif result.skipped:
-            error(path, f"skipped: {result.skipped}")
-        for finding in result.findings:
-            row = finding.to_dict()
-            row.update({"repo": entry.name, "commit": entry.commit,
-                        "path": path if not row.get("path") else row["path"]})
-            out["instances"].append(row)
+    tree = list_tree(work, entry.commit)
+    absent = set() if complete else missing_blobs(
+        work, [sha for mode, kind, _, _, sha in tree if kind == "blob"])
+    with BlobReader(work) as reader:
+        for mode, kind, size, raw_path, sha in tree:
+            path, utf8 = _display(raw_path)
+            if mode == _MODE_SUBMODULE:
+                error(path, "skipped: submodule (not scanned)")
+                continue
+            if kind != "blob":
+                continue
+            out["files"] += 1
+            if sha in absent:
+                out["missing"] += 1
+                error(path, f"missing: blob {sha[:12]} is not in the repository "
+                            "(incomplete snapshot; not scanned)")
+                continue
+            if not is_python_path(path):
+                continue
+            if mode == _MODE_SYMLINK:
+                error(path, "skipped: symbolic link (not followed)")
+                continue
+            out["notebooks" if path.lower().endswith(".ipynb") else "py_files"] += 1
+            if not utf8:
+                error(path, "warning: path is not valid UTF-8 (shown with escapes)")
+            if size is not None and size > max_bytes:
+                error(path, f"skipped: {size} bytes is over max_file_kb ({params.max_file_kb} KiB)")
+                continue
+            data = reader.read(sha)
+            if data is None:
+                out["missing"] += 1
+                error(path, f"missing: blob {sha[:12]} is not in the repository "
+                            "(incomplete snapshot; not scanned)")
+                continue
+            result = scan_bytes(data, path, rules=list(params.rules), max_bytes=max_bytes)
+            out["lines"] += int(result.lines or 0)
+            if result.error:
+                out["parse_errors"] += 1
+                error(path, str(result.error))
+            elif result.skipped:
+                error(path, f"skipped: {result.skipped}")
+            for finding in result.findings:
+                row = finding.to_dict()
+                row.update({"repo": entry.name, "commit": entry.commit,
+                            "path": path if not row.get("path") else row["path"]})
+                out["instances"].append(row)
     return out
 
 
+def _clone_with_commit(entry: CorpusEntry, cache_dir: str | os.PathLike[str]) -> Path | None:
+    """The cached clone of ``entry`` when it holds the pinned commit (used when the checkout
+    failed, e.g. on a snapshot that lacks some blobs), else None."""
+    try:
+        dest = Path(cache_dir) / repo_key(validate_url(entry.url))
+    except LeakwattError:
+        return None
+    if not dest.is_dir():
+        return None
+    res = run_git(["cat-file", "-e", f"{entry.commit.strip().lower()}^{{commit}}"], cwd=dest)
+    return dest if res.returncode == 0 else None
+
+
 def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
-                    params: MineParams) -> dict[str, Any]:
+                    params: MineParams, history_jobs: int = 1) -> dict[str, Any]:
     """Mine one repository; never raises. Returns ``{"repo": row, "instances": [...],
-    "events": [...], "leak_commits": [...], "scan_errors": [...]}``."""
+    "events": [...], "leak_commits": [...], "scan_errors": [...]}``.
+
+    A clone whose checkout fails although it holds the pinned commit (a snapshot without some
+    large blobs) is mined from its object store: the missing files become ``scan_errors``
+    rows and the ``reason`` says so. ``history_jobs`` worker processes scan history blobs.
+    """
     start = time.perf_counter()
     row: dict[str, Any] = {"url": entry.url, "commit": entry.commit, "name": entry.name,
                            "status": "ok", "reason": "", "files": 0, "kloc": 0.0, "py_files": 0,
@@ -147,9 +209,22 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
     result: dict[str, Any] = {"repo": row, "instances": [], "events": [], "leak_commits": [],
                               "scan_errors": []}
     try:
-        work = checkout(entry.url, entry.commit, cache_dir,
-                        mirror_dir=params.mirror_dir or None, timeout_s=params.clone_timeout_s)
-        scanned = scan_checkout(work, entry, params)
+        complete = True
+        try:
+            work = checkout(entry.url, entry.commit, cache_dir,
+                            mirror_dir=params.mirror_dir or None,
+                            timeout_s=params.clone_timeout_s)
+        except CloneError as exc:
+            fallback = _clone_with_commit(entry, cache_dir) if exc.status == "clone_failed" \
+                else None
+            if fallback is None:
+                raise
+            work, complete = fallback, False
+        scanned = scan_checkout(work, entry, params, complete=complete)
+        if not complete:
+            row["reason"] = (f"checkout failed, mined from the object store; "
+                             f"{scanned['missing']} file(s) missing from the snapshot "
+                             "(see scan_errors.csv)")
         for key in ("files", "py_files", "notebooks", "parse_errors"):
             row[key] = scanned[key]
         row["kloc"] = round(scanned["lines"] / 1000, 3)
@@ -163,12 +238,17 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
             try:
                 history = walk_history(work, entry.commit, repo=entry.name,
                                        rules=list(params.rules), max_commits=params.max_commits,
-                                       max_bytes=params.max_file_kb * 1024)
+                                       max_bytes=params.max_file_kb * 1024,
+                                       jobs=history_jobs)
             except Exception as exc:  # noqa: BLE001 - one repository must not stop the stage
                 row["status"] = "history_failed"
                 row["reason"] = f"history walk failed: {type(exc).__name__}: {exc}"[:500]
             else:
                 row["history_commits"] = history.commits
+                if history.missing_blobs:
+                    note = (f"history: {history.missing_blobs} blob(s) missing from the snapshot "
+                            "(those file changes give no events)")
+                    row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
                 result["events"] = history.events
                 result["leak_commits"] = history.leak_commits
     except CloneError as exc:
@@ -206,10 +286,14 @@ def _crashed(entry: CorpusEntry, exc: BaseException) -> dict[str, Any]:
 def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
                 cache_dir: str | os.PathLike[str], params: MineParams,
                 results_cache_dir: str | os.PathLike[str] | None = None,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, scheduler: str | None = None) -> dict[str, Any]:
     """Mine every corpus repository and write the five tables into ``out_dir``.
 
     ``cache_dir`` holds the clones; ``results_cache_dir`` (optional) the per-repository results.
+    Repositories are mined in ``params.jobs`` local processes (0 = all cores), or, when
+    ``scheduler`` is a Dask scheduler address (``tcp://host:8786``), as tasks on that
+    ``dask.distributed`` cluster, whose workers must see ``cache_dir`` (and the mirrors) at the
+    same paths. Results, progress bar and caching are the same either way.
     Returns a summary: counts, how many repositories were mined vs taken from the cache, and
     ``failed`` (url, name, status, reason of every repository that did not mine cleanly).
     """
@@ -240,13 +324,16 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
         bar.update(1)
 
     try:
-        if jobs <= 1 or len(todo) <= 1:
-            for i in todo:
-                done(i, mine_repository(corpus[i], cache_dir, params))
+        if scheduler and todo:
+            _mine_on_dask(scheduler, corpus, todo, cache_dir, params, done)
+        elif jobs <= 1 or len(todo) <= 1:
+            for i in todo:  # spare cores scan the history blobs of a lone repository
+                done(i, mine_repository(corpus[i], cache_dir, params, history_jobs=jobs))
         else:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-                futures = {pool.submit(mine_repository, corpus[i], cache_dir, params): i
-                           for i in todo}
+            workers = min(jobs, len(todo))
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(mine_repository, corpus[i], cache_dir, params,
+                                       max(1, jobs // workers)): i for i in todo}
                 for future in as_completed(futures):
                     i = futures[future]
                     try:
@@ -269,6 +356,45 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
         "failed": [{k: r["repo"][k] for k in ("url", "name", "status", "reason")}
                    for r in final if r["repo"]["status"] not in ("ok", "no_python")],
     }
+
+
+def _mine_on_dask(scheduler: str, corpus: list[CorpusEntry], todo: list[int],
+                  cache_dir: str | os.PathLike[str], params: MineParams,
+                  done: Callable[[int, dict[str, Any]], None]) -> None:
+    """Mine ``corpus[i]`` for ``i`` in ``todo`` as tasks on the Dask cluster at ``scheduler``;
+    ``done(i, result)`` is called here, in completion order. A task that fails (e.g. its
+    worker died) becomes an ``error`` row, as with local processes."""
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise LeakwattError("mining on a Dask cluster needs dask.distributed: "
+                            "pip install 'dask[distributed]'") from None
+    try:
+        client = Client(scheduler, timeout=f"{DASK_CONNECT_TIMEOUT_S}s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise LeakwattError(f"cannot connect to the Dask scheduler at {scheduler!r}: "
+                            f"{type(exc).__name__}: {exc}") from None
+    try:
+        index: dict[str, int] = {}
+        futures = []
+        for i in todo:
+            key = f"mine-{i}-{cache_key(corpus[i], params)[:12]}"
+            index[key] = i
+            futures.append(client.submit(mine_repository, corpus[i], str(cache_dir), params, 1,
+                                         pure=False, retries=0, key=key))
+        pending = dask_completed(futures, loop=client.loop)
+        del futures  # each result is dropped from the cluster once taken
+        for future in pending:
+            i = index[future.key]
+            try:
+                res = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker
+                res = _crashed(corpus[i], exc)
+            done(i, res)
+            del future
+    finally:
+        client.close()
 
 
 def write_tables(results: list[dict[str, Any]], out_dir: Path) -> None:
@@ -294,4 +420,5 @@ def write_tables(results: list[dict[str, Any]], out_dir: Path) -> None:
 
 
 __all__ = ["INSTANCE_COLUMNS", "OUTPUTS", "REPO_COLUMNS", "SCAN_ERROR_COLUMNS", "cache_key",
-           "list_tree", "mine_corpus", "mine_repository", "scan_checkout", "write_tables"]
+           "list_tree", "mine_corpus", "mine_repository", "missing_blobs", "scan_checkout",
+           "write_tables"]

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -129,16 +130,422 @@ def _syntax_reason(source: str, exc: Exception) -> str:
     return f"cannot parse: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
-def scan_source(source: str, path: str = "<string>",
-                rules: Iterable[str] | None = None) -> list[Finding]:
-    """Findings of ``rules`` (all when None) in Python ``source``; ScanError if unparsable."""
+# --------------------------------------------------------------------------------------------
+# Pre-filter: which top-level statements (and methods) can take part in a finding
+# --------------------------------------------------------------------------------------------
+#
+# libcst parsing and indexing cost about 15 times ``ast.parse``. Before libcst sees a file, the
+# pre-filter parses it with ``ast`` and splits it into units: top-level statements, with classes
+# split into a header (the class line and class-level statements) and one unit per method. A
+# *seed* unit mentions a name a finding needs (a model constructor, ``predict``, a dataset
+# constructor, ``Session``, a store into a container next to a loop, or a local alias of one
+# of these). Kept are the seeds and every unit connected to one through a name one unit
+# defines and another mentions (callers and callees both ways, ``self.attr`` stores, base
+# classes, a class and its dunder methods). The rules relate nodes only through such names,
+# so the kept units see the same context as in the whole file. Dropped units become blank
+# lines, so line and column numbers do not move; their nested imports are re-emitted on their
+# own lines because the name resolver reads imports anywhere in a module. When no unit is a
+# seed, libcst does not run at all.
+
+#: Seed words of calls that only count with a tensorflow/keras name at their head (the rules
+#: match qualified names): model constructors, dataset constructors, sessions, and the TF1
+#: graph-mode APIs that make UTR skip a whole module.
+_QN_WORDS: dict[str, frozenset[str]] = {
+    "IMR": frozenset({"Sequential", "Model", "Functional", "load_model", "model_from_json",
+                      "model_from_yaml", "model_from_config", "clone_model", "applications"}),
+    "DIR": frozenset({"Dataset", "from_tensor_slices", "from_tensors", "from_generator",
+                      "TFRecordDataset", "TextLineDataset", "FixedLengthRecordDataset",
+                      "list_files", "choose_from_datasets", "sample_from_datasets"}),
+    "US": frozenset({"Session", "InteractiveSession"}),
+    "UTR": frozenset({"Session", "InteractiveSession", "placeholder", "get_variable",
+                      "variable_scope", "gradients", "global_variables_initializer",
+                      "get_collection", "add_to_collection", "function", "update", "update_add",
+                      "update_sub", "get_session"}),
+}
+#: Seed words matched as the last name of any call (methods, functions of other libraries).
+_PLAIN_WORDS: dict[str, frozenset[str]] = {
+    # IMR asks whether a search runs anywhere in the module (scikit-learn wrappers' build_fn)
+    "IMR": frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score", "cross_validate",
+                      "BayesSearchCV", "HalvingGridSearchCV", "HalvingRandomSearchCV",
+                      "cross_val_predict", "learning_curve", "validation_curve"}),
+    "DIR": frozenset({"predict"}),
+    "US": frozenset(),
+    "UTR": frozenset(),
+}
+#: With a session in the file, US looks for ``x.close()`` anywhere in the module.
+_US_CLOSE_WORDS = frozenset({"close", "closing"})
+#: A function of this name anywhere puts a module in graph mode for UTR.
+_SEED_DEFS = {"UTR": frozenset({"get_updates"})}
+_DIR_DATA_LAST = frozenset({"load", "zip", "range"})  # ``tf.data.experimental.load`` ...
+_UTR_STORE_METHODS = frozenset({"append", "extend", "insert", "appendleft", "add"})
+#: Methods Keras calls once per batch or epoch: UTR treats them as called in a loop.
+_REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end",
+                             "on_test_batch_end", "on_predict_batch_end", "train_step",
+                             "test_step", "on_batch_begin", "on_epoch_begin"})
+_TRACKED_ROOTS = frozenset({"tensorflow", "keras", "tf_keras"})
+_FUNCS = ast.FunctionDef | ast.AsyncFunctionDef
+_COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+@dataclass(eq=False)
+class _Unit:
+    nodes: list[ast.stmt]
+    ranges: list[tuple[int, int]]  # 1-based inclusive line ranges
+    kind: str  # "stmt" | "header" | "method" | "import" | "alias"
+    name: str = ""  # a function's, class's or method's name
+    header: int = -1  # a method's class header unit
+    callables: set[str] = field(default_factory=set)  # functions, methods, classes it defines
+    values: set[str] = field(default_factory=set)  # other names and ``self.x`` it stores
+    tokens: set[str] = field(default_factory=set)  # names and ``self.x`` it mentions
+    nested_imports: list[ast.Import | ast.ImportFrom] = field(default_factory=list)
+    bases: set[str] = field(default_factory=set)  # names in a class header's bases
+    seed: bool = False
+    loop: bool = False
+    store: bool = False  # stores into a container outside any loop (UTR if called in a loop)
+
+    @property
+    def dunder(self) -> bool:
+        return self.kind == "method" and self.name.startswith("__") and self.name.endswith("__")
+
+
+def _start(node: ast.stmt) -> int:
+    decos = getattr(node, "decorator_list", None)
+    return min([node.lineno] + [d.lineno for d in decos]) if decos else node.lineno
+
+
+def _dotted_parts(expr: ast.expr) -> list[str] | None:
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    parts.append(expr.id)
+    return parts[::-1]
+
+
+def _import_pairs(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str]]:
+    """(local name, dotted name) pairs an import binds, as ``NameResolver`` reads them."""
+    if isinstance(node, ast.Import):
+        return [(a.asname, a.name) if a.asname else (a.name.split(".", 1)[0],
+                                                     a.name.split(".", 1)[0])
+                for a in node.names]
+    if node.level or not node.module:
+        return []
+    return [(a.asname or a.name, f"{node.module}.{a.name}") for a in node.names]
+
+
+def _split_class(node: ast.ClassDef) -> bool:
+    prev_end = node.lineno
+    for stmt in node.body:
+        if _start(stmt) <= prev_end:  # ``class A: pass`` or two statements on one line
+            return False
+        prev_end = stmt.end_lineno or stmt.lineno
+    return True
+
+
+def _is_alias_assign(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Attribute | ast.Name)
+            and all(isinstance(t, ast.Name) for t in stmt.targets))
+
+
+def _units(tree: ast.Module) -> list[_Unit]:
+    units: list[_Unit] = []
+    prev_end = 0
+    for stmt in tree.body:
+        start, end = _start(stmt), stmt.end_lineno or stmt.lineno
+        if start <= prev_end and units:  # ``a = 1; b = 2``: one unit
+            last = units[-1]
+            last.nodes.append(stmt)
+            last.ranges[-1] = (last.ranges[-1][0], max(end, last.ranges[-1][1]))
+            last.kind = "stmt"
+            prev_end = max(prev_end, end)
+            continue
+        prev_end = end
+        if isinstance(stmt, ast.Import | ast.ImportFrom):
+            units.append(_Unit([stmt], [(start, end)], "import"))
+        elif _is_alias_assign(stmt):
+            units.append(_Unit([stmt], [(start, end)], "alias"))
+        elif isinstance(stmt, ast.ClassDef) and _split_class(stmt):
+            header = _Unit([], [(start, _start(stmt.body[0]) - 1)], "header", name=stmt.name)
+            header.callables.add(stmt.name)
+            hidx = len(units)
+            units.append(header)
+            for sub in stmt.body:
+                rng = (_start(sub), sub.end_lineno or sub.lineno)
+                if isinstance(sub, _FUNCS):
+                    units.append(_Unit([sub], [rng], "method", name=sub.name, header=hidx))
+                else:
+                    header.nodes.append(sub)
+                    header.ranges.append(rng)
+            header.bases = _names_in(stmt.bases + stmt.keywords)
+            header.tokens.update(header.bases, _names_in(stmt.decorator_list))
+        else:
+            name = stmt.name if isinstance(stmt, _FUNCS | ast.ClassDef) else ""
+            units.append(_Unit([stmt], [(start, end)], "stmt", name=name))
+    return units
+
+
+def _names_in(nodes: Iterable[ast.AST]) -> set[str]:
+    out: set[str] = set()
+    for node in nodes:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name):
+                out.add(sub.id)
+            elif isinstance(sub, ast.Attribute):
+                out.add(sub.attr)
+    return out
+
+
+@dataclass
+class _Vocab:
+    """What makes a unit a seed in one file, for the selected rules."""
+
+    qn_words: set[str]  # with a tensorflow/keras name at the call's head (plus local aliases)
+    plain_words: frozenset[str]  # the last name of any call
+    seed_defs: frozenset[str]  # a function defined under this name
+    alias_heads: set[str]  # local names bound to tensorflow/keras (imports, aliases)
+    utr: bool
+    dir: bool
+
+
+def _walk_unit(unit: _Unit, vocab: _Vocab) -> None:
+    """Fill a unit's tokens and definitions, collect nested imports, decide whether it seeds.
+
+    Findings are reported at calls (IMR, DIR, US) and at stores (UTR), so a seed needs a call
+    whose dotted name mentions a seed word, a class whose bases mention one (its instances are
+    models), or a store into a container next to a for/while loop.
+    """
+    tokens = unit.tokens
+    stored: set[str] = set()
+    attrs: set[str] = set()
+    defs: set[str] = set()
+    heads, qn_words, plain_words = vocab.alias_heads, vocab.qn_words, vocab.plain_words
+    seed = store_call = loop = comp = loop_store = False
+    for root in unit.nodes:
+        for node in ast.walk(root):
+            t = type(node)
+            if t is ast.Name:
+                tokens.add(node.id)  # type: ignore[attr-defined]
+                if isinstance(node.ctx, ast.Store):  # type: ignore[attr-defined]
+                    stored.add(node.id)  # type: ignore[attr-defined]
+            elif t is ast.Attribute:
+                recv = node.value  # type: ignore[attr-defined]
+                if type(recv) is ast.Name and recv.id in ("self", "cls"):
+                    attr = node.attr  # type: ignore[attr-defined]
+                    tokens.add(attr)
+                    if isinstance(node.ctx, ast.Store):  # type: ignore[attr-defined]
+                        attrs.add(attr)
+            elif t is ast.Call:
+                parts = _dotted_parts(node.func)  # type: ignore[attr-defined]
+                if not parts or seed:
+                    continue
+                last = parts[-1]
+                if last in plain_words or (parts[0] in heads and (
+                        not qn_words.isdisjoint(parts) or (
+                            vocab.dir and last in _DIR_DATA_LAST and "data" in parts[:-1]))):
+                    seed = True
+                elif vocab.utr and last in _UTR_STORE_METHODS and len(parts) > 1:
+                    store_call = True
+            elif t is ast.For or t is ast.AsyncFor or t is ast.While:
+                loop = True
+            elif t in _COMPS:
+                comp = True
+            elif t is ast.AugAssign:
+                loop_store = loop_store or isinstance(node.op, ast.Add)  # type: ignore[attr-defined]
+            elif t is ast.Assign or t is ast.AnnAssign:
+                targets = node.targets if t is ast.Assign else [node.target]  # type: ignore[attr-defined]
+                loop_store = loop_store or any(isinstance(x, ast.Subscript) for x in targets)
+                value = node.value  # type: ignore[attr-defined]
+                if (t is ast.Assign and isinstance(value, ast.Attribute | ast.Name)
+                        and any(isinstance(x, ast.Name) for x in targets)):
+                    # ``K = tf.keras.backend`` inside a function still feeds the resolver
+                    parts = _dotted_parts(value)
+                    seed = seed or bool(parts and parts[0] in heads)
+            elif t is ast.FunctionDef or t is ast.AsyncFunctionDef or t is ast.ClassDef:
+                defs.add(node.name)  # type: ignore[attr-defined]
+            elif t is ast.Import or t is ast.ImportFrom:
+                unit.nested_imports.append(node)  # type: ignore[arg-type]
+    if unit.kind == "method":
+        unit.callables = {unit.name}
+        unit.values = attrs  # the ``self.x`` it stores
+    elif unit.kind == "stmt" and len(unit.nodes) == 1 and isinstance(unit.nodes[0], _FUNCS):
+        unit.callables = {unit.name}  # a function's locals are not visible outside
+    else:
+        unit.callables |= defs
+        unit.values = stored | attrs
+    unit.loop = loop or comp  # calls in comprehensions count as in a loop
+    unit.store = vocab.utr and store_call and not loop  # needs a caller with a loop
+    unit.seed = (seed or (unit.kind == "header" and not qn_words.isdisjoint(unit.bases))
+                 or (vocab.utr and loop and (store_call or loop_store))
+                 or not vocab.seed_defs.isdisjoint(defs) or unit.name in vocab.seed_defs
+                 or (unit.store and unit.kind == "method" and unit.name in _REPEATED_HOOKS))
+
+
+def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None:
+    """The part of ``source`` the rules need, with the other statements blanked out.
+
+    Returns ``""`` when no finding is possible (libcst need not run), ``None`` when the whole
+    source must be parsed (it does not parse with ``ast``, it star-imports, or nothing can be
+    dropped), and otherwise a source in which every kept statement keeps its line and column.
+    """
+    codes = _rule_list(rules)
+    if not codes or not any(token in source for token in _PREFILTER):
+        return ""
+    if "\r" in source and source.count("\r") != source.count("\r\n"):
+        return None  # lone "\r" line ends: ast and a "\n" split disagree on line numbers
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escapes in old code are not our business
+            tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None  # libcst reports the error (or parses what ast cannot)
+    units = _units(tree)
+
+    # Local names bound to tensorflow/keras, and those standing for a seed word themselves.
+    qn_words: set[str] = set()
+    plain_words: set[str] = set()
+    seed_defs: set[str] = set()
+    for code in codes:
+        qn_words |= _QN_WORDS.get(code, frozenset())
+        plain_words |= _PLAIN_WORDS.get(code, frozenset())
+        seed_defs |= _SEED_DEFS.get(code, frozenset())
+    if "US" in codes and "Session" in source:
+        plain_words |= _US_CLOSE_WORDS
+    data = "DIR" in codes
+    alias_heads: set[str] = set()
+    assigns: list[ast.Assign] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+                return None  # a star import can make any name resolve: keep everything
+            for local, full in _import_pairs(node):
+                parts = full.split(".")
+                if parts[0] not in _TRACKED_ROOTS:
+                    continue
+                alias_heads.add(local)
+                if not qn_words.isdisjoint(parts) or (data and "data" in parts[1:]):
+                    qn_words.add(local)
+        elif _is_alias_assign(node):  # type: ignore[arg-type]
+            assigns.append(node)  # type: ignore[arg-type]
+    for node in sorted(assigns, key=lambda n: n.lineno):
+        parts = _dotted_parts(node.value) or []
+        if parts and parts[0] in alias_heads:
+            hit = not qn_words.isdisjoint(parts) or (data and "data" in parts[1:])
+            for t in node.targets:
+                alias_heads.add(t.id)  # type: ignore[attr-defined]
+                if hit:
+                    qn_words.add(t.id)  # type: ignore[attr-defined]
+    vocab = _Vocab(qn_words, frozenset(plain_words), frozenset(seed_defs), alias_heads,
+                   utr="UTR" in codes, dir=data)
+
+    defines: dict[str, list[int]] = {}
+    seeds: list[int] = []
+    pending = False
+    for i, u in enumerate(units):
+        if u.kind in ("import", "alias"):
+            continue  # kept as they are; neither can hold a finding nor needs another unit
+        _walk_unit(u, vocab)
+        for name in u.callables | u.values:
+            defines.setdefault(name, []).append(i)
+        if u.seed:
+            seeds.append(i)
+        elif u.store:
+            pending = True
+    if not seeds and not pending:
+        return ""
+    users: dict[str, list[int]] = {}
+    dunders: dict[int, list[int]] = {}
+    for i, u in enumerate(units):
+        for name in u.tokens.intersection(defines):
+            users.setdefault(name, []).append(i)
+        if u.dunder:
+            dunders.setdefault(u.header, []).append(i)
+    # A store outside a loop counts where its function is called from a loop elsewhere.
+    for i, u in enumerate(units):
+        if u.store and not u.seed and any(units[j].loop for j in users.get(u.name, ())):
+            u.seed = True
+            seeds.append(i)
+    if not seeds:
+        return ""
+
+    keep = set(seeds)
+    work = list(seeds)
+    while work:
+        i = work.pop()
+        u = units[i]
+        nxt: list[int] = []
+        for name in u.tokens.intersection(defines):  # what it uses
+            nxt.extend(defines[name])
+        for name in u.callables:  # who calls it (a call in a loop repeats the callee)
+            nxt.extend(users.get(name, ()))
+        if u.kind == "method":
+            nxt.append(u.header)
+            if u.dunder:
+                nxt.extend(dunders.get(u.header, ()))
+        elif u.kind == "header":
+            nxt.extend(dunders.get(i, ()))
+        for j in nxt:
+            if j not in keep:
+                keep.add(j)
+                work.append(j)
+    if all(i in keep or u.kind in ("import", "alias") for i, u in enumerate(units)):
+        return None
+    return _render(source, units, keep)
+
+
+def _render(source: str, units: list[_Unit], keep: set[int]) -> str:
+    lines = source.split("\n")
+    out = [""] * len(lines)
+    has_body: set[int] = set()
+    for i, u in enumerate(units):
+        kept = i in keep or u.kind in ("import", "alias")
+        if kept:
+            for a, b in u.ranges:
+                out[a - 1:b] = lines[a - 1:b]
+            if u.kind == "method":
+                has_body.add(u.header)
+            elif u.kind == "header" and len(u.ranges) > 1:
+                has_body.add(i)
+            continue
+        indent = ""
+        if u.kind == "method" and u.header in keep:
+            first = lines[u.ranges[0][0] - 1]
+            indent = first[:len(first) - len(first.lstrip())]
+            if u.nested_imports:
+                has_body.add(u.header)
+        for node in u.nested_imports:
+            at = node.lineno - 1
+            text = ast.unparse(node)
+            out[at] = f"{out[at]}; {text}" if out[at].strip() else indent + text
+    for i, u in enumerate(units):
+        if u.kind == "header" and i in keep and i not in has_body:
+            first_line = units[i + 1].ranges[0][0] - 1  # the class's first method
+            first = lines[first_line]
+            out[first_line] = first[:len(first) - len(first.lstrip())] + "pass"
+    return "\n".join(o + "\r" if line.endswith("\r") and not o.endswith("\r") else o
+                     for o, line in zip(out, lines, strict=True))
+
+
+def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None = None,
+                prefilter: bool = True) -> list[Finding]:
+    """Findings of ``rules`` (all when None) in Python ``source``; ScanError if unparsable.
+
+    ``prefilter=False`` parses and checks the whole source (the reference the pre-filter is
+    tested against); the findings are the same.
+    """
     codes = _rule_list(rules)
     if not codes or not any(token in source for token in _PREFILTER):
         return []
+    text = reduce_source(source, codes) if prefilter else None
+    if text == "":
+        return []
     try:
-        module = cst.parse_module(source)
+        module = cst.parse_module(source if text is None else text)
     except (cst.ParserSyntaxError, RecursionError, ValueError, TypeError) as exc:
-        raise ScanError(f"{path}: {_syntax_reason(source, exc)}") from None
+        if text is None:
+            raise ScanError(f"{path}: {_syntax_reason(source, exc)}") from None
+        return scan_source(source, path, codes, prefilter=False)
     findings, _ = check_module(module, path, codes)
     if findings:
         supp = suppressions(source)

@@ -59,6 +59,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
     params = _params(args)
     mine_params = _replace(params.mine, mirror_dir=args.mirror_dir, jobs=args.jobs,
+                           scheduler=args.scheduler,
                            corpus="demo" if args.demo else None,
                            history=False if args.no_history else None)
     mine(Path(args.corpus), Path(args.demo_dir), Path(args.cache_dir), Path(args.out), mine_params)
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-dir", default="data/demo")
     p.add_argument("--jobs", type=int, help="parallel repositories (0: all cores)")
     p.add_argument("--no-history", action="store_true", help="scan the pins only")
+    p.add_argument("--scheduler",
+                   help="Dask scheduler address: mine on a cluster (pip install leakwatt[dask])")
     p.set_defaults(func=cmd_mine)
 
     p = sub.add_parser("reproduce", help="write smelly/clean program pairs and check equivalence",

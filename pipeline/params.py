@@ -32,6 +32,7 @@ class MineParams:
     jobs: int = 0
     max_file_kb: int = 1024
     clone_timeout_s: int = 900
+    scheduler: str = ""
 
     def check(self, where: str) -> None:
         _one_of(where, "corpus", self.corpus, ("real", "demo"))

@@ -21,9 +21,8 @@ def log(message: str) -> None:
 def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
          params: MineParams) -> None:
     """Mine the real corpus (``params.corpus == 'real'``) or the bundled demo corpus."""
-    from mining.mine import mine_corpus
-
     from mining.corpus import load_corpus
+    from mining.mine import mine_corpus
 
     if params.corpus == "demo":
         from mining.demo import build_demo_corpus
@@ -34,7 +33,8 @@ def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
         entries = load_corpus(corpus_path)
         log(f"{len(entries)} repositories in {corpus_path}")
     summary = mine_corpus(entries, out_dir, cache_dir, params,
-                          results_cache_dir=cache_dir / ".results")
+                          results_cache_dir=cache_dir / ".results",
+                          scheduler=params.scheduler or None)
     report_failed_repositories(out_dir / "repos.csv")
     log(f"mined: {summary}")
 

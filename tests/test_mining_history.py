@@ -128,3 +128,39 @@ def test_leak_terms(message, terms):
 
 def test_normalise_snippet():
     assert normalise_snippet("model  =\n   build_model( )") == "model = build_model( )"
+
+
+def test_parallel_blob_scans_give_the_same_events(tmp_path, monkeypatch):
+    import mining.history as history
+
+    repo = GitRepo(tmp_path / "r")
+    for i in range(10):
+        repo.write(f"m{i}.py", IMR_LOOP.replace("folds=3", f"folds={i}"))
+        repo.write("loop.py", UTR_LOOP if i % 2 else UTR_FIXED).commit(f"step {i}")
+    pin = repo.delete("m3.py").commit("drop m3")
+    sequential = walk_history(repo.path, pin, repo="r")
+    pools = []
+    real_pool = history.BlobScanner.prefetch
+
+    def spy(self, items):
+        items = list(items)
+        pools.append(self.jobs > 1 and len({self.key(b, p) for b, p in items}) >= 4 * self.jobs)
+        return real_pool(self, items)
+
+    monkeypatch.setattr(history, "CHUNK_COMMITS", 6)  # two batches
+    monkeypatch.setattr(history.BlobScanner, "prefetch", spy)
+    parallel = walk_history(repo.path, pin, repo="r", jobs=2)
+    assert any(pools)
+    assert parallel.events == sequential.events and parallel.commits == 11
+    utr = [e["event"] for e in sequential.events if e["rule"] == "UTR"]
+    assert utr == ["introduced", "removed"] * 4 + ["introduced"]
+    assert len(sequential.events) == 10 + 9 + 1  # IMR per file, UTR in/out, m3 deleted
+
+
+def test_uppercase_extension_and_data_files(tmp_path):
+    repo = GitRepo(tmp_path / "r")
+    repo.write("Train.PY", IMR_LOOP).write("weights.h5", b"\0\1" * 100).commit("upper case")
+    pin = repo.write("Train.PY", IMR_FIXED).write("weights.h5", b"\2" * 100).commit("fix")
+    result = walk_history(repo.path, pin, repo="r")
+    assert events_of(result) == [("introduced", "Train.PY", ""),
+                                 ("removed", "Train.PY", "code_changed")]

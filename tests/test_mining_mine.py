@@ -207,3 +207,72 @@ def test_empty_corpus_writes_headers(tmp_path):
     assert summary["repositories"] == 0
     for name, columns in OUTPUTS.items():
         assert (tmp_path / "out" / name).read_text().strip().split(",") == columns
+
+
+def drop_blob(repo: GitRepo, rev_path: str) -> str:
+    """Delete the (loose) blob of ``rev:path`` from the repository's object store."""
+    sha = repo.git("rev-parse", rev_path)
+    (repo.path / ".git" / "objects" / sha[:2] / sha[2:]).unlink()
+    return sha
+
+
+def test_snapshot_missing_a_data_blob_is_still_mined(tmp_path):
+    repo = GitRepo(tmp_path / "proj")
+    repo.write("data/volume.bin", b"\x00\x01" * 5000).write("train.py", IMR_LOOP)
+    intro = repo.commit("folds and data")
+    repo.write("data/volume.bin", b"\x02\x03" * 5000).write("train.py", IMR_FIXED)
+    repo.write("loop.py", UTR_LOOP)
+    pin = repo.commit("clear_session per fold; new data")
+    old = drop_blob(repo, f"{intro}:data/volume.bin")
+    new = drop_blob(repo, f"{pin}:data/volume.bin")
+    assert subprocess.run(["git", "cat-file", "-e", new], cwd=repo.path).returncode != 0
+    summary = mine_corpus([entry(repo, "proj")], tmp_path / "out", tmp_path / "cache", PARAMS,
+                          progress=False)
+    (row,) = read(tmp_path / "out" / "repos.csv")
+    assert row["status"] == "ok", row
+    assert "1 file(s) missing" in row["reason"] and row["history_commits"] == "2"
+    assert (row["files"], row["py_files"]) == ("3", "2")
+    errors = read(tmp_path / "out" / "scan_errors.csv")
+    assert [(e["path"], e["error"].split(":")[0]) for e in errors] == [
+        ("data/volume.bin", "missing")]
+    assert new[:12] in errors[0]["error"] and old != new
+    assert [i["rule"] for i in read(tmp_path / "out" / "instances.csv")] == ["UTR"]
+    events = read(tmp_path / "out" / "events.csv")
+    assert [(e["rule"], e["event"], e["commit"]) for e in events] == [
+        ("IMR", "introduced", intro), ("UTR", "introduced", pin), ("IMR", "removed", pin)]
+    assert summary["failed"] == []
+
+
+def test_missing_python_blob_is_an_error_row_not_a_guess(tmp_path):
+    repo = GitRepo(tmp_path / "proj")
+    repo.write("README.md", "x\n").write("train.py", IMR_LOOP).write("loop.py", UTR_LOOP)
+    pin = repo.commit("scripts")
+    drop_blob(repo, f"{pin}:train.py")
+    mine_corpus([entry(repo, "proj")], tmp_path / "out", tmp_path / "cache", PARAMS,
+                progress=False)
+    (row,) = read(tmp_path / "out" / "repos.csv")
+    assert row["status"] == "ok" and "1 file(s) missing" in row["reason"]
+    assert "history: 1 blob(s) missing" in row["reason"]
+    assert [(e["path"], e["error"].split(":")[0])
+            for e in read(tmp_path / "out" / "scan_errors.csv")] == [("train.py", "missing")]
+    assert [(e["rule"], e["path"]) for e in read(tmp_path / "out" / "events.csv")] == [
+        ("UTR", "loop.py")]
+
+
+def test_many_cores_few_repositories_scan_history_in_parallel(tmp_path):
+    repos = []
+    for r in range(2):
+        repo = GitRepo(tmp_path / f"p{r}")
+        for i in range(12):  # enough distinct blobs for the history scan to use a pool
+            repo.write(f"m{i}.py", IMR_LOOP.replace("folds=3", f"folds={i + r}"))
+            repo.write("loop.py", UTR_LOOP if i % 2 else UTR_LOOP.replace("losses", "ls"))
+            repo.commit(f"step {i}")
+        repos.append(repo)
+    corpus = [entry(r, f"p{i}") for i, r in enumerate(repos)]
+    mine_corpus(corpus, tmp_path / "seq", tmp_path / "c1", PARAMS, progress=False)
+    wide = MineParams(jobs=4, rules=("IMR", "UTR"))  # 2 workers, each scanning with 2 more
+    mine_corpus(corpus, tmp_path / "par", tmp_path / "c2", wide, progress=False)
+    for name in OUTPUTS:
+        if name != "repos.csv":
+            assert (tmp_path / "seq" / name).read_text() == (tmp_path / "par" / name).read_text()
+    assert len(read(tmp_path / "par" / "events.csv")) > 20

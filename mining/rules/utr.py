@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 import libcst as cst
@@ -15,10 +16,12 @@ from mining.rules.base import (
     Rule,
     Valid,
     dedent,
+    iter_loops,
 )
 from mining.rules.fixes import replace_expr
 from mining.rules.values import (
     CONTAINER,
+    DATASET,
     GRADS,
     SCALAR,
     TENSORISH,
@@ -334,8 +337,8 @@ class UnreleasedTensorReference(Rule):
     def _check_function(self, ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
                         repeated: bool) -> Iterator[Report]:
         for site in fn.calls:
-            if site.method not in _STORE_METHODS or not site.node.args:
-                continue
+            if site.method not in _STORE_METHODS or not site.node.args or site.qn is not None:
+                continue  # a resolved qualified name is a module function (tf.add), not a store
             loop = _statement_loop(site.loops)
             if loop is None and (site.loops or not repeated):
                 continue
@@ -343,12 +346,15 @@ class UnreleasedTensorReference(Rule):
             assert receiver is not None
             if not self._outlives(ctx, fn, receiver, loop):
                 continue
+            if self._one_computation(ctx, kinds, fn, receiver, loop):
+                continue
             arg = site.node.args[-1] if site.method == "insert" else site.node.args[0]
             if arg.star:
                 continue
             kind = kinds.expr_kind(arg.value, fn, site.seq)
-            if kind not in TENSORISH or self._collected_result(ctx, fn, receiver, kind, arg.value,
-                                                               site.seq):
+            if kind not in TENSORISH or (
+                    not _step_loop(ctx, kinds, fn, loop)
+                    and self._collected_result(ctx, fn, receiver, site.seq)):
                 continue
             yield self._report(ctx, kinds, fn, site.seq, site.node, arg.value, kind, site.stmt,
                                loop, repeated, "append")
@@ -359,7 +365,8 @@ class UnreleasedTensorReference(Rule):
             if not isinstance(ev.value, cst.List | cst.Tuple) and not self._is_list(
                     ctx, fn, ev.target, ev.seq):
                 continue
-            if not self._outlives(ctx, fn, ev.target, loop):
+            if not self._outlives(ctx, fn, ev.target, loop) or self._one_computation(
+                    ctx, kinds, fn, ev.target, loop):
                 continue
             kind = kinds.expr_kind(ev.value, fn, ev.seq)
             if kind not in TENSORISH:
@@ -374,7 +381,7 @@ class UnreleasedTensorReference(Rule):
             loop = _statement_loop(ev.loops)
             if loop is None or ev.kind != "assign" or not isinstance(ev.target, cst.Subscript):
                 continue
-            if ev.value is None or not self._changing_key(ev.target):
+            if ev.value is None or not self._changing_key(ev.target) or _over_mapping(loop):
                 continue
             if not self._outlives(ctx, fn, ev.target.value, loop):
                 continue
@@ -385,19 +392,41 @@ class UnreleasedTensorReference(Rule):
                                ev.stmt, loop, False, "dict")
 
     @staticmethod
+    def _one_computation(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+                         container: cst.BaseExpression, loop: Loop | None) -> bool:
+        """A local list that holds the parts of one computation, not per-step results: built
+        inside a layer's forward pass (``call``/``__call__``/``build``), or created inside an
+        enclosing loop's iteration and filled by an inner loop that is not a step loop (per
+        variable, per output, per head)."""
+        if loop is None or not isinstance(container, cst.Name):
+            return False
+        name = container.value
+        if fn.class_name and fn.name in _FORWARD_METHODS:
+            return True
+        lp: Loop | None = loop
+        while lp is not None:  # the loops between the container's creation and the store
+            if lp.kind != "comprehension":
+                if lp is not loop and ctx.created_in_loop(fn, name, lp):
+                    return True  # created in an enclosing iteration, filled by non-step loops
+                if _step_loop(ctx, kinds, fn, lp):
+                    return False
+            lp = lp.parent
+        return False
+
+    @staticmethod
     def _collected_result(ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
-                          kind: str, value: cst.BaseExpression, seq: int) -> bool:
-        """A local list of tensors built to be stacked or returned (``outputs`` of a layer
-        loop), not a history kept across training steps."""
+                          seq: int) -> bool:
+        """A list of tensors built to be combined or returned (``outputs`` of a layer loop, per-GPU
+        gradients): after the loop it is passed to a call or returned. Only asked for loops
+        that are not step loops."""
         if not isinstance(container, cst.Name):
             return False
         name = container.value
         for s in fn.calls:
-            if s.seq > seq and (s.qn or "").split(".", 1)[0] in ("tensorflow", "keras") and any(
-                    isinstance(a.value, cst.Name) and a.value.value == name for a in s.node.args):
+            if s.seq > seq and any(isinstance(a.value, cst.Name) and a.value.value == name
+                                   for a in s.node.args):
                 return True
-        lossy = kind in (SCALAR, GRADS) or "loss" in ctx.code(value).lower()
-        return not lossy and fn.node is not None and any(
+        return fn.node is not None and any(
             name in {n.value for n in _names(v)} for v, _ in fn.returns)
 
     @staticmethod
@@ -461,6 +490,65 @@ class UnreleasedTensorReference(Rule):
                     ctx, kinds, fn, ev.value, ev.seq):
                 return True
         return False
+
+
+#: Calls that make a loop a training or inference step loop.
+_STEP_CALLS = frozenset({"gradient", "apply_gradients", "train_on_batch", "test_on_batch",
+                         "predict_on_batch", "minimize", "train_step", "test_step"})
+_FORWARD_METHODS = frozenset({"call", "__call__", "build", "_build"})
+#: Names of iterables (or of ``range`` bounds) that stand for data batches or training steps.
+_STEP_NAME = re.compile(
+    r"(?:^|_)(?:ds|data|dataset|datasets|loader|iter|iterator|batch|batches|gen|generator|"
+    r"step|steps|epoch|epochs|episode|episodes|sample|samples|queue)(?:$|_)", re.IGNORECASE)
+_ITER_WRAPPERS = frozenset({"enumerate", "zip", "tqdm", "iter", "list", "range", "trange",
+                            "reversed", "islice"})
+
+
+def _step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | None) -> bool:
+    """The loop runs once per batch, step or episode: a ``while`` loop, or a ``for`` loop over a
+    ``tf.data`` dataset, an iterator, or a name (or ``range`` bound) that says data or steps."""
+    if loop is None or loop.kind == "while":
+        return True
+    if any(loop in site.loops and (site.qn == "tensorflow.GradientTape" or site.method in _STEP_CALLS)
+           for site in fn.calls):
+        return True
+    node = loop.node
+    if not isinstance(node, cst.For):
+        return False
+    todo: list[cst.BaseExpression] = [node.iter]
+    while todo:
+        expr = todo.pop()
+        if isinstance(expr, cst.Call):
+            func = expr.func
+            fname = func.value if isinstance(func, cst.Name) else (
+                func.attr.value if isinstance(func, cst.Attribute) else "")
+            if fname in _ITER_WRAPPERS:
+                todo.extend(a.value for a in expr.args)
+                continue
+            if fname in ("items", "keys", "values"):
+                return False
+            if kinds.expr_kind(expr, fn, 10**9) == DATASET or _STEP_NAME.search(fname):
+                return True
+            continue
+        if isinstance(expr, cst.Name | cst.Attribute):
+            last = expr.value if isinstance(expr, cst.Name) else expr.attr.value
+            if _STEP_NAME.search(last):
+                return True
+            if isinstance(expr, cst.Name):
+                ev = ctx.last_assign(fn, expr.value, 10**9)
+                if ev is not None and ev.value is not None and kinds.expr_kind(
+                        ev.value, fn, ev.seq) == DATASET:
+                    return True
+        elif isinstance(expr, cst.BinaryOperation):
+            todo.extend((expr.left, expr.right))
+    return False
+
+
+def _over_mapping(loop: Loop) -> bool:
+    """``for k, v in d.items()``: re-keys a fixed mapping, it does not grow per step."""
+    node = loop.node
+    return isinstance(node, cst.For) and isinstance(node.iter, cst.Call) and isinstance(
+        node.iter.func, cst.Attribute) and node.iter.func.attr.value in ("items", "keys", "values")
 
 
 def _calls_model(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, value: cst.BaseExpression,

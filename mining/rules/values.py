@@ -130,7 +130,7 @@ class ValueKinds:
         self.ctx = ctx
         self._returns: dict[int, str] = {}
         self._attrs: dict[tuple[str, str], str] = {}
-        self._stack: set[int] = set()
+        self._stack: set[object] = set()
 
     # -- calls -------------------------------------------------------------------------------
     def call_kind(self, node: cst.Call, fn: FuncInfo, seq: int) -> str:
@@ -308,6 +308,8 @@ class ValueKinds:
             ev = self.ctx.last_assign(fn, expr.value, seq)
             if ev is None:
                 return UNKNOWN
+            if ev.kind == "assign" and isinstance(ev.value, cst.List) and not ev.value.elements:
+                return self._filled_list_kind(fn, expr.value, ev.seq, seq)
             return self.event_kind(ev)
         if isinstance(expr, cst.Attribute):
             if (isinstance(expr.value, cst.Name) and expr.value.value == "self"
@@ -372,6 +374,9 @@ class ValueKinds:
                     return TENSOR
             return UNKNOWN
         if ev.kind == "unpack":
+            element = self._returned_element_kind(ev)
+            if element is not None:
+                return element
             if src in (TENSOR, GRADS, CONTAINER):
                 return TENSOR
             if isinstance(ev.source, cst.Tuple) and ev.index is not None \
@@ -379,6 +384,49 @@ class ValueKinds:
                 el = ev.source.elements[ev.index]
                 return self.expr_kind(el.value, ev.func, ev.seq)
             return UNKNOWN
+        return UNKNOWN
+
+    def _filled_list_kind(self, fn: FuncInfo, name: str, start: int, seq: int) -> str:
+        """``xs = []`` later filled with ``xs.append(t)``: a list of tensors when a tensor is
+        appended to it between its creation and ``seq``."""
+        key = ("list", id(fn), name, start)
+        if key in self._stack:
+            return UNKNOWN
+        self._stack.add(key)  # type: ignore[arg-type]
+        try:
+            for site in fn.calls:
+                if not start < site.seq < seq or site.method not in ("append", "extend") \
+                        or not isinstance(site.receiver, cst.Name) \
+                        or site.receiver.value != name or not site.node.args:
+                    continue
+                if self.expr_kind(site.node.args[0].value, fn, site.seq) in TENSORISH:
+                    return CONTAINER
+        finally:
+            self._stack.discard(key)  # type: ignore[arg-type]
+        return UNKNOWN
+
+    def _returned_element_kind(self, ev: AssignEvent) -> str | None:
+        """``a, b = f(...)`` with a same-module ``f`` that returns tuples: the kind of the
+        element at ``ev.index`` (None when that cannot be told)."""
+        src = ev.source
+        if not isinstance(src, cst.Call) or not isinstance(src.func, cst.Name) \
+                or ev.index is None:
+            return None
+        target = self._local_function(src.func, ev.func)
+        if target is None or not target.returns or id(target) in self._stack:
+            return None
+        kinds = []
+        self._stack.add(id(target))
+        try:
+            for value, rseq in target.returns:
+                if not isinstance(value, cst.Tuple) or len(value.elements) <= ev.index:
+                    return None
+                kinds.append(self.expr_kind(value.elements[ev.index].value, target, rseq + 1))
+        finally:
+            self._stack.discard(id(target))
+        definite = [k for k in kinds if k != UNKNOWN]
+        if definite and all(k == definite[0] for k in definite):
+            return definite[0]
         return UNKNOWN
 
     def site_value_kind(self, site: CallSite, expr: cst.BaseExpression) -> str:
