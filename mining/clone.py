@@ -144,7 +144,8 @@ def find_mirror(url: str, mirror_dir: str | os.PathLike[str] | None) -> Path | N
     """The local clone or bare mirror for ``url`` in ``mirror_dir``, matched by name.
 
     Tried in order: ``owner+name``, ``owner__name``, ``owner/name``, ``name`` (each also with
-    ``.git``, and with a ``repo`` folder inside, the layout of snapshot stores). Returns None when ``mirror_dir`` is unset or holds no match.
+    ``.git``, and with a ``repo`` folder inside, the layout of snapshot stores). Returns None
+    when ``mirror_dir`` is unset or holds no match.
     """
     if not mirror_dir:
         return None
