@@ -16,7 +16,6 @@ from mining.rules.base import (
     Rule,
     Valid,
     dedent,
-    iter_loops,
 )
 from mining.rules.fixes import replace_expr
 from mining.rules.values import (
@@ -129,6 +128,20 @@ class UnreleasedTensorReference(Rule):
     ``K.get_value``) and containers created inside the iteration are not UTR; values whose
     tensor-ness is unknown are not reported. The finding is at the storing statement.
 
+    Per-step results collected and combined after the loop: tensors kept over a *step loop* are
+    UTR even when the list is concatenated, stacked or reduced after the loop, because every
+    step's tensor (and its device buffer) stays alive until then; converting each one
+    (``.numpy()``) or a ``tf.TensorArray`` avoids that. A step loop is a ``while`` loop, a loop
+    that takes gradients or applies them, or a ``for`` loop over a ``tf.data`` dataset, an
+    iterator, or a name or ``range`` bound that says data or steps (``ds``, ``train_iter``,
+    ``n_batches``, ``n_max_steps``, ``epochs``, ``episodes``). Lists that hold the parts of *one*
+    computation are not UTR: a local list in a layer's ``call``/``__call__``/``build``; a list
+    created inside an enclosing iteration and filled by inner loops that are not step loops
+    (per variable, per output, per head); and a list filled by a loop that is not a step loop
+    and then passed to a call or returned (per-GPU gradients, per-scale outputs). Calls of module
+    functions named like container methods (``tf.add``, ``ops.add``) are not stores, and a dict
+    re-keyed over its own ``.items()`` does not grow per step.
+
     Autofix: convert at the store, ``float(...)`` for scalar losses and metrics, ``.numpy()``
     otherwise.
     """
@@ -228,6 +241,66 @@ class UnreleasedTensorReference(Rule):
             for step in range(10):
                 logs["loss"] = tf.reduce_mean(tf.ones([3]))
             """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def encoder(x):
+                h = tf.add(tf.matmul(x, w), b)
+                return h
+
+            for x in batches:
+                encoder(x)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            for iteration in range(10):
+                mean_grads = []
+                for i in range(len(variables)):
+                    mean_grads.append(tf.reduce_mean(stacked[i], axis=0))
+                optimizer.apply_gradients(zip(mean_grads, variables))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def average(tower_grads):
+                avg = []
+                for grads in zip(*tower_grads):
+                    avg.append(tf.reduce_mean(tf.stack(grads), 0))
+                return avg
+
+            for x in batches:
+                average(compute(x))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            class Head(tf.keras.layers.Layer):
+                def call(self, x):
+                    hiddens = []
+                    for dense in self.denses:
+                        x = tf.nn.relu(dense(x))
+                        hiddens.append(x)
+                    return hiddens
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            merged = {}
+            for name, parts in collected.items():
+                merged[name] = tf.concat(parts, 0)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def play(x):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(model(x))
+                return 1.0, loss
+
+            rewards = []
+            for x in batches:
+                reward, loss = play(x)
+                rewards.append(reward)
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -311,6 +384,38 @@ class UnreleasedTensorReference(Rule):
             for step, (xb, yb) in enumerate(ds):
                 labels.append((xb, yb))
             """), line=5, variant="append-tensor"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            ds = tf.data.Dataset.from_tensor_slices(x).batch(32)
+            outputs = []
+            for xb in ds:
+                outputs.append(tf.nn.softmax(xb))
+            probs = tf.concat(outputs, axis=0)
+            """), line=5, variant="append-tensor"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            all_grads = []
+            for episode in range(10):
+                episode_grads = []
+                for step in range(100):
+                    with tf.GradientTape() as tape:
+                        loss = tf.reduce_sum(w * step)
+                    episode_grads.append(tape.gradient(loss, [w]))
+                all_grads.append(episode_grads)
+            """), line=9, variant="append-gradients"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            def play(x):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(model(x))
+                return 1.0, loss
+
+            history = []
+            for x in batches:
+                reward, loss = play(x)
+                history.append(loss)
+            """), line=11, variant="append-loss"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
