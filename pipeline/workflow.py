@@ -36,7 +36,8 @@ def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
                           results_cache_dir=cache_dir / ".results",
                           scheduler=params.scheduler or None)
     report_failed_repositories(out_dir / "repos.csv")
-    log(f"mined: {summary}")
+    log(f"{summary.get('instances', 0)} smell instances, {summary.get('events', 0)} history events, "
+        f"{summary.get('cached', 0)} repositories from cache, written to {out_dir}")
 
 
 def report_failed_repositories(repos_csv: Path) -> None:

@@ -52,3 +52,21 @@ def test_stage_entry_point_reports_params_errors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "measure.devices: 'tpu' is not one of cpu, gpu" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_mine_says_which_repositories_it_could_not_clone(tmp_path: Path, repo_root: Path) -> None:
+    # An https URL on a closed loopback port: a real clone attempt that fails at once, offline.
+    corpus = tmp_path / "corpus.csv"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    corpus.write_text("url,commit,name,domain,why,stars\n"
+                      f"https://127.0.0.1:9/team/unreachable.git,{sha},team/unreachable,research,test,\n",
+                      encoding="utf-8")
+    result = leakwatt("mine", "--params", str(repo_root / "params.yaml"), "--corpus", str(corpus),
+                      "--out", str(tmp_path / "mined"), "--cache-dir", str(tmp_path / "repos"),
+                      "--no-history", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (f"leakwatt: not mined: https://127.0.0.1:9/team/unreachable.git @ {sha[:12]}: clone_failed:"
+            in result.stderr)
+    assert "leakwatt: 0 of 1 repositories mined" in result.stderr
+    repos = (tmp_path / "mined" / "repos.csv").read_text(encoding="utf-8")
+    assert "clone_failed" in repos
