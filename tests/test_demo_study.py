@@ -63,7 +63,9 @@ def test_demo_study_end_to_end(repo_root: Path, tmp_path: Path) -> None:
     pairs = pd.read_csv(project / "data/pairs/pairs.csv")
     equivalent = pd.read_csv(project / "data/pairs/equivalence.csv")
     measured = set(equivalent.loc[equivalent["status"] == "equivalent", "pair_id"])
-    assert {"paper-imr", "paper-utr"} <= measured <= set(pairs["pair_id"])
+    # the demo corpus's mined instances became pairs, and every pair passed the equivalence check
+    assert set(pairs.loc[pairs["source"] == "mined", "smell"]) == {"IMR", "UTR"}
+    assert measured == set(pairs["pair_id"]) and {"paper-imr", "paper-utr"} <= measured
     assert len(runs) == len(measured) * 2 * 3
     assert set(runs["status"]) == {"ok"}
     assert (runs["energy_kwh"] > 0).all()
