@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="keep findings cached by file-content hash in DIR")
     parser.add_argument("--fix", action="store_true",
-                        help="rewrite files with the safe autofixes (IMR, UTR, US)")
+                        help="rewrite files with the safe autofixes (IMR, UTR, US, DIR)")
     parser.add_argument("--diff", action="store_true",
                         help="print the autofixes as a unified diff without writing")
 

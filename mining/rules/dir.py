@@ -7,9 +7,10 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from mining.rules.base import CallSite, Invalid, ModuleContext, Report, Rule, Valid, dedent
+from mining.rules.base import CallSite, FuncInfo, Invalid, Loop, ModuleContext, Report, Rule, Valid, dedent
+from mining.rules.fixes import replace_expr
 from mining.rules.utr import called_in_loop
-from mining.rules.values import MODEL, UNKNOWN, is_dataset_ctor, kinds_for
+from mining.rules.values import DATASET, MODEL, UNKNOWN, ValueKinds, is_dataset_ctor, kinds_for
 
 _MODEL_NAME = re.compile(
     r"(model|net|generator|discriminator|encoder|decoder|actor|critic|autoencoder|cnn|lstm|"
@@ -17,6 +18,23 @@ _MODEL_NAME = re.compile(
 _INFERENCE_FUNCS = re.compile(
     r"^(act|get_action|choose_action|select_action|pick_action|policy|infer|inference|"
     r"predict\w*|classify|detect|recognize|get_q\w*|q_values?)$", re.IGNORECASE)
+#: Names that stand for one batch or one sample (a state, an observation, a frame).
+_BATCH_NAME = re.compile(
+    r"(?:^|_)(?:batch|minibatch|mb|sample|state|obs|observation|frame|img|image|window|s|s1|s2|"
+    r"xb|x_b|step)(?:$|_|\d)", re.IGNORECASE)
+#: Iterables (or loop targets) whose iterations are steps, batches or single samples.
+_STEP_ITER = re.compile(
+    r"(?:^|_)(?:batch|batches|minibatch|minibatches|sample|samples|state|states|obs|frame|frames|"
+    r"img|imgs|image|images|step|steps|episode|episodes|ds|dataset|loader|iter|iterator|stream|"
+    r"window|windows)(?:$|_)", re.IGNORECASE)
+#: Inputs that are generators, datasets or Keras Sequences: predict_on_batch cannot take them.
+_GENERATOR_NAME = re.compile(
+    r"(?:^|_)(?:gen|generator|generators|ds|dataset|datasets|loader|iterator|flow|sequence|seq|"
+    r"pipeline|tfds)(?:$|_|\d)", re.IGNORECASE)
+_GENERATOR_CALLS = frozenset({"flow", "flow_from_directory", "flow_from_dataframe",
+                              "as_numpy_iterator", "batch", "prefetch", "from_generator"})
+_SAMPLE_CALLS = frozenset({"expand_dims"})
+_ITER_WRAPPERS = frozenset({"enumerate", "zip", "tqdm", "iter", "list", "reversed", "trange"})
 
 
 class DatasetIteratorRetention(Rule):
@@ -31,6 +49,21 @@ class DatasetIteratorRetention(Rule):
     ``actor``, ``self.q_net``). Scikit-learn estimators are not reported. Datasets built from
     ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a function called
     from a loop are reported too. The finding is at the call.
+
+    Autofix: ``model.predict(x)`` becomes ``model.predict_on_batch(x)`` (never
+    ``model(x, training=False)``, which returns a tensor where ``predict`` returns NumPy arrays;
+    ``predict_on_batch`` returns NumPy too and keeps the calling code's semantics). It is offered
+    only when the receiver is known to be a Keras model, the call passes one positional input and
+    at most ``verbose=`` (dropped: ``predict_on_batch`` takes no ``verbose``), and that input is
+    one batch: a single sample made explicit (``x[None]``, ``np.expand_dims(x, 0)``,
+    ``x.reshape(1, -1)``, ``np.array([x])``); a value bound on each iteration of a per-step
+    loop (a ``while`` loop, or a ``for`` over batches, samples, frames, states, steps or a
+    dataset) or named like one batch (``state``, ``obs``, ``x_batch``), or an element picked by
+    the loop index (``X[i]``); or, in a called or inference function, a parameter named like
+    one batch. No fix when ``batch_size=``, ``steps=``, ``callbacks=`` or any other keyword is
+    passed, when the input is a generator, ``tf.data`` dataset or Keras ``Sequence``, or when it
+    is loop-invariant (a whole test set predicted on every epoch: one ``predict_on_batch`` over
+    it could exhaust memory). Datasets built in a loop get no autofix.
     """
 
     CODE = "DIR"
@@ -74,6 +107,22 @@ class DatasetIteratorRetention(Rule):
                 for xb, yb in ds:
                     step(xb, yb)
             """)),
+        Valid(dedent("""
+            import numpy as np
+            from tensorflow import keras
+            model = keras.models.load_model("m.keras")
+            frames = [preprocess(f) for f in raw_frames]
+            probs = model.predict(np.stack(frames), batch_size=64, verbose=0)
+            """)),
+        Valid(dedent("""
+            import keras
+
+            def evaluate(model, x_test):
+                return model.predict(x_test, verbose=0)
+
+            net = keras.models.load_model("m.keras")
+            print(evaluate(net, x_test))
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -81,7 +130,12 @@ class DatasetIteratorRetention(Rule):
             model = keras.models.load_model("m.keras")
             for frame in frames:
                 label = model.predict(frame[None])
-            """), line=4, variant="predict-in-loop"),
+            """), line=4, variant="predict-in-loop", expected_replacement=dedent("""
+            from tensorflow import keras
+            model = keras.models.load_model("m.keras")
+            for frame in frames:
+                label = model.predict_on_batch(frame[None])
+            """)),
         Invalid(dedent("""
             import keras
 
@@ -95,7 +149,20 @@ class DatasetIteratorRetention(Rule):
             agent = Agent()
             while not done:
                 action = agent.act(state)
-            """), line=8, variant="predict-in-inference-fn"),
+            """), line=8, variant="predict-in-inference-fn", expected_replacement=dedent("""
+            import keras
+
+            class Agent:
+                def __init__(self):
+                    self.model = keras.Sequential([keras.layers.Dense(2)])
+
+                def act(self, state):
+                    return self.model.predict_on_batch(state).argmax()
+
+            agent = Agent()
+            while not done:
+                action = agent.act(state)
+            """)),
         Invalid(dedent("""
             import tensorflow as tf
 
@@ -116,6 +183,56 @@ class DatasetIteratorRetention(Rule):
             import tensorflow as tf
             preds = [net.predict(x) for x in samples]
             """), line=2, variant="predict-in-loop"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            q_net = tf.keras.Sequential([tf.keras.layers.Dense(4)])
+            obs = env.reset()
+            while not done:
+                q = q_net.predict(np.expand_dims(obs, 0), verbose=0)
+                obs, reward, done = env.step(int(q.argmax()))
+            """), line=7, variant="predict-in-loop", expected_replacement=dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            q_net = tf.keras.Sequential([tf.keras.layers.Dense(4)])
+            obs = env.reset()
+            while not done:
+                q = q_net.predict_on_batch(np.expand_dims(obs, 0))
+                obs, reward, done = env.step(int(q.argmax()))
+            """)),
+        Invalid(dedent("""
+            import keras
+            classifier = keras.models.load_model("clf.keras")
+            for x_batch, _ in test_ds:
+                probs = classifier.predict(
+                    x_batch,
+                    verbose=0,
+                )
+                keep(probs.argmax(-1))
+            """), line=4, variant="predict-in-loop", expected_replacement=dedent("""
+            import keras
+            classifier = keras.models.load_model("clf.keras")
+            for x_batch, _ in test_ds:
+                probs = classifier.predict_on_batch(
+                    x_batch,
+                )
+                keep(probs.argmax(-1))
+            """)),
+        Invalid(dedent("""
+            from keras.models import load_model
+            net = load_model("net.h5")
+            scores = []
+            for i in range(len(x_test)):
+                scores.append(net.predict(x_test[i]))
+            """), line=5, variant="predict-in-loop", expected_replacement=dedent("""
+            from keras.models import load_model
+            net = load_model("net.h5")
+            scores = []
+            for i in range(len(x_test)):
+                scores.append(net.predict_on_batch(x_test[i]))
+            """)),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -137,9 +254,13 @@ class DatasetIteratorRetention(Rule):
                     variant, loop_kind, conf = "predict-in-inference-fn", "", conf - 0.2
                 else:
                     continue
+                fix = None
+                if kinds.expr_kind(site.receiver, fn, site.seq) == MODEL and _one_batch(
+                        ctx, kinds, site, variant):
+                    fix = replace_expr(site.node, _to_predict_on_batch, key="dir-on-batch")
                 yield Report(node=site.node, variant=variant, confidence=conf,
                              loop_kind=loop_kind, training_api="predict",
-                             function=fn.qualname, stmt=site.stmt)
+                             function=fn.qualname, stmt=site.stmt, fix=fix)
             elif is_dataset_ctor(site.qn):
                 if site.receiver is not None and isinstance(site.receiver, cst.Call) and \
                         is_dataset_ctor(ctx.names.resolve(site.receiver.func)):
@@ -153,7 +274,6 @@ class DatasetIteratorRetention(Rule):
                     continue
                 yield Report(node=site.node, variant=variant, confidence=conf,
                              loop_kind=loop_kind, function=fn.qualname, stmt=site.stmt)
-        del kinds
 
     @staticmethod
     def _model_confidence(ctx: ModuleContext, site: CallSite) -> float:
@@ -182,3 +302,232 @@ class DatasetIteratorRetention(Rule):
         else:
             return 0.0
         return 0.6 if _MODEL_NAME.search(name) else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Autofix: predict -> predict_on_batch when the input is one batch
+# --------------------------------------------------------------------------------------------
+
+
+def _to_predict_on_batch(call: cst.Call) -> cst.Call:
+    """``m.predict(x[, verbose=v])`` -> ``m.predict_on_batch(x)``, keeping the call's layout."""
+    func = call.func
+    assert isinstance(func, cst.Attribute)
+    first, last = call.args[0], call.args[-1]
+    arg = first.with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg)
+    return call.with_changes(func=func.with_changes(attr=cst.Name("predict_on_batch")),
+                             args=[arg])
+
+
+def _names(expr: cst.BaseExpression) -> list[cst.Name]:
+    """Names read by ``expr``: receivers and arguments, not attribute or keyword names."""
+    out: list[cst.Name] = []
+    todo: list[cst.CSTNode] = [expr]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, cst.Name):
+            out.append(node)
+        elif isinstance(node, cst.Attribute):
+            todo.append(node.value)
+        elif isinstance(node, cst.Call):
+            if isinstance(node.func, cst.Attribute):
+                todo.append(node.func.value)
+            todo.extend(a.value for a in node.args)
+        elif isinstance(node, cst.Lambda | cst.ListComp | cst.GeneratorExp | cst.SetComp
+                        | cst.DictComp):
+            continue
+        else:
+            todo.extend(node.children)
+    return out
+
+
+def _is_param(fn: FuncInfo, name: str) -> bool:
+    if fn.node is None:
+        return False
+    p = fn.node.params
+    every = [*p.posonly_params, *p.params, *p.kwonly_params]
+    return any(q.name.value == name for q in every)
+
+
+def _explicit_sample(ctx: ModuleContext, expr: cst.BaseExpression) -> bool:
+    """``x[None]``, ``x[np.newaxis]``, ``np.expand_dims(x, 0)``, ``x.reshape(1, -1)``,
+    ``np.reshape(x, (1, ...))``, ``np.array([x])``: a batch of exactly one sample."""
+    if isinstance(expr, cst.Subscript):
+        first = expr.slice[0].slice if expr.slice else None
+        if isinstance(first, cst.Index):
+            value = first.value
+            if isinstance(value, cst.Name) and value.value == "None":
+                return True
+            qn = ctx.names.resolve(value)
+            return bool(qn and qn.endswith(".newaxis"))
+        return False
+    if not isinstance(expr, cst.Call):
+        return False
+    func = expr.func
+    fname = func.attr.value if isinstance(func, cst.Attribute) else (
+        func.value if isinstance(func, cst.Name) else "")
+    args = [a for a in expr.args if not a.star]
+    if fname in _SAMPLE_CALLS:
+        return True
+    if fname == "reshape" and args:
+        qn = ctx.names.resolve(func)
+        shape = args[1:] if qn and qn.startswith("numpy.") else args
+        if not shape:
+            return False
+        head = shape[0].value
+        if isinstance(head, cst.Tuple | cst.List) and head.elements:
+            head = head.elements[0].value
+        return isinstance(head, cst.Integer) and head.value == "1"
+    if fname in ("array", "asarray", "stack", "convert_to_tensor", "constant") and args:
+        value = args[0].value
+        return isinstance(value, cst.List | cst.Tuple) and len(value.elements) == 1 and \
+            not isinstance(value.elements[0], cst.StarredElement)
+    return False
+
+
+def _generator_input(ctx: ModuleContext, kinds: ValueKinds, site: CallSite,
+                     expr: cst.BaseExpression) -> bool:
+    """The input is (or may be) a generator, ``tf.data`` dataset or Keras ``Sequence``."""
+    fn = site.func
+    if kinds.expr_kind(expr, fn, site.seq) == DATASET:
+        return True
+    if isinstance(expr, cst.GeneratorExp):
+        return True
+    value: cst.BaseExpression | None = expr
+    if isinstance(expr, cst.Name):
+        if _GENERATOR_NAME.search(expr.value):
+            return True
+        ev = ctx.last_assign(fn, expr.value, site.seq)
+        value = ev.value if ev is not None else None
+    elif isinstance(expr, cst.Attribute) and _GENERATOR_NAME.search(expr.attr.value):
+        return True
+    if isinstance(value, cst.GeneratorExp):
+        return True
+    if isinstance(value, cst.Call):
+        func = value.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else (
+            func.value if isinstance(func, cst.Name) else "")
+        if name in _GENERATOR_CALLS or _GENERATOR_NAME.search(name) or \
+                is_dataset_ctor(ctx.names.resolve(func)):
+            return True
+        if isinstance(func, cst.Name) and func.value in ctx.classes:
+            return True  # an instance of a module class: a Sequence, a loader ...
+        target = ctx.local_function_by_ref(func, fn)
+        if target is not None and target.node is not None and _has_yield(target.node):
+            return True
+    return False
+
+
+def _has_yield(node: cst.FunctionDef) -> bool:
+    found = False
+
+    class _V(cst.CSTVisitor):
+        def visit_Yield(self, n: cst.Yield) -> None:
+            nonlocal found
+            found = True
+
+        def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
+            return n is node
+
+        def visit_Lambda(self, n: cst.Lambda) -> bool:
+            return False
+
+    node.visit(_V())
+    return found
+
+
+def _loop_iter(loop: Loop) -> tuple[cst.BaseExpression | None, cst.BaseExpression | None]:
+    node = loop.node
+    if isinstance(node, cst.For):
+        return node.iter, node.target
+    for_in = getattr(node, "for_in", None)
+    if isinstance(for_in, cst.CompFor):
+        return for_in.iter, for_in.target
+    return None, None
+
+
+def _per_step_loop(kinds: ValueKinds, fn: FuncInfo, loop: Loop) -> bool:
+    """A ``while`` loop, or a ``for`` over a dataset or over names that say batches/samples."""
+    if loop.kind == "while":
+        return True
+    it, target = _loop_iter(loop)
+    if it is None:
+        return False
+    todo: list[cst.BaseExpression] = [it]
+    while todo:
+        expr = todo.pop()
+        if kinds.expr_kind(expr, fn, 10**9) == DATASET:
+            return True
+        if isinstance(expr, cst.Call):
+            func = expr.func
+            fname = func.value if isinstance(func, cst.Name) else (
+                func.attr.value if isinstance(func, cst.Attribute) else "")
+            if fname in _ITER_WRAPPERS:
+                todo.extend(a.value for a in expr.args)
+            elif _STEP_ITER.search(fname):
+                return True
+        elif isinstance(expr, cst.Name | cst.Attribute):
+            last = expr.value if isinstance(expr, cst.Name) else expr.attr.value
+            if _STEP_ITER.search(last):
+                return True
+    return target is not None and any(_STEP_ITER.search(n.value) for n in _names(target))
+
+
+def _index_loop_var(loop: Loop) -> str | None:
+    """``i`` in ``for i in range(n)`` / ``for i, _ in enumerate(xs)``: an integer index."""
+    it, target = _loop_iter(loop)
+    if not isinstance(it, cst.Call) or not isinstance(it.func, cst.Name):
+        return None
+    if it.func.value in ("range", "trange") and isinstance(target, cst.Name):
+        return target.value
+    if it.func.value == "enumerate" and isinstance(target, cst.Tuple) and target.elements:
+        first = target.elements[0].value
+        return first.value if isinstance(first, cst.Name) else None
+    return None
+
+
+def _one_batch(ctx: ModuleContext, kinds: ValueKinds, site: CallSite, variant: str) -> bool:
+    """Whether ``site`` (a ``predict`` call) passes exactly one batch and nothing that
+    ``predict_on_batch`` lacks, so that the rewrite keeps its meaning and memory use."""
+    args = site.node.args
+    if not args or args[0].keyword is not None or args[0].star:
+        return False
+    if any(a.star or a.keyword is None or a.keyword.value != "verbose" for a in args[1:]):
+        return False
+    expr = args[0].value
+    if _generator_input(ctx, kinds, site, expr):
+        return False
+    if _explicit_sample(ctx, expr):
+        return True
+    fn = site.func
+    names = _names(expr)
+    if variant == "predict-in-loop":
+        loop = site.loops[-1]
+        index_var = _index_loop_var(loop)
+        if index_var is not None and isinstance(expr, cst.Subscript) and len(expr.slice) >= 1:
+            first = expr.slice[0].slice
+            if isinstance(first, cst.Index) and isinstance(first.value, cst.Name) and \
+                    first.value.value == index_var:
+                return True
+        per_step = _per_step_loop(kinds, fn, loop)
+        for name in names:
+            ev = ctx.last_assign(fn, name.value, site.seq)
+            bound_here = ev is not None and loop in ev.loops or _bound_by(loop, name.value)
+            if bound_here and (per_step or _BATCH_NAME.search(name.value)):
+                return True
+        return False
+    # In a called or inference function: a parameter (or local) named like one batch.
+    for name in names:
+        if not _BATCH_NAME.search(name.value):
+            continue
+        if _is_param(fn, name.value):
+            return True
+        ev = ctx.last_assign(fn, name.value, site.seq)
+        if ev is not None and ev.func is fn:
+            return True
+    return False
+
+
+def _bound_by(loop: Loop, name: str) -> bool:
+    _, target = _loop_iter(loop)
+    return target is not None and any(n.value == name for n in _names(target))

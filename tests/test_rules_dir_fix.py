@@ -1,0 +1,96 @@
+"""DIR autofix: predict -> predict_on_batch only when the input is one batch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import libcst as cst
+import pytest
+
+from mining.rules import check_module, fix_source
+
+_MODEL = "import numpy as np\nimport tensorflow as tf\nmodel = tf.keras.models.load_model('m.keras')\n"
+
+NO_FIX = {
+    "batch-size-kw": "for frame in frames:\n    p = model.predict(frame[None], batch_size=1)\n",
+    "batch-size-positional": "for frame in frames:\n    p = model.predict(frame[None], 1)\n",
+    "steps": "while True:\n    p = model.predict(state[None], steps=1)\n",
+    "callbacks": "for frame in frames:\n    p = model.predict(frame[None], callbacks=[cb])\n",
+    "x-keyword": "for frame in frames:\n    p = model.predict(x=frame[None])\n",
+    "star-args": "for frame in frames:\n    p = model.predict(*frame)\n",
+    "loop-invariant-test-set": "for epoch in range(10):\n    model.fit(x, y)\n"
+                               "    p = model.predict(x_val, verbose=0)\n",
+    "fold-slice": "for tr, va in kf.split(X):\n    x_val = X[va]\n    p = model.predict(x_val)\n",
+    "dataset-built-in-loop": "for chunk in chunks:\n"
+                             "    d = tf.data.Dataset.from_tensor_slices(chunk).batch(8)\n"
+                             "    p = model.predict(d)\n",
+    "generator-name": "for epoch in range(3):\n    p = model.predict(val_gen)\n",
+    "flow": "for frame in frames:\n    p = model.predict(datagen.flow(frame))\n",
+    "local-generator": "def batches_of(x):\n    yield x\n\n"
+                       "for frame in frames:\n    p = model.predict(batches_of(frame))\n",
+    "wrapper-predict-whole-X": "class Wrapper:\n    def __init__(self):\n"
+                               "        self.model = tf.keras.models.load_model('m.keras')\n\n"
+                               "    def predict(self, X):\n        return self.model.predict(X)\n",
+}
+
+
+def _findings_and_fixes(source: str):
+    return check_module(cst.parse_module(source), "t.py", ["DIR"])
+
+
+@pytest.mark.parametrize("body", list(NO_FIX.values()), ids=list(NO_FIX))
+def test_predict_not_one_batch_is_reported_without_fix(body: str) -> None:
+    source = _MODEL + body
+    findings, fixes = _findings_and_fixes(source)
+    assert any(f.training_api == "predict" for f in findings), findings
+    assert fixes == []
+    assert fix_source(source, "t.py", ["DIR"]) == (source, [])
+
+
+def test_untyped_receiver_gets_no_fix() -> None:
+    source = textwrap.dedent("""
+        import tensorflow as tf
+
+        class Agent:
+            def act(self, state):
+                return self.model.predict(state)
+        """)
+    findings, fixes = _findings_and_fixes(source)
+    assert [f.variant for f in findings] == ["predict-in-inference-fn"]
+    assert fixes == []
+
+
+def test_dataset_in_loop_gets_no_fix() -> None:
+    source = _MODEL + "for e in range(3):\n    d = tf.data.Dataset.from_tensor_slices(x).batch(4)\n"
+    findings, fixes = _findings_and_fixes(source)
+    assert [f.variant for f in findings] == ["dataset-in-loop"]
+    assert fixes == []
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ("model.predict(state.reshape(1, -1))", "model.predict_on_batch(state.reshape(1, -1))"),
+    ("model.predict(np.reshape(s, (1, 4)), verbose=False)",
+     "model.predict_on_batch(np.reshape(s, (1, 4)))"),
+    ("model.predict(np.array([s]))", "model.predict_on_batch(np.array([s]))"),
+    ("model.predict(s[np.newaxis], verbose = 0)", "model.predict_on_batch(s[np.newaxis])"),
+    ("model.predict(s[None, ...])", "model.predict_on_batch(s[None, ...])"),
+])
+def test_explicit_single_sample_is_fixed_and_rescans_clean(before: str, after: str) -> None:
+    source = _MODEL + f"while not done:\n    q = {before}\n    s = step(q)\n"
+    fixed, fixed_findings = fix_source(source, "t.py", ["DIR"])
+    assert len(fixed_findings) == 1
+    assert fixed == source.replace(before, after)
+    assert _findings_and_fixes(fixed) == ([], [])
+
+
+def test_only_the_one_batch_call_is_fixed() -> None:
+    source = _MODEL + ("for epoch in range(5):\n"
+                       "    for xb in train_batches:\n"
+                       "        p = model.predict(xb)\n"
+                       "    v = model.predict(x_val)\n")
+    fixed, fixed_findings = fix_source(source, "t.py", ["DIR"])
+    assert [f.line for f in fixed_findings] == [6]
+    assert "p = model.predict_on_batch(xb)\n" in fixed
+    assert "v = model.predict(x_val)\n" in fixed
+    findings, _ = _findings_and_fixes(fixed)
+    assert [f.line for f in findings] == [7]
