@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +28,8 @@ import libcst as cst
 
 from mining.notebook import NotebookError, notebook_source
 from mining.rules import RULES, Finding, check_module, select_rules
-from pipeline.common import LeakwattError, atomic_write_text
+from mining.rules import dir as _dir_rule
+from pipeline.common import LeakwattError
 
 #: Bump whenever a rule's behaviour changes: it keys every findings cache.
 DETECTOR_VERSION = "1.0.1"
@@ -183,6 +186,10 @@ _REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end
                              "on_test_batch_end", "on_predict_batch_end", "train_step",
                              "test_step", "on_batch_begin", "on_epoch_begin"})
 _TRACKED_ROOTS = frozenset({"tensorflow", "keras", "tf_keras"})
+#: Calls reported only when they repeat (model and dataset constructors, ``predict``).
+_REPEAT_WORDS = _QN_WORDS["IMR"] | _QN_WORDS["DIR"] | {"predict"}
+#: DIR also reports ``predict`` in functions named like inference (mining.rules.dir).
+_INFERENCE_NAME = getattr(_dir_rule, "_INFERENCE_FUNCS", None) or re.compile(r"")
 _FUNCS = ast.FunctionDef | ast.AsyncFunctionDef
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
@@ -202,6 +209,7 @@ class _Unit:
     seed: bool = False
     loop: bool = False
     store: bool = False  # stores into a container outside any loop (UTR if called in a loop)
+    weak: bool = False  # a constructor or predict call that needs a caller to count
 
     @property
     def dunder(self) -> bool:
@@ -297,89 +305,146 @@ def _names_in(nodes: Iterable[ast.AST]) -> set[str]:
     return out
 
 
-@dataclass
-class _Vocab:
-    """What makes a unit a seed in one file, for the selected rules."""
-
-    qn_words: set[str]  # with a tensorflow/keras name at the call's head (plus local aliases)
-    plain_words: frozenset[str]  # the last name of any call
-    seed_defs: frozenset[str]  # a function defined under this name
-    alias_heads: set[str]  # local names bound to tensorflow/keras (imports, aliases)
-    utr: bool
-    dir: bool
+_AST_SKIP = frozenset({"ctx", "op", "type_comment", "kind", "conversion"})
+_AST_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _walk_unit(unit: _Unit, vocab: _Vocab) -> None:
-    """Fill a unit's tokens and definitions, collect nested imports, decide whether it seeds.
+def _ast_fields(t: type) -> tuple[str, ...]:
+    fields = _AST_FIELDS.get(t)
+    if fields is None:
+        fields = _AST_FIELDS[t] = tuple(f for f in t._fields if f not in _AST_SKIP)  # type: ignore[attr-defined]
+    return fields
 
-    Findings are reported at calls (IMR, DIR, US) and at stores (UTR), so a seed needs a call
-    whose dotted name mentions a seed word, a class whose bases mention one (its instances are
-    models), or a store into a container next to a for/while loop.
-    """
-    tokens = unit.tokens
-    stored: set[str] = set()
-    attrs: set[str] = set()
-    defs: set[str] = set()
-    heads, qn_words, plain_words = vocab.alias_heads, vocab.qn_words, vocab.plain_words
-    seed = store_call = loop = comp = loop_store = False
-    for root in unit.nodes:
-        for node in ast.walk(root):
-            t = type(node)
-            if t is ast.Name:
-                tokens.add(node.id)  # type: ignore[attr-defined]
-                if isinstance(node.ctx, ast.Store):  # type: ignore[attr-defined]
-                    stored.add(node.id)  # type: ignore[attr-defined]
-            elif t is ast.Attribute:
-                recv = node.value  # type: ignore[attr-defined]
-                if type(recv) is ast.Name and recv.id in ("self", "cls"):
-                    attr = node.attr  # type: ignore[attr-defined]
-                    tokens.add(attr)
-                    if isinstance(node.ctx, ast.Store):  # type: ignore[attr-defined]
-                        attrs.add(attr)
-            elif t is ast.Call:
-                parts = _dotted_parts(node.func)  # type: ignore[attr-defined]
-                if not parts or seed:
-                    continue
-                last = parts[-1]
-                if last in plain_words or (parts[0] in heads and (
-                        not qn_words.isdisjoint(parts) or (
-                            vocab.dir and last in _DIR_DATA_LAST and "data" in parts[:-1]))):
-                    seed = True
-                elif vocab.utr and last in _UTR_STORE_METHODS and len(parts) > 1:
-                    store_call = True
-            elif t is ast.For or t is ast.AsyncFor or t is ast.While:
-                loop = True
-            elif t in _COMPS:
-                comp = True
-            elif t is ast.AugAssign:
-                loop_store = loop_store or isinstance(node.op, ast.Add)  # type: ignore[attr-defined]
-            elif t is ast.Assign or t is ast.AnnAssign:
-                targets = node.targets if t is ast.Assign else [node.target]  # type: ignore[attr-defined]
-                loop_store = loop_store or any(isinstance(x, ast.Subscript) for x in targets)
-                value = node.value  # type: ignore[attr-defined]
-                if (t is ast.Assign and isinstance(value, ast.Attribute | ast.Name)
-                        and any(isinstance(x, ast.Name) for x in targets)):
-                    # ``K = tf.keras.backend`` inside a function still feeds the resolver
-                    parts = _dotted_parts(value)
-                    seed = seed or bool(parts and parts[0] in heads)
-            elif t is ast.FunctionDef or t is ast.AsyncFunctionDef or t is ast.ClassDef:
-                defs.add(node.name)  # type: ignore[attr-defined]
-            elif t is ast.Import or t is ast.ImportFrom:
-                unit.nested_imports.append(node)  # type: ignore[arg-type]
+
+@dataclass(eq=False)
+class _Facts:
+    """What one walk over a unit finds."""
+
+    calls: list[list[str]] = field(default_factory=list)  # dotted names of calls
+    aliases: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
+    stored: set[str] = field(default_factory=set)
+    attrs: set[str] = field(default_factory=set)
+    defs: set[str] = field(default_factory=set)
+    store_call: bool = False
+    loop: bool = False
+    comp: bool = False
+    loop_store: bool = False
+
+
+def _walk_unit(unit: _Unit) -> _Facts:
+    """One pass over a unit's ast: names it mentions, defines and calls, loops and stores."""
+    facts = _Facts()
+    tokens, stored, attrs, calls = unit.tokens, facts.stored, facts.attrs, facts.calls
+    stack: list[Any] = list(unit.nodes)
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        t = type(node)
+        if t is ast.Name:
+            tokens.add(node.id)
+            if type(node.ctx) is ast.Store:
+                stored.add(node.id)
+            continue
+        if t is ast.Attribute:
+            recv = node.value
+            if type(recv) is ast.Name and recv.id in ("self", "cls"):
+                tokens.add(node.attr)
+                if type(node.ctx) is ast.Store:
+                    attrs.add(node.attr)
+            push(recv)
+            continue
+        if t is ast.Constant:
+            continue
+        if t is ast.Call:
+            parts = _dotted_parts(node.func)
+            if parts:
+                calls.append(parts)
+                if parts[-1] in _UTR_STORE_METHODS and len(parts) > 1:
+                    facts.store_call = True
+        elif t is ast.For or t is ast.AsyncFor or t is ast.While:
+            facts.loop = True
+        elif t in _COMPS:
+            facts.comp = True
+        elif t is ast.AugAssign:
+            facts.loop_store = facts.loop_store or type(node.op) is ast.Add
+        elif t is ast.Assign or t is ast.AnnAssign:
+            targets = node.targets if t is ast.Assign else [node.target]
+            facts.loop_store = facts.loop_store or any(type(x) is ast.Subscript for x in targets)
+            if t is ast.Assign and type(node.value) in (ast.Attribute, ast.Name):
+                names = [x.id for x in targets if type(x) is ast.Name]
+                parts = _dotted_parts(node.value)
+                if names and parts:
+                    facts.aliases.append((node.lineno, names, parts))
+        elif t is ast.FunctionDef or t is ast.AsyncFunctionDef or t is ast.ClassDef:
+            facts.defs.add(node.name)
+        elif t is ast.Import or t is ast.ImportFrom:
+            unit.nested_imports.append(node)
+            continue
+        for name in _ast_fields(t):
+            value = getattr(node, name, None)
+            if type(value) is list:
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        push(item)
+            elif isinstance(value, ast.AST):
+                push(value)
     if unit.kind == "method":
         unit.callables = {unit.name}
         unit.values = attrs  # the ``self.x`` it stores
     elif unit.kind == "stmt" and len(unit.nodes) == 1 and isinstance(unit.nodes[0], _FUNCS):
         unit.callables = {unit.name}  # a function's locals are not visible outside
     else:
-        unit.callables |= defs
+        unit.callables |= facts.defs
         unit.values = stored | attrs
-    unit.loop = loop or comp  # calls in comprehensions count as in a loop
-    unit.store = vocab.utr and store_call and not loop  # needs a caller with a loop
-    unit.seed = (seed or (unit.kind == "header" and not qn_words.isdisjoint(unit.bases))
-                 or (vocab.utr and loop and (store_call or loop_store))
-                 or not vocab.seed_defs.isdisjoint(defs) or unit.name in vocab.seed_defs
-                 or (unit.store and unit.kind == "method" and unit.name in _REPEATED_HOOKS))
+    unit.loop = facts.loop or facts.comp  # calls in comprehensions count as in a loop
+    return facts
+
+
+def _seed_strength(unit: _Unit, facts: _Facts, codes: Sequence[str], qn_words: set[str],
+                   plain_words: frozenset[str], seed_defs: frozenset[str],
+                   heads: set[str]) -> int:
+    """0: no seed; 2: a seed; 1: a seed only if another unit calls it (see below).
+
+    Findings are reported at calls (IMR, DIR, US) and at stores (UTR): a seed has a call whose
+    dotted name holds a seed word (API words only under a tensorflow/keras name), a class whose
+    bases mention one, a store into a container next to a for/while loop, a Keras hook that
+    stores, or an alias assignment the name resolver records. A model or dataset constructor
+    or ``predict`` call is reported only when it repeats: in a loop, twice in one function, in
+    module-level code, in an inference-named function or Keras hook, or in a function another
+    unit calls (a loop there, a search objective, a ``build_fn``); otherwise it is weak.
+    """
+    utr, data = "UTR" in codes, "DIR" in codes
+    repeats = 0
+    for parts in facts.calls:
+        last = parts[-1]
+        if last in plain_words:
+            if last not in _REPEAT_WORDS:
+                return 2
+            repeats += 1
+        elif parts[0] in heads:
+            hit = qn_words.intersection(parts)
+            if hit:
+                if not hit <= _REPEAT_WORDS:
+                    return 2
+                repeats += 1
+            elif data and last in _DIR_DATA_LAST and "data" in parts[:-1]:
+                repeats += 1
+    if any(parts[0] in heads for _, _, parts in facts.aliases):
+        return 2  # ``K = tf.keras.backend`` inside a function still feeds the resolver
+    if unit.kind == "header" and not qn_words.isdisjoint(unit.bases):
+        return 2
+    if not seed_defs.isdisjoint(facts.defs) or unit.name in seed_defs:
+        return 2
+    if utr and facts.loop and (facts.store_call or facts.loop_store):
+        return 2
+    if unit.kind == "method" and unit.name in _REPEATED_HOOKS:
+        return 2 if (utr and unit.store) or repeats else 0
+    if not repeats:
+        return 0
+    if (repeats > 1 or unit.loop or unit.dunder or _module_level_code(unit)
+            or any(_INFERENCE_NAME.match(n) for n in facts.defs | {unit.name})):
+        return 2
+    return 1
 
 
 def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None:
@@ -401,56 +466,62 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None  # libcst reports the error (or parses what ast cannot)
     units = _units(tree)
+    facts: dict[int, _Facts] = {}
+    imports: list[ast.Import | ast.ImportFrom] = []
+    aliases: list[tuple[int, list[str], list[str]]] = []
+    for i, u in enumerate(units):
+        if u.kind == "import":
+            imports.extend(u.nodes)  # type: ignore[arg-type]
+        else:
+            f = facts[i] = _walk_unit(u)
+            imports.extend(u.nested_imports)
+            aliases.extend(f.aliases)
 
     # Local names bound to tensorflow/keras, and those standing for a seed word themselves.
     qn_words: set[str] = set()
-    plain_words: set[str] = set()
+    plain: set[str] = set()
     seed_defs: set[str] = set()
     for code in codes:
         qn_words |= _QN_WORDS.get(code, frozenset())
-        plain_words |= _PLAIN_WORDS.get(code, frozenset())
+        plain |= _PLAIN_WORDS.get(code, frozenset())
         seed_defs |= _SEED_DEFS.get(code, frozenset())
     if "US" in codes and "Session" in source:
-        plain_words |= _US_CLOSE_WORDS
+        plain |= _US_CLOSE_WORDS
     data = "DIR" in codes
-    alias_heads: set[str] = set()
-    assigns: list[ast.Assign] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
-                return None  # a star import can make any name resolve: keep everything
-            for local, full in _import_pairs(node):
-                parts = full.split(".")
-                if parts[0] not in _TRACKED_ROOTS:
-                    continue
-                alias_heads.add(local)
+    heads: set[str] = set()
+    for node in imports:
+        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            return None  # a star import can make any name resolve: keep everything
+        for local, full in _import_pairs(node):
+            parts = full.split(".")
+            if parts[0] in _TRACKED_ROOTS:
+                heads.add(local)
                 if not qn_words.isdisjoint(parts) or (data and "data" in parts[1:]):
                     qn_words.add(local)
-        elif _is_alias_assign(node):  # type: ignore[arg-type]
-            assigns.append(node)  # type: ignore[arg-type]
-    for node in sorted(assigns, key=lambda n: n.lineno):
-        parts = _dotted_parts(node.value) or []
-        if parts and parts[0] in alias_heads:
+    for _, names, parts in sorted(aliases, key=lambda a: a[0]):
+        if parts[0] in heads:
             hit = not qn_words.isdisjoint(parts) or (data and "data" in parts[1:])
-            for t in node.targets:
-                alias_heads.add(t.id)  # type: ignore[attr-defined]
-                if hit:
-                    qn_words.add(t.id)  # type: ignore[attr-defined]
-    vocab = _Vocab(qn_words, frozenset(plain_words), frozenset(seed_defs), alias_heads,
-                   utr="UTR" in codes, dir=data)
+            heads.update(names)
+            if hit:
+                qn_words.update(names)
 
     defines: dict[str, list[int]] = {}
     seeds: list[int] = []
     pending = False
-    for i, u in enumerate(units):
-        if u.kind in ("import", "alias"):
-            continue  # kept as they are; neither can hold a finding nor needs another unit
-        _walk_unit(u, vocab)
+    plain_words, seed_words = frozenset(plain), frozenset(seed_defs)
+    for i, f in facts.items():
+        u = units[i]
+        u.store = "UTR" in codes and f.store_call and not f.loop  # UTR if called in a loop
+        if u.kind == "alias":
+            continue  # kept as it is; it holds no call and needs no other unit
         for name in u.callables | u.values:
             defines.setdefault(name, []).append(i)
+        strength = _seed_strength(u, f, codes, qn_words, plain_words, seed_words, heads)
+        u.seed = strength == 2
         if u.seed:
             seeds.append(i)
-        elif u.store:
+        elif u.store or strength == 1:
+            u.weak = strength == 1
             pending = True
     if not seeds and not pending:
         return ""
@@ -461,13 +532,22 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
             users.setdefault(name, []).append(i)
         if u.dunder:
             dunders.setdefault(u.header, []).append(i)
-    # A store outside a loop counts where its function is called from a loop elsewhere.
+    # A store outside a loop counts where its function is called from a loop elsewhere; a
+    # weak seed where another unit calls it at all.
     for i, u in enumerate(units):
-        if u.store and not u.seed and any(units[j].loop for j in users.get(u.name, ())):
+        if u.seed:
+            continue
+        if (u.store and any(units[j].loop for j in users.get(u.name, ()))) or (
+                u.weak and any(j != i for name in u.callables for j in users.get(name, ()))):
             u.seed = True
             seeds.append(i)
     if not seeds:
         return ""
+
+    # Module-level code (top-level statements and class-level statements) is one function to
+    # the rules, ``<module>``: its calls, loops and ``with`` items are read together.
+    group = [i for i, u in enumerate(units) if _module_level_code(u)]
+    in_group = set(group)
 
     keep = set(seeds)
     work = list(seeds)
@@ -475,6 +555,9 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
         i = work.pop()
         u = units[i]
         nxt: list[int] = []
+        if i in in_group:
+            nxt.extend(group)
+            in_group.clear()
         for name in u.tokens.intersection(defines):  # what it uses
             nxt.extend(defines[name])
         for name in u.callables:  # who calls it (a call in a loop repeats the callee)
@@ -492,6 +575,26 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
     if all(i in keep or u.kind in ("import", "alias") for i, u in enumerate(units)):
         return None
     return _render(source, units, keep)
+
+
+def _module_level_code(unit: _Unit) -> bool:
+    """Whether a unit holds statements the indexer files under ``<module>``."""
+    if unit.kind == "header":
+        body = unit.nodes
+    elif unit.kind == "stmt":
+        node = unit.nodes[0]
+        if len(unit.nodes) > 1 or isinstance(node, ast.If | ast.Try | ast.With | ast.For
+                                             | ast.While | ast.Expr | ast.Assign
+                                             | ast.AugAssign | ast.AnnAssign):
+            return True
+        if isinstance(node, _FUNCS):
+            return False
+        body = node.body if isinstance(node, ast.ClassDef) else [node]
+    else:
+        return False
+    return any(not isinstance(b, _FUNCS | ast.Pass)
+               and not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))
+               for b in body)
 
 
 def _render(source: str, units: list[_Unit], keep: set[int]) -> str:
@@ -546,7 +649,7 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
         if text is None:
             raise ScanError(f"{path}: {_syntax_reason(source, exc)}") from None
         return scan_source(source, path, codes, prefilter=False)
-    findings, _ = check_module(module, path, codes)
+    findings, _ = check_module(module, path, codes, source if text is None else text)
     if findings:
         supp = suppressions(source)
         if supp:
@@ -558,7 +661,28 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
 # Bytes (files and git blobs), with a content-hash cache
 # --------------------------------------------------------------------------------------------
 
-_CACHE: dict[str, FileResult] = {}
+#: In-process findings cache, least recently used first; bounded by ``CACHE_SIZE`` entries.
+_CACHE: OrderedDict[str, FileResult] = OrderedDict()
+CACHE_SIZE = 20_000
+
+
+def _cache_get(key: str) -> FileResult | None:
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+    return hit
+
+
+def _cache_put(key: str, result: FileResult) -> None:
+    _CACHE[key] = result
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+
+
+def clear_cache() -> None:
+    """Empty the in-process findings cache (the on-disk cache is left alone)."""
+    _CACHE.clear()
 
 
 def cache_key(data: bytes, rules: Sequence[str], max_bytes: int) -> str:
@@ -584,9 +708,22 @@ def _load_disk(cache_dir: Path, key: str) -> FileResult | None:
 
 
 def _store_disk(cache_dir: Path, key: str, result: FileResult) -> None:
+    """Write one cache entry atomically (temporary file, then rename).
+
+    Not fsync'ed: an entry lost or torn by a crash does not parse, counts as a miss and is
+    rescanned, and an fsync per file would cost more than the scan of a small file.
+    """
     file = cache_dir / key[:2] / f"{key}.json"
     with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-        atomic_write_text(file, json.dumps(result.to_dict()))
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{key[:8]}", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(result.to_dict()))
+            os.replace(tmp, file)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _decode(data: bytes) -> str:
@@ -676,15 +813,15 @@ def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
     """Scan one file's bytes (a file or a git blob); never raises for bad content."""
     codes = _rule_list(rules)
     key = cache_key(data, codes, max_bytes)
-    hit = _CACHE.get(key)
+    hit = _cache_get(key)
     if hit is None and cache_dir is not None:
         hit = _load_disk(Path(cache_dir), key)
         if hit is not None:
-            _CACHE[key] = hit
+            _cache_put(key, hit)
     if hit is not None:
         return _with_path(hit, path)
     result = _scan_uncached(data, path, codes, max_bytes)
-    _CACHE[key] = result
+    _cache_put(key, result)
     if cache_dir is not None:
         _store_disk(Path(cache_dir), key, result)
     return result
@@ -726,6 +863,13 @@ def iter_source_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _worker(args: tuple[str, list[str], int, str | None]) -> FileResult:
     path, codes, max_bytes, cache_dir = args
     return scan_file(path, codes, max_bytes, cache_dir)
@@ -744,8 +888,15 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], select: Iterable[str] | 
     if workers <= 1 or len(files) < 16:
         results = [_worker(a) for a in args]
     else:
+        # Forked workers inherit libcst and the rules already imported. Largest files first,
+        # in small chunks, so that both cores stay busy to the end (sizes vary a thousandfold).
+        order = sorted(range(len(files)), key=lambda i: -_size(files[i]))
+        chunk = min(8, max(1, len(files) // (workers * 32)))
         with ProcessPoolExecutor(max_workers=min(workers, len(files))) as pool:
-            results = list(pool.map(_worker, args, chunksize=max(1, len(files) // (workers * 8))))
+            done = list(pool.map(_worker, [args[i] for i in order], chunksize=chunk))
+        results = [done[0]] * len(files)
+        for pos, i in enumerate(order):
+            results[i] = done[pos]
     report = ScanReport()
     for res in results:
         report.findings.extend(res.findings)

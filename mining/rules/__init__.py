@@ -8,7 +8,9 @@ objects with 1-based positions (computed only when something was found).
 
 from __future__ import annotations
 
+import ast
 import inspect
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import libcst as cst
@@ -54,12 +56,14 @@ def select_rules(select: Iterable[str] | None = None,
 
 
 def check_module(module: cst.Module, path: str = "<string>",
-                 rules: Sequence[str] | None = None
+                 rules: Sequence[str] | None = None, source: str | None = None
                  ) -> tuple[list[Finding], list[tuple[Finding, Fix]]]:
     """Run ``rules`` (ids; all when None) over a parsed module.
 
     Returns the findings and, for those with a safe rewrite, ``(finding, fix)`` pairs whose fix
     applies to this very ``module`` object (see :func:`mining.rules.fixes.apply_fixes`).
+    ``source``, the text ``module`` was parsed from, lets positions be computed for the
+    statements holding a finding only, instead of for the whole module.
     """
     ctx = ModuleContext(module, path)
     reports: list[tuple[str, Report]] = []
@@ -69,13 +73,12 @@ def check_module(module: cst.Module, path: str = "<string>",
             reports.append((code, rep))
     if not reports:
         return [], []
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    positions = _positions(ctx, [rep.node for _, rep in reports], source)
     findings: list[Finding] = []
     fixes: list[tuple[Finding, Fix]] = []
     seen: set[tuple[str, int, int, str]] = set()
     for code, rep in reports:
-        pos = positions.get(rep.node)
-        line, col = (pos.start.line, pos.start.column + 1) if pos else (1, 1)
+        line, col = positions.get(id(rep.node), (1, 1))
         key = (code, line, col, rep.variant)
         if key in seen:
             continue
@@ -91,6 +94,60 @@ def check_module(module: cst.Module, path: str = "<string>",
             fixes.append((finding, rep.fix))
     findings.sort(key=lambda f: (f.line, f.col, f.rule))
     return findings, fixes
+
+
+def _positions(ctx: ModuleContext, nodes: list[cst.CSTNode], source: str | None
+               ) -> dict[int, tuple[int, int]]:
+    """1-based (line, column) of ``nodes``, keyed by ``id``.
+
+    libcst's ``PositionProvider`` generates the code of the whole module. With the source at
+    hand, only the top-level statements holding a node are generated, each on its own, and
+    shifted to the line ``ast`` gives for that statement (libcst and ast both start a decorated
+    definition at its ``def``/``class`` line; the statement's columns do not change).
+    """
+    module = ctx.module
+    starts = _top_lines(module, source) if source is not None else None
+    groups: dict[int, list[cst.CSTNode]] = {}
+    for node in nodes:
+        top = ctx.top.get(id(node), -1)
+        if starts is None or top < 0:
+            return _whole_module_positions(module, nodes)
+        groups.setdefault(top, []).append(node)
+    out: dict[int, tuple[int, int]] = {}
+    for top, members in groups.items():
+        stmt = module.body[top]
+        mini = module.with_changes(header=(), body=(stmt,), footer=())
+        pos = MetadataWrapper(mini, unsafe_skip_copy=True).resolve(PositionProvider)
+        shift = starts[top] - pos[stmt].start.line
+        for node in members:
+            p = pos.get(node)
+            if p is not None:
+                out[id(node)] = (p.start.line + shift, p.start.column + 1)
+    return out
+
+
+def _whole_module_positions(module: cst.Module, nodes: list[cst.CSTNode]
+                            ) -> dict[int, tuple[int, int]]:
+    pos = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    return {id(n): (pos[n].start.line, pos[n].start.column + 1) for n in nodes if n in pos}
+
+
+def _top_lines(module: cst.Module, source: str) -> list[int] | None:
+    """The first line of each statement in ``module.body`` (None if ast disagrees)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            body = ast.parse(source).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    starts: list[int] = []
+    k = 0
+    for stmt in module.body:
+        if k >= len(body):
+            return None
+        starts.append(body[k].lineno)
+        k += len(stmt.body) if isinstance(stmt, cst.SimpleStatementLine) else 1
+    return starts if k == len(body) else None
 
 
 def fix_source(source: str, path: str = "<string>", rules: Sequence[str] | None = None,

@@ -11,6 +11,9 @@ and a name resolver built from import statements. Rules query that index.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -224,9 +227,36 @@ def _flatten_targets(target: cst.BaseExpression) -> list[tuple[cst.BaseExpressio
     return [(target, None)]
 
 
-class _Indexer(cst.CSTVisitor):
+#: Fields that hold only whitespace, comments or punctuation: the walk never enters them.
+_SKIP_FIELDS = frozenset({"lpar", "rpar", "comma", "leading_lines", "header", "footer", "newline",
+                          "semicolon", "equal", "operator", "lines_after_decorators", "colon",
+                          "trailing_whitespace", "dot", "lbracket", "rbracket", "lbrace",
+                          "rbrace", "first_colon", "second_colon", "empty_lines", "first_line",
+                          "last_line", "comment", "asynchronous", "star_tok"})
+_DISPATCH: dict[type, tuple[Any, Any, tuple[str, ...], int]] = {}
+
+
+def _child_fields(t: type) -> tuple[str, ...]:
+    """A node type's child fields in the order libcst visits them (read from its source)."""
+    names = [f.name for f in dataclasses.fields(t)]
+    try:
+        order = re.findall(r'visit_\w+\(\s*self,\s*"(\w+)"',
+                           inspect.getsource(t._visit_and_replace_children))
+    except (OSError, TypeError):
+        order = []
+    order = [n for n in order if n in names] or names
+    return tuple(n for n in order if n not in _SKIP_FIELDS and not n.startswith("whitespace"))
+
+
+def _dispatch_entry(t: type) -> tuple[Any, Any, tuple[str, ...], int]:
+    kind = 1 if issubclass(t, cst.BaseStatement) else 2 if issubclass(
+        t, cst.BaseSmallStatement) else 0
+    return (getattr(_Indexer, f"visit_{t.__name__}", None),
+            getattr(_Indexer, f"leave_{t.__name__}", None), _child_fields(t), kind)
+
+
+class _Indexer:
     def __init__(self, ctx: ModuleContext) -> None:
-        super().__init__()
         self.ctx = ctx
         self.seq = 0
         self.func = ctx.module_func
@@ -239,6 +269,7 @@ class _Indexer(cst.CSTVisitor):
         self.args: list[cst.Arg] = []
         self.blocks: list[tuple[cst.CSTNode, int]] = []
         self.comp_elts: list[cst.BaseExpression] = []
+        self.top = -1  # index of the top-level statement being walked
         self._suites: list[tuple[cst.CSTNode, dict[int, int]]] = []
 
     def _next(self) -> int:
@@ -248,25 +279,49 @@ class _Indexer(cst.CSTVisitor):
     def _loops(self) -> tuple[Loop, ...]:
         return tuple(self.loops)
 
-    # -- statements ---------------------------------------------------------------------
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, cst.BaseStatement):
+    # -- the walk --------------------------------------------------------------------------
+    def walk(self, node: cst.CSTNode) -> None:
+        """Visit ``node`` and its children in libcst's order, like ``node.visit(self)``.
+
+        libcst's own traversal rebuilds every node it passes (it is shared with transformers);
+        this one only reads child fields, skips whitespace and punctuation, and is several
+        times faster. ``visit_X`` returning False stops the descent, as in libcst.
+        """
+        t = type(node)
+        entry = _DISPATCH.get(t)
+        if entry is None:
+            entry = _DISPATCH[t] = _dispatch_entry(t)
+        visit, leave, fields, kind = entry
+        if kind == 1:
             self.stmts.append(node)
             if self._suites:
                 block, index = self._suites[-1]
                 self.blocks.append((block, index.get(id(node), -1)))
+                if len(self.stmts) == 1:
+                    self.top = index.get(id(node), -1)
             else:
                 self.blocks.append((None, -1))
-        elif isinstance(node, cst.BaseSmallStatement):
+            self.ctx.top[id(node)] = self.top
+        elif kind == 2:
             self.smalls.append(node)
-        return super().on_visit(node)
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        super().on_leave(original_node)
-        if isinstance(original_node, cst.BaseStatement):
+            self.ctx.top[id(node)] = self.top
+        elif t is cst.Call:
+            self.ctx.top[id(node)] = self.top
+        if visit is None or visit(self, node) is not False:
+            for name in fields:
+                value = getattr(node, name)
+                if isinstance(value, cst.CSTNode):
+                    self.walk(value)
+                elif isinstance(value, list | tuple):
+                    for child in value:
+                        if isinstance(child, cst.CSTNode):
+                            self.walk(child)
+        if leave is not None:
+            leave(self, node)
+        if kind == 1:
             self.stmts.pop()
             self.blocks.pop()
-        elif isinstance(original_node, cst.BaseSmallStatement):
+        elif kind == 2:
             self.smalls.pop()
 
     @staticmethod
@@ -305,8 +360,8 @@ class _Indexer(cst.CSTVisitor):
             self.ctx.classes.setdefault(info.name, info)
         self.class_stack.append(info)
         for base in node.bases:
-            base.visit(self)
-        node.body.visit(self)
+            self.walk(base)
+        self.walk(node.body)
         self.class_stack.pop()
         return False
 
@@ -335,7 +390,7 @@ class _Indexer(cst.CSTVisitor):
         self.func, self.loops, self.withs = info, [], []
         saved_classes = self.class_stack
         self.class_stack = []
-        node.body.visit(self)
+        self.walk(node.body)
         self.class_stack = saved_classes
         self.func, self.loops, self.withs = saved
         return False
@@ -354,17 +409,17 @@ class _Indexer(cst.CSTVisitor):
             self.func.assigns.append(ev)
 
     def visit_For(self, node: cst.For) -> bool:
-        node.iter.visit(self)
+        self.walk(node.iter)
         loop = Loop(node=node, kind="for", body=node.body,
                     parent=self.loops[-1] if self.loops else None)
         self.func.loops.append(loop)
         self.loops.append(loop)
         self._bind_targets(node.target, "for", node.iter)
-        node.target.visit(self)
-        node.body.visit(self)
+        self.walk(node.target)
+        self.walk(node.body)
         self.loops.pop()
         if node.orelse is not None:
-            node.orelse.visit(self)
+            self.walk(node.orelse)
         return False
 
     def visit_While(self, node: cst.While) -> bool:
@@ -372,33 +427,33 @@ class _Indexer(cst.CSTVisitor):
                     parent=self.loops[-1] if self.loops else None)
         self.func.loops.append(loop)
         self.loops.append(loop)
-        node.test.visit(self)
-        node.body.visit(self)
+        self.walk(node.test)
+        self.walk(node.body)
         self.loops.pop()
         if node.orelse is not None:
-            node.orelse.visit(self)
+            self.walk(node.orelse)
         return False
 
     def _visit_comp(self, node: Any, elts: list[cst.BaseExpression]) -> bool:
         for_in: cst.CompFor = node.for_in
-        for_in.iter.visit(self)
+        self.walk(for_in.iter)
         loop = Loop(node=node, kind="comprehension", body=None,
                     parent=self.loops[-1] if self.loops else None)
         self.func.loops.append(loop)
         self.loops.append(loop)
         self._bind_targets(for_in.target, "for", for_in.iter)
         for cond in for_in.ifs:
-            cond.visit(self)
+            self.walk(cond)
         inner = for_in.inner_for_in
         while inner is not None:
-            inner.iter.visit(self)
+            self.walk(inner.iter)
             self._bind_targets(inner.target, "for", inner.iter)
             for cond in inner.ifs:
-                cond.visit(self)
+                self.walk(cond)
             inner = inner.inner_for_in
         self.comp_elts.extend(elts)
         for e in elts:
-            e.visit(self)
+            self.walk(e)
         self.loops.pop()
         return False
 
@@ -417,19 +472,19 @@ class _Indexer(cst.CSTVisitor):
     # -- with ------------------------------------------------------------------------------
     def visit_With(self, node: cst.With) -> bool:
         for item in node.items:
-            item.item.visit(self)
+            self.walk(item.item)
             self.func.with_items.append((item, self.seq, self._loops()))
             if item.asname is not None:
                 self._bind_targets(item.asname.name, "with", item.item)
         self.withs.extend(item.item for item in node.items)
-        node.body.visit(self)
+        self.walk(node.body)
         for _ in node.items:
             self.withs.pop()
         return False
 
     # -- assignments -----------------------------------------------------------------------
     def visit_Assign(self, node: cst.Assign) -> bool:
-        node.value.visit(self)
+        self.walk(node.value)
         block, idx = self._cur_block
         for t in node.targets:
             target = t.target
@@ -439,26 +494,26 @@ class _Indexer(cst.CSTVisitor):
                 self._record_assign(target, node.value, "assign", block, idx)
             if self.func is self.ctx.module_func or isinstance(target, cst.Name):
                 self.ctx.names.add_assign(target, node.value)
-            target.visit(self)
+            self.walk(target)
         return False
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
         if node.value is not None:
-            node.value.visit(self)
+            self.walk(node.value)
             block, idx = self._cur_block
             self._record_assign(node.target, node.value, "assign", block, idx)
-        node.target.visit(self)
+        self.walk(node.target)
         return False
 
     def visit_AugAssign(self, node: cst.AugAssign) -> bool:
-        node.value.visit(self)
+        self.walk(node.value)
         block, idx = self._cur_block
         ev = AssignEvent(target=node.target, value=node.value, seq=self._next(),
                          loops=self._loops(), stmt=self.stmts[-1] if self.stmts else None,
                          func=self.func, kind="aug", op=node.operator, block=block,
                          block_index=idx)
         self.func.aug_assigns.append(ev)
-        node.target.visit(self)
+        self.walk(node.target)
         return False
 
     def _record_assign(self, target: cst.BaseExpression, value: cst.BaseExpression, kind: str,
@@ -518,7 +573,9 @@ class ModuleContext:
         self.classes: dict[str, ClassInfo] = {}
         self.calls: list[CallSite] = []
         self.cache: dict[str, Any] = {}
-        module.visit(_Indexer(self))
+        #: id of each statement and call -> index of its top-level statement in module.body
+        self.top: dict[int, int] = {}
+        _Indexer(self).walk(module)
 
     # -- helpers shared by rules --------------------------------------------------------------
     def code(self, node: cst.CSTNode) -> str:

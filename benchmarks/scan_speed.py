@@ -1,0 +1,244 @@
+"""Scan speed: ``leakwatt scan`` against ``ast.parse``, ``libcst.parse_module`` and semgrep.
+
+One run, one set of files (default: keras 3.15's own sources, ``keras/src`` from the PyPI wheel,
+downloaded once into ``benchmarks/.cache/``; ``--tree PATH`` scans another folder). Prints the
+machine, then wall times for
+
+* ``leakwatt scan`` through its real command line (all cores, a fresh findings cache), and the
+  re-scan with that cache warm;
+* ``ast.parse`` and ``libcst.parse_module`` of every file (in this process, one core, as in the
+  figures of issue 3);
+* semgrep with two leak rules (``benchmarks/semgrep/speed-rules.yaml``, ``--jobs`` = cores);
+
+plus files/s, KLOC/s, the share of files (and lines) the pre-filter hands to libcst, and the
+ratios leakwatt/ast, leakwatt/libcst, leakwatt/semgrep. ``--verify`` also checks that the
+pre-filter changes no finding (whole-file scan of every file; slow). Timings on a shared machine
+vary by 15-20 %: compare figures from the same run only.
+
+    .venv/bin/python benchmarks/scan_speed.py [--tree PATH] [--repeat N] [--verify]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CACHE = ROOT / "benchmarks" / ".cache"
+KERAS_SPEC = "keras==3.15.*"
+SEMGREP_RULES = ROOT / "benchmarks" / "semgrep" / "speed-rules.yaml"
+
+
+def keras_tree() -> Path:
+    """``keras/src`` of the keras 3.15 wheel, downloaded (not installed) on first use."""
+    wheels = sorted(CACHE.glob("keras-3.15.*-py3-none-any.whl"))
+    if not wheels:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary",
+                        ":all:", "--quiet", KERAS_SPEC, "-d", str(CACHE)], check=True)
+        wheels = sorted(CACHE.glob("keras-3.15.*-py3-none-any.whl"))
+    wheel = wheels[-1]
+    dest = CACHE / wheel.name.removesuffix("-py3-none-any.whl")
+    if not (dest / "keras" / "src").is_dir():
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(dest, [n for n in zf.namelist() if n.startswith("keras/src/")])
+    return dest / "keras" / "src"
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (f"{os.cpu_count()} cores ({model or platform.processor() or '?'}), "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+            f"load average {load}")
+
+
+RUNS: dict[str, list[float]] = {}
+
+
+def timed(label: str, fn: Callable[[], object], repeat: int) -> tuple[float, object]:
+    """Median wall time of ``repeat`` calls (every run is kept in RUNS for the report)."""
+    times, result = RUNS.setdefault(label, []), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def leakwatt_cmd() -> list[str]:
+    script = Path(sys.executable).with_name("leakwatt")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+
+
+def run_leakwatt(tree: Path, cache_dir: Path) -> dict:
+    out = subprocess.run([*leakwatt_cmd(), "scan", "--format", "json", "--cache-dir",
+                          str(cache_dir), str(tree)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode not in (0, 1):
+        raise SystemExit(f"leakwatt scan failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def run_semgrep(semgrep: str, rules: Path, files: list[Path], jobs: int) -> dict:
+    out = subprocess.run([semgrep, "scan", "--config", str(rules), "--metrics=off",
+                          "--disable-version-check", "--json", "--quiet", "--jobs", str(jobs),
+                          *map(str, files)], capture_output=True, text=True)
+    if out.returncode not in (0, 1):
+        raise SystemExit(f"semgrep failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=Path, default=None,
+                        help="folder to scan (default: keras 3.15 sources, keras/src)")
+    parser.add_argument("--semgrep-rules", type=Path, default=SEMGREP_RULES)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool; medians shown")
+    parser.add_argument("--verify", action="store_true",
+                        help="also check that the pre-filter changes no finding (slow)")
+    args = parser.parse_args(argv)
+
+    import libcst as cst
+
+    from mining.scan import iter_source_files, reduce_source, scan_source
+
+    tree = (args.tree or keras_tree()).resolve()
+    files = [p for p in iter_source_files([tree]) if p.suffix == ".py"]
+    texts: list[str] = []
+    for p in files:
+        try:
+            texts.append(p.read_bytes().decode("utf-8-sig"))
+        except (OSError, UnicodeDecodeError):
+            texts.append("")
+    lines = sum(t.count("\n") for t in texts)
+    cores = os.cpu_count() or 1
+    print(f"scan speed, {dt.datetime.now().isoformat(timespec='seconds')}")
+    print(f"machine: {machine()}")
+    print(f"tree: {tree} ({len(files)} .py files, {lines:,} lines)")
+
+    # leakwatt, through the real command line: cold (empty cache), then warm.
+    cache_dir = Path(tempfile.mkdtemp(prefix="leakwatt-speed-"))
+    try:
+        cold_times = RUNS.setdefault("leakwatt cold", [])
+        report: dict = {}
+        for _ in range(args.repeat):
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            t0 = time.perf_counter()
+            report = run_leakwatt(tree, cache_dir)
+            cold_times.append(time.perf_counter() - t0)
+        t_cold = statistics.median(cold_times)
+        t_warm, _ = timed("leakwatt warm", lambda: run_leakwatt(tree, cache_dir), args.repeat)
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+    def parse_all_ast() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for t in texts:
+                with contextlib.suppress(SyntaxError, ValueError):
+                    ast.parse(t)
+
+    def parse_all_cst() -> None:
+        for t in texts:
+            with contextlib.suppress(Exception):  # count the time, not the failures
+                cst.parse_module(t)
+
+    t_ast, _ = timed("ast.parse", parse_all_ast, args.repeat)
+    t_cst, _ = timed("libcst", parse_all_cst, args.repeat)
+
+    semgrep = shutil.which("semgrep") or str(Path(sys.executable).with_name("semgrep"))
+    t_sg: float | None = None
+    sg: dict = {}
+    if Path(semgrep).exists():
+        t_sg, sg = timed("semgrep", lambda: run_semgrep(semgrep, args.semgrep_rules, files, cores),
+                         args.repeat)  # type: ignore[assignment]
+    # What the pre-filter hands to libcst.
+    parsed_files = parsed_lines = 0
+    for t in texts:
+        reduced = reduce_source(t)
+        if reduced is None:
+            parsed_files += 1
+            parsed_lines += t.count("\n")
+        elif reduced:
+            parsed_files += 1
+            parsed_lines += sum(1 for line in reduced.split("\n") if line.strip())
+    nonblank = sum(sum(1 for line in t.split("\n") if line.strip()) for t in texts)
+
+    print()
+    print(f"leakwatt scan (CLI, {cores} processes, cold cache): {t_cold:7.2f} s  "
+          f"{len(files) / t_cold:6.1f} files/s  {lines / 1000 / t_cold:6.1f} KLOC/s  "
+          f"({len(report.get('findings', []))} findings, {len(report.get('errors', []))} "
+          f"errors, {report.get('files_scanned', 0)} files)")
+    print(f"leakwatt scan (CLI, warm cache re-scan):     {t_warm:7.2f} s")
+    print(f"files parsed with libcst: {parsed_files}/{len(files)} "
+          f"({parsed_files / max(len(files), 1):.0%}); non-blank lines handed to libcst: "
+          f"{parsed_lines:,}/{nonblank:,} ({parsed_lines / max(nonblank, 1):.0%})")
+    print(f"ast.parse, all files (1 process):          {t_ast:7.2f} s")
+    print(f"libcst.parse_module, all files (1 process): {t_cst:7.2f} s")
+    if t_sg is not None:
+        print(f"semgrep {_semgrep_version(semgrep)}, 2 rules, --jobs {cores}:    {t_sg:7.2f} s  "
+              f"({len(sg.get('results', []))} results, {len(sg.get('errors', []))} errors, "
+              f"{len(sg.get('paths', {}).get('scanned', []))} files)")
+    else:
+        print("semgrep: not installed (pip install semgrep)")
+    print()
+    print(f"ratio leakwatt/ast.parse:    {t_cold / t_ast:6.2f}")
+    print(f"ratio leakwatt/libcst parse: {t_cold / t_cst:6.2f}")
+    if t_sg is not None:
+        verdict = "at least as fast as" if t_cold <= t_sg else "SLOWER than"
+        print(f"ratio leakwatt/semgrep:      {t_cold / t_sg:6.2f}  (leakwatt {verdict} semgrep)")
+    if args.repeat > 1:
+        print("runs (s): " + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v)
+                                       for k, v in RUNS.items()))
+
+    if args.verify:
+        t0 = time.perf_counter()
+        differ = []
+        for p, t in zip(files, texts, strict=True):
+            def run(prefilter: bool, text: str = t, path: Path = p) -> object:
+                try:
+                    return [f.to_dict() for f in scan_source(text, str(path), prefilter=prefilter)]
+                except Exception as exc:  # noqa: BLE001 - errors must match too
+                    return repr(exc)
+            if run(True) != run(False):
+                differ.append(p)
+        print(f"\nverify: pre-filter vs whole-file scan differ on {len(differ)} file(s) "
+              f"({time.perf_counter() - t0:.0f} s)")
+        for p in differ[:20]:
+            print(f"  {p}")
+        if differ:
+            return 1
+    return 0
+
+
+def _semgrep_version(semgrep: str) -> str:
+    out = subprocess.run([semgrep, "--version"], capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "?"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
