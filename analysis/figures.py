@@ -95,7 +95,8 @@ def forest(stats: pd.DataFrame, path: Path, dpi: int = 120, metric: str = "energ
         ax.errorbar(pct, y, xerr=err, fmt="o", color="#2166ac", capsize=3,
                     label="this study (95 % bootstrap CI)")
     py = np.arange(len(paper_labels))[::-1]
-    ax.scatter([row.pct_change_energy for row in paper.SMELLS.values()], py, marker="D",
+    paper_pct = np.array([row.pct_change_energy for row in paper.SMELLS.values()], dtype=float)
+    ax.scatter(paper_pct, py, marker="D",
                color=PAPER_COLOR, s=45, zorder=3, label=f"paper ({paper.DEVICE}, no CI published)")
     ax.axvline(0, color="#444444", lw=0.8)
     ax.set_yticks(list(y) + list(py), labels + paper_labels, fontsize=8)

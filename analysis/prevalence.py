@@ -127,10 +127,10 @@ def lifetimes(events: pd.DataFrame, repos: pd.DataFrame | None = None,
     censor_date = ev.groupby("repo")["_date"].max() if len(ev) else pd.Series(dtype=object)
     censor_cidx = ev.groupby("repo")["_cidx"].max() if len(ev) else pd.Series(dtype=float)
     if repos is not None and len(repos):
-        col = next((c for c in ("date", "commit_date") if c in repos.columns), None)
-        if col is not None:
+        date_col = next((c for c in ("date", "commit_date") if c in repos.columns), None)
+        if date_col is not None:
             pinned = dict(zip(_text(repos, "url"), pd.to_datetime(
-                _text(repos, col), errors="coerce", utc=True, format="mixed"), strict=True))
+                _text(repos, date_col), errors="coerce", utc=True, format="mixed"), strict=True))
             keys = _repo_keys(repos)
             for repo in censor_date.index:
                 date = pinned.get(keys.get(repo, ""))

@@ -509,7 +509,10 @@ def figure_md(figs: dict[str, Path | None], name: str) -> str:
     """A figure and its numbered caption (its number from its place in ``FIGURES``)."""
     shown = [key for key in FIGURES if figs.get(key)]
     alt, caption = FIGURES[name]
-    return (f"![{alt}](figures/{figs[name].name})\n\n"
+    path = figs[name]
+    if path is None:
+        raise ValueError(f"figure {name!r} was not drawn")  # callers only ask for drawn figures
+    return (f"![{alt}](figures/{path.name})\n\n"
             f"*Figure {shown.index(name) + 1}. {caption}*")
 
 

@@ -385,7 +385,7 @@ def _commit_events(result: HistoryResult, scanner: BlobScanner, origin: dict[str
                 surplus[key] -= 1
                 start = origin.get(where, where)  # type: ignore[arg-type]
                 instance = hashlib.sha1(
-                    "\x1f".join((repo, start, *key)).encode("utf-8", "surrogateescape")
+                    "\x1f".join((repo, str(start), *key)).encode("utf-8", "surrogateescape")
                 ).hexdigest()[:12]
                 result.events.append({
                     **base, "rule": key[0], "path": where, "event": event,

@@ -199,7 +199,7 @@ def environment(device: str, nvml: Nvml | None) -> dict[str, Any]:
                     break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("tensorflow", "keras", "codecarbon", "numpy", "pandas", "psutil",
                  "nvidia-ml-py", "leakwatt"):
         try:
