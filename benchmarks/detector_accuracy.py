@@ -190,12 +190,21 @@ def score(labels: list[Label], hits: list[Hit], rules: tuple[str, ...]) -> dict[
         by_file[(h.repo, h.path, h.rule)].append(h)
     out: dict[str, dict] = {}
     labelled_files = {(lab.repo, lab.path) for lab in labels}
+    # Each finding counts for one label only: the nearest within the tolerance (ties: the
+    # earlier label), so one report cannot both hit a true site and "hit" a negative beside it.
+    assigned: dict[Label, list[Hit]] = defaultdict(list)
+    for (repo, path, rule), file_hits in by_file.items():
+        candidates = [lab for lab in labels if (lab.repo, lab.path, lab.rule) == (repo, path, rule)]
+        for h in file_hits:
+            near = [lab for lab in candidates if _matches(h, lab)]
+            if near:
+                assigned[min(near, key=lambda lab: (abs(h.line - lab.line), lab.line))].append(h)
     for rule in rules:
         tp = fp = fn = 0
         missed, false_pos = [], []
         used: set[Hit] = set()
         for lab in (x for x in labels if x.rule == rule):
-            found = [h for h in by_file[(lab.repo, lab.path, rule)] if _matches(h, lab)]
+            found = assigned.get(lab, [])
             used.update(found)
             if lab.label and found:
                 tp += 1

@@ -128,6 +128,11 @@ class UnreleasedTensorReference(Rule):
     ``K.get_value``) and containers created inside the iteration are not UTR; values whose
     tensor-ness is unknown are not reported. The finding is at the storing statement.
 
+    Also tensors: whatever a ``tf.function`` returns (it returns tensors, also nested in tuples
+    and dicts, so ``step(x)["loss"]`` is one), the result of a Keras ``model.predict_step``, and
+    ``result()`` of a metric looked up in a dict or list built from metric objects only
+    (``metrics = {n: tf.keras.metrics.Mean(name=n) for n in names}``).
+
     Per-step results collected and combined after the loop: tensors kept over a *step loop* are
     UTR even when the list is concatenated, stacked or reduced after the loop, because every
     step's tensor (and its device buffer) stays alive until then; converting each one
@@ -301,6 +306,53 @@ class UnreleasedTensorReference(Rule):
                 reward, loss = play(x)
                 rewards.append(reward)
             """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def train_step(batch):
+                return net(batch)
+
+            history = []
+            for batch in dataset:
+                results = train_step(batch)
+                history.append(results["loss"])
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def train_step(batch):
+                return net(batch)
+
+            history = []
+            for batch in dataset:
+                results = train_step(batch)
+                history.append(results["loss"].numpy())
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            metrics = {name: tf.keras.metrics.Mean(name=name) for name in ("loss", "acc")}
+            curve = []
+            for step in range(n_steps):
+                metrics["loss"].update_state(step_loss(step))
+                curve.append(float(metrics["loss"].result()))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            trackers = {name: Tracker(name) for name in ("loss", "acc")}
+            curve = []
+            for step in range(n_steps):
+                curve.append(trackers["loss"].result())
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def collect(model, batches):
+                outputs = []
+                for batch in batches:
+                    outputs.append(model.predict_on_batch(batch))
+                return outputs
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -416,6 +468,53 @@ class UnreleasedTensorReference(Rule):
                 reward, loss = play(x)
                 history.append(loss)
             """), line=11, variant="append-loss"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def train_step(batch):
+                return net(batch)
+
+            history = []
+            for batch in dataset:
+                results = train_step(batch)
+                history.append(results["loss"])
+            """), line=10, variant="append-loss", expected_replacement=dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def train_step(batch):
+                return net(batch)
+
+            history = []
+            for batch in dataset:
+                results = train_step(batch)
+                history.append(results["loss"].numpy())
+            """)),
+        Invalid(dedent("""
+            import tensorflow as tf
+            metrics = {name: tf.keras.metrics.Mean(name=name) for name in ("loss", "acc")}
+            curve = []
+            for step in range(n_steps):
+                metrics["loss"].update_state(step_loss(step))
+                curve.append(metrics["loss"].result())
+            """), line=6, variant="append-loss", expected_replacement=dedent("""
+            import tensorflow as tf
+            metrics = {name: tf.keras.metrics.Mean(name=name) for name in ("loss", "acc")}
+            curve = []
+            for step in range(n_steps):
+                metrics["loss"].update_state(step_loss(step))
+                curve.append(float(metrics["loss"].result()))
+            """)),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            def collect(model, batches):
+                outputs = []
+                for batch in batches:
+                    outputs.append(model.predict_step(batch))
+                return tf.concat(outputs, 0)
+            """), line=6, variant="append-tensor"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:

@@ -51,6 +51,11 @@ _MODEL_PLAIN_METHODS = frozenset({
     "predict_on_batch", "predict_generator", "evaluate_generator", "get_weights", "summary",
     "save", "save_weights", "load_weights", "compile", "to_json", "count_params", "get_config",
 })
+#: Keras ``Model`` step methods: they return the batch's outputs (``predict_step``) or its metric
+#: results (``train_step``, ``test_step``), all tensors.
+_MODEL_STEP_METHODS = frozenset({"predict_step", "train_step", "test_step"})
+#: Kinds of objects kept in a dict or list (``metrics["acc"].result()``).
+_OBJECT_KINDS = frozenset({MODEL, LOSSFN, METRIC, LAYER})
 
 
 def is_model_ctor(qn: str | None) -> str:
@@ -159,10 +164,12 @@ class ValueKinds:
                 if target is not None:
                     return self.return_kind(target)
             recv = self.expr_kind(func.value, fn, seq)
+            if method == "predict_step" and recv in (MODEL, UNKNOWN):
+                return TENSOR  # Keras ``Model.predict_step``: the batch's outputs
             if recv == MODEL:
                 if method in _MODEL_PLAIN_METHODS:
                     return PLAIN
-                if method in ("call", "__call__"):
+                if method in ("call", "__call__") or method in _MODEL_STEP_METHODS:
                     return TENSOR
                 if method in ("compiled_loss", "compute_loss"):
                     return SCALAR
@@ -275,6 +282,9 @@ class ValueKinds:
                 break
         if result == CONTAINER:
             result = TENSOR  # a function returning (loss, acc): each element a tensor
+        if result == UNKNOWN and is_tf_function(fn) and any(
+                not _is_none(value) for value, _ in fn.returns):
+            result = TENSOR  # a tf.function returns tensors (nested in tuples and dicts)
         self._returns[key] = result
         return result
 
@@ -325,6 +335,8 @@ class ValueKinds:
                 return TENSOR
             if recv == SCALAR:
                 return SCALAR
+            if recv == UNKNOWN:
+                return self._held_object_kind(expr.value, fn, seq)
             return UNKNOWN
         if isinstance(expr, cst.BinaryOperation):
             left = self.expr_kind(expr.left, fn, seq)
@@ -386,6 +398,38 @@ class ValueKinds:
             return UNKNOWN
         return UNKNOWN
 
+    def _held_object_kind(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int) -> str:
+        """``metrics["acc"]`` where ``metrics`` (a local name or ``self.attr``) was built as a
+        dict or list literal or comprehension whose values are all one kind of object (metric,
+        loss object, model, layer): that kind. Otherwise unknown."""
+        values: list[tuple[cst.BaseExpression, FuncInfo, int]] = []
+        if isinstance(expr, cst.Name):
+            ev = self.ctx.last_assign(fn, expr.value, seq)
+            if ev is not None and ev.kind == "assign" and ev.value is not None:
+                values.append((ev.value, ev.func, ev.seq))
+        elif (isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name)
+              and expr.value.value == "self" and fn.class_name):
+            cls = self.ctx.classes.get(fn.class_name)
+            for ev in cls.attr_assigns.get(expr.attr.value, []) if cls is not None else []:
+                if ev.value is not None:
+                    values.append((ev.value, ev.func, ev.seq))
+        kinds: list[str] = []
+        for value, vfn, vseq in values:
+            if isinstance(value, cst.Dict):
+                elts = [e.value for e in value.elements if isinstance(e, cst.DictElement)]
+            elif isinstance(value, cst.List | cst.Tuple):
+                elts = [e.value for e in value.elements if isinstance(e, cst.Element)]
+            elif isinstance(value, cst.DictComp):
+                elts = [value.value]
+            elif isinstance(value, cst.ListComp):
+                elts = [value.elt]
+            else:
+                return UNKNOWN
+            kinds.extend(self.expr_kind(e, vfn, vseq) for e in elts)
+        if kinds and kinds[0] in _OBJECT_KINDS and all(k == kinds[0] for k in kinds):
+            return kinds[0]
+        return UNKNOWN
+
     def _filled_list_kind(self, fn: FuncInfo, name: str, start: int, seq: int) -> str:
         """``xs = []`` later filled with ``xs.append(t)``: a list of tensors when a tensor is
         appended to it between its creation and ``seq``."""
@@ -427,10 +471,20 @@ class ValueKinds:
         definite = [k for k in kinds if k != UNKNOWN]
         if definite and all(k == definite[0] for k in definite):
             return definite[0]
-        return UNKNOWN
+        return TENSOR if is_tf_function(target) else UNKNOWN
 
     def site_value_kind(self, site: CallSite, expr: cst.BaseExpression) -> str:
         return self.expr_kind(expr, site.func, site.seq)
+
+
+def is_tf_function(fn: FuncInfo) -> bool:
+    """``fn`` is decorated with ``tf.function`` (any alias, with or without arguments)."""
+    return any(d in ("tensorflow.function", "tensorflow.compat.v2.function")
+               for d in fn.decorators)
+
+
+def _is_none(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
 
 
 def kinds_for(ctx: ModuleContext) -> ValueKinds:
