@@ -146,9 +146,10 @@ def _syntax_reason(source: str, exc: Exception) -> str:
 # defines and another mentions (callers and callees both ways, ``self.attr`` stores, base
 # classes, a class and its dunder methods). The rules relate nodes only through such names,
 # so the kept units see the same context as in the whole file. Dropped units become blank
-# lines, so line and column numbers do not move; their nested imports are re-emitted on their
-# own lines because the name resolver reads imports anywhere in a module. When no unit is a
-# seed, libcst does not run at all.
+# lines in ``reduce_source``, so line and column numbers do not move; ``scan_source`` drops
+# their lines altogether (libcst reads fewer lines) and maps the findings' lines back. Their
+# nested imports are re-emitted on their own lines because the name resolver reads imports
+# anywhere in a module. When no unit is a seed, libcst does not run at all.
 
 #: Seed words of calls that only count with a tensorflow/keras name at their head (the rules
 #: match qualified names): model constructors, dataset constructors, sessions, and the TF1
@@ -454,9 +455,17 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
     source must be parsed (it does not parse with ``ast``, it star-imports, or nothing can be
     dropped), and otherwise a source in which every kept statement keeps its line and column.
     """
-    codes = _rule_list(rules)
+    reduced = _reduce(source, _rule_list(rules), compact=False)
+    return reduced if reduced is None else reduced[0]
+
+
+def _reduce(source: str, codes: list[str], compact: bool
+            ) -> tuple[str, list[int] | None] | None:
+    """``reduce_source``'s work; ``compact`` drops the lines of dropped statements instead of
+    blanking them (libcst then reads fewer lines) and returns, with the text, each of its
+    lines' line number in ``source``. ``("", None)``: no finding possible."""
     if not codes or not any(token in source for token in _PREFILTER):
-        return ""
+        return "", None
     if "\r" in source and source.count("\r") != source.count("\r\n"):
         return None  # lone "\r" line ends: ast and a "\n" split disagree on line numbers
     try:
@@ -524,7 +533,7 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
             u.weak = strength == 1
             pending = True
     if not seeds and not pending:
-        return ""
+        return "", None
     users: dict[str, list[int]] = {}
     dunders: dict[int, list[int]] = {}
     for i, u in enumerate(units):
@@ -542,7 +551,7 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
             u.seed = True
             seeds.append(i)
     if not seeds:
-        return ""
+        return "", None
 
     # Module-level code (top-level statements and class-level statements) is one function to
     # the rules, ``<module>``: its calls, loops and ``with`` items are read together.
@@ -574,7 +583,7 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
                 work.append(j)
     if all(i in keep or u.kind in ("import", "alias") for i, u in enumerate(units)):
         return None
-    return _render(source, units, keep)
+    return _render(source, units, keep, compact)
 
 
 def _module_level_code(unit: _Unit) -> bool:
@@ -597,9 +606,11 @@ def _module_level_code(unit: _Unit) -> bool:
                for b in body)
 
 
-def _render(source: str, units: list[_Unit], keep: set[int]) -> str:
+def _render(source: str, units: list[_Unit], keep: set[int], compact: bool = False
+            ) -> tuple[str, list[int] | None]:
     lines = source.split("\n")
     out = [""] * len(lines)
+    dropped = bytearray(len(lines)) if compact else None  # 1: a line of a dropped unit
     has_body: set[int] = set()
     for i, u in enumerate(units):
         kept = i in keep or u.kind in ("import", "alias")
@@ -611,6 +622,9 @@ def _render(source: str, units: list[_Unit], keep: set[int]) -> str:
             elif u.kind == "header" and len(u.ranges) > 1:
                 has_body.add(i)
             continue
+        if dropped is not None:
+            for a, b in u.ranges:
+                dropped[a - 1:b] = b"\1" * (b - a + 1)
         indent = ""
         if u.kind == "method" and u.header in keep:
             first = lines[u.ranges[0][0] - 1]
@@ -621,13 +635,57 @@ def _render(source: str, units: list[_Unit], keep: set[int]) -> str:
             at = node.lineno - 1
             text = ast.unparse(node)
             out[at] = f"{out[at]}; {text}" if out[at].strip() else indent + text
+            if dropped is not None:
+                dropped[at] = 0
     for i, u in enumerate(units):
         if u.kind == "header" and i in keep and i not in has_body:
             first_line = units[i + 1].ranges[0][0] - 1  # the class's first method
             first = lines[first_line]
             out[first_line] = first[:len(first) - len(first.lstrip())] + "pass"
-    return "\n".join(o + "\r" if line.endswith("\r") and not o.endswith("\r") else o
-                     for o, line in zip(out, lines, strict=True))
+            if dropped is not None:
+                dropped[first_line] = 0
+    fixed = [o + "\r" if line.endswith("\r") and not o.endswith("\r") else o
+             for o, line in zip(out, lines, strict=True)]
+    if dropped is None:
+        return "\n".join(fixed), None
+    # Blank and comment lines between statements carry nothing the rules read: drop them too
+    # (a line after one ending in a backslash stays; a parse error would fall back anyway).
+    covered = bytearray(len(lines))
+    for u in units:
+        for a, b in u.ranges:
+            covered[a - 1:b] = b"\1" * (b - a + 1)
+    prev = ""
+    for n, line in enumerate(fixed):
+        if dropped[n]:
+            continue
+        if not covered[n] and not prev.endswith("\\"):
+            bare = line.strip()
+            if not bare or bare.startswith("#"):
+                dropped[n] = 1
+                continue
+        prev = line.rstrip("\r")
+    numbers = [n for n, gone in enumerate(dropped, start=1) if not gone]
+    return "\n".join(fixed[n - 1] for n in numbers), numbers
+
+
+def _skip_validation(node: cst.CSTNode) -> None:
+    return None
+
+
+def _parse_module(text: str) -> cst.Module:
+    """``libcst.parse_module`` without the per-node validation of the constructors.
+
+    Every node the parser builds runs ``CSTNode._validate`` (about an eighth of the parse
+    time), which checks invariants a syntactically valid parse already has. Nodes built
+    elsewhere (autofixes) are still validated: the check is restored right after the parse.
+    """
+    base = cst.CSTNode
+    saved = base.__dict__["__post_init__"]
+    base.__post_init__ = _skip_validation  # type: ignore[method-assign]
+    try:
+        return cst.parse_module(text)
+    finally:
+        base.__post_init__ = saved  # type: ignore[method-assign]
 
 
 def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None = None,
@@ -640,16 +698,20 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
     codes = _rule_list(rules)
     if not codes or not any(token in source for token in _PREFILTER):
         return []
-    text = reduce_source(source, codes) if prefilter else None
-    if text == "":
+    reduced = _reduce(source, codes, compact=True) if prefilter else None
+    if reduced is not None and reduced[0] == "":
         return []
+    text, numbers = (source, None) if reduced is None else reduced
     try:
-        module = cst.parse_module(source if text is None else text)
+        module = _parse_module(text)
     except (cst.ParserSyntaxError, RecursionError, ValueError, TypeError) as exc:
-        if text is None:
+        if reduced is None:
             raise ScanError(f"{path}: {_syntax_reason(source, exc)}") from None
         return scan_source(source, path, codes, prefilter=False)
-    findings, _ = check_module(module, path, codes, source if text is None else text)
+    findings, _ = check_module(module, path, codes, text)
+    if numbers is not None:  # back to the lines of ``source``
+        findings = [replace(f, line=numbers[f.line - 1]) if 0 < f.line <= len(numbers) else f
+                    for f in findings]
     if findings:
         supp = suppressions(source)
         if supp:

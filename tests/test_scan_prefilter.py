@@ -29,6 +29,7 @@ EXPECTED = {
     "sessions_and_graph.py": {("US", 8), ("US", 28)},
     "subclass_and_objective.py": {("IMR", 23), ("IMR", 30)},
     "tabs_and_decorators.py": {("IMR", 11)},
+    "deep_methods.py": {("IMR", 31), ("UTR", 43)},
 }
 
 

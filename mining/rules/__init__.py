@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata.position_provider import PositionProvidingCodegenState
 
 from mining.rules.base import Finding, Fix, Invalid, ModuleContext, Report, Rule, Valid
 from mining.rules.dir import DatasetIteratorRetention
@@ -101,24 +102,31 @@ def _positions(ctx: ModuleContext, nodes: list[cst.CSTNode], source: str | None
     """1-based (line, column) of ``nodes``, keyed by ``id``.
 
     libcst's ``PositionProvider`` generates the code of the whole module. With the source at
-    hand, only the top-level statements holding a node are generated, each on its own, and
-    shifted to the line ``ast`` gives for that statement (libcst and ast both start a decorated
-    definition at its ``def``/``class`` line; the statement's columns do not change).
+    hand, only the smallest definition holding a node is generated: its top-level statement,
+    or the method (or nested function) the indexer placed it in, each on its own with the
+    indentation of its ``def`` line, and shifted to the line ``ast`` gives for that statement
+    (libcst and ast both start a decorated definition at its ``def``/``class`` line).
     """
     module = ctx.module
-    starts = _top_lines(module, source) if source is not None else None
-    groups: dict[int, list[cst.CSTNode]] = {}
+    groups: dict[tuple[int, ...], list[cst.CSTNode]] = {}
     for node in nodes:
-        top = ctx.top.get(id(node), -1)
-        if starts is None or top < 0:
+        path = ctx.top.get(id(node))
+        if source is None or path is None or path[0] < 0:
             return _whole_module_positions(module, nodes)
-        groups.setdefault(top, []).append(node)
+        groups.setdefault(path, []).append(node)
+    located = _locate(module, source, list(groups))
+    if located is None:
+        return _whole_module_positions(module, nodes)
     out: dict[int, tuple[int, int]] = {}
-    for top, members in groups.items():
-        stmt = module.body[top]
-        mini = module.with_changes(header=(), body=(stmt,), footer=())
-        pos = MetadataWrapper(mini, unsafe_skip_copy=True).resolve(PositionProvider)
-        shift = starts[top] - pos[stmt].start.line
+    for path, members in groups.items():
+        stmt, line, indent = located[path]
+        provider = PositionProvider()
+        state = PositionProvidingCodegenState(
+            default_indent=module.default_indent, default_newline=module.default_newline,
+            provider=provider, indent_tokens=[indent] if indent else [])
+        stmt._codegen(state)
+        pos = provider._computed
+        shift = line - pos[stmt].start.line
         for node in members:
             p = pos.get(node)
             if p is not None:
@@ -132,22 +140,58 @@ def _whole_module_positions(module: cst.Module, nodes: list[cst.CSTNode]
     return {id(n): (pos[n].start.line, pos[n].start.column + 1) for n in nodes if n in pos}
 
 
-def _top_lines(module: cst.Module, source: str) -> list[int] | None:
-    """The first line of each statement in ``module.body`` (None if ast disagrees)."""
+def _ast_index(body: Sequence[cst.BaseStatement], index: int) -> int:
+    """Index in ``ast``'s statement list of the ``index``-th statement of a libcst body."""
+    return sum(len(s.body) if isinstance(s, cst.SimpleStatementLine) else 1
+               for s in body[:index])
+
+
+def _locate(module: cst.Module, source: str, paths: list[tuple[int, ...]]
+            ) -> dict[tuple[int, ...], tuple[cst.CSTNode, int, str]] | None:
+    """For each path, its statement, the line ``ast`` gives it, and its ``def`` line's indent.
+
+    None when ast and libcst disagree on the statements (the caller then falls back).
+    """
+    if "\r" in source and source.count("\r") != source.count("\r\n"):
+        return None  # lone "\r" line ends: ast and a "\n" split disagree on line numbers
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             body = ast.parse(source).body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    starts: list[int] = []
-    k = 0
-    for stmt in module.body:
-        if k >= len(body):
-            return None
-        starts.append(body[k].lineno)
-        k += len(stmt.body) if isinstance(stmt, cst.SimpleStatementLine) else 1
-    return starts if k == len(body) else None
+    if _ast_index(module.body, len(module.body)) != len(body):
+        return None
+    lines: list[str] | None = None
+    out: dict[tuple[int, ...], tuple[cst.CSTNode, int, str]] = {}
+    for path in paths:
+        cst_body: Sequence[cst.BaseStatement] = module.body
+        ast_body: list[ast.stmt] = body
+        stmt: cst.CSTNode | None = None
+        node: ast.stmt | None = None
+        for depth, idx in enumerate(path):
+            if depth:
+                if not isinstance(stmt, cst.ClassDef | cst.FunctionDef) or not isinstance(
+                        node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                    return None
+                cst_body, ast_body = stmt.body.body, node.body  # type: ignore[assignment]
+            k = _ast_index(cst_body, idx)
+            if idx >= len(cst_body) or k >= len(ast_body):
+                return None
+            stmt, node = cst_body[idx], ast_body[k]
+        assert stmt is not None and node is not None
+        indent = ""
+        if len(path) > 1:
+            if getattr(stmt, "name", None) is None or stmt.name.value != getattr(  # type: ignore[attr-defined]
+                    node, "name", None):
+                return None
+            if lines is None:
+                lines = source.split("\n")
+            indent = lines[node.lineno - 1][:node.col_offset]
+            if indent.strip():
+                return None
+        out[path] = (stmt, node.lineno, indent)
+    return out
 
 
 def fix_source(source: str, path: str = "<string>", rules: Sequence[str] | None = None,

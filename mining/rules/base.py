@@ -269,7 +269,11 @@ class _Indexer:
         self.args: list[cst.Arg] = []
         self.blocks: list[tuple[cst.CSTNode, int]] = []
         self.comp_elts: list[cst.BaseExpression] = []
-        self.top = -1  # index of the top-level statement being walked
+        #: Where the node being walked sits: the index of its top-level statement in
+        #: ``module.body``, then the index in each class or function body on the way down
+        #: (only through ``def``/``class`` bodies, so a method is ``(class, method)``).
+        self.top: tuple[int, ...] = (-1,)
+        self._top_node: cst.CSTNode | None = None  # the statement ``self.top`` ends at
         self._suites: list[tuple[cst.CSTNode, dict[int, int]]] = []
 
     def _next(self) -> int:
@@ -298,7 +302,8 @@ class _Indexer:
                 block, index = self._suites[-1]
                 self.blocks.append((block, index.get(id(node), -1)))
                 if len(self.stmts) == 1:
-                    self.top = index.get(id(node), -1)
+                    self.top = (index.get(id(node), -1),)
+                    self._top_node = node
             else:
                 self.blocks.append((None, -1))
             self.ctx.top[id(node)] = self.top
@@ -354,7 +359,21 @@ class _Indexer:
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         self.ctx.names.add_import_from(node)
 
+    def _enter_def(self, node: cst.ClassDef | cst.FunctionDef
+                   ) -> tuple[tuple[int, ...], cst.CSTNode | None]:
+        """Extend ``self.top`` by a def that sits directly in the body of the def it ends at."""
+        saved = (self.top, self._top_node)
+        parent = self.stmts[-2] if len(self.stmts) > 1 else None
+        block, index = self.blocks[-1] if self.blocks else (None, -1)
+        if (parent is not None and parent is self._top_node and index >= 0
+                and isinstance(parent, cst.ClassDef | cst.FunctionDef)
+                and block is parent.body and isinstance(block, cst.IndentedBlock)):
+            self.top = (*self.top, index)
+            self._top_node = node
+        return saved
+
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        saved_top = self._enter_def(node)
         info = ClassInfo(node=node, name=node.name.value, bases=[a.value for a in node.bases])
         if self.func is self.ctx.module_func and not self.class_stack:
             self.ctx.classes.setdefault(info.name, info)
@@ -363,6 +382,7 @@ class _Indexer:
             self.walk(base)
         self.walk(node.body)
         self.class_stack.pop()
+        self.top, self._top_node = saved_top
         return False
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
@@ -390,7 +410,9 @@ class _Indexer:
         self.func, self.loops, self.withs = info, [], []
         saved_classes = self.class_stack
         self.class_stack = []
+        saved_top = self._enter_def(node)
         self.walk(node.body)
+        self.top, self._top_node = saved_top
         self.class_stack = saved_classes
         self.func, self.loops, self.withs = saved
         return False
@@ -573,8 +595,9 @@ class ModuleContext:
         self.classes: dict[str, ClassInfo] = {}
         self.calls: list[CallSite] = []
         self.cache: dict[str, Any] = {}
-        #: id of each statement and call -> index of its top-level statement in module.body
-        self.top: dict[int, int] = {}
+        #: id of each statement and call -> where it sits: the index of its top-level statement
+        #: in ``module.body``, then its def's index in each enclosing class or function body
+        self.top: dict[int, tuple[int, ...]] = {}
         _Indexer(self).walk(module)
 
     # -- helpers shared by rules --------------------------------------------------------------
