@@ -11,9 +11,12 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pipeline.common import LeakwattError
 from pipeline.params import PROFILES, Params, load_params
+
+T = TypeVar("T", bound=Any)
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -27,7 +30,8 @@ def _add_params_flags(parser: argparse.ArgumentParser) -> None:
                         help="profile overlay applied on the params file (default: full)")
 
 
-def _replace(section, **changes):  # type: ignore[no-untyped-def]
+def _replace(section: T, **changes: object) -> T:
+    """``section`` with the flags the user gave (``None`` = not given, keep params.yaml's)."""
     return dataclasses.replace(section, **{k: v for k, v in changes.items() if v is not None})
 
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.common import LeakwattError
 from pipeline.params import AnalyzeParams, MeasureParams, MineParams, ReportParams, ReproduceParams
+
+if TYPE_CHECKING:  # pandas is imported lazily: the CLI's --help should not pay for it
+    import pandas as pd
 
 
 def log(message: str) -> None:
@@ -51,7 +55,7 @@ def report_failed_repositories(repos_csv: Path) -> None:
     log(f"{len(repos) - len(failed)} of {len(repos)} repositories mined")
 
 
-def read_instances(instances_csv: Path):  # -> pd.DataFrame
+def read_instances(instances_csv: Path) -> pd.DataFrame:
     import pandas as pd
 
     if not instances_csv.exists():
