@@ -14,9 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from analysis import paper  # noqa: E402
-from pipeline.common import atomic_open  # noqa: E402
+from leakwatt.analysis import paper  # noqa: E402
+from leakwatt.common import atomic_open  # noqa: E402
 
 COLORS = {"clean": "#1b7837", "smelly": "#b2182b"}
 PAPER_COLOR = "#e08214"

@@ -22,20 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from markdown_it import MarkdownIt
-
-from analysis import figures, paper
-from analysis.prevalence import prevalence_from_dir
-from analysis.stats import (
+from leakwatt.analysis import figures, paper
+from leakwatt.analysis.prevalence import prevalence_from_dir
+from leakwatt.analysis.stats import (
     FAILURES_COLUMNS,
     STATS_COLUMNS,
     SUMMARY_COLUMNS,
     load_runs,
 )
-from pipeline.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
+from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
+from markdown_it import MarkdownIt
 
 if TYPE_CHECKING:
-    from pipeline.params import ReportParams
+    from leakwatt.params import ReportParams
 
 ESTIMATED_SOURCES = {"cpu_load", "constant"}
 HEADLINE_METRIC = "energy_kwh"

@@ -40,13 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from leakwatt.common import LeakwattError, atomic_write_csv
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from pipeline.common import LeakwattError, atomic_write_csv
-
 if TYPE_CHECKING:
-    from pipeline.params import AnalyzeParams
+    from leakwatt.params import AnalyzeParams
 
 RUNS_REQUIRED = (
     "pair_id", "smell", "variant", "rep", "device", "status", "duration_s", "energy_kwh",

@@ -7,7 +7,7 @@ Usage::
 The labelled sites are in ``data/labels/detector_labels.csv`` (``repo, commit, path, line, rule,
 label, reason``; see ``data/labels/README.md``). Each labelled file is materialised at its pinned
 commit from a local mirror (``git show COMMIT:PATH``) or, when no mirror holds the repository,
-from a clone made by :func:`mining.clone.checkout`. leakwatt's detectors then scan those files.
+from a clone made by :func:`leakwatt.mining.clone.checkout`. leakwatt's detectors then scan those files.
 A finding matches a label when repo, path and rule agree and the line is within +-2 (and, in
 notebooks, the cell is the same). Per rule: TP = ``true`` labels with a matching finding,
 FN = ``true`` labels without one, FP = ``false`` labels (hard negatives) with a matching finding.
@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mining.clone import CloneError, checkout, find_mirror, run_git  # noqa: E402
-from mining.notebook import NotebookError, notebook_source  # noqa: E402
-from mining.scan import scan_bytes  # noqa: E402
+from leakwatt.mining.clone import CloneError, checkout, find_mirror, run_git  # noqa: E402
+from leakwatt.mining.notebook import NotebookError, notebook_source  # noqa: E402
+from leakwatt.mining.scan import scan_bytes  # noqa: E402
 
 LABELS = ROOT / "data" / "labels" / "detector_labels.csv"
 SEMGREP_RULES = ROOT / "benchmarks" / "semgrep" / "leak-rules.yaml"
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         for e in errors:
             print(f"note: {e}")
         res = score(labels, hits, RULES)
-        print_table("leakwatt (mining.scan.scan_bytes, all rules)", res, RULES)
+        print_table("leakwatt (leakwatt.mining.scan.scan_bytes, all rules)", res, RULES)
         if args.verbose:
             for rule in RULES:
                 for lab in res[rule]["missed"]:

@@ -3,7 +3,7 @@
 Runs one fixed CPU workload (NumPy matrix products, the same work every time) in fresh
 processes, interleaved in a seeded order:
 - `bare`: the program alone;
-- `tracked`: the program under leakwatt's harness child (`pipeline.harness.child`), i.e. a fresh
+- `tracked`: the program under leakwatt's harness child (`leakwatt.pipeline.harness.child`), i.e. a fresh
   `OfflineEmissionsTracker` sampling every `--interval` seconds, exactly as `measure` runs pairs.
 
 Prints, from this one run: the tracker's overhead on the workload's own time (target <= 2 %),
@@ -54,7 +54,7 @@ def run_once(mode: str, program: Path, work: Path, index: int, interval: float) 
         cmd = [sys.executable, str(program), "--out", str(result)]
     else:
         report = work / f"{mode}-{index}.report.json"
-        cmd = [sys.executable, "-m", "pipeline.harness.child", "--report", str(report),
+        cmd = [sys.executable, "-m", "leakwatt.pipeline.harness.child", "--report", str(report),
                "--program", str(program), "--result", str(result), "--interval", str(interval)]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

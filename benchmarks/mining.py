@@ -34,11 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mining.clone import find_mirror  # noqa: E402
-from mining.corpus import CorpusEntry, load_corpus  # noqa: E402
-from mining.mine import mine_corpus  # noqa: E402
-from pipeline.common import LeakwattError  # noqa: E402
-from pipeline.params import MineParams  # noqa: E402
+from leakwatt.common import LeakwattError  # noqa: E402
+from leakwatt.mining.clone import find_mirror  # noqa: E402
+from leakwatt.mining.corpus import CorpusEntry, load_corpus  # noqa: E402
+from leakwatt.mining.mine import mine_corpus  # noqa: E402
+from leakwatt.params import MineParams  # noqa: E402
 
 #: Modest-size repositories (17-310 commits, 1-49 Python files at the pin), in this order; the
 #: last one is the repository added in step 3 when ``--repos 10``.

@@ -92,7 +92,7 @@ def timed(label: str, fn: Callable[[], object], repeat: int) -> tuple[float, obj
 
 def leakwatt_cmd() -> list[str]:
     script = Path(sys.executable).with_name("leakwatt")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "leakwatt.pipeline.cli"]
 
 
 def run_leakwatt(tree: Path, cache_dir: Path) -> dict:
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import libcst as cst
-
-    from mining.scan import iter_source_files, reduce_source, scan_source
+    from leakwatt.mining.scan import iter_source_files, reduce_source, scan_source
 
     tree = (args.tree or keras_tree()).resolve()
     files = [p for p in iter_source_files([tree]) if p.suffix == ".py"]

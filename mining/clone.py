@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 _SCP_RE = re.compile(r"(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>.+)")

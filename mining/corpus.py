@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mining.clone import (
+from leakwatt.common import LeakwattError, atomic_write_text
+from leakwatt.mining.clone import (
     SHA_RE,
     CloneError,
     is_local,
@@ -23,7 +24,6 @@ from mining.clone import (
     resolve_head,
     validate_url,
 )
-from pipeline.common import LeakwattError, atomic_write_text
 
 CORPUS_COLUMNS = ["url", "commit", "name", "domain", "why", "stars"]
 REQUIRED_COLUMNS = ("url", "commit")

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from mining.corpus import CorpusEntry
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
+from leakwatt.mining.corpus import CorpusEntry
 
 DEMO_BUILD_VERSION = 1
 SPEC_FILE = "history.yaml"

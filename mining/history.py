@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mining.clone import run_git
+from leakwatt.mining.clone import run_git
 
 PY_SUFFIXES = (".py", ".ipynb")
 
@@ -77,7 +77,7 @@ class BlobReader:
     def __init__(self, repo: str | os.PathLike[str]) -> None:
         import subprocess
 
-        from mining.clone import _SAFE_CONFIG, git_env
+        from leakwatt.mining.clone import _SAFE_CONFIG, git_env
 
         self._proc = subprocess.Popen(
             ["git", *_SAFE_CONFIG, "cat-file", "--batch"], cwd=repo, env=git_env(),
@@ -138,7 +138,7 @@ def python_changes(repo: str | os.PathLike[str],
     """
     import subprocess
 
-    from mining.clone import _SAFE_CONFIG, git_env
+    from leakwatt.mining.clone import _SAFE_CONFIG, git_env
 
     if not commits:
         return {}
@@ -185,7 +185,7 @@ def python_changes(repo: str | os.PathLike[str],
 
 
 def _scan_one(task: tuple[bytes, str, list[str] | None, int]) -> tuple[list[Any], bool]:
-    from mining.scan import scan_bytes
+    from leakwatt.mining.scan import scan_bytes
 
     data, path, rules, max_bytes = task
     result = scan_bytes(data, path, rules=rules, max_bytes=max_bytes)

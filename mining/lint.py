@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from mining.rules import RULES, fix_source, parse_rule_list, select_rules
-from mining.scan import (
+from leakwatt.common import LeakwattError, atomic_write_text
+from leakwatt.mining.rules import RULES, fix_source, parse_rule_list, select_rules
+from leakwatt.mining.scan import (
     DETECTOR_VERSION,
     ScanReport,
     is_suppressed,
     scan_paths,
     suppressions,
 )
-from pipeline.common import LeakwattError, atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

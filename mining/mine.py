@@ -23,11 +23,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from mining.clone import CloneError, checkout, repo_key, run_git, validate_url
-from mining.corpus import CorpusEntry
-from mining.history import EVENT_COLUMNS, LEAK_COMMIT_COLUMNS, is_python_path, walk_history
-from pipeline.common import LeakwattError, atomic_write_csv, atomic_write_json
-from pipeline.params import MineParams
+from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json
+from leakwatt.mining.clone import CloneError, checkout, repo_key, run_git, validate_url
+from leakwatt.mining.corpus import CorpusEntry
+from leakwatt.mining.history import EVENT_COLUMNS, LEAK_COMMIT_COLUMNS, is_python_path, walk_history
+from leakwatt.params import MineParams
 
 MINE_FORMAT = 2  # bump when the per-repository result layout or its meaning changes
 
@@ -47,7 +47,7 @@ DASK_CONNECT_TIMEOUT_S = 30  # how long to wait for the Dask scheduler to answer
 
 
 def detector_version() -> str:
-    from mining.scan import DETECTOR_VERSION
+    from leakwatt.mining.scan import DETECTOR_VERSION
 
     return str(DETECTOR_VERSION)
 
@@ -101,7 +101,7 @@ def missing_blobs(repo: Path, shas: list[str]) -> set[str]:
         return set()
     import subprocess
 
-    from mining.clone import _SAFE_CONFIG, git_env
+    from leakwatt.mining.clone import _SAFE_CONFIG, git_env
 
     res = subprocess.run(["git", *_SAFE_CONFIG, "cat-file", "--batch-check"], cwd=repo,
                          env=git_env(), input="".join(f"{s}\n" for s in shas).encode(),
@@ -119,8 +119,8 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
     failed) also lists the blobs the snapshot lacks: each becomes a ``scan_errors`` row and
     ``out["missing"]`` counts them.
     """
-    from mining.history import BlobReader
-    from mining.scan import scan_bytes
+    from leakwatt.mining.history import BlobReader
+    from leakwatt.mining.scan import scan_bytes
 
     max_bytes = params.max_file_kb * 1024
     out: dict[str, Any] = {"files": 0, "py_files": 0, "notebooks": 0, "parse_errors": 0,

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
 
 _MAGIC = re.compile(r"^(\s*)(%|!|\?)")
 _ASSIGN_SHELL = re.compile(r"^(\s*)[\w.,\s\[\]]+=\s*[!%]")

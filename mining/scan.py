@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import libcst as cst
-
-from mining.notebook import NotebookError, notebook_source
-from mining.rules import RULES, Finding, check_module, select_rules
-from mining.rules import dir as _dir_rule
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
+from leakwatt.mining.notebook import NotebookError, notebook_source
+from leakwatt.mining.rules import RULES, Finding, check_module, select_rules
+from leakwatt.mining.rules import dir as _dir_rule
 
 #: Bump whenever a rule's behaviour changes: it keys every findings cache.
 DETECTOR_VERSION = "1.0.1"
@@ -189,7 +188,7 @@ _REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end
 _TRACKED_ROOTS = frozenset({"tensorflow", "keras", "tf_keras"})
 #: Calls reported only when they repeat (model and dataset constructors, ``predict``).
 _REPEAT_WORDS = _QN_WORDS["IMR"] | _QN_WORDS["DIR"] | {"predict"}
-#: DIR also reports ``predict`` in functions named like inference (mining.rules.dir).
+#: DIR also reports ``predict`` in functions named like inference (leakwatt.mining.rules.dir).
 _INFERENCE_NAME = getattr(_dir_rule, "_INFERENCE_FUNCS", None) or re.compile(r"")
 _FUNCS = ast.FunctionDef | ast.AsyncFunctionDef
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)

@@ -1,7 +1,7 @@
 """The `leakwatt` command line: one subcommand per study step, plus `scan`, `corpus` and `study`.
 
 Each subcommand loads params.yaml (``--params``, ``--profile``), applies its flags on top and calls
-the same functions in :mod:`pipeline.workflow` that the DVC stages call.
+the same functions in :mod:`leakwatt.pipeline.workflow` that the DVC stages call.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.common import LeakwattError
-from pipeline.params import PROFILES, Params, load_params
+from leakwatt.common import LeakwattError
+from leakwatt.params import PROFILES, Params, load_params
 
 T = TypeVar("T", bound=Any)
 
@@ -38,13 +38,13 @@ def _replace(section: T, **changes: object) -> T:
 # --- subcommands -------------------------------------------------------------------------------
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from mining import lint
+    from leakwatt.mining import lint
 
     return lint.run(args)
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from mining.corpus import add_repository, check_corpus
+    from leakwatt.mining.corpus import add_repository, check_corpus
 
     if args.action == "check":
         problems = check_corpus(Path(args.corpus))
@@ -59,7 +59,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
-    from pipeline.workflow import mine
+    from leakwatt.pipeline.workflow import mine
 
     params = _params(args)
     mine_params = _replace(params.mine, mirror_dir=args.mirror_dir, jobs=args.jobs,
@@ -71,7 +71,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from pipeline.workflow import reproduce
+    from leakwatt.pipeline.workflow import reproduce
 
     params = _params(args)
     rp = _replace(params.reproduce, scale=args.scale,
@@ -82,7 +82,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from pipeline.workflow import measure
+    from leakwatt.pipeline.workflow import measure
 
     params = _params(args)
     scale = args.scale or params.reproduce.scale
@@ -92,7 +92,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.pairs:
         pairs_dir = Path(args.pairs)
     else:
-        from pipeline.repros import build_pairs
+        from leakwatt.pipeline.repros import build_pairs
 
         pairs_dir = out / "pairs"
         build_pairs(pairs_dir, args.pair, scale, None)
@@ -102,7 +102,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from pipeline.workflow import analyze
+    from leakwatt.pipeline.workflow import analyze
 
     params = _params(args)
     ap = _replace(params.analyze, bootstrap_resamples=args.bootstrap, seed=args.seed)
@@ -112,7 +112,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.workflow import report
+    from leakwatt.pipeline.workflow import report
 
     params = _params(args)
     report(Path(args.analysis), [Path(p) for p in args.runs],
@@ -122,7 +122,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from pipeline.study import find_root, run_study
+    from leakwatt.pipeline.study import find_root, run_study
 
     return run_study(find_root(Path.cwd()), args.profile, args.dvc_args)
 
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scan", help="lint Python files, folders and notebooks for leak smells",
                        description="Lint files, folders and .ipynb notebooks for IMR, UTR, DIR and "
                                    "US. Exit 0: clean, 1: findings, 2: usage error.")
-    from mining import lint
+    from leakwatt.mining import lint
 
     lint.add_arguments(p)
     p.set_defaults(func=cmd_scan)

@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
-
-from pipeline.common import LeakwattError, atomic_write_text
-from pipeline.params import deep_merge, load_params, profile_overrides, read_yaml
+from leakwatt.common import LeakwattError, atomic_write_text
+from leakwatt.params import deep_merge, load_params, profile_overrides, read_yaml
 
 BACKUP_NAME = "leakwatt-params.user.yaml"
 
@@ -46,7 +45,7 @@ def restore_interrupted(root: Path) -> bool:
 
 def dvc_env() -> dict[str, str]:
     """The environment for `dvc repro`: no analytics, and this interpreter first on PATH so that
-    the stages' `python -m pipeline.stages.X` run with the same installed leakwatt."""
+    the stages' `python -m leakwatt.pipeline.stages.X` run with the same installed leakwatt."""
     env = dict(os.environ)
     env["DVC_NO_ANALYTICS"] = "1"
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.common import LeakwattError
-from pipeline.params import AnalyzeParams, MeasureParams, MineParams, ReportParams, ReproduceParams
+from leakwatt.common import LeakwattError
+from leakwatt.params import AnalyzeParams, MeasureParams, MineParams, ReportParams, ReproduceParams
 
 if TYPE_CHECKING:  # pandas is imported lazily: the CLI's --help should not pay for it
     import pandas as pd
@@ -25,11 +25,11 @@ def log(message: str) -> None:
 def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
          params: MineParams) -> None:
     """Mine the real corpus (``params.corpus == 'real'``) or the bundled demo corpus."""
-    from mining.corpus import load_corpus
-    from mining.mine import mine_corpus
+    from leakwatt.mining.corpus import load_corpus
+    from leakwatt.mining.mine import mine_corpus
 
     if params.corpus == "demo":
-        from mining.demo import build_demo_corpus
+        from leakwatt.mining.demo import build_demo_corpus
 
         entries = build_demo_corpus(demo_dir, cache_dir / "demo")
         log(f"built {len(entries)} demo repositories from {demo_dir}")
@@ -65,13 +65,13 @@ def read_instances(instances_csv: Path) -> pd.DataFrame:
 
 def reproduce(instances_csv: Path | None, out_dir: Path, params: ReproduceParams) -> None:
     """Write the program pairs and, when enabled, check each pair's equivalence."""
-    from pipeline.repros import build_pairs
+    from leakwatt.pipeline.repros import build_pairs
 
     instances = read_instances(instances_csv) if instances_csv is not None else None
     pairs = build_pairs(out_dir, params.pairs, params.scale, instances)
     log(f"wrote {len(pairs)} pairs to {out_dir}")
     if params.equivalence_check:
-        from pipeline.repros.equivalence import check_pairs
+        from leakwatt.pipeline.repros.equivalence import check_pairs
 
         checked = check_pairs(out_dir, params.equivalence_rtol)
         for row in checked.itertuples():
@@ -80,8 +80,8 @@ def reproduce(instances_csv: Path | None, out_dir: Path, params: ReproduceParams
 
 def measure(pairs_dir: Path, out_dir: Path, device: str, scale: str, params: MeasureParams,
             pair_ids: Sequence[str] | None = None, show_progress: bool = True) -> None:
-    from pipeline.harness import measure_pairs
-    from pipeline.harness.supersede import retire_superseded_runs
+    from leakwatt.pipeline.harness import measure_pairs
+    from leakwatt.pipeline.harness.supersede import retire_superseded_runs
 
     if (pairs_dir / "pairs.csv").is_file():
         for name, count in retire_superseded_runs(pairs_dir, out_dir, scale).items():
@@ -103,13 +103,13 @@ def runs_files(runs_dir: Path) -> list[Path]:
 
 def analyze(runs_paths: Sequence[Path], mined_dir: Path | None, out_dir: Path,
             params: AnalyzeParams) -> None:
-    from analysis.stats import analyze as analyze_runs
+    from leakwatt.analysis.stats import analyze as analyze_runs
 
     idle = [p.parent / "idle.csv" for p in runs_paths if (p.parent / "idle.csv").exists()]
     result = analyze_runs(runs_paths, out_dir, params, idle_paths=idle)
     log(f"wrote {len(result.stats)} rows to {out_dir / 'stats.csv'}")
     if mined_dir is not None and (mined_dir / "repos.csv").exists():
-        from analysis.prevalence import write_prevalence
+        from leakwatt.analysis.prevalence import write_prevalence
 
         write_prevalence(mined_dir, out_dir)
         log(f"wrote prevalence tables to {out_dir}")
@@ -118,7 +118,7 @@ def analyze(runs_paths: Sequence[Path], mined_dir: Path | None, out_dir: Path,
 def report(analysis_dir: Path, runs_paths: Sequence[Path], mined_dir: Path | None,
            pairs_dir: Path | None, out_dir: Path, params: ReportParams, alpha: float,
            commands: Sequence[str] = ()) -> None:
-    from analysis.report import render_report
+    from leakwatt.analysis.report import render_report
 
     environments = [p.parent / "environment.json" for p in runs_paths
                     if (p.parent / "environment.json").exists()]

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from analysis.prevalence import (
+from leakwatt.analysis.prevalence import (
     LIFETIME_COLUMNS,
     PREVALENCE_COLUMNS,
     SURVIVAL_COLUMNS,
@@ -16,7 +15,7 @@ from analysis.prevalence import (
     prevalence,
     write_prevalence,
 )
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
 
 EVENT_COLUMNS = ["repo", "rule", "path", "event", "commit", "date", "message", "function",
                  "snippet", "removal", "commit_index"]

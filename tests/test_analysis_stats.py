@@ -9,11 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestPower
-
-from analysis.stats import (
+from leakwatt.analysis.stats import (
     FAILURES_COLUMNS,
     STATS_COLUMNS,
     SUMMARY_COLUMNS,
@@ -25,8 +21,11 @@ from analysis.stats import (
     t_power,
     validate_runs,
 )
-from pipeline.common import LeakwattError
-from pipeline.params import AnalyzeParams
+from leakwatt.common import LeakwattError
+from leakwatt.params import AnalyzeParams
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 _SYNTH = Path(__file__).parent / "fixtures" / "analysis" / "synth.py"
 _spec = importlib.util.spec_from_file_location("leakwatt_analysis_synth", _SYNTH)

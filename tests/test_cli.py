@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pipeline.cli import main
+from leakwatt.pipeline.cli import main
 
 SUBCOMMANDS = ["scan", "corpus", "mine", "reproduce", "measure", "analyze", "report", "study"]
 
@@ -46,7 +45,7 @@ def test_stage_entry_point_reports_params_errors(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("measure:\n  devices: [tpu]\n", encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.stages.measure", "--params", str(params), "--pairs",
+        [sys.executable, "-m", "leakwatt.pipeline.stages.measure", "--params", str(params), "--pairs",
          str(tmp_path), "--device", "cpu", "--out", str(tmp_path / "runs")],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

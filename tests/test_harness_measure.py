@@ -13,9 +13,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-
-from pipeline.harness import IDLE_COLUMNS, RUNS_COLUMNS, measure_pairs
-from pipeline.params import MeasureParams
+from leakwatt.params import MeasureParams
+from leakwatt.pipeline.harness import IDLE_COLUMNS, RUNS_COLUMNS, measure_pairs
 
 CONTRACT = ["pair_id", "smell", "variant", "rep", "device", "status", "duration_s", "energy_kwh",
             "cpu_energy_kwh", "ram_energy_kwh", "gpu_energy_kwh", "emissions_kg", "peak_rss_mb",
@@ -133,8 +132,8 @@ def test_timeout_and_memory_limit_kill_the_run(tmp_path):
 KILLABLE = """\
 import sys
 from pathlib import Path
-from pipeline.harness import measure_pairs
-from pipeline.params import MeasureParams
+from leakwatt.pipeline.harness import measure_pairs
+from leakwatt.params import MeasureParams
 params = MeasureParams(repetitions=3, warmup=0, cooldown_s=0.0, sample_interval_s=0.2,
                        timeout_s=60, memory_limit_mb=2048, idle_baseline=False)
 measure_pairs(Path(sys.argv[1]), None, Path(sys.argv[2]), "cpu", "tiny", params,

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-
-from pipeline.harness.supersede import FINGERPRINTS, retire_superseded_runs
+from leakwatt.pipeline.harness.supersede import FINGERPRINTS, retire_superseded_runs
 
 
 def make_pairs(root: Path, programs: dict[str, str]) -> Path:

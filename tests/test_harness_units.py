@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from pipeline.common import LeakwattError
-from pipeline.harness import RUNS_COLUMNS, plan_runs, rss_growth_mb_per_s
-from pipeline.harness.measure import check_device
-from pipeline.harness.runner import Nvml
-from pipeline.harness.store import RUN_KEY, AppendStore
+from leakwatt.common import LeakwattError
+from leakwatt.pipeline.harness import RUNS_COLUMNS, plan_runs, rss_growth_mb_per_s
+from leakwatt.pipeline.harness.measure import check_device
+from leakwatt.pipeline.harness.runner import Nvml
+from leakwatt.pipeline.harness.store import RUN_KEY, AppendStore
 
 PAIRS = pd.DataFrame([{"pair_id": p, "smell": "IMR", "smelly_path": f"{p}/s.py",
                        "clean_path": f"{p}/c.py"} for p in ("a", "b", "c")])

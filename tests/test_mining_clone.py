@@ -6,9 +6,8 @@ import subprocess
 
 import pytest
 from fixtures.mining.gitrepo import GitRepo
-
-from mining.clone import CloneError, checkout, find_mirror, repo_key, resolve_head, validate_url
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
+from leakwatt.mining.clone import CloneError, checkout, find_mirror, repo_key, resolve_head, validate_url
 
 ACCEPTED = [
     "https://github.com/keras-team/keras-io",

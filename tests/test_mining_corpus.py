@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from fixtures.mining.gitrepo import GitRepo
-
-from mining.corpus import CorpusEntry, add_repository, check_corpus, load_corpus, write_corpus
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
+from leakwatt.mining.corpus import CorpusEntry, add_repository, check_corpus, load_corpus, write_corpus
 
 SHA1 = "a" * 40
 SHA2 = "b" * 40

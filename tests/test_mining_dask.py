@@ -7,12 +7,11 @@ import socket
 
 import pytest
 from fixtures.mining.gitrepo import IMR_FIXED, IMR_LOOP, UTR_LOOP, GitRepo
-
-from mining import mine
-from mining.corpus import CorpusEntry
-from mining.mine import OUTPUTS, mine_corpus
-from pipeline.common import LeakwattError
-from pipeline.params import MineParams
+from leakwatt.common import LeakwattError
+from leakwatt.mining import mine
+from leakwatt.mining.corpus import CorpusEntry
+from leakwatt.mining.mine import OUTPUTS, mine_corpus
+from leakwatt.params import MineParams
 
 distributed = pytest.importorskip("distributed")
 

@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from mining.demo import build_demo_corpus, load_spec
-from mining.mine import mine_corpus
-from pipeline.common import LeakwattError
-from pipeline.params import MineParams
+from leakwatt.common import LeakwattError
+from leakwatt.mining.demo import build_demo_corpus, load_spec
+from leakwatt.mining.mine import mine_corpus
+from leakwatt.params import MineParams
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 

@@ -12,8 +12,7 @@ from fixtures.mining.gitrepo import (
     UTR_LOOP,
     GitRepo,
 )
-
-from mining.history import leak_terms, normalise_snippet, walk_history
+from leakwatt.mining.history import leak_terms, normalise_snippet, walk_history
 
 
 def events_of(result, rule=None):
@@ -131,7 +130,7 @@ def test_normalise_snippet():
 
 
 def test_parallel_blob_scans_give_the_same_events(tmp_path, monkeypatch):
-    import mining.history as history
+    import leakwatt.mining.history as history
 
     repo = GitRepo(tmp_path / "r")
     for i in range(10):

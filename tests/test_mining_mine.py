@@ -6,10 +6,9 @@ import csv
 import subprocess
 
 from fixtures.mining.gitrepo import IMR_FIXED, IMR_LOOP, PY2, UTR_LOOP, GitRepo
-
-from mining.corpus import CorpusEntry
-from mining.mine import OUTPUTS, mine_corpus
-from pipeline.params import MineParams
+from leakwatt.mining.corpus import CorpusEntry
+from leakwatt.mining.mine import OUTPUTS, mine_corpus
+from leakwatt.params import MineParams
 
 PARAMS = MineParams(jobs=1, rules=("IMR", "UTR"))
 

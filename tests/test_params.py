@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from pipeline.common import LeakwattError
-from pipeline.params import load_params
+from leakwatt.common import LeakwattError
+from leakwatt.params import load_params
 
 
 def write_params(tmp_path: Path, data: dict) -> Path:

@@ -22,10 +22,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-from analysis.report import render_report
-from analysis.stats import analyze
-from pipeline.params import AnalyzeParams, ReportParams
+from leakwatt.analysis.report import render_report
+from leakwatt.analysis.stats import analyze
+from leakwatt.params import AnalyzeParams, ReportParams
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from analysis.report import render_report
-from analysis.stats import analyze
-from pipeline.common import LeakwattError
-from pipeline.params import AnalyzeParams, ReportParams
+from leakwatt.analysis.report import render_report
+from leakwatt.analysis.stats import analyze
+from leakwatt.common import LeakwattError
+from leakwatt.params import AnalyzeParams, ReportParams
 
 _SYNTH = Path(__file__).parent / "fixtures" / "analysis" / "synth.py"
 _spec = importlib.util.spec_from_file_location("leakwatt_analysis_synth", _SYNTH)

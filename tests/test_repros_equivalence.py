@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from pipeline.repros import build_pairs
-from pipeline.repros.equivalence import EQUIVALENCE_COLUMNS, check_pairs, excluded_pairs
+from leakwatt.pipeline.repros import build_pairs
+from leakwatt.pipeline.repros.equivalence import EQUIVALENCE_COLUMNS, check_pairs, excluded_pairs
 
 
 @pytest.mark.slow

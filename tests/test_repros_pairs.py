@@ -7,10 +7,9 @@ import json
 
 import pandas as pd
 import pytest
-
-from pipeline.common import LeakwattError
-from pipeline.repros import BUILTIN_PAIRS, PAIRS_COLUMNS, build_pairs, read_pairs
-from pipeline.repros.pairs import families_from_instances
+from leakwatt.common import LeakwattError
+from leakwatt.pipeline.repros import BUILTIN_PAIRS, PAIRS_COLUMNS, build_pairs, read_pairs
+from leakwatt.pipeline.repros.pairs import families_from_instances
 
 PAPER = ["paper-imr", "paper-imr-once", "paper-utr"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mining.scan import scan_source
+from leakwatt.mining.scan import scan_source
 
 
 def test_finding_fields_for_method_builder_in_while_loop() -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import libcst as cst
 import pytest
-
-from mining.rules import RULES, check_module
-from mining.rules.fixes import apply_fixes
+from leakwatt.mining.rules import RULES, check_module
+from leakwatt.mining.rules.fixes import apply_fixes
 
 VALID_CASES = [
     pytest.param(code, ex.code, id=f"{code}-valid-{i}")

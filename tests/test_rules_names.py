@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import libcst as cst
 import pytest
-
-from mining.rules import check_module
-from mining.rules.base import ModuleContext
-from mining.rules.names import canonical
-from mining.scan import scan_source
+from leakwatt.mining.rules import check_module
+from leakwatt.mining.rules.base import ModuleContext
+from leakwatt.mining.rules.names import canonical
+from leakwatt.mining.scan import scan_source
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -1,4 +1,4 @@
-"""`leakwatt scan` through mining.lint.run on a folder of good, bad and unparsable files."""
+"""`leakwatt scan` through leakwatt.mining.lint.run on a folder of good, bad and unparsable files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from mining import lint
+from leakwatt.mining import lint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scan" / "project"
 

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from mining import scan
-from mining.rules import catalogue_markdown
-from mining.scan import ScanError, scan_bytes, scan_file, scan_paths, scan_source
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
+from leakwatt.mining import scan
+from leakwatt.mining.rules import catalogue_markdown
+from leakwatt.mining.scan import ScanError, scan_bytes, scan_file, scan_paths, scan_source
 
 BAD = b"""import keras
 for i in range(3):
@@ -113,7 +112,7 @@ def test_rule_catalogue_is_generated_and_current() -> None:
         assert f"## {code}: " in text
     assert "`builder-in-loop`" in text and "`append-loss`" in text
     docs = Path(__file__).parents[1] / "docs" / "rules.md"
-    assert docs.read_text() == text, "regenerate: python -m mining.rules > docs/rules.md"
+    assert docs.read_text() == text, "regenerate: python -m leakwatt.mining.rules > docs/rules.md"
 
 
 def test_detector_version_is_a_string() -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import libcst as cst
 import pytest
-
-from mining.rules import RULES, check_module
-from mining.scan import _parse_module, _reduce, _rule_list, scan_source
+from leakwatt.mining.rules import RULES, check_module
+from leakwatt.mining.scan import _parse_module, _reduce, _rule_list, scan_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scan" / "prefilter"
 SOURCES = {p.name: p.read_bytes().decode("utf-8") for p in sorted(FIXTURES.glob("*.py"))}

@@ -1,4 +1,4 @@
-"""The pre-filter (mining.scan.reduce_source) must never change what the rules report.
+"""The pre-filter (leakwatt.mining.scan.reduce_source) must never change what the rules report.
 
 Every check compares ``scan_source(prefilter=True)`` with the whole-file reference
 ``scan_source(prefilter=False)`` on fixtures written for the cross-statement cases the rules
@@ -13,10 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from mining import scan
-from mining.rules import RULES
-from mining.scan import reduce_source, scan_bytes, scan_paths, scan_source
+from leakwatt.mining import scan
+from leakwatt.mining.rules import RULES
+from leakwatt.mining.scan import reduce_source, scan_bytes, scan_paths, scan_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scan" / "prefilter"
 FILES = sorted(FIXTURES.glob("*.py"))

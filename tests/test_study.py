@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pipeline.common import LeakwattError
-from pipeline.study import backup_path, restore_interrupted, run_study
+from leakwatt.common import LeakwattError
+from leakwatt.pipeline.study import backup_path, restore_interrupted, run_study
 
 # One stage that records which repetitions value DVC ran it with.
 DVC_YAML = """\

@@ -1,9 +1,9 @@
-"""``python -m mining.rules``: print the rule catalogue (docs/rules.md) to stdout."""
+"""``python -m leakwatt.mining.rules``: print the rule catalogue (docs/rules.md) to stdout."""
 
 from __future__ import annotations
 
 import sys
 
-from mining.rules import catalogue_markdown
+from leakwatt.mining.rules import catalogue_markdown
 
 sys.stdout.write(catalogue_markdown())

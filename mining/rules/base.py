@@ -20,8 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import libcst as cst
-
-from mining.rules.names import NameResolver
+from leakwatt.mining.rules.names import NameResolver
 
 # --------------------------------------------------------------------------------------------
 # Findings and examples

@@ -6,11 +6,20 @@ import re
 from collections.abc import Iterable
 
 import libcst as cst
-
-from mining.rules.base import CallSite, FuncInfo, Invalid, Loop, ModuleContext, Report, Rule, Valid, dedent
-from mining.rules.fixes import replace_expr
-from mining.rules.utr import called_in_loop
-from mining.rules.values import DATASET, MODEL, UNKNOWN, ValueKinds, is_dataset_ctor, kinds_for
+from leakwatt.mining.rules.base import (
+    CallSite,
+    FuncInfo,
+    Invalid,
+    Loop,
+    ModuleContext,
+    Report,
+    Rule,
+    Valid,
+    dedent,
+)
+from leakwatt.mining.rules.fixes import replace_expr
+from leakwatt.mining.rules.utr import called_in_loop
+from leakwatt.mining.rules.values import DATASET, MODEL, UNKNOWN, ValueKinds, is_dataset_ctor, kinds_for
 
 _MODEL_NAME = re.compile(
     r"(model|net|generator|discriminator|encoder|decoder|actor|critic|autoencoder|cnn|lstm|"

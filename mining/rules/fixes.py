@@ -6,8 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import libcst as cst
-
-from mining.rules.base import Fix
+from leakwatt.mining.rules.base import Fix
 
 
 def _is_docstring(stmt: cst.CSTNode) -> bool:

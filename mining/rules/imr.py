@@ -6,8 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import libcst as cst
-
-from mining.rules.base import (
+from leakwatt.mining.rules.base import (
     CallSite,
     FuncInfo,
     Invalid,
@@ -18,8 +17,8 @@ from mining.rules.base import (
     Valid,
     dedent,
 )
-from mining.rules.fixes import insert_at_top
-from mining.rules.values import MODEL, is_clear, is_model_ctor, kinds_for, model_subclasses
+from leakwatt.mining.rules.fixes import insert_at_top
+from leakwatt.mining.rules.values import MODEL, is_clear, is_model_ctor, kinds_for, model_subclasses
 
 _TRAIN_METHODS = {"fit": "fit", "fit_generator": "fit", "train_on_batch": "train_on_batch"}
 _SEARCH_NAMES = frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
@@ -562,7 +561,7 @@ def clear_session_call(ctx: ModuleContext) -> str | None:
     """``K.clear_session`` / ``keras.backend.clear_session`` / ``tf.keras.backend...``."""
     names = ctx.names
     for local, full in sorted(names.aliases.items()):
-        from mining.rules.names import canonical
+        from leakwatt.mining.rules.names import canonical
 
         canon = canonical(full)
         if canon == "keras.backend.clear_session":
@@ -570,7 +569,7 @@ def clear_session_call(ctx: ModuleContext) -> str | None:
         if canon == "keras.backend":
             return f"{local}.clear_session"
     for local, full in sorted(names.aliases.items()):
-        from mining.rules.names import canonical
+        from leakwatt.mining.rules.names import canonical
 
         if canonical(full) == "keras" and local.isidentifier():
             return f"{local}.backend.clear_session"

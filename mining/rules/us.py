@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import libcst as cst
-
-from mining.rules.base import (
+from leakwatt.mining.rules.base import (
     CallSite,
     Fix,
     Invalid,
@@ -16,7 +15,7 @@ from mining.rules.base import (
     Valid,
     dedent,
 )
-from mining.rules.values import is_session_ctor
+from leakwatt.mining.rules.values import is_session_ctor
 
 
 class UnclosedSession(Rule):

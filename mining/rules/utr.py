@@ -6,8 +6,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 import libcst as cst
-
-from mining.rules.base import (
+from leakwatt.mining.rules.base import (
     FuncInfo,
     Invalid,
     Loop,
@@ -17,8 +16,8 @@ from mining.rules.base import (
     Valid,
     dedent,
 )
-from mining.rules.fixes import replace_expr
-from mining.rules.values import (
+from leakwatt.mining.rules.fixes import replace_expr
+from leakwatt.mining.rules.values import (
     CONTAINER,
     DATASET,
     GRADS,
@@ -761,7 +760,7 @@ def _calls_model(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, value: cst
         return any(_calls_model(ctx, kinds, fn, v, seq) for v in (value.left, value.right))
     if not isinstance(value, cst.Call):
         return False
-    from mining.rules.values import LAYER, MODEL
+    from leakwatt.mining.rules.values import LAYER, MODEL
 
     return kinds.expr_kind(value.func, fn, seq) in (MODEL, LAYER)
 
@@ -792,6 +791,6 @@ def _has_tape(fn: FuncInfo) -> bool:
 
 
 def _is_param_of(fn: FuncInfo, name: str) -> bool:
-    from mining.rules.base import _is_param
+    from leakwatt.mining.rules.base import _is_param
 
     return fn.node is not None and _is_param(fn.node, name)

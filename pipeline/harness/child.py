@@ -1,6 +1,6 @@
 """The measured process: a fresh CodeCarbon tracker around one reproduction program (or idling).
 
-Run by the harness as ``python -m pipeline.harness.child --report R.json (--program P | --idle S)
+Run by the harness as ``python -m leakwatt.pipeline.harness.child --report R.json (--program P | --idle S)
 ...``. The program runs in this very process (``runpy``), so the process the harness samples for
 RSS is the one doing the work. The child always stops its tracker and writes the report, also
 when the program raises; it dies with its parent (``PR_SET_PDEATHSIG`` and a parent watch), so a
@@ -81,7 +81,7 @@ def _tf_sees_gpu() -> bool | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.harness.child")
+    parser = argparse.ArgumentParser(prog="python -m leakwatt.pipeline.harness.child")
     parser.add_argument("--report", required=True)
     parser.add_argument("--program")
     parser.add_argument("--idle", type=float)

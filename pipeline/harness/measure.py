@@ -23,14 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psutil
-
-from pipeline.common import LeakwattError, atomic_write_csv, atomic_write_json
-from pipeline.harness.runner import Nvml, RunOutcome, child_env, rapl_readable, run_child
-from pipeline.harness.store import IDLE_COLUMNS, IDLE_KEY, RUN_KEY, RUNS_COLUMNS, AppendStore
-from pipeline.params import MeasureParams, as_dict
-from pipeline.repros.equivalence import excluded_pairs
-from pipeline.repros.pairs import BUILTIN_PAIRS, build_pairs, read_pairs
-from pipeline.repros.templates import SCALES
+from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json
+from leakwatt.params import MeasureParams, as_dict
+from leakwatt.pipeline.harness.runner import Nvml, RunOutcome, child_env, rapl_readable, run_child
+from leakwatt.pipeline.harness.store import IDLE_COLUMNS, IDLE_KEY, RUN_KEY, RUNS_COLUMNS, AppendStore
+from leakwatt.pipeline.repros.equivalence import excluded_pairs
+from leakwatt.pipeline.repros.pairs import BUILTIN_PAIRS, build_pairs, read_pairs
+from leakwatt.pipeline.repros.templates import SCALES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 IDLE_REPS_MAX = 3

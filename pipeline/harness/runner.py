@@ -144,7 +144,7 @@ def _kill_tree(proc: psutil.Process) -> None:
 def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path: Path,
               timeout_s: float, memory_limit_mb: float, sample_interval_s: float,
               nvml: Nvml | None = None) -> RunOutcome:
-    """Run ``python -m pipeline.harness.child ARGS`` under the watchdog."""
+    """Run ``python -m leakwatt.pipeline.harness.child ARGS`` under the watchdog."""
     report_path.unlink(missing_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     rapl_before = _read_rapl_uj()
@@ -153,7 +153,7 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
     killed = ""
     with open(log_path, "w", encoding="utf-8") as log:
         start = time.perf_counter()
-        popen = subprocess.Popen([sys.executable, "-m", "pipeline.harness.child", *args],
+        popen = subprocess.Popen([sys.executable, "-m", "leakwatt.pipeline.harness.child", *args],
                                  stdout=log, stderr=subprocess.STDOUT, env=env)
         proc = psutil.Process(popen.pid)
         while True:

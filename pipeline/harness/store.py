@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
 
 RUNS_COLUMNS = [
     # the contract of issue 2: never rename

@@ -1,20 +1,20 @@
 """Reproduction templates: self-contained smelly/clean program pairs and their equivalence check.
 
 Entry points: :func:`build_pairs` (write pair programs and ``pairs.csv``),
-:func:`pipeline.repros.equivalence.check_pairs` (run both variants deterministically and compare).
+:func:`leakwatt.pipeline.repros.equivalence.check_pairs` (run both variants deterministically and compare).
 TensorFlow is imported only by the generated programs, never by this package.
 """
 
 from __future__ import annotations
 
-from pipeline.repros.pairs import (
+from leakwatt.pipeline.repros.pairs import (
     BUILTIN_PAIRS,
     PAIRS_COLUMNS,
     build_pairs,
     families_from_instances,
     read_pairs,
 )
-from pipeline.repros.templates import SCALES
+from leakwatt.pipeline.repros.templates import SCALES
 
 __all__ = ["BUILTIN_PAIRS", "PAIRS_COLUMNS", "SCALES", "build_pairs", "families_from_instances",
            "read_pairs"]

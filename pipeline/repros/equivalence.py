@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from pipeline.common import atomic_write_csv
-from pipeline.repros.pairs import read_pairs
+from leakwatt.common import atomic_write_csv
+from leakwatt.pipeline.repros.pairs import read_pairs
 
 EQUIVALENCE_COLUMNS = ["pair_id", "status", "max_rel_diff", "detail", "smelly_s", "clean_s"]
 STATUSES = ("equivalent", "different", "crashed")

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from pipeline.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
-from pipeline.repros import templates
-from pipeline.repros.templates import ProgramSpec
+from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
+from leakwatt.pipeline.repros import templates
+from leakwatt.pipeline.repros.templates import ProgramSpec
 
 PAIRS_COLUMNS = ["pair_id", "smell", "variant_family", "description", "scale", "instances",
                  "source", "smelly_path", "clean_path"]

@@ -1,4 +1,7 @@
-"""Shared argument handling for the DVC stage entry points (each is `python -m pipeline.stages.X`)."""
+"""Shared argument handling for the DVC stage entry points.
+
+Each is run as `python -m leakwatt.pipeline.stages.X`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pipeline.common import LeakwattError
-from pipeline.params import Params, load_params
+from leakwatt.common import LeakwattError
+from leakwatt.params import Params, load_params
 
 
 def stage_parser(name: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m pipeline.stages.{name}", description=description)
+    parser = argparse.ArgumentParser(prog=f"python -m leakwatt.pipeline.stages.{name}",
+                                     description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return parser
 

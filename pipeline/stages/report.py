@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.params import Params
-from pipeline.stages._args import run_stage, stage_parser
-from pipeline.workflow import report, runs_files
+from leakwatt.params import Params
+from leakwatt.pipeline.stages._args import run_stage, stage_parser
+from leakwatt.pipeline.workflow import report, runs_files
 
 
 def body(args: argparse.Namespace, params: Params) -> None:

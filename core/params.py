@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from pipeline.common import LeakwattError
+from leakwatt.common import LeakwattError
 
 PROFILES = ("full", "demo")
 RULE_IDS = ("IMR", "UTR", "DIR", "US")
