@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
 from leakwatt.analysis import paper  # noqa: E402
 from leakwatt.common import atomic_open  # noqa: E402
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from leakwatt.common import LeakwattError, atomic_write_csv
 from statsmodels.duration.survfunc import SurvfuncRight
+
+from leakwatt.common import LeakwattError, atomic_write_csv
 
 PREVALENCE_COLUMNS = [
     "rule", "repos_ok", "repos_affected", "share_repos_affected", "instances", "kloc",

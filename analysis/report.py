@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from markdown_it import MarkdownIt
+
 from leakwatt.analysis import figures, paper
 from leakwatt.analysis.prevalence import prevalence_from_dir
 from leakwatt.analysis.stats import (
@@ -31,7 +33,6 @@ from leakwatt.analysis.stats import (
     load_runs,
 )
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
-from markdown_it import MarkdownIt
 
 if TYPE_CHECKING:
     from leakwatt.params import ReportParams

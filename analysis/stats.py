@@ -40,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from leakwatt.common import LeakwattError, atomic_write_csv
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
+
+from leakwatt.common import LeakwattError, atomic_write_csv
 
 if TYPE_CHECKING:
     from leakwatt.params import AnalyzeParams

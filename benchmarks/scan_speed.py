@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import libcst as cst
+
     from leakwatt.mining.scan import iter_source_files, reduce_source, scan_source
 
     tree = (args.tree or keras_tree()).resolve()

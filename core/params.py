@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from leakwatt.common import LeakwattError
 
 PROFILES = ("full", "demo")

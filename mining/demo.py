@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from leakwatt.common import LeakwattError
 from leakwatt.mining.corpus import CorpusEntry
 

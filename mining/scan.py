@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import libcst as cst
+
 from leakwatt.common import LeakwattError
 from leakwatt.mining.notebook import NotebookError, notebook_source
 from leakwatt.mining.rules import RULES, Finding, check_module, select_rules

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+
 from leakwatt.common import LeakwattError, atomic_write_text
 from leakwatt.params import deep_merge, load_params, profile_overrides, read_yaml
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from leakwatt.analysis.prevalence import (
     LIFETIME_COLUMNS,
     PREVALENCE_COLUMNS,

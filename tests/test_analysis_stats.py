@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+
 from leakwatt.analysis.stats import (
     FAILURES_COLUMNS,
     STATS_COLUMNS,
@@ -23,9 +27,6 @@ from leakwatt.analysis.stats import (
 )
 from leakwatt.common import LeakwattError
 from leakwatt.params import AnalyzeParams
-from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestPower
 
 _SYNTH = Path(__file__).parent / "fixtures" / "analysis" / "synth.py"
 _spec = importlib.util.spec_from_file_location("leakwatt_analysis_synth", _SYNTH)

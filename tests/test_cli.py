@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from leakwatt.pipeline.cli import main
 
 SUBCOMMANDS = ["scan", "corpus", "mine", "reproduce", "measure", "analyze", "report", "study"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+
 from leakwatt.params import MeasureParams
 from leakwatt.pipeline.harness import IDLE_COLUMNS, RUNS_COLUMNS, measure_pairs
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
 from leakwatt.pipeline.harness.supersede import FINGERPRINTS, retire_superseded_runs
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from leakwatt.common import LeakwattError
 from leakwatt.pipeline.harness import RUNS_COLUMNS, plan_runs, rss_growth_mb_per_s
 from leakwatt.pipeline.harness.measure import check_device

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 from fixtures.mining.gitrepo import GitRepo
+
 from leakwatt.common import LeakwattError
 from leakwatt.mining.clone import CloneError, checkout, find_mirror, repo_key, resolve_head, validate_url
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fixtures.mining.gitrepo import GitRepo
+
 from leakwatt.common import LeakwattError
 from leakwatt.mining.corpus import CorpusEntry, add_repository, check_corpus, load_corpus, write_corpus
 

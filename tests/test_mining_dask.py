@@ -7,6 +7,7 @@ import socket
 
 import pytest
 from fixtures.mining.gitrepo import IMR_FIXED, IMR_LOOP, UTR_LOOP, GitRepo
+
 from leakwatt.common import LeakwattError
 from leakwatt.mining import mine
 from leakwatt.mining.corpus import CorpusEntry

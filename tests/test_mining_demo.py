@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from leakwatt.common import LeakwattError
 from leakwatt.mining.demo import build_demo_corpus, load_spec
 from leakwatt.mining.mine import mine_corpus

@@ -12,6 +12,7 @@ from fixtures.mining.gitrepo import (
     UTR_LOOP,
     GitRepo,
 )
+
 from leakwatt.mining.history import leak_terms, normalise_snippet, walk_history
 
 

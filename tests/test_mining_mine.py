@@ -6,6 +6,7 @@ import csv
 import subprocess
 
 from fixtures.mining.gitrepo import IMR_FIXED, IMR_LOOP, PY2, UTR_LOOP, GitRepo
+
 from leakwatt.mining.corpus import CorpusEntry
 from leakwatt.mining.mine import OUTPUTS, mine_corpus
 from leakwatt.params import MineParams

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from leakwatt.common import LeakwattError
 from leakwatt.params import load_params
 

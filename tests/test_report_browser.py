@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from leakwatt.analysis.report import render_report
 from leakwatt.analysis.stats import analyze
 from leakwatt.params import AnalyzeParams, ReportParams

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from leakwatt.analysis.report import render_report
 from leakwatt.analysis.stats import analyze
 from leakwatt.common import LeakwattError

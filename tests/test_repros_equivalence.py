@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from leakwatt.pipeline.repros import build_pairs
 from leakwatt.pipeline.repros.equivalence import EQUIVALENCE_COLUMNS, check_pairs, excluded_pairs
 

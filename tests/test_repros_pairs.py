@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from leakwatt.common import LeakwattError
 from leakwatt.pipeline.repros import BUILTIN_PAIRS, PAIRS_COLUMNS, build_pairs, read_pairs
 from leakwatt.pipeline.repros.pairs import families_from_instances

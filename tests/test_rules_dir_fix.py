@@ -6,6 +6,7 @@ import textwrap
 
 import libcst as cst
 import pytest
+
 from leakwatt.mining.rules import check_module, fix_source
 
 _MODEL = "import numpy as np\nimport tensorflow as tf\nmodel = tf.keras.models.load_model('m.keras')\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 import pytest
+
 from leakwatt.mining.rules import RULES, check_module
 from leakwatt.mining.rules.fixes import apply_fixes
 

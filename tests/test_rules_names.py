@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 import pytest
+
 from leakwatt.mining.rules import check_module
 from leakwatt.mining.rules.base import ModuleContext
 from leakwatt.mining.rules.names import canonical

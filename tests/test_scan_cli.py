@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from leakwatt.mining import lint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scan" / "project"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from leakwatt.common import LeakwattError
 from leakwatt.mining import scan
 from leakwatt.mining.rules import catalogue_markdown

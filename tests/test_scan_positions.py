@@ -7,6 +7,7 @@ from pathlib import Path
 
 import libcst as cst
 import pytest
+
 from leakwatt.mining.rules import RULES, check_module
 from leakwatt.mining.scan import _parse_module, _reduce, _rule_list, scan_source
 

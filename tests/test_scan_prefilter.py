@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from leakwatt.mining import scan
 from leakwatt.mining.rules import RULES
 from leakwatt.mining.scan import reduce_source, scan_bytes, scan_paths, scan_source

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from leakwatt.common import LeakwattError
 from leakwatt.pipeline.study import backup_path, restore_interrupted, run_study
 

@@ -14,14 +14,15 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata.position_provider import PositionProvidingCodegenState
+
 from leakwatt.common import LeakwattError
 from leakwatt.mining.rules.base import Finding, Fix, Invalid, ModuleContext, Report, Rule, Valid
 from leakwatt.mining.rules.dir import DatasetIteratorRetention
 from leakwatt.mining.rules.imr import ImproperModelReuse
 from leakwatt.mining.rules.us import UnclosedSession
 from leakwatt.mining.rules.utr import UnreleasedTensorReference
-from libcst.metadata import MetadataWrapper, PositionProvider
-from libcst.metadata.position_provider import PositionProvidingCodegenState
 
 RULES: dict[str, type[Rule]] = {
     cls.CODE: cls

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import libcst as cst
+
 from leakwatt.mining.rules.names import NameResolver
 
 # --------------------------------------------------------------------------------------------

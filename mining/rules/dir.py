@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 import libcst as cst
+
 from leakwatt.mining.rules.base import (
     CallSite,
     FuncInfo,

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import libcst as cst
+
 from leakwatt.mining.rules.base import Fix
 
 

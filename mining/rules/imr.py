@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import libcst as cst
+
 from leakwatt.mining.rules.base import (
     CallSite,
     FuncInfo,

@@ -9,6 +9,7 @@ kind is unknown it says so, and the rules do not report.
 from __future__ import annotations
 
 import libcst as cst
+
 from leakwatt.mining.rules.base import AssignEvent, CallSite, FuncInfo, ModuleContext
 
 TENSOR = "tensor"

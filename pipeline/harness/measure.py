@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psutil
+
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json
 from leakwatt.params import MeasureParams, as_dict
 from leakwatt.pipeline.harness.runner import Nvml, RunOutcome, child_env, rapl_readable, run_child

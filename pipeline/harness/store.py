@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from leakwatt.common import LeakwattError
 
 RUNS_COLUMNS = [

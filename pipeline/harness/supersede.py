@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
 from leakwatt.common import atomic_write_csv, atomic_write_json
 
 FINGERPRINTS = "pairs_fingerprint.json"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from leakwatt.common import atomic_write_csv
 from leakwatt.pipeline.repros.pairs import read_pairs
 

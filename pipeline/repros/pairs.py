@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
 from leakwatt.pipeline.repros import templates
 from leakwatt.pipeline.repros.templates import ProgramSpec
