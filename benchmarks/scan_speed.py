@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import libcst as cst
 
-    from leakwatt.mining.scan import iter_source_files, reduce_source, scan_source
+    from leakwatt.mining.prefilter import reduce_source
+    from leakwatt.mining.scan import iter_source_files, scan_source
 
     tree = (args.tree or keras_tree()).resolve()
     files = [p for p in iter_source_files([tree]) if p.suffix == ".py"]

@@ -1,23 +1,19 @@
-"""Scan source text, blobs, files and folders with the leak rules.
+"""The scan engine: source text, blobs, files and folders through the leak rules.
 
-The engine is built for mining, where the same blobs are scanned many times: a cheap textual
-pre-filter skips files that cannot hold a finding before libcst parses anything, results are
-cached by content hash (in process, and optionally on disk), and folders are scanned in
-parallel processes. A file that cannot be scanned (Python 2, syntax error, not UTF-8, binary)
-becomes a ``FileResult`` with ``error``; huge or generated files get ``skipped`` with a reason.
+The public entry of scanning (``leakwatt scan``, the miner and the benchmarks call it). Built for
+mining, where the same blobs are scanned many times: the pre-filter
+(:mod:`leakwatt.mining.prefilter`) skips files and statements that cannot hold a finding before
+libcst parses anything, results are cached by content hash (:mod:`leakwatt.mining.scan_cache`),
+and folders are scanned in parallel processes. A file that cannot be scanned (Python 2, syntax
+error, not UTF-8, binary) becomes a ``FileResult`` with ``error``; huge or generated files get
+``skipped`` with a reason.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
-import hashlib
-import json
 import os
 import re
-import tempfile
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -27,14 +23,16 @@ from typing import Any
 import libcst as cst
 
 from leakwatt.common import LeakwattError
+from leakwatt.mining import scan_cache
 from leakwatt.mining.notebook import NotebookError, notebook_source
-from leakwatt.mining.rules import RULES, Finding, check_module, select_rules
-from leakwatt.mining.rules import dir as _dir_rule
+from leakwatt.mining.prefilter import compact_source, triggered
+from leakwatt.mining.rules import Finding, check_module, detector_version, select_rules
+from leakwatt.mining.rules.fastcst import parse_module
 
-#: Bump whenever a rule's behaviour changes: it keys every findings cache.
-DETECTOR_VERSION = "1.0.1"
+#: The detector version of this process's rules (a hash of the rule modules, see
+#: :func:`leakwatt.mining.rules.detector_version`); cached findings are keyed on it.
+DETECTOR_VERSION = detector_version()
 DEFAULT_MAX_BYTES = 1_048_576
-_PREFILTER = ("tensorflow", "keras")
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "venv", ".venv",
                         ".git", ".hg", ".tox", ".nox", ".mypy_cache", ".ruff_cache"})
 _GENERATED = re.compile(
@@ -84,10 +82,6 @@ class ScanReport:
 # --------------------------------------------------------------------------------------------
 
 
-def _rule_list(rules: Iterable[str] | None) -> list[str]:
-    return select_rules(rules) if rules is not None else list(RULES)
-
-
 def suppressions(source: str) -> dict[int, set[str] | None]:
     """Line -> suppressed rule ids (None: all) from ``# leakwatt: ignore[...]`` comments."""
     out: dict[int, set[str] | None] = {}
@@ -133,561 +127,6 @@ def _syntax_reason(source: str, exc: Exception) -> str:
     return f"cannot parse: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
-# --------------------------------------------------------------------------------------------
-# Pre-filter: which top-level statements (and methods) can take part in a finding
-# --------------------------------------------------------------------------------------------
-#
-# libcst parsing and indexing cost about 15 times ``ast.parse``. Before libcst sees a file, the
-# pre-filter parses it with ``ast`` and splits it into units: top-level statements, with classes
-# split into a header (the class line and class-level statements) and one unit per method. A
-# *seed* unit mentions a name a finding needs (a model constructor, ``predict``, a dataset
-# constructor, ``Session``, a store into a container next to a loop, or a local alias of one
-# of these). Kept are the seeds and every unit connected to one through a name one unit
-# defines and another mentions (callers and callees both ways, ``self.attr`` stores, base
-# classes, a class and its dunder methods). The rules relate nodes only through such names,
-# so the kept units see the same context as in the whole file. Dropped units become blank
-# lines in ``reduce_source``, so line and column numbers do not move; ``scan_source`` drops
-# their lines altogether (libcst reads fewer lines) and maps the findings' lines back. Their
-# nested imports are re-emitted on their own lines because the name resolver reads imports
-# anywhere in a module. When no unit is a seed, libcst does not run at all.
-
-#: Seed words of calls that only count with a tensorflow/keras name at their head (the rules
-#: match qualified names): model constructors, dataset constructors, sessions, and the TF1
-#: graph-mode APIs that make UTR skip a whole module.
-_QN_WORDS: dict[str, frozenset[str]] = {
-    "IMR": frozenset({"Sequential", "Model", "Functional", "load_model", "model_from_json",
-                      "model_from_yaml", "model_from_config", "clone_model", "applications"}),
-    "DIR": frozenset({"Dataset", "from_tensor_slices", "from_tensors", "from_generator",
-                      "TFRecordDataset", "TextLineDataset", "FixedLengthRecordDataset",
-                      "list_files", "choose_from_datasets", "sample_from_datasets"}),
-    "US": frozenset({"Session", "InteractiveSession"}),
-    "UTR": frozenset({"Session", "InteractiveSession", "placeholder", "get_variable",
-                      "variable_scope", "gradients", "global_variables_initializer",
-                      "get_collection", "add_to_collection", "function", "update", "update_add",
-                      "update_sub", "get_session"}),
-}
-#: Seed words matched as the last name of any call (methods, functions of other libraries).
-_PLAIN_WORDS: dict[str, frozenset[str]] = {
-    # IMR asks whether a search runs anywhere in the module (scikit-learn wrappers' build_fn)
-    "IMR": frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score", "cross_validate",
-                      "BayesSearchCV", "HalvingGridSearchCV", "HalvingRandomSearchCV",
-                      "cross_val_predict", "learning_curve", "validation_curve"}),
-    "DIR": frozenset({"predict"}),
-    "US": frozenset(),
-    "UTR": frozenset(),
-}
-#: With a session in the file, US looks for ``x.close()`` anywhere in the module.
-_US_CLOSE_WORDS = frozenset({"close", "closing"})
-#: A function of this name anywhere puts a module in graph mode for UTR.
-_SEED_DEFS = {"UTR": frozenset({"get_updates"})}
-_DIR_DATA_LAST = frozenset({"load", "zip", "range"})  # ``tf.data.experimental.load`` ...
-_UTR_STORE_METHODS = frozenset({"append", "extend", "insert", "appendleft", "add"})
-#: Methods Keras calls once per batch or epoch: UTR treats them as called in a loop.
-_REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end",
-                             "on_test_batch_end", "on_predict_batch_end", "train_step",
-                             "test_step", "on_batch_begin", "on_epoch_begin"})
-_TRACKED_ROOTS = frozenset({"tensorflow", "keras", "tf_keras"})
-#: Calls reported only when they repeat (model and dataset constructors, ``predict``).
-_REPEAT_WORDS = _QN_WORDS["IMR"] | _QN_WORDS["DIR"] | {"predict"}
-#: DIR also reports ``predict`` in functions named like inference (leakwatt.mining.rules.dir).
-_INFERENCE_NAME = getattr(_dir_rule, "_INFERENCE_FUNCS", None) or re.compile(r"")
-_FUNCS = ast.FunctionDef | ast.AsyncFunctionDef
-_COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-
-
-@dataclass(eq=False)
-class _Unit:
-    nodes: list[ast.stmt]
-    ranges: list[tuple[int, int]]  # 1-based inclusive line ranges
-    kind: str  # "stmt" | "header" | "method" | "import" | "alias"
-    name: str = ""  # a function's, class's or method's name
-    header: int = -1  # a method's class header unit
-    callables: set[str] = field(default_factory=set)  # functions, methods, classes it defines
-    values: set[str] = field(default_factory=set)  # other names and ``self.x`` it stores
-    tokens: set[str] = field(default_factory=set)  # names and ``self.x`` it mentions
-    nested_imports: list[ast.Import | ast.ImportFrom] = field(default_factory=list)
-    bases: set[str] = field(default_factory=set)  # names in a class header's bases
-    seed: bool = False
-    loop: bool = False
-    store: bool = False  # stores into a container outside any loop (UTR if called in a loop)
-    weak: bool = False  # a constructor or predict call that needs a caller to count
-
-    @property
-    def dunder(self) -> bool:
-        return self.kind == "method" and self.name.startswith("__") and self.name.endswith("__")
-
-
-def _start(node: ast.stmt) -> int:
-    decos = getattr(node, "decorator_list", None)
-    return min([node.lineno] + [d.lineno for d in decos]) if decos else node.lineno
-
-
-def _dotted_parts(expr: ast.expr) -> list[str] | None:
-    parts: list[str] = []
-    while isinstance(expr, ast.Attribute):
-        parts.append(expr.attr)
-        expr = expr.value
-    if not isinstance(expr, ast.Name):
-        return None
-    parts.append(expr.id)
-    return parts[::-1]
-
-
-def _import_pairs(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str]]:
-    """(local name, dotted name) pairs an import binds, as ``NameResolver`` reads them."""
-    if isinstance(node, ast.Import):
-        return [(a.asname, a.name) if a.asname else (a.name.split(".", 1)[0],
-                                                     a.name.split(".", 1)[0])
-                for a in node.names]
-    if node.level or not node.module:
-        return []
-    return [(a.asname or a.name, f"{node.module}.{a.name}") for a in node.names]
-
-
-def _split_class(node: ast.ClassDef) -> bool:
-    prev_end = node.lineno
-    for stmt in node.body:
-        if _start(stmt) <= prev_end:  # ``class A: pass`` or two statements on one line
-            return False
-        prev_end = stmt.end_lineno or stmt.lineno
-    return True
-
-
-def _is_alias_assign(stmt: ast.stmt) -> bool:
-    return (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Attribute | ast.Name)
-            and all(isinstance(t, ast.Name) for t in stmt.targets))
-
-
-def _units(tree: ast.Module) -> list[_Unit]:
-    units: list[_Unit] = []
-    prev_end = 0
-    for stmt in tree.body:
-        start, end = _start(stmt), stmt.end_lineno or stmt.lineno
-        if start <= prev_end and units:  # ``a = 1; b = 2``: one unit
-            last = units[-1]
-            last.nodes.append(stmt)
-            last.ranges[-1] = (last.ranges[-1][0], max(end, last.ranges[-1][1]))
-            last.kind = "stmt"
-            prev_end = max(prev_end, end)
-            continue
-        prev_end = end
-        if isinstance(stmt, ast.Import | ast.ImportFrom):
-            units.append(_Unit([stmt], [(start, end)], "import"))
-        elif _is_alias_assign(stmt):
-            units.append(_Unit([stmt], [(start, end)], "alias"))
-        elif isinstance(stmt, ast.ClassDef) and _split_class(stmt):
-            header = _Unit([], [(start, _start(stmt.body[0]) - 1)], "header", name=stmt.name)
-            header.callables.add(stmt.name)
-            hidx = len(units)
-            units.append(header)
-            for sub in stmt.body:
-                rng = (_start(sub), sub.end_lineno or sub.lineno)
-                if isinstance(sub, _FUNCS):
-                    units.append(_Unit([sub], [rng], "method", name=sub.name, header=hidx))
-                else:
-                    header.nodes.append(sub)
-                    header.ranges.append(rng)
-            header.bases = _names_in(stmt.bases + stmt.keywords)
-            header.tokens.update(header.bases, _names_in(stmt.decorator_list))
-        else:
-            name = stmt.name if isinstance(stmt, _FUNCS | ast.ClassDef) else ""
-            units.append(_Unit([stmt], [(start, end)], "stmt", name=name))
-    return units
-
-
-def _names_in(nodes: Iterable[ast.AST]) -> set[str]:
-    out: set[str] = set()
-    for node in nodes:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Name):
-                out.add(sub.id)
-            elif isinstance(sub, ast.Attribute):
-                out.add(sub.attr)
-    return out
-
-
-_AST_SKIP = frozenset({"ctx", "op", "type_comment", "kind", "conversion"})
-_AST_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _ast_fields(t: type) -> tuple[str, ...]:
-    fields = _AST_FIELDS.get(t)
-    if fields is None:
-        fields = _AST_FIELDS[t] = tuple(f for f in t._fields if f not in _AST_SKIP)  # type: ignore[attr-defined]
-    return fields
-
-
-@dataclass(eq=False)
-class _Facts:
-    """What one walk over a unit finds."""
-
-    calls: list[list[str]] = field(default_factory=list)  # dotted names of calls
-    aliases: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
-    stored: set[str] = field(default_factory=set)
-    attrs: set[str] = field(default_factory=set)
-    defs: set[str] = field(default_factory=set)
-    store_call: bool = False
-    loop: bool = False
-    comp: bool = False
-    loop_store: bool = False
-
-
-def _walk_unit(unit: _Unit) -> _Facts:
-    """One pass over a unit's ast: names it mentions, defines and calls, loops and stores."""
-    facts = _Facts()
-    tokens, stored, attrs, calls = unit.tokens, facts.stored, facts.attrs, facts.calls
-    stack: list[Any] = list(unit.nodes)
-    pop, push = stack.pop, stack.append
-    while stack:
-        node = pop()
-        t = type(node)
-        if t is ast.Name:
-            tokens.add(node.id)
-            if type(node.ctx) is ast.Store:
-                stored.add(node.id)
-            continue
-        if t is ast.Attribute:
-            recv = node.value
-            if type(recv) is ast.Name and recv.id in ("self", "cls"):
-                tokens.add(node.attr)
-                if type(node.ctx) is ast.Store:
-                    attrs.add(node.attr)
-            push(recv)
-            continue
-        if t is ast.Constant:
-            continue
-        if t is ast.Call:
-            parts = _dotted_parts(node.func)
-            if parts:
-                calls.append(parts)
-                if parts[-1] in _UTR_STORE_METHODS and len(parts) > 1:
-                    facts.store_call = True
-        elif t is ast.For or t is ast.AsyncFor or t is ast.While:
-            facts.loop = True
-        elif t in _COMPS:
-            facts.comp = True
-        elif t is ast.AugAssign:
-            facts.loop_store = facts.loop_store or type(node.op) is ast.Add
-        elif t is ast.Assign or t is ast.AnnAssign:
-            targets = node.targets if t is ast.Assign else [node.target]
-            facts.loop_store = facts.loop_store or any(type(x) is ast.Subscript for x in targets)
-            if t is ast.Assign and type(node.value) in (ast.Attribute, ast.Name):
-                names = [x.id for x in targets if type(x) is ast.Name]
-                parts = _dotted_parts(node.value)
-                if names and parts:
-                    facts.aliases.append((node.lineno, names, parts))
-        elif t is ast.FunctionDef or t is ast.AsyncFunctionDef or t is ast.ClassDef:
-            facts.defs.add(node.name)
-        elif t is ast.Import or t is ast.ImportFrom:
-            unit.nested_imports.append(node)
-            continue
-        for name in _ast_fields(t):
-            value = getattr(node, name, None)
-            if type(value) is list:
-                for item in value:
-                    if isinstance(item, ast.AST):
-                        push(item)
-            elif isinstance(value, ast.AST):
-                push(value)
-    if unit.kind == "method":
-        unit.callables = {unit.name}
-        unit.values = attrs  # the ``self.x`` it stores
-    elif unit.kind == "stmt" and len(unit.nodes) == 1 and isinstance(unit.nodes[0], _FUNCS):
-        unit.callables = {unit.name}  # a function's locals are not visible outside
-    else:
-        unit.callables |= facts.defs
-        unit.values = stored | attrs
-    unit.loop = facts.loop or facts.comp  # calls in comprehensions count as in a loop
-    return facts
-
-
-def _seed_strength(unit: _Unit, facts: _Facts, codes: Sequence[str], qn_words: set[str],
-                   plain_words: frozenset[str], seed_defs: frozenset[str],
-                   heads: set[str]) -> int:
-    """0: no seed; 2: a seed; 1: a seed only if another unit calls it (see below).
-
-    Findings are reported at calls (IMR, DIR, US) and at stores (UTR): a seed has a call whose
-    dotted name holds a seed word (API words only under a tensorflow/keras name), a class whose
-    bases mention one, a store into a container next to a for/while loop, a Keras hook that
-    stores, or an alias assignment the name resolver records. A model or dataset constructor
-    or ``predict`` call is reported only when it repeats: in a loop, twice in one function, in
-    module-level code, in an inference-named function or Keras hook, or in a function another
-    unit calls (a loop there, a search objective, a ``build_fn``); otherwise it is weak.
-    """
-    utr, data = "UTR" in codes, "DIR" in codes
-    repeats = 0
-    for parts in facts.calls:
-        last = parts[-1]
-        if last in plain_words:
-            if last not in _REPEAT_WORDS:
-                return 2
-            repeats += 1
-        elif parts[0] in heads:
-            hit = qn_words.intersection(parts)
-            if hit:
-                if not hit <= _REPEAT_WORDS:
-                    return 2
-                repeats += 1
-            elif data and last in _DIR_DATA_LAST and "data" in parts[:-1]:
-                repeats += 1
-    if any(parts[0] in heads for _, _, parts in facts.aliases):
-        return 2  # ``K = tf.keras.backend`` inside a function still feeds the resolver
-    if unit.kind == "header" and not qn_words.isdisjoint(unit.bases):
-        return 2
-    if not seed_defs.isdisjoint(facts.defs) or unit.name in seed_defs:
-        return 2
-    if utr and facts.loop and (facts.store_call or facts.loop_store):
-        return 2
-    if unit.kind == "method" and unit.name in _REPEATED_HOOKS:
-        return 2 if (utr and unit.store) or repeats else 0
-    if not repeats:
-        return 0
-    if (repeats > 1 or unit.loop or unit.dunder or _module_level_code(unit)
-            or any(_INFERENCE_NAME.match(n) for n in facts.defs | {unit.name})):
-        return 2
-    return 1
-
-
-def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None:
-    """The part of ``source`` the rules need, with the other statements blanked out.
-
-    Returns ``""`` when no finding is possible (libcst need not run), ``None`` when the whole
-    source must be parsed (it does not parse with ``ast``, it star-imports, or nothing can be
-    dropped), and otherwise a source in which every kept statement keeps its line and column.
-    """
-    reduced = _reduce(source, _rule_list(rules), compact=False)
-    return reduced if reduced is None else reduced[0]
-
-
-def _reduce(source: str, codes: list[str], compact: bool
-            ) -> tuple[str, list[int] | None] | None:
-    """``reduce_source``'s work; ``compact`` drops the lines of dropped statements instead of
-    blanking them (libcst then reads fewer lines) and returns, with the text, each of its
-    lines' line number in ``source``. ``("", None)``: no finding possible."""
-    if not codes or not any(token in source for token in _PREFILTER):
-        return "", None
-    if "\r" in source and source.count("\r") != source.count("\r\n"):
-        return None  # lone "\r" line ends: ast and a "\n" split disagree on line numbers
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escapes in old code are not our business
-            tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None  # libcst reports the error (or parses what ast cannot)
-    units = _units(tree)
-    facts: dict[int, _Facts] = {}
-    imports: list[ast.Import | ast.ImportFrom] = []
-    aliases: list[tuple[int, list[str], list[str]]] = []
-    for i, u in enumerate(units):
-        if u.kind == "import":
-            imports.extend(u.nodes)  # type: ignore[arg-type]
-        else:
-            f = facts[i] = _walk_unit(u)
-            imports.extend(u.nested_imports)
-            aliases.extend(f.aliases)
-
-    # Local names bound to tensorflow/keras, and those standing for a seed word themselves.
-    qn_words: set[str] = set()
-    plain: set[str] = set()
-    seed_defs: set[str] = set()
-    for code in codes:
-        qn_words |= _QN_WORDS.get(code, frozenset())
-        plain |= _PLAIN_WORDS.get(code, frozenset())
-        seed_defs |= _SEED_DEFS.get(code, frozenset())
-    if "US" in codes and "Session" in source:
-        plain |= _US_CLOSE_WORDS
-    data = "DIR" in codes
-    heads: set[str] = set()
-    for node in imports:
-        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
-            return None  # a star import can make any name resolve: keep everything
-        for local, full in _import_pairs(node):
-            parts = full.split(".")
-            if parts[0] in _TRACKED_ROOTS:
-                heads.add(local)
-                if not qn_words.isdisjoint(parts) or (data and "data" in parts[1:]):
-                    qn_words.add(local)
-    for _, names, parts in sorted(aliases, key=lambda a: a[0]):
-        if parts[0] in heads:
-            hit = not qn_words.isdisjoint(parts) or (data and "data" in parts[1:])
-            heads.update(names)
-            if hit:
-                qn_words.update(names)
-
-    defines: dict[str, list[int]] = {}
-    seeds: list[int] = []
-    pending = False
-    plain_words, seed_words = frozenset(plain), frozenset(seed_defs)
-    for i, f in facts.items():
-        u = units[i]
-        u.store = "UTR" in codes and f.store_call and not f.loop  # UTR if called in a loop
-        if u.kind == "alias":
-            continue  # kept as it is; it holds no call and needs no other unit
-        for name in u.callables | u.values:
-            defines.setdefault(name, []).append(i)
-        strength = _seed_strength(u, f, codes, qn_words, plain_words, seed_words, heads)
-        u.seed = strength == 2
-        if u.seed:
-            seeds.append(i)
-        elif u.store or strength == 1:
-            u.weak = strength == 1
-            pending = True
-    if not seeds and not pending:
-        return "", None
-    users: dict[str, list[int]] = {}
-    dunders: dict[int, list[int]] = {}
-    for i, u in enumerate(units):
-        for name in u.tokens.intersection(defines):
-            users.setdefault(name, []).append(i)
-        if u.dunder:
-            dunders.setdefault(u.header, []).append(i)
-    # A store outside a loop counts where its function is called from a loop elsewhere; a
-    # weak seed where another unit calls it at all.
-    for i, u in enumerate(units):
-        if u.seed:
-            continue
-        if (u.store and any(units[j].loop for j in users.get(u.name, ()))) or (
-                u.weak and any(j != i for name in u.callables for j in users.get(name, ()))):
-            u.seed = True
-            seeds.append(i)
-    if not seeds:
-        return "", None
-
-    # Module-level code (top-level statements and class-level statements) is one function to
-    # the rules, ``<module>``: its calls, loops and ``with`` items are read together.
-    group = [i for i, u in enumerate(units) if _module_level_code(u)]
-    in_group = set(group)
-
-    keep = set(seeds)
-    work = list(seeds)
-    while work:
-        i = work.pop()
-        u = units[i]
-        nxt: list[int] = []
-        if i in in_group:
-            nxt.extend(group)
-            in_group.clear()
-        for name in u.tokens.intersection(defines):  # what it uses
-            nxt.extend(defines[name])
-        for name in u.callables:  # who calls it (a call in a loop repeats the callee)
-            nxt.extend(users.get(name, ()))
-        if u.kind == "method":
-            nxt.append(u.header)
-            if u.dunder:
-                nxt.extend(dunders.get(u.header, ()))
-        elif u.kind == "header":
-            nxt.extend(dunders.get(i, ()))
-        for j in nxt:
-            if j not in keep:
-                keep.add(j)
-                work.append(j)
-    if all(i in keep or u.kind in ("import", "alias") for i, u in enumerate(units)):
-        return None
-    return _render(source, units, keep, compact)
-
-
-def _module_level_code(unit: _Unit) -> bool:
-    """Whether a unit holds statements the indexer files under ``<module>``."""
-    if unit.kind == "header":
-        body = unit.nodes
-    elif unit.kind == "stmt":
-        node = unit.nodes[0]
-        if len(unit.nodes) > 1 or isinstance(node, ast.If | ast.Try | ast.With | ast.For
-                                             | ast.While | ast.Expr | ast.Assign
-                                             | ast.AugAssign | ast.AnnAssign):
-            return True
-        if isinstance(node, _FUNCS):
-            return False
-        body = node.body if isinstance(node, ast.ClassDef) else [node]
-    else:
-        return False
-    return any(not isinstance(b, _FUNCS | ast.Pass)
-               and not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))
-               for b in body)
-
-
-def _render(source: str, units: list[_Unit], keep: set[int], compact: bool = False
-            ) -> tuple[str, list[int] | None]:
-    lines = source.split("\n")
-    out = [""] * len(lines)
-    dropped = bytearray(len(lines)) if compact else None  # 1: a line of a dropped unit
-    has_body: set[int] = set()
-    for i, u in enumerate(units):
-        kept = i in keep or u.kind in ("import", "alias")
-        if kept:
-            for a, b in u.ranges:
-                out[a - 1:b] = lines[a - 1:b]
-            if u.kind == "method":
-                has_body.add(u.header)
-            elif u.kind == "header" and len(u.ranges) > 1:
-                has_body.add(i)
-            continue
-        if dropped is not None:
-            for a, b in u.ranges:
-                dropped[a - 1:b] = b"\1" * (b - a + 1)
-        indent = ""
-        if u.kind == "method" and u.header in keep:
-            first = lines[u.ranges[0][0] - 1]
-            indent = first[:len(first) - len(first.lstrip())]
-            if u.nested_imports:
-                has_body.add(u.header)
-        for node in u.nested_imports:
-            at = node.lineno - 1
-            text = ast.unparse(node)
-            out[at] = f"{out[at]}; {text}" if out[at].strip() else indent + text
-            if dropped is not None:
-                dropped[at] = 0
-    for i, u in enumerate(units):
-        if u.kind == "header" and i in keep and i not in has_body:
-            first_line = units[i + 1].ranges[0][0] - 1  # the class's first method
-            first = lines[first_line]
-            out[first_line] = first[:len(first) - len(first.lstrip())] + "pass"
-            if dropped is not None:
-                dropped[first_line] = 0
-    fixed = [o + "\r" if line.endswith("\r") and not o.endswith("\r") else o
-             for o, line in zip(out, lines, strict=True)]
-    if dropped is None:
-        return "\n".join(fixed), None
-    # Blank and comment lines between statements carry nothing the rules read: drop them too
-    # (a line after one ending in a backslash stays; a parse error would fall back anyway).
-    covered = bytearray(len(lines))
-    for u in units:
-        for a, b in u.ranges:
-            covered[a - 1:b] = b"\1" * (b - a + 1)
-    prev = ""
-    for n, line in enumerate(fixed):
-        if dropped[n]:
-            continue
-        if not covered[n] and not prev.endswith("\\"):
-            bare = line.strip()
-            if not bare or bare.startswith("#"):
-                dropped[n] = 1
-                continue
-        prev = line.rstrip("\r")
-    numbers = [n for n, gone in enumerate(dropped, start=1) if not gone]
-    return "\n".join(fixed[n - 1] for n in numbers), numbers
-
-
-def _skip_validation(node: cst.CSTNode) -> None:
-    return None
-
-
-def _parse_module(text: str) -> cst.Module:
-    """``libcst.parse_module`` without the per-node validation of the constructors.
-
-    Every node the parser builds runs ``CSTNode._validate`` (about an eighth of the parse
-    time), which checks invariants a syntactically valid parse already has. Nodes built
-    elsewhere (autofixes) are still validated: the check is restored right after the parse.
-    """
-    base = cst.CSTNode
-    saved = base.__dict__["__post_init__"]
-    base.__post_init__ = _skip_validation  # type: ignore[method-assign]
-    try:
-        return cst.parse_module(text)
-    finally:
-        base.__post_init__ = saved  # type: ignore[method-assign]
-
-
 def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None = None,
                 prefilter: bool = True) -> list[Finding]:
     """Findings of ``rules`` (all when None) in Python ``source``; ScanError if unparsable.
@@ -695,15 +134,15 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
     ``prefilter=False`` parses and checks the whole source (the reference the pre-filter is
     tested against); the findings are the same.
     """
-    codes = _rule_list(rules)
-    if not codes or not any(token in source for token in _PREFILTER):
+    codes = select_rules(rules)
+    if not triggered(source, codes):
         return []
-    reduced = _reduce(source, codes, compact=True) if prefilter else None
+    reduced = compact_source(source, codes) if prefilter else None
     if reduced is not None and reduced[0] == "":
         return []
     text, numbers = (source, None) if reduced is None else reduced
     try:
-        module = _parse_module(text)
+        module = parse_module(text)
     except (cst.ParserSyntaxError, RecursionError, ValueError, TypeError) as exc:
         if reduced is None:
             raise ScanError(f"{path}: {_syntax_reason(source, exc)}") from None
@@ -723,23 +162,8 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
 # Bytes (files and git blobs), with a content-hash cache
 # --------------------------------------------------------------------------------------------
 
-#: In-process findings cache, least recently used first; bounded by ``CACHE_SIZE`` entries.
-_CACHE: OrderedDict[str, FileResult] = OrderedDict()
-CACHE_SIZE = 20_000
-
-
-def _cache_get(key: str) -> FileResult | None:
-    hit = _CACHE.get(key)
-    if hit is not None:
-        _CACHE.move_to_end(key)
-    return hit
-
-
-def _cache_put(key: str, result: FileResult) -> None:
-    _CACHE[key] = result
-    _CACHE.move_to_end(key)
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
+#: In-process findings cache (see :mod:`leakwatt.mining.scan_cache`).
+_CACHE: scan_cache.LRU[FileResult] = scan_cache.LRU(scan_cache.CACHE_SIZE)
 
 
 def clear_cache() -> None:
@@ -748,9 +172,8 @@ def clear_cache() -> None:
 
 
 def cache_key(data: bytes, rules: Sequence[str], max_bytes: int) -> str:
-    h = hashlib.sha256(data)
-    h.update(f"\0{DETECTOR_VERSION}\0{','.join(sorted(rules))}\0{max_bytes}".encode())
-    return h.hexdigest()
+    """The findings cache's key of a scan of ``data`` with ``rules`` by the current rules."""
+    return scan_cache.cache_key(data, rules, max_bytes, detector_version())
 
 
 def _with_path(result: FileResult, path: str) -> FileResult:
@@ -760,33 +183,14 @@ def _with_path(result: FileResult, path: str) -> FileResult:
 
 
 def _load_disk(cache_dir: Path, key: str) -> FileResult | None:
-    file = cache_dir / key[:2] / f"{key}.json"
+    raw = scan_cache.load(cache_dir, key)
+    if raw is None:
+        return None
     try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
         raw["findings"] = [Finding(**f) for f in raw["findings"]]
         return FileResult(**raw)
-    except (OSError, ValueError, TypeError, KeyError):
+    except (TypeError, KeyError):
         return None
-
-
-def _store_disk(cache_dir: Path, key: str, result: FileResult) -> None:
-    """Write one cache entry atomically (temporary file, then rename).
-
-    Not fsync'ed: an entry lost or torn by a crash does not parse, counts as a miss and is
-    rescanned, and an fsync per file would cost more than the scan of a small file.
-    """
-    file = cache_dir / key[:2] / f"{key}.json"
-    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{key[:8]}", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(result.to_dict()))
-            os.replace(tmp, file)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
 
 def _decode(data: bytes) -> str:
     try:
@@ -873,19 +277,19 @@ def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
                max_bytes: int = DEFAULT_MAX_BYTES,
                cache_dir: str | os.PathLike[str] | None = None) -> FileResult:
     """Scan one file's bytes (a file or a git blob); never raises for bad content."""
-    codes = _rule_list(rules)
+    codes = select_rules(rules)
     key = cache_key(data, codes, max_bytes)
-    hit = _cache_get(key)
+    hit = _CACHE.get(key)
     if hit is None and cache_dir is not None:
         hit = _load_disk(Path(cache_dir), key)
         if hit is not None:
-            _cache_put(key, hit)
+            _CACHE.put(key, hit)
     if hit is not None:
         return _with_path(hit, path)
     result = _scan_uncached(data, path, codes, max_bytes)
-    _cache_put(key, result)
+    _CACHE.put(key, result)
     if cache_dir is not None:
-        _store_disk(Path(cache_dir), key, result)
+        scan_cache.store(Path(cache_dir), key, result.to_dict())
     return result
 
 

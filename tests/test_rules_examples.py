@@ -5,8 +5,9 @@ from __future__ import annotations
 import libcst as cst
 import pytest
 
-from leakwatt.mining.rules import RULES, check_module
+from leakwatt.mining.rules import REGISTRY, RULES, check_module
 from leakwatt.mining.rules.fixes import apply_fixes
+from leakwatt.mining.scan import scan_source
 
 VALID_CASES = [
     pytest.param(code, ex.code, id=f"{code}-valid-{i}")
@@ -23,13 +24,22 @@ def _check(code: str, source: str):
 
 
 def test_every_rule_has_examples_and_docs() -> None:
-    assert set(RULES) == {"IMR", "UTR", "DIR", "US"}
+    assert list(RULES) == [cls.CODE for cls in REGISTRY]  # one id per rule, registry order
     for code, cls in RULES.items():
         assert code == cls.CODE
         assert cls.__doc__ and cls.MESSAGE and cls.NAME
         assert len(cls.VALID) >= 3 and len(cls.INVALID) >= 3
         for ex in cls.INVALID:
             assert ex.variant is None or ex.variant in cls.VARIANTS
+        assert not cls.SEEDS.empty, f"{code}: declare SEEDS so the pre-filter can skip files"
+
+
+@pytest.mark.parametrize(("code", "example"), INVALID_CASES)
+def test_seed_words_let_every_invalid_example_through_the_prefilter(code: str, example) -> None:
+    """A rule's SEEDS must cover its own examples: the pre-filtered scan finds what the
+    whole-module check finds."""
+    whole = scan_source(example.code, "example.py", [code], prefilter=False)
+    assert scan_source(example.code, "example.py", [code]) == whole and whole
 
 
 @pytest.mark.parametrize(("code", "source"), VALID_CASES)

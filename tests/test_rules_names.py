@@ -6,7 +6,7 @@ import libcst as cst
 import pytest
 
 from leakwatt.mining.rules import check_module
-from leakwatt.mining.rules.base import ModuleContext
+from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.names import canonical
 from leakwatt.mining.scan import scan_source
 

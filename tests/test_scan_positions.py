@@ -8,8 +8,10 @@ from pathlib import Path
 import libcst as cst
 import pytest
 
+from leakwatt.mining.prefilter import compact_source
 from leakwatt.mining.rules import RULES, check_module
-from leakwatt.mining.scan import _parse_module, _reduce, _rule_list, scan_source
+from leakwatt.mining.rules.fastcst import parse_module
+from leakwatt.mining.scan import scan_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scan" / "prefilter"
 SOURCES = {p.name: p.read_bytes().decode("utf-8") for p in sorted(FIXTURES.glob("*.py"))}
@@ -33,7 +35,7 @@ def test_positions_per_definition_match_whole_module(name: str) -> None:
 
 def test_findings_in_nested_methods_keep_their_lines_after_dropped_statements() -> None:
     source = SOURCES["deep_methods.py"]
-    reduced = _reduce(source, _rule_list(None), compact=True)
+    reduced = compact_source(source, list(RULES))
     assert reduced is not None
     text, numbers = reduced
     assert numbers is not None and len(numbers) == text.count("\n") + 1
@@ -48,8 +50,8 @@ def test_findings_in_nested_methods_keep_their_lines_after_dropped_statements() 
 
 def test_parse_without_validation_builds_the_same_tree_and_restores_validation() -> None:
     source = SOURCES["deep_methods.py"]
-    assert _parse_module(source).deep_equals(cst.parse_module(source))
+    assert parse_module(source).deep_equals(cst.parse_module(source))
     with pytest.raises(cst.ParserSyntaxError):
-        _parse_module("def broken(:\n")
+        parse_module("def broken(:\n")
     with pytest.raises(cst.CSTValidationError):  # nodes built after a parse are checked again
         cst.Name("")

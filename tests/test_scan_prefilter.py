@@ -1,4 +1,4 @@
-"""The pre-filter (leakwatt.mining.scan.reduce_source) must never change what the rules report.
+"""The pre-filter (leakwatt.mining.prefilter.reduce_source) must never change what the rules report.
 
 Every check compares ``scan_source(prefilter=True)`` with the whole-file reference
 ``scan_source(prefilter=False)`` on fixtures written for the cross-statement cases the rules
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from leakwatt.mining import scan
+from leakwatt.mining.prefilter import reduce_source
 from leakwatt.mining.rules import RULES
-from leakwatt.mining.scan import reduce_source, scan_bytes, scan_paths, scan_source
+from leakwatt.mining.scan import scan_bytes, scan_paths, scan_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scan" / "prefilter"
 FILES = sorted(FIXTURES.glob("*.py"))
@@ -97,7 +98,7 @@ def test_selected_rules_change_the_seeds() -> None:
 
 def test_cache_is_a_bounded_lru(monkeypatch: pytest.MonkeyPatch) -> None:
     scan.clear_cache()
-    monkeypatch.setattr(scan, "CACHE_SIZE", 2)
+    monkeypatch.setattr(scan._CACHE, "size", 2)
     blobs = [f"import tensorflow as tf\nx{i} = 1\n".encode() for i in range(3)]
     scan_bytes(blobs[0], "a.py")
     scan_bytes(blobs[1], "b.py")

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from leakwatt.mining.rules import catalogue_markdown
+from leakwatt.mining.rules.catalogue import catalogue_markdown
 
 sys.stdout.write(catalogue_markdown())

@@ -7,36 +7,28 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from leakwatt.mining.rules.base import (
-    CallSite,
-    FuncInfo,
-    Invalid,
-    Loop,
-    ModuleContext,
-    Report,
-    Rule,
-    Valid,
-    dedent,
-)
+from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
+from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import replace_expr
-from leakwatt.mining.rules.utr import called_in_loop
+from leakwatt.mining.rules.index import CallSite, Loop
+from leakwatt.mining.rules.kit import (
+    DIR_STEPS,
+    INFERENCE_FUNCS,
+    called_in_loop,
+    is_param,
+    loop_iter,
+    names_read,
+    step_loop,
+)
 from leakwatt.mining.rules.values import DATASET, MODEL, UNKNOWN, ValueKinds, is_dataset_ctor, kinds_for
 
 _MODEL_NAME = re.compile(
     r"(model|net|generator|discriminator|encoder|decoder|actor|critic|autoencoder|cnn|lstm|"
     r"rnn|gan|policy|q_?func|brain)", re.IGNORECASE)
-_INFERENCE_FUNCS = re.compile(
-    r"^(act|get_action|choose_action|select_action|pick_action|policy|infer|inference|"
-    r"predict\w*|classify|detect|recognize|get_q\w*|q_values?)$", re.IGNORECASE)
 #: Names that stand for one batch or one sample (a state, an observation, a frame).
 _BATCH_NAME = re.compile(
     r"(?:^|_)(?:batch|minibatch|mb|sample|state|obs|observation|frame|img|image|window|s|s1|s2|"
     r"xb|x_b|step)(?:$|_|\d)", re.IGNORECASE)
-#: Iterables (or loop targets) whose iterations are steps, batches or single samples.
-_STEP_ITER = re.compile(
-    r"(?:^|_)(?:batch|batches|minibatch|minibatches|sample|samples|state|states|obs|frame|frames|"
-    r"img|imgs|image|images|step|steps|episode|episodes|ds|dataset|loader|iter|iterator|stream|"
-    r"window|windows)(?:$|_)", re.IGNORECASE)
 #: Inputs that are generators, datasets or Keras Sequences: predict_on_batch cannot take them.
 _GENERATOR_NAME = re.compile(
     r"(?:^|_)(?:gen|generator|generators|ds|dataset|datasets|loader|iterator|flow|sequence|seq|"
@@ -44,7 +36,11 @@ _GENERATOR_NAME = re.compile(
 _GENERATOR_CALLS = frozenset({"flow", "flow_from_directory", "flow_from_dataframe",
                               "as_numpy_iterator", "batch", "prefetch", "from_generator"})
 _SAMPLE_CALLS = frozenset({"expand_dims"})
-_ITER_WRAPPERS = frozenset({"enumerate", "zip", "tqdm", "iter", "list", "reversed", "trange"})
+
+
+_DATASET_WORDS = frozenset({"Dataset", "from_tensor_slices", "from_tensors", "from_generator",
+                            "TFRecordDataset", "TextLineDataset", "FixedLengthRecordDataset",
+                            "list_files", "choose_from_datasets", "sample_from_datasets"})
 
 
 class DatasetIteratorRetention(Rule):
@@ -60,9 +56,10 @@ class DatasetIteratorRetention(Rule):
     ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a function called
     from a loop are reported too. The finding is at the call.
 
-    Autofix: ``model.predict(x)`` becomes ``model.predict_on_batch(x)`` (never
-    ``model(x, training=False)``, which returns a tensor where ``predict`` returns NumPy arrays;
-    ``predict_on_batch`` returns NumPy too and keeps the calling code's semantics). It is offered
+    Remedy and autofix: ``model.predict(x)`` becomes ``model.predict_on_batch(x)``, which
+    returns NumPy arrays like ``predict`` and so keeps the calling code's semantics. Neither the
+    message nor the fix proposes ``model(x, training=False)``: it avoids the pipeline too (and is
+    not reported) but returns a tensor where ``predict`` returns NumPy arrays. It is offered
     only when the receiver is known to be a Keras model, the call passes one positional input and
     at most ``verbose=`` (dropped: ``predict_on_batch`` takes no ``verbose``), and that input is
     one batch: a single sample made explicit (``x[None]``, ``np.expand_dims(x, 0)``,
@@ -79,8 +76,14 @@ class DatasetIteratorRetention(Rule):
     CODE = "DIR"
     NAME = "Dataset-Iterator Retention"
     MESSAGE = ("model.predict()/tf.data pipeline created on every iteration; each call builds a "
-               "new dataset and iterator. Call the model directly (model(x, training=False)) or "
-               "predict_on_batch(), or build the dataset once")
+               "new dataset and iterator. Call model.predict_on_batch(x) for one batch (it "
+               "returns NumPy like predict), or build the dataset once outside the loop")
+    #: Dataset constructors (``tf.data.Dataset.*``, ``tf.data.experimental.load``) and
+    #: ``predict`` on anything.
+    SEEDS = Seeds(
+        api=_DATASET_WORDS, calls=frozenset({"predict"}),
+        module_calls={"data": frozenset({"load", "zip", "range"})},
+        repeats=_DATASET_WORDS | {"predict", "load", "zip", "range"})
     VARIANTS = {
         "predict-in-loop": "model.predict inside a for/while loop or comprehension",
         "predict-in-called-fn": "model.predict in a function called from a loop",
@@ -247,11 +250,11 @@ class DatasetIteratorRetention(Rule):
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         kinds = kinds_for(ctx)
-        repeated = called_in_loop(ctx)
+        repeated = ctx.analysis(called_in_loop)
         for site in ctx.calls:
             fn = site.func
             in_repeated = id(fn) in repeated
-            in_inference = bool(fn.node is not None and _INFERENCE_FUNCS.match(fn.name))
+            in_inference = bool(fn.node is not None and INFERENCE_FUNCS.match(fn.name))
             if site.method == "predict" and site.receiver is not None:
                 conf = self._model_confidence(ctx, site)
                 if conf == 0.0:
@@ -327,36 +330,6 @@ def _to_predict_on_batch(call: cst.Call) -> cst.Call:
     arg = first.with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg)
     return call.with_changes(func=func.with_changes(attr=cst.Name("predict_on_batch")),
                              args=[arg])
-
-
-def _names(expr: cst.BaseExpression) -> list[cst.Name]:
-    """Names read by ``expr``: receivers and arguments, not attribute or keyword names."""
-    out: list[cst.Name] = []
-    todo: list[cst.CSTNode] = [expr]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, cst.Name):
-            out.append(node)
-        elif isinstance(node, cst.Attribute):
-            todo.append(node.value)
-        elif isinstance(node, cst.Call):
-            if isinstance(node.func, cst.Attribute):
-                todo.append(node.func.value)
-            todo.extend(a.value for a in node.args)
-        elif isinstance(node, cst.Lambda | cst.ListComp | cst.GeneratorExp | cst.SetComp
-                        | cst.DictComp):
-            continue
-        else:
-            todo.extend(node.children)
-    return out
-
-
-def _is_param(fn: FuncInfo, name: str) -> bool:
-    if fn.node is None:
-        return False
-    p = fn.node.params
-    every = [*p.posonly_params, *p.params, *p.kwonly_params]
-    return any(q.name.value == name for q in every)
 
 
 def _explicit_sample(ctx: ModuleContext, expr: cst.BaseExpression) -> bool:
@@ -446,46 +419,9 @@ def _has_yield(node: cst.FunctionDef) -> bool:
     return found
 
 
-def _loop_iter(loop: Loop) -> tuple[cst.BaseExpression | None, cst.BaseExpression | None]:
-    node = loop.node
-    if isinstance(node, cst.For):
-        return node.iter, node.target
-    for_in = getattr(node, "for_in", None)
-    if isinstance(for_in, cst.CompFor):
-        return for_in.iter, for_in.target
-    return None, None
-
-
-def _per_step_loop(kinds: ValueKinds, fn: FuncInfo, loop: Loop) -> bool:
-    """A ``while`` loop, or a ``for`` over a dataset or over names that say batches/samples."""
-    if loop.kind == "while":
-        return True
-    it, target = _loop_iter(loop)
-    if it is None:
-        return False
-    todo: list[cst.BaseExpression] = [it]
-    while todo:
-        expr = todo.pop()
-        if kinds.expr_kind(expr, fn, 10**9) == DATASET:
-            return True
-        if isinstance(expr, cst.Call):
-            func = expr.func
-            fname = func.value if isinstance(func, cst.Name) else (
-                func.attr.value if isinstance(func, cst.Attribute) else "")
-            if fname in _ITER_WRAPPERS:
-                todo.extend(a.value for a in expr.args)
-            elif _STEP_ITER.search(fname):
-                return True
-        elif isinstance(expr, cst.Name | cst.Attribute):
-            last = expr.value if isinstance(expr, cst.Name) else expr.attr.value
-            if _STEP_ITER.search(last):
-                return True
-    return target is not None and any(_STEP_ITER.search(n.value) for n in _names(target))
-
-
 def _index_loop_var(loop: Loop) -> str | None:
     """``i`` in ``for i in range(n)`` / ``for i, _ in enumerate(xs)``: an integer index."""
-    it, target = _loop_iter(loop)
+    it, target = loop_iter(loop)
     if not isinstance(it, cst.Call) or not isinstance(it.func, cst.Name):
         return None
     if it.func.value in ("range", "trange") and isinstance(target, cst.Name):
@@ -510,7 +446,7 @@ def _one_batch(ctx: ModuleContext, kinds: ValueKinds, site: CallSite, variant: s
     if _explicit_sample(ctx, expr):
         return True
     fn = site.func
-    names = _names(expr)
+    names = names_read(expr)
     if variant == "predict-in-loop":
         loop = site.loops[-1]
         index_var = _index_loop_var(loop)
@@ -519,7 +455,7 @@ def _one_batch(ctx: ModuleContext, kinds: ValueKinds, site: CallSite, variant: s
             if isinstance(first, cst.Index) and isinstance(first.value, cst.Name) and \
                     first.value.value == index_var:
                 return True
-        per_step = _per_step_loop(kinds, fn, loop)
+        per_step = step_loop(ctx, kinds, fn, loop, DIR_STEPS)
         for name in names:
             ev = ctx.last_assign(fn, name.value, site.seq)
             bound_here = ev is not None and loop in ev.loops or _bound_by(loop, name.value)
@@ -530,7 +466,7 @@ def _one_batch(ctx: ModuleContext, kinds: ValueKinds, site: CallSite, variant: s
     for name in names:
         if not _BATCH_NAME.search(name.value):
             continue
-        if _is_param(fn, name.value):
+        if is_param(fn, name.value, star=False):
             return True
         ev = ctx.last_assign(fn, name.value, site.seq)
         if ev is not None and ev.func is fn:
@@ -539,5 +475,5 @@ def _one_batch(ctx: ModuleContext, kinds: ValueKinds, site: CallSite, variant: s
 
 
 def _bound_by(loop: Loop, name: str) -> bool:
-    _, target = _loop_iter(loop)
-    return target is not None and any(n.value == name for n in _names(target))
+    _, target = loop_iter(loop)
+    return target is not None and any(n.value == name for n in names_read(target))

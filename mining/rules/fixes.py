@@ -7,7 +7,7 @@ from typing import Any
 
 import libcst as cst
 
-from leakwatt.mining.rules.base import Fix
+from leakwatt.mining.rules.api import Fix
 
 
 def _is_docstring(stmt: cst.CSTNode) -> bool:

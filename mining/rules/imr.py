@@ -7,18 +7,10 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from leakwatt.mining.rules.base import (
-    CallSite,
-    FuncInfo,
-    Invalid,
-    Loop,
-    ModuleContext,
-    Report,
-    Rule,
-    Valid,
-    dedent,
-)
+from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
+from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import insert_at_top
+from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
 from leakwatt.mining.rules.values import MODEL, is_clear, is_model_ctor, kinds_for, model_subclasses
 
 _TRAIN_METHODS = {"fit": "fit", "fit_generator": "fit", "train_on_batch": "train_on_batch"}
@@ -41,6 +33,10 @@ class _Repeat:
     loop_kind: str
     cleared: bool
     fix_target: Loop | FuncInfo | None
+
+
+_MODEL_WORDS = frozenset({"Sequential", "Model", "Functional", "load_model", "model_from_json",
+                          "model_from_yaml", "model_from_config", "clone_model", "applications"})
 
 
 class ImproperModelReuse(Rule):
@@ -66,7 +62,17 @@ class ImproperModelReuse(Rule):
     CODE = "IMR"
     NAME = "Improper Model Reuse"
     MESSAGE = ("Keras model constructed repeatedly without clear_session(); each copy stays "
-               "in the backend's global state and memory grows per iteration")
+               "in the backend's global state and memory grows per iteration. Call "
+               "keras.backend.clear_session() before building each new model")
+    #: Model constructors and loaders; a scikit-learn search or cross-validation anywhere in
+    #: the module makes a ``build_fn`` repeat.
+    SEEDS = Seeds(
+        api=_MODEL_WORDS,
+        calls=frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
+                         "cross_validate", "BayesSearchCV", "HalvingGridSearchCV",
+                         "HalvingRandomSearchCV", "cross_val_predict", "learning_curve",
+                         "validation_curve"}),
+        repeats=_MODEL_WORDS)
     VARIANTS = {
         "loop-fit": "model built and trained inside a loop",
         "loop-build": "model built or loaded inside a loop (no training seen in the loop)",

@@ -6,16 +6,9 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from leakwatt.mining.rules.base import (
-    CallSite,
-    Fix,
-    Invalid,
-    ModuleContext,
-    Report,
-    Rule,
-    Valid,
-    dedent,
-)
+from leakwatt.mining.rules.api import Fix, Invalid, Report, Rule, Seeds, Valid, dedent
+from leakwatt.mining.rules.context import ModuleContext
+from leakwatt.mining.rules.index import CallSite
 from leakwatt.mining.rules.values import is_session_ctor
 
 
@@ -38,7 +31,9 @@ class UnclosedSession(Rule):
     NAME = "Unclosed Session"
     MESSAGE = ("TensorFlow Session is never closed on every path; use "
                "`with tf.compat.v1.Session() as sess:` or call sess.close() in a finally block")
-    TRIGGERS = ("Session",)
+    #: ``close``/``closing`` calls matter (they end a session) only where a Session appears.
+    SEEDS = Seeds(api=frozenset({"Session", "InteractiveSession"}),
+                  calls_if={"Session": frozenset({"close", "closing"})})
     VARIANTS = {
         "session-no-close": "the session is never closed",
         "session-close-conditional": "close() only on some paths (inside a branch or loop)",

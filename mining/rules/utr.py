@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 
 import libcst as cst
 
-from leakwatt.mining.rules.base import (
-    FuncInfo,
-    Invalid,
-    Loop,
-    ModuleContext,
-    Report,
-    Rule,
-    Valid,
-    dedent,
-)
+from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
+from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import replace_expr
+from leakwatt.mining.rules.index import FuncInfo, Loop
+from leakwatt.mining.rules.kit import UTR_STEPS, bound_names, called_in_loop, is_param, step_loop
 from leakwatt.mining.rules.values import (
     CONTAINER,
-    DATASET,
     GRADS,
     SCALAR,
     TENSORISH,
@@ -29,7 +21,6 @@ from leakwatt.mining.rules.values import (
 )
 
 _STORE_METHODS = frozenset({"append", "extend", "insert", "appendleft", "add"})
-#: Keras callback / model hooks the framework calls once per batch or epoch.
 #: Calls that only exist in TF1 / Keras-2 graph mode: a module using them builds symbolic
 #: tensors, so Python lists of tensors are graph structure, not buffers kept per step.
 _GRAPH_MODE_CALLS = frozenset({
@@ -40,38 +31,13 @@ _GRAPH_MODE_CALLS = frozenset({
     "keras.backend.update_add", "keras.backend.update_sub", "keras.backend.placeholder",
     "keras.backend.gradients", "keras.backend.get_session",
 })
-_REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end",
-                             "on_test_batch_end", "on_predict_batch_end", "train_step",
-                             "test_step", "on_batch_begin", "on_epoch_begin"})
-
-
-def called_in_loop(ctx: ModuleContext) -> set[int]:
-    """Ids of same-module functions called (directly) from inside a loop, plus Keras hooks."""
-    cached = ctx.cache.get("called_in_loop")
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
-    out: set[int] = set()
-    for site in ctx.calls:
-        if site.loops:
-            target = ctx.resolve_local_function(site)
-            if target is not None and target is not site.func:
-                out.add(id(target))
-    for fn in ctx.functions:
-        if fn.class_name and fn.name in _REPEATED_HOOKS:
-            out.add(id(fn))
-    ctx.cache["called_in_loop"] = out
-    return out
 
 
 def graph_mode(ctx: ModuleContext) -> bool:
     """The module builds a TF1/Keras-2 graph (sessions, placeholders, ``K.function``,
     ``K.update``, ``tf.gradients``, an optimizer's ``get_updates``)."""
-    cached = ctx.cache.get("utr_graph_mode")
-    if cached is None:
-        cached = any(s.qn in _GRAPH_MODE_CALLS for s in ctx.calls) or any(
-            fn.name == "get_updates" for fn in ctx.functions)
-        ctx.cache["utr_graph_mode"] = cached
-    return bool(cached)
+    return any(s.qn in _GRAPH_MODE_CALLS for s in ctx.calls) or any(
+        fn.name == "get_updates" for fn in ctx.functions)
 
 
 def _statement_loop(loops: tuple[Loop, ...]) -> Loop | None:
@@ -155,6 +121,8 @@ class UnreleasedTensorReference(Rule):
     NAME = "Unreleased Tensor References"
     MESSAGE = ("Tensor stored across loop iterations without conversion; the container keeps "
                "every tensor (and its buffers) alive. Store float(t) or t.numpy() instead")
+    SEEDS = Seeds(api=frozenset(qn.rsplit(".", 1)[1] for qn in _GRAPH_MODE_CALLS),
+                  defs=frozenset({"get_updates"}), stores=_STORE_METHODS)
     VARIANTS = {
         "append-loss": "a loss tensor appended to a history list",
         "append-metric": "a metric result tensor appended to a list",
@@ -518,10 +486,10 @@ class UnreleasedTensorReference(Rule):
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
-        if graph_mode(ctx):
+        if ctx.analysis(graph_mode):
             return
         kinds = kinds_for(ctx)
-        repeated = called_in_loop(ctx)
+        repeated = ctx.analysis(called_in_loop)
         for fn in ctx.functions:
             yield from self._check_function(ctx, kinds, fn, id(fn) in repeated)
 
@@ -535,7 +503,7 @@ class UnreleasedTensorReference(Rule):
         if loop is None:  # a repeated function: only stores that survive the call count
             return fn.node is None or not any(
                 isinstance(ev.target, cst.Name) and ev.target.value == root.value
-                for ev in fn.assigns) and not _is_param_of(fn, root.value)
+                for ev in fn.assigns) and not is_param(fn, root.value)
         return not ctx.created_in_loop(fn, root.value, loop)
 
     def _check_function(self, ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
@@ -557,7 +525,7 @@ class UnreleasedTensorReference(Rule):
                 continue
             kind = kinds.expr_kind(arg.value, fn, site.seq)
             if kind not in TENSORISH or (
-                    not _step_loop(ctx, kinds, fn, loop)
+                    not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
                     and self._collected_result(ctx, fn, receiver, site.seq)):
                 continue
             yield self._report(ctx, kinds, fn, site.seq, site.node, arg.value, kind, site.stmt,
@@ -612,7 +580,7 @@ class UnreleasedTensorReference(Rule):
             if lp.kind != "comprehension":
                 if lp is not loop and ctx.created_in_loop(fn, name, lp):
                     return True  # created in an enclosing iteration, filled by non-step loops
-                if _step_loop(ctx, kinds, fn, lp):
+                if step_loop(ctx, kinds, fn, lp, UTR_STEPS):
                     return False
             lp = lp.parent
         return False
@@ -631,7 +599,7 @@ class UnreleasedTensorReference(Rule):
                                    for a in s.node.args):
                 return True
         return fn.node is not None and any(
-            name in {n.value for n in _names(v)} for v, _ in fn.returns)
+            name in {n.value for n in bound_names(v)} for v, _ in fn.returns)
 
     @staticmethod
     def _changing_key(target: cst.Subscript) -> bool:
@@ -696,56 +664,7 @@ class UnreleasedTensorReference(Rule):
         return False
 
 
-#: Calls that make a loop a training or inference step loop.
-_STEP_CALLS = frozenset({"gradient", "apply_gradients", "train_on_batch", "test_on_batch",
-                         "predict_on_batch", "minimize", "train_step", "test_step"})
 _FORWARD_METHODS = frozenset({"call", "__call__", "build", "_build"})
-#: Names of iterables (or of ``range`` bounds) that stand for data batches or training steps.
-_STEP_NAME = re.compile(
-    r"(?:^|_)(?:ds|data|dataset|datasets|loader|iter|iterator|batch|batches|gen|generator|"
-    r"step|steps|epoch|epochs|episode|episodes|sample|samples|queue)(?:$|_)", re.IGNORECASE)
-_ITER_WRAPPERS = frozenset({"enumerate", "zip", "tqdm", "iter", "list", "range", "trange",
-                            "reversed", "islice"})
-
-
-def _step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | None) -> bool:
-    """The loop runs once per batch, step or episode: a ``while`` loop, or a ``for`` loop over a
-    ``tf.data`` dataset, an iterator, or a name (or ``range`` bound) that says data or steps."""
-    if loop is None or loop.kind == "while":
-        return True
-    if any(loop in site.loops and (site.qn == "tensorflow.GradientTape" or site.method in _STEP_CALLS)
-           for site in fn.calls):
-        return True
-    node = loop.node
-    if not isinstance(node, cst.For):
-        return False
-    todo: list[cst.BaseExpression] = [node.iter]
-    while todo:
-        expr = todo.pop()
-        if isinstance(expr, cst.Call):
-            func = expr.func
-            fname = func.value if isinstance(func, cst.Name) else (
-                func.attr.value if isinstance(func, cst.Attribute) else "")
-            if fname in _ITER_WRAPPERS:
-                todo.extend(a.value for a in expr.args)
-                continue
-            if fname in ("items", "keys", "values"):
-                return False
-            if kinds.expr_kind(expr, fn, 10**9) == DATASET or _STEP_NAME.search(fname):
-                return True
-            continue
-        if isinstance(expr, cst.Name | cst.Attribute):
-            last = expr.value if isinstance(expr, cst.Name) else expr.attr.value
-            if _STEP_NAME.search(last):
-                return True
-            if isinstance(expr, cst.Name):
-                ev = ctx.last_assign(fn, expr.value, 10**9)
-                if ev is not None and ev.value is not None and kinds.expr_kind(
-                        ev.value, fn, ev.seq) == DATASET:
-                    return True
-        elif isinstance(expr, cst.BinaryOperation):
-            todo.extend((expr.left, expr.right))
-    return False
 
 
 def _over_mapping(loop: Loop) -> bool:
@@ -779,19 +698,6 @@ def _from_dataset(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, value: cs
     return False
 
 
-def _names(expr: cst.BaseExpression) -> list[cst.Name]:
-    if isinstance(expr, cst.Name):
-        return [expr]
-    if isinstance(expr, cst.Tuple | cst.List):
-        return [n for el in expr.elements for n in _names(el.value)]
-    return []
-
-
 def _has_tape(fn: FuncInfo) -> bool:
     return any(s.qn == "tensorflow.GradientTape" for s in fn.calls)
 
-
-def _is_param_of(fn: FuncInfo, name: str) -> bool:
-    from leakwatt.mining.rules.base import _is_param
-
-    return fn.node is not None and _is_param(fn.node, name)

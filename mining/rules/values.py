@@ -8,9 +8,14 @@ kind is unknown it says so, and the rules do not report.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import libcst as cst
 
-from leakwatt.mining.rules.base import AssignEvent, CallSite, FuncInfo, ModuleContext
+from leakwatt.mining.rules.index import AssignEvent, CallSite, FuncInfo
+
+if TYPE_CHECKING:
+    from leakwatt.mining.rules.context import ModuleContext
 
 TENSOR = "tensor"
 SCALAR = "scalar_tensor"
@@ -106,11 +111,12 @@ def is_dataset_ctor(qn: str | None) -> bool:
                     "Dataset", "load", "choose_from_datasets", "sample_from_datasets")
 
 
-def model_subclasses(ctx: ModuleContext) -> set[str]:
-    """Names of module classes that (transitively) subclass ``keras.Model``."""
-    cached = ctx.cache.get("model_subclasses")
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
+def model_subclasses(ctx: ModuleContext) -> frozenset[str]:
+    """Names of module classes that (transitively) subclass ``keras.Model`` (once per module)."""
+    return ctx.analysis(_find_model_subclasses)
+
+
+def _find_model_subclasses(ctx: ModuleContext) -> frozenset[str]:
     found: set[str] = set()
     changed = True
     while changed:
@@ -124,8 +130,7 @@ def model_subclasses(ctx: ModuleContext) -> set[str]:
                     found.add(name)
                     changed = True
                     break
-    ctx.cache["model_subclasses"] = found
-    return found
+    return frozenset(found)
 
 
 class ValueKinds:
@@ -488,7 +493,5 @@ def _is_none(expr: cst.BaseExpression) -> bool:
 
 
 def kinds_for(ctx: ModuleContext) -> ValueKinds:
-    vk = ctx.cache.get("value_kinds")
-    if vk is None:
-        vk = ctx.cache["value_kinds"] = ValueKinds(ctx)
-    return vk  # type: ignore[no-any-return]
+    """The module's :class:`ValueKinds`, built once per module."""
+    return ctx.analysis(ValueKinds)

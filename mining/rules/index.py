@@ -1,12 +1,10 @@
-"""The detector framework: findings, rule classes with examples, and one fast module index.
+"""The module indexer: one fast walk over a parsed module that records what the rules query.
 
-A rule is a class in its own module (shaped like a Fixit 2 rule): a docstring that becomes its
-catalogue entry, ``CODE``, ``MESSAGE``, ``VALID`` and ``INVALID`` examples (the examples are the
-tests), and a ``check(ctx)`` method that yields :class:`Report` objects. Instead of giving every
-rule libcst's full scope metadata, the engine walks each module once and builds a
-:class:`ModuleContext`: call sites with their enclosing loops, function, statement and assignment
-target; assignment events in source order; functions, classes and their ``self.attr`` stores;
-and a name resolver built from import statements. Rules query that index.
+Instead of giving every rule libcst's full scope metadata, the engine walks each module once:
+call sites with their enclosing loops, function, statement and assignment target; assignment
+events in source order; functions, classes and their ``self.attr`` stores; and the imports the
+name resolver reads. The records live here; :class:`~leakwatt.mining.rules.context.ModuleContext`
+holds them and answers the rules' questions.
 """
 
 from __future__ import annotations
@@ -14,113 +12,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import textwrap
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import libcst as cst
 
-from leakwatt.mining.rules.names import NameResolver
-
-# --------------------------------------------------------------------------------------------
-# Findings and examples
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One detected smell site. ``line``/``col`` are 1-based; ``cell`` is set for notebooks."""
-
-    rule: str
-    path: str
-    line: int
-    col: int
-    message: str
-    variant: str
-    confidence: float
-    function: str = "<module>"
-    snippet: str = ""
-    loop_kind: str = ""
-    model_api: str = ""
-    training_api: str = ""
-    cell: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Valid:
-    """Code on which a rule must report nothing."""
-
-    code: str
-
-
-@dataclass(frozen=True)
-class Invalid:
-    """Code on which a rule must report; optional expected line, variant and autofix result."""
-
-    code: str
-    line: int | None = None
-    variant: str | None = None
-    expected_replacement: str | None = None
-
-
-def dedent(code: str) -> str:
-    return textwrap.dedent(code).lstrip("\n")
-
-
-# --------------------------------------------------------------------------------------------
-# Reports and fixes (internal: rules produce Reports, the engine turns them into Findings)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Fix:
-    """Replace ``target`` (a node of the parsed module) by ``apply(updated_target)``.
-
-    ``key`` deduplicates fixes: two findings in one loop insert ``clear_session()`` once.
-    """
-
-    target: cst.CSTNode
-    key: str
-    apply: Callable[[Any], Any]
-
-
-@dataclass(eq=False)
-class Report:
-    node: cst.CSTNode
-    variant: str
-    confidence: float
-    message: str | None = None
-    loop_kind: str = ""
-    model_api: str = ""
-    training_api: str = ""
-    function: str = "<module>"
-    stmt: cst.CSTNode | None = None
-    fix: Fix | None = None
-
-
-class Rule:
-    """Base class of every rule. Subclasses set the class attributes and implement ``check``."""
-
-    CODE: ClassVar[str] = ""
-    NAME: ClassVar[str] = ""
-    MESSAGE: ClassVar[str] = ""
-    #: Substrings of which at least one must occur in a file for the rule to be able to fire.
-    TRIGGERS: ClassVar[tuple[str, ...]] = ("keras", "tensorflow")
-    VARIANTS: ClassVar[dict[str, str]] = {}
-    VALID: ClassVar[list[Valid]] = []
-    INVALID: ClassVar[list[Invalid]] = []
-
-    def check(self, ctx: ModuleContext) -> Iterable[Report]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-# --------------------------------------------------------------------------------------------
-# The module index
-# --------------------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from leakwatt.mining.rules.context import ModuleContext
 
 
 @dataclass(eq=False)
@@ -251,11 +149,11 @@ def _child_fields(t: type) -> tuple[str, ...]:
 def _dispatch_entry(t: type) -> tuple[Any, Any, tuple[str, ...], int]:
     kind = 1 if issubclass(t, cst.BaseStatement) else 2 if issubclass(
         t, cst.BaseSmallStatement) else 0
-    return (getattr(_Indexer, f"visit_{t.__name__}", None),
-            getattr(_Indexer, f"leave_{t.__name__}", None), _child_fields(t), kind)
+    return (getattr(Indexer, f"visit_{t.__name__}", None),
+            getattr(Indexer, f"leave_{t.__name__}", None), _child_fields(t), kind)
 
 
-class _Indexer:
+class Indexer:
     def __init__(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
         self.seq = 0
@@ -579,158 +477,3 @@ class _Indexer:
 
     def leave_Call(self, original_node: cst.Call) -> None:
         self.calls.pop()
-
-
-class ModuleContext:
-    """Everything the rules need about one parsed module, built in a single walk."""
-
-    def __init__(self, module: cst.Module, path: str = "<string>") -> None:
-        self.module = module
-        self.path = path
-        self.names = NameResolver()
-        self.module_func = FuncInfo(node=None, name="<module>", qualname="<module>",
-                                    class_name=None, parent=None)
-        self.functions: list[FuncInfo] = [self.module_func]
-        self.module_funcs: dict[str, FuncInfo] = {}
-        self.classes: dict[str, ClassInfo] = {}
-        self.calls: list[CallSite] = []
-        self.cache: dict[str, Any] = {}
-        #: id of each statement and call -> where it sits: the index of its top-level statement
-        #: in ``module.body``, then its def's index in each enclosing class or function body
-        self.top: dict[int, tuple[int, ...]] = {}
-        _Indexer(self).walk(module)
-
-    # -- helpers shared by rules --------------------------------------------------------------
-    def code(self, node: cst.CSTNode) -> str:
-        return self.module.code_for_node(node)
-
-    def snippet(self, node: cst.CSTNode | None) -> str:
-        if node is None:
-            return ""
-        if isinstance(node, cst.BaseCompoundStatement):
-            header = {
-                cst.For: lambda n: f"for {self.code(n.target)} in {self.code(n.iter)}:",
-                cst.While: lambda n: f"while {self.code(n.test)}:",
-                cst.If: lambda n: f"if {self.code(n.test)}:",
-            }.get(type(node))
-            text = header(node) if header else self.code(node).splitlines()[0]
-        elif isinstance(node, cst.SimpleStatementLine):
-            text = "; ".join(self.code(s) for s in node.body)
-        else:
-            text = self.code(node)
-        text = " ".join(text.split())
-        return text if len(text) <= 200 else text[:197] + "..."
-
-    def resolve_local_function(self, site: CallSite) -> FuncInfo | None:
-        """The same-module function a call refers to: ``f()``, nested ``f()`` or ``self.m()``."""
-        func = site.node.func
-        if isinstance(func, cst.Name):
-            scope: FuncInfo | None = site.func
-            while scope is not None:
-                if func.value in scope.children:
-                    return scope.children[func.value]
-                scope = scope.parent
-            return self.module_funcs.get(func.value)
-        if (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)
-                and func.value.value in ("self", "cls") and site.func.class_name):
-            return self.method(site.func.class_name, func.attr.value)
-        return None
-
-    def local_function_by_ref(self, expr: cst.BaseExpression, scope: FuncInfo) -> FuncInfo | None:
-        """A function passed by reference (``study.optimize(objective)``)."""
-        if isinstance(expr, cst.Name):
-            s: FuncInfo | None = scope
-            while s is not None:
-                if expr.value in s.children:
-                    return s.children[expr.value]
-                s = s.parent
-            return self.module_funcs.get(expr.value)
-        if (isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name)
-                and expr.value.value == "self" and scope.class_name):
-            return self.method(scope.class_name, expr.attr.value)
-        return None
-
-    def method(self, class_name: str, name: str, _seen: frozenset[str] = frozenset()) -> FuncInfo | None:
-        cls = self.classes.get(class_name)
-        if cls is None or class_name in _seen:
-            return None
-        if name in cls.methods:
-            return cls.methods[name]
-        for base in cls.bases:
-            if isinstance(base, cst.Name) and base.value in self.classes:
-                found = self.method(base.value, name, _seen | {class_name})
-                if found is not None:
-                    return found
-        return None
-
-    def local_class(self, site: CallSite) -> ClassInfo | None:
-        func = site.node.func
-        if isinstance(func, cst.Name) and func.value in self.classes:
-            return self.classes[func.value]
-        return None
-
-    def callees(self, fn: FuncInfo) -> Iterator[tuple[CallSite, FuncInfo]]:
-        """Same-module functions called from ``fn`` (class instantiation calls ``__init__``)."""
-        for site in fn.calls:
-            target = self.resolve_local_function(site)
-            if target is None:
-                cls = self.local_class(site)
-                if cls is not None:
-                    target = self.method(cls.name, "__init__")
-            if target is not None and target is not fn:
-                yield site, target
-
-    def reaches(self, fn: FuncInfo, pred: Callable[[CallSite], bool], key: str) -> bool:
-        """Whether ``fn`` or a same-module function it calls has a call site matching ``pred``."""
-        memo: dict[int, bool] = self.cache.setdefault(f"reaches:{key}", {})
-        if id(fn) in memo:
-            return memo[id(fn)]
-        memo[id(fn)] = False  # recursion guard
-        result = any(pred(s) for s in fn.calls) or any(
-            self.reaches(t, pred, key) for _, t in self.callees(fn))
-        memo[id(fn)] = result
-        return result
-
-    def enclosing_class(self, fn: FuncInfo) -> ClassInfo | None:
-        return self.classes.get(fn.class_name) if fn.class_name else None
-
-    def last_assign(self, fn: FuncInfo, name: str, seq: int) -> AssignEvent | None:
-        """The latest binding of ``name`` before ``seq`` in ``fn`` or an enclosing scope."""
-        scope: FuncInfo | None = fn
-        while scope is not None:
-            best = None
-            for ev in scope.assigns:
-                if (isinstance(ev.target, cst.Name) and ev.target.value == name
-                        and (ev.seq < seq or scope is not fn)
-                        and (best is None or ev.seq > best.seq)):
-                    best = ev
-            if best is not None:
-                return best
-            if scope.node is not None and _is_param(scope.node, name):
-                return None
-            scope = scope.parent
-        return None
-
-    def created_in_loop(self, fn: FuncInfo, name: str, loop: Loop) -> bool:
-        """``name`` is (re)bound inside ``loop`` by an assignment creating a fresh container."""
-        for ev in fn.assigns:
-            if (ev.kind == "assign" and isinstance(ev.target, cst.Name)
-                    and ev.target.value == name and loop in ev.loops):
-                return True
-        return False
-
-
-def _is_param(node: cst.FunctionDef, name: str) -> bool:
-    params = node.params
-    every = [*params.posonly_params, *params.params, *params.kwonly_params]
-    if isinstance(params.star_arg, cst.Param):
-        every.append(params.star_arg)
-    if params.star_kwarg is not None:
-        every.append(params.star_kwarg)
-    return any(p.name.value == name for p in every)
-
-
-def iter_loops(loop: Loop | None) -> Iterator[Loop]:
-    while loop is not None:
-        yield loop
-        loop = loop.parent

@@ -1,0 +1,232 @@
+"""The rules' shared analysis kit: loops, step loops, parameters and names.
+
+One definition of each predicate more than one rule (or the pre-filter) asks: whether a name is
+a function's parameter, which functions run once per iteration (called from a loop, Keras
+hooks), which names read like inference functions, the loops around a loop, what a loop
+iterates over, and whether a loop runs once per training step, batch or sample
+(:func:`step_loop`, under a rule's :class:`StepPolicy`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from leakwatt.mining.rules.index import FuncInfo, Loop
+
+if TYPE_CHECKING:
+    from leakwatt.mining.rules.context import ModuleContext
+    from leakwatt.mining.rules.values import ValueKinds
+
+#: Keras callback and model hooks the framework calls once per batch or epoch.
+REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end",
+                            "on_test_batch_end", "on_predict_batch_end", "train_step",
+                            "test_step", "on_batch_begin", "on_epoch_begin"})
+#: Names of functions called once per input (an agent's ``act``, ``predict_image`` ...).
+INFERENCE_FUNCS = re.compile(
+    r"^(act|get_action|choose_action|select_action|pick_action|policy|infer|inference|"
+    r"predict\w*|classify|detect|recognize|get_q\w*|q_values?)$", re.IGNORECASE)
+#: Calls that make a loop a training or inference step loop.
+STEP_CALLS = frozenset({"gradient", "apply_gradients", "train_on_batch", "test_on_batch",
+                        "predict_on_batch", "minimize", "train_step", "test_step"})
+_MAPPING_VIEWS = frozenset({"items", "keys", "values"})
+_LATE = 10**9  # a sequence number after every statement: "the binding in force at the end"
+
+
+# -- parameters and names ----------------------------------------------------------------------
+
+def is_param(fn: FuncInfo | cst.FunctionDef, name: str, *, star: bool = True) -> bool:
+    """``name`` is a parameter of ``fn`` (``*args``/``**kwargs`` too unless ``star=False``).
+
+    The module scope (``FuncInfo`` without a node) has no parameters.
+    """
+    node = fn.node if isinstance(fn, FuncInfo) else fn
+    if node is None:
+        return False
+    params = node.params
+    every = [*params.posonly_params, *params.params, *params.kwonly_params]
+    if star:
+        if isinstance(params.star_arg, cst.Param):
+            every.append(params.star_arg)
+        if params.star_kwarg is not None:
+            every.append(params.star_kwarg)
+    return any(p.name.value == name for p in every)
+
+
+def bound_names(expr: cst.BaseExpression) -> list[cst.Name]:
+    """The names a target binds or a tuple lists: ``a``, ``(a, [b, c])`` -> a, b, c."""
+    if isinstance(expr, cst.Name):
+        return [expr]
+    if isinstance(expr, cst.Tuple | cst.List):
+        return [n for el in expr.elements for n in bound_names(el.value)]
+    return []
+
+
+def names_read(expr: cst.BaseExpression) -> list[cst.Name]:
+    """Names read by ``expr``: receivers and arguments, not attribute or keyword names, and
+    nothing inside a lambda or comprehension."""
+    out: list[cst.Name] = []
+    todo: list[cst.CSTNode] = [expr]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, cst.Name):
+            out.append(node)
+        elif isinstance(node, cst.Attribute):
+            todo.append(node.value)
+        elif isinstance(node, cst.Call):
+            if isinstance(node.func, cst.Attribute):
+                todo.append(node.func.value)
+            todo.extend(a.value for a in node.args)
+        elif isinstance(node, cst.Lambda | cst.ListComp | cst.GeneratorExp | cst.SetComp
+                        | cst.DictComp):
+            continue
+        else:
+            todo.extend(node.children)
+    return out
+
+
+def call_name(func: cst.BaseExpression) -> str:
+    """The last name of a called expression: ``f`` for ``f(...)`` and ``x.f(...)``."""
+    if isinstance(func, cst.Name):
+        return func.value
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    return ""
+
+
+# -- loops -------------------------------------------------------------------------------------
+
+def iter_loops(loop: Loop | None) -> Iterator[Loop]:
+    """``loop`` and the loops around it, innermost first."""
+    while loop is not None:
+        yield loop
+        loop = loop.parent
+
+
+def loop_iter(loop: Loop) -> tuple[cst.BaseExpression | None, cst.BaseExpression | None]:
+    """What a ``for`` loop or comprehension iterates over, and its target (None, None for
+    ``while``)."""
+    node = loop.node
+    if isinstance(node, cst.For):
+        return node.iter, node.target
+    for_in = getattr(node, "for_in", None)
+    if isinstance(for_in, cst.CompFor):
+        return for_in.iter, for_in.target
+    return None, None
+
+
+def called_in_loop(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of same-module functions called (directly) from inside a loop, plus Keras hooks.
+
+    A module analysis: ask for it as ``ctx.analysis(called_in_loop)``.
+    """
+    out: set[int] = set()
+    for site in ctx.calls:
+        if site.loops:
+            target = ctx.resolve_local_function(site)
+            if target is not None and target is not site.func:
+                out.add(id(target))
+    for fn in ctx.functions:
+        if fn.class_name and fn.name in REPEATED_HOOKS:
+            out.add(id(fn))
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """What makes a loop a *step loop* (one iteration per batch, sample, step or episode).
+
+    Always: a ``while`` loop, and a ``for`` whose iterable (looked through ``wrappers`` such as
+    ``enumerate(...)``) is a ``tf.data`` dataset or has a last name matching ``words``. The
+    rules differ in what else counts, and each difference is a field, so both rules share one
+    predicate and the differences stay visible:
+
+    * UTR asks whether tensors are kept *per training step*: a loop that holds a
+      ``GradientTape`` or a step call (``apply_gradients``, ``train_on_batch``) is one
+      (``step_calls``); ``.items()``/``.keys()``/``.values()`` iterations never are
+      (``mapping_views``); ``a + b`` bounds are looked into (``arithmetic``); a dataset is
+      recognised by its constructor call or the binding of a plain name.
+    * DIR asks whether ``predict``'s input is *one batch*: comprehensions count
+      (``comprehensions``) and so do loop targets named like a sample (``targets``); every
+      expression looked at is asked whether it is a dataset (``every_kind``); its ``words``
+      add states, frames and images.
+    """
+
+    words: re.Pattern[str]
+    wrappers: frozenset[str]
+    step_calls: bool = False
+    mapping_views: bool = False
+    every_kind: bool = False
+    arithmetic: bool = False
+    comprehensions: bool = False
+    targets: bool = False
+
+
+#: UTR: names of iterables (or ``range`` bounds) that stand for data batches or training steps.
+UTR_STEPS = StepPolicy(
+    words=re.compile(
+        r"(?:^|_)(?:ds|data|dataset|datasets|loader|iter|iterator|batch|batches|gen|generator|"
+        r"step|steps|epoch|epochs|episode|episodes|sample|samples|queue)(?:$|_)", re.IGNORECASE),
+    wrappers=frozenset({"enumerate", "zip", "tqdm", "iter", "list", "range", "trange",
+                        "reversed", "islice"}),
+    step_calls=True, mapping_views=True, arithmetic=True)
+#: DIR: iterables (or loop targets) whose iterations are steps, batches or single samples.
+DIR_STEPS = StepPolicy(
+    words=re.compile(
+        r"(?:^|_)(?:batch|batches|minibatch|minibatches|sample|samples|state|states|obs|frame|"
+        r"frames|img|imgs|image|images|step|steps|episode|episodes|ds|dataset|loader|iter|"
+        r"iterator|stream|window|windows)(?:$|_)", re.IGNORECASE),
+    wrappers=frozenset({"enumerate", "zip", "tqdm", "iter", "list", "reversed", "trange"}),
+    every_kind=True, comprehensions=True, targets=True)
+
+
+def step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | None,
+              policy: StepPolicy) -> bool:
+    """Whether ``loop`` (in ``fn``; None: a function called once per step) runs once per
+    step, batch or sample under ``policy``."""
+    from leakwatt.mining.rules.values import DATASET
+
+    if loop is None or loop.kind == "while":
+        return True
+    if policy.step_calls and any(
+            loop in site.loops and (site.qn == "tensorflow.GradientTape"
+                                    or site.method in STEP_CALLS) for site in fn.calls):
+        return True
+    if loop.kind == "comprehension" and not policy.comprehensions:
+        return False
+    it, target = loop_iter(loop)
+    if it is None:
+        return False
+    todo: list[cst.BaseExpression] = [it]
+    while todo:
+        expr = todo.pop()
+        if policy.every_kind and kinds.expr_kind(expr, fn, _LATE) == DATASET:
+            return True
+        if isinstance(expr, cst.Call):
+            fname = call_name(expr.func)
+            if fname in policy.wrappers:
+                todo.extend(a.value for a in expr.args)
+                continue
+            if policy.mapping_views and fname in _MAPPING_VIEWS:
+                return False
+            if policy.words.search(fname) or (
+                    not policy.every_kind and kinds.expr_kind(expr, fn, _LATE) == DATASET):
+                return True
+        elif isinstance(expr, cst.Name | cst.Attribute):
+            last = expr.value if isinstance(expr, cst.Name) else expr.attr.value
+            if policy.words.search(last):
+                return True
+            if not policy.every_kind and isinstance(expr, cst.Name):
+                ev = ctx.last_assign(fn, expr.value, _LATE)
+                if ev is not None and ev.value is not None and kinds.expr_kind(
+                        ev.value, fn, ev.seq) == DATASET:
+                    return True
+        elif policy.arithmetic and isinstance(expr, cst.BinaryOperation):
+            todo.extend((expr.left, expr.right))
+    return policy.targets and target is not None and any(
+        policy.words.search(n.value) for n in names_read(target))
+

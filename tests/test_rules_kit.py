@@ -1,0 +1,95 @@
+"""The shared analysis kit: one definition of each predicate the rules share."""
+
+from __future__ import annotations
+
+import libcst as cst
+import pytest
+
+from leakwatt.mining.rules import ModuleContext
+from leakwatt.mining.rules.kit import (
+    DIR_STEPS,
+    UTR_STEPS,
+    bound_names,
+    called_in_loop,
+    is_param,
+    names_read,
+    step_loop,
+)
+from leakwatt.mining.rules.values import ValueKinds, kinds_for
+
+
+def _ctx(source: str) -> ModuleContext:
+    return ModuleContext(cst.parse_module(source))
+
+
+def test_is_param_covers_every_kind_of_parameter() -> None:
+    ctx = _ctx("def f(a, /, b, *args, c, **kw):\n    pass\n")
+    fn = ctx.module_funcs["f"]
+    assert all(is_param(fn, n) for n in ("a", "b", "args", "c", "kw"))
+    assert not is_param(fn, "d") and not is_param(ctx.module_func, "a")
+    assert is_param(fn.node, "b")  # a FunctionDef works too
+    assert not is_param(fn, "args", star=False) and not is_param(fn, "kw", star=False)
+
+
+def test_name_helpers() -> None:
+    expr = cst.parse_expression("(a, [b, c.d])")
+    assert [n.value for n in bound_names(expr)] == ["a", "b"]
+    read = cst.parse_expression("model.predict(x[i], verbose=v, fn=lambda q: q)")
+    assert sorted(n.value for n in names_read(read)) == ["i", "model", "v", "x"]
+
+
+def test_module_analyses_are_computed_once_and_typed() -> None:
+    ctx = _ctx("def step(x):\n    return x\n\nfor i in range(3):\n    step(i)\n")
+    first = ctx.analysis(called_in_loop)
+    assert first is ctx.analysis(called_in_loop)  # memoised per module
+    assert id(ctx.module_funcs["step"]) in first
+    assert kinds_for(ctx) is ctx.analysis(ValueKinds)
+
+
+LOOPS = """\
+import tensorflow as tf
+
+ds = tf.data.Dataset.from_tensor_slices([1, 2])
+
+
+def f(xs, states, d, n_steps):
+    for x in xs:
+        pass
+    for s in states:
+        pass
+    for k, v in d.items():
+        pass
+    for i in range(n_steps):
+        pass
+    for b in ds:
+        pass
+    for y in xs:
+        with tf.GradientTape() as tape:
+            pass
+    for i in range(n_steps + 1):
+        pass
+    while True:
+        break
+    [z for z in states]
+"""
+
+
+@pytest.mark.parametrize(("index", "utr", "dir_"), [
+    (0, False, False),  # for x in xs
+    (1, False, True),   # states: one sample per iteration for DIR only
+    (2, False, False),  # .items(): re-keys a mapping
+    (3, True, False),   # range(n_steps): UTR looks into range's bound
+    (4, True, True),    # a tf.data dataset
+    (5, True, False),   # a GradientTape makes a training step (UTR)
+    (6, True, False),   # n_steps + 1
+    (7, True, True),    # while
+    (8, False, True),   # a comprehension over states (DIR counts comprehensions)
+])
+def test_step_loop_policies(index: int, utr: bool, dir_: bool) -> None:
+    ctx = _ctx(LOOPS)
+    fn = ctx.module_funcs["f"]
+    loop = fn.loops[index]
+    kinds = kinds_for(ctx)
+    assert step_loop(ctx, kinds, fn, loop, UTR_STEPS) is utr
+    assert step_loop(ctx, kinds, fn, loop, DIR_STEPS) is dir_
+    assert step_loop(ctx, kinds, fn, None, UTR_STEPS)  # a function called per step
