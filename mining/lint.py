@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import inspect
 import json
+import re
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 from leakwatt.common import LeakwattError, atomic_write_text
-from leakwatt.mining.rules import RULES, fix_source, parse_rule_list, select_rules
+from leakwatt.mining.rules import RULES, Rule, fix_source, parse_rule_list, select_rules
+from leakwatt.mining.rules.catalogue import anchor
 from leakwatt.mining.scan import (
     DETECTOR_VERSION,
     ScanReport,
@@ -40,9 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="keep findings cached by file-content hash in DIR")
     parser.add_argument("--fix", action="store_true",
-                        help="rewrite files with the safe autofixes (IMR, UTR, US, DIR)")
+                        help=f"rewrite files with the safe autofixes ({', '.join(_fixable())})")
     parser.add_argument("--diff", action="store_true",
                         help="print the autofixes as a unified diff without writing")
+
+
+def _fixable() -> list[str]:
+    """Ids of the rules that offer an autofix (an ``Invalid`` example with a replacement)."""
+    return [code for code, cls in RULES.items()
+            if any(i.expected_replacement for i in cls.INVALID)]
 
 
 def _error(msg: str, stream: TextIO) -> int:
@@ -131,13 +141,54 @@ def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: b
     return changed
 
 
+def sarif_name(cls: type[Rule]) -> str:
+    """A SARIF rule name: the rule's NAME in PascalCase (``DatasetIteratorRetention``)."""
+    return "".join(w[:1].upper() + w[1:] for w in re.split(r"[^0-9A-Za-z]+", cls.NAME) if w)
+
+
+def project_url() -> str | None:
+    """The repository URL the installed distribution declares (``[project.urls]`` in
+    pyproject.toml: ``Repository``, else ``Source`` or ``Homepage``), or None."""
+    try:
+        entries = metadata.metadata("leakwatt").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    urls = {}
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        urls[label.strip().lower()] = url.strip()
+    for label in ("repository", "source", "homepage"):
+        if urls.get(label, "").startswith(("https://", "http://")):
+            return urls[label].rstrip("/")
+    return None
+
+
+def help_uri(cls: type[Rule], base: str | None) -> str | None:
+    """Absolute URL of a rule's section of docs/rules.md in the project's repository, or None
+    when the project declares no repository URL (SARIF readers then show the ``help`` text,
+    which carries the whole catalogue entry; a relative URI would not resolve for them)."""
+    return f"{base}/blob/main/docs/rules.md#{anchor(cls)}" if base else None
+
+
+def _sarif_rule(code: str, cls: type[Rule], base: str | None) -> dict[str, Any]:
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    rule: dict[str, Any] = {
+        "id": code, "name": sarif_name(cls),
+        "shortDescription": {"text": cls.NAME},
+        "fullDescription": {"text": cls.MESSAGE},
+        "help": {"text": f"{cls.MESSAGE}\n\n{doc}",
+                 "markdown": f"**{cls.MESSAGE}**\n\n{doc}"},
+        "defaultConfiguration": {"level": "warning"}}
+    uri = help_uri(cls, base)
+    if uri is not None:
+        rule["helpUri"] = uri
+    return rule
+
+
 def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, Any]:
     """A SARIF 2.1.0 log of the report (one run, one result per finding)."""
-    rules = [{"id": code, "name": cls.NAME.replace(" ", ""),
-              "shortDescription": {"text": cls.NAME},
-              "fullDescription": {"text": cls.MESSAGE},
-              "helpUri": "docs/rules.md",
-              "defaultConfiguration": {"level": "warning"}}
+    base = project_url()
+    rules = [_sarif_rule(code, cls, base)
              for code, cls in RULES.items() if codes is None or code in codes]
     results = []
     for f in report.findings:

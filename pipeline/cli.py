@@ -136,11 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "and CO2 cost (a repeatable generalisation of arXiv 2606.19799).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("scan", help="lint Python files, folders and notebooks for leak smells",
-                       description="Lint files, folders and .ipynb notebooks for IMR, UTR, DIR and "
-                                   "US. Exit 0: clean, 1: findings, 2: usage error.")
     from leakwatt.mining import lint
+    from leakwatt.mining.rules import rule_ids
 
+    p = sub.add_parser("scan", help="lint Python files, folders and notebooks for leak smells",
+                       description="Lint files, folders and .ipynb notebooks for "
+                                   f"{', '.join(rule_ids())}. Exit 0: clean, 1: findings, "
+                                   "2: usage error.")
     lint.add_arguments(p)
     p.set_defaults(func=cmd_scan)
 

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from leakwatt.mining import lint
+from leakwatt.mining.rules import RULES
+from leakwatt.mining.rules.catalogue import anchor
+from leakwatt.mining.scan import ScanReport
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scan" / "project"
 
@@ -74,7 +77,7 @@ def test_sarif_is_well_formed() -> None:
     log = json.loads(out)
     assert rc == 1 and log["version"] == "2.1.0"
     run = log["runs"][0]
-    assert {r["id"] for r in run["tool"]["driver"]["rules"]} == {"IMR", "UTR", "DIR", "US"}
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == list(RULES)
     assert len(run["results"]) == 3
     region = run["results"][0]["locations"][0]["physicalLocation"]["region"]
     assert region["startLine"] >= 1 and region["startColumn"] >= 1
@@ -111,3 +114,45 @@ def test_pre_commit_hook_definition() -> None:
     assert hook["entry"].split()[:2] == ["leakwatt", "scan"]
     assert hook["language"] == "python"
     assert "python" in hook["types_or"] and "jupyter" in hook["types_or"]
+
+
+def test_sarif_rule_names_are_pascal_case_identifiers() -> None:
+    rules = lint.to_sarif(ScanReport())["runs"][0]["tool"]["driver"]["rules"]
+    names = {r["id"]: r["name"] for r in rules}
+    assert names["DIR"] == "DatasetIteratorRetention"  # NAME "Dataset-Iterator Retention"
+    for code, cls in RULES.items():
+        assert names[code].isidentifier() and names[code][0].isupper(), names[code]
+        assert names[code].lower() == "".join(c for c in cls.NAME.lower() if c.isalnum())
+
+
+DOCS = Path(__file__).parents[1] / "docs" / "rules.md"
+
+
+def test_sarif_help_uri_is_absolute_or_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """helpUri points at the rule's section of docs/rules.md in the project's repository (the
+    distribution's Project-URL); without one it is left out and ``help`` carries the text."""
+    monkeypatch.setattr(lint, "project_url", lambda: "https://example.org/leakwatt")
+    rules = lint.to_sarif(ScanReport())["runs"][0]["tool"]["driver"]["rules"]
+    for rule in rules:
+        cls = RULES[rule["id"]]
+        assert rule["helpUri"] == (
+            f"https://example.org/leakwatt/blob/main/docs/rules.md#{anchor(cls)}")
+        assert f"## {cls.CODE}: {cls.NAME}" in DOCS.read_text(encoding="utf-8")
+        assert cls.MESSAGE in rule["help"]["text"]
+    monkeypatch.setattr(lint, "project_url", lambda: None)
+    for rule in lint.to_sarif(ScanReport())["runs"][0]["tool"]["driver"]["rules"]:
+        assert "helpUri" not in rule and rule["help"]["markdown"]
+
+
+def test_catalogue_anchor_matches_the_rendered_heading() -> None:
+    assert anchor(RULES["DIR"]) == "dir-dataset-iterator-retention"
+
+
+def test_project_url_reads_the_distribution_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Meta:
+        def get_all(self, key: str) -> list[str]:
+            assert key == "Project-URL"
+            return ["Homepage, https://home.example", "Repository, https://git.example/lw/"]
+
+    monkeypatch.setattr(lint.metadata, "metadata", lambda name: Meta())
+    assert lint.project_url() == "https://git.example/lw"
