@@ -5,26 +5,23 @@ under ``cache_dir`` in one folder per URL (a readable name plus a hash of the UR
 costs no network. A ``mirror_dir`` of existing clones or bare mirrors, matched by repository
 name, is used before any network access; network clones are partial (``--filter=blob:none``).
 
-Git never prompts (``GIT_TERMINAL_PROMPT=0``, ssh in batch mode), runs no hooks, and only
-``https://``, ``ssh://``, ``git@host:path`` and local paths are accepted: transport helpers
-(``ext::``, ``file::``) and option-like arguments (``--upload-pack=...``) are rejected before git
-sees them.
+Git runs through :mod:`leakwatt.mining.git` (never prompts, runs no hooks, no ``ext::``
+transport), and only ``https://``, ``ssh://``, ``git@host:path`` and local paths are accepted:
+transport helpers (``ext::``, ``file::``) and option-like arguments (``--upload-pack=...``) are
+rejected before git sees them, and URLs reach git only after ``--``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import shutil
-import signal
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from leakwatt.common import LeakwattError
+from leakwatt.mining.git import GitTimeout, has_commit, rev_parse_head, run_git
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 _SCP_RE = re.compile(r"(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>.+)")
@@ -160,60 +157,9 @@ def find_mirror(url: str, mirror_dir: str | os.PathLike[str] | None) -> Path | N
     return None
 
 
-def git_env() -> dict[str, str]:
-    """Environment for git subprocesses: never prompt, no LFS downloads, C locale."""
-    env = dict(os.environ)
-    env.update({
-        "GIT_TERMINAL_PROMPT": "0",
-        "GCM_INTERACTIVE": "never",
-        "GIT_LFS_SKIP_SMUDGE": "1",
-        "LC_ALL": "C",
-        "LANG": "C",
-    })
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=30")
-    env.pop("GIT_DIR", None)
-    env.pop("GIT_WORK_TREE", None)
-    return env
-
-
-_SAFE_CONFIG = ["-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null",
-                "-c", "advice.detachedHead=false", "-c", "core.quotePath=false"]
-
-
-@dataclass
-class GitResult:
-    returncode: int
-    stdout: bytes
-    stderr: str
-
-
-def run_git(args: list[str], cwd: str | os.PathLike[str] | None = None,
-            timeout_s: float | None = None) -> GitResult:
-    """Run ``git <args>`` without prompts; on timeout kill its whole process group.
-
-    Raises :class:`subprocess.TimeoutExpired` on timeout; returns the exit status otherwise.
-    """
-    proc = subprocess.Popen(
-        ["git", *_SAFE_CONFIG, *args], cwd=cwd, env=git_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return GitResult(proc.returncode, out, err.decode("utf-8", "replace"))
-
-
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "no message from git"
-
-
-def _has_commit(repo: Path, commit: str, timeout_s: float | None) -> bool:
-    res = run_git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, timeout_s=timeout_s)
-    return res.returncode == 0
 
 
 def _has_refs(repo: Path, timeout_s: float | None) -> bool:
@@ -231,15 +177,14 @@ def resolve_head(url: str, mirror_dir: str | os.PathLike[str] | None = None,
     local = Path(os.path.expanduser(url)) if is_local(url) else find_mirror(url, mirror_dir)
     try:
         if local is not None:
-            res = run_git(["rev-parse", "--verify", "HEAD^{commit}"], cwd=local,
-                          timeout_s=timeout_s) if local.is_dir() else None
-            if res is not None and res.returncode == 0:
-                return res.stdout.decode().strip()
+            head = rev_parse_head(local, timeout_s=timeout_s) if local.is_dir() else None
+            if head is not None:
+                return head
             if is_local(url):
                 raise CloneError("clone_failed",
                                  f"{url}: not a git repository with commits, cannot resolve HEAD")
         res = run_git(["ls-remote", "--", url, "HEAD"], timeout_s=timeout_s)
-    except subprocess.TimeoutExpired:
+    except GitTimeout:
         raise CloneError("timeout", f"{url}: no answer to git ls-remote within {timeout_s:.0f} s "
                                     "(offline?); pass the commit explicitly") from None
     if res.returncode != 0:
@@ -283,7 +228,7 @@ def checkout(url: str, commit: str, cache_dir: str | os.PathLike[str],
         sources.append((url, True))
     try:
         return _checkout(url, commit, dest, sources, timeout_s)
-    except subprocess.TimeoutExpired:
+    except GitTimeout:
         raise CloneError("timeout", f"{url}: git did not finish within {timeout_s:.0f} s") from None
 
 
@@ -311,10 +256,10 @@ def _checkout(url: str, commit: str, dest: Path, sources: list[tuple[str, bool]]
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-    if not _has_commit(dest, commit, timeout_s):
+    if not has_commit(dest, commit, timeout_s):
         for source, _ in sources:
             res = run_git(["fetch", "--quiet", "--", source, commit], cwd=dest, timeout_s=timeout_s)
-            if res.returncode == 0 and _has_commit(dest, commit, timeout_s):
+            if res.returncode == 0 and has_commit(dest, commit, timeout_s):
                 break
             if res.returncode != 0:
                 errors.append(_last_line(res.stderr))
@@ -333,5 +278,5 @@ def _checkout(url: str, commit: str, dest: Path, sources: list[tuple[str, bool]]
     return dest
 
 
-__all__ = ["CloneError", "SHA_RE", "checkout", "find_mirror", "git_env", "is_local",
-           "normalise_url", "repo_key", "repo_parts", "resolve_head", "run_git", "validate_url"]
+__all__ = ["CloneError", "SHA_RE", "checkout", "find_mirror", "is_local", "normalise_url",
+           "repo_key", "repo_parts", "resolve_head", "validate_url"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import yaml
 
 from leakwatt.common import LeakwattError
 from leakwatt.mining.corpus import CorpusEntry
+from leakwatt.mining.git import run_git
 
 DEMO_BUILD_VERSION = 1
 SPEC_FILE = "history.yaml"
@@ -109,6 +109,8 @@ def spec_hash(project_dir: Path, spec: dict[str, Any]) -> str:
 
 
 def _git_env(date: str) -> dict[str, str]:
+    """Only the fixed identity and dates reach git (no GIT_* or user/system config of the
+    caller), so the shas are the same on every machine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update({
         "GIT_AUTHOR_NAME": AUTHOR[0], "GIT_AUTHOR_EMAIL": AUTHOR[1], "GIT_AUTHOR_DATE": date,
@@ -121,13 +123,13 @@ def _git_env(date: str) -> dict[str, str]:
 
 def _git(repo: Path, args: list[str], date: str = "2000-01-01T00:00:00+00:00",
          stdin: bytes | None = None) -> str:
-    res = subprocess.run(
-        ["git", "-c", "commit.gpgsign=false", "-c", "core.autocrlf=false",
-         "-c", "core.hooksPath=/dev/null", "-c", "init.defaultBranch=main", *args],
-        cwd=repo, env=_git_env(date), input=stdin, capture_output=True, check=False)
+    res = run_git(
+        ["-c", "commit.gpgsign=false", "-c", "core.autocrlf=false",
+         "-c", "init.defaultBranch=main", *args],
+        cwd=repo, env=_git_env(date), input=stdin)
     if res.returncode != 0:
         raise LeakwattError(f"building demo repository {repo}: git {args[0]} failed: "
-                            f"{res.stderr.decode('utf-8', 'replace').strip()}")
+                            f"{res.stderr.strip()}")
     return res.stdout.decode("utf-8", "replace").strip()
 
 

@@ -1,7 +1,8 @@
 """Smell histories: when each finding appeared and disappeared, up to the pinned commit.
 
-`walk_history` walks a repository with pydriller from its first commit to the pin in
-topological order. For every non-merge commit that touches ``.py``/``.ipynb`` files it scans
+`walk_history` walks a repository from its first commit to the pin in topological order,
+through git's plumbing (:mod:`leakwatt.mining.git`: one ``git log``, one ``diff-tree --stdin``,
+one ``cat-file --batch``). For every non-merge commit that touches ``.py``/``.ipynb`` files it scans
 only the modified files, before and after the commit, and compares the findings as multisets of
 ``(rule, enclosing function, normalised snippet)``: line numbers are ignored, so code that moves
 within a file (or a file that git sees as renamed) produces no event. A finding present after
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leakwatt.mining.clone import run_git
+from leakwatt.mining.git import BlobReader, Change, changed_files, list_commits
 
 PY_SUFFIXES = (".py", ".ipynb")
 
@@ -68,120 +69,8 @@ def first_line(message: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class BlobReader:
-    """Contents of git objects by sha, through one long-lived ``git cat-file --batch``.
-
-    ``read`` returns None for an object that is not in the repository (an incomplete snapshot).
-    """
-
-    def __init__(self, repo: str | os.PathLike[str]) -> None:
-        import subprocess
-
-        from leakwatt.mining.clone import _SAFE_CONFIG, git_env
-
-        self._proc = subprocess.Popen(
-            ["git", *_SAFE_CONFIG, "cat-file", "--batch"], cwd=repo, env=git_env(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-
-    def read(self, sha: str) -> bytes | None:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(sha.encode() + b"\n")
-        self._proc.stdin.flush()
-        header = self._proc.stdout.readline()
-        parts = header.split()
-        if len(parts) != 3 or parts[1] == b"missing":
-            if not header:
-                raise RuntimeError("git cat-file --batch ended unexpectedly")
-            return None
-        data = self._proc.stdout.read(int(parts[2]))
-        self._proc.stdout.read(1)  # the newline after the contents
-        return data
-
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        self._proc.wait()
-
-    def __enter__(self) -> BlobReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-@dataclass(frozen=True)
-class Change:
-    """One ``.py``/``.ipynb`` file changed by a commit (``git diff-tree --raw -M``)."""
-
-    status: str  # A(dded), D(eleted), M(odified), R(enamed), T(ype changed)
-    old_path: str | None
-    new_path: str | None
-    old_blob: str | None
-    new_blob: str | None
-
-
-_NULL_SHA = "0" * 40
-_PATHSPEC = [":(icase)*.py", ":(icase)*.ipynb"]
-_SKIP_MODES = ("160000",)  # submodules: their "blob" is a commit of another repository
-
-
-def _decode_path(raw: bytes) -> str:
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def python_changes(repo: str | os.PathLike[str],
-                   commits: list[tuple[str, str | None]]) -> dict[str, list[Change]]:
-    """The Python files each ``(commit, parent)`` changes, in one ``git diff-tree --stdin``.
-
-    Only ``.py``/``.ipynb`` paths are diffed (rename detection runs among them), so no other
-    blob is ever read: a snapshot that lacks a large data file still has a history.
-    """
-    import subprocess
-
-    from leakwatt.mining.clone import _SAFE_CONFIG, git_env
-
-    if not commits:
-        return {}
-    lines = "".join(f"{c} {p}\n" if p else f"{c}\n" for c, p in commits).encode()
-    proc = subprocess.run(
-        ["git", *_SAFE_CONFIG, "diff-tree", "--stdin", "-r", "-M", "--root", "--no-abbrev",
-         "-z", "--raw", "--", *_PATHSPEC],
-        cwd=repo, env=git_env(), input=lines, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"git diff-tree failed: {proc.stderr.decode('utf-8', 'replace')}")
-    out: dict[str, list[Change]] = {}
-    tokens = proc.stdout.split(b"\0")
-    current: list[Change] | None = None
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        i += 1
-        if not token:
-            continue
-        if not token.startswith(b":"):
-            current = out.setdefault(token.decode().strip(), [])
-            continue
-        old_mode, new_mode, old_sha, new_sha, status = token[1:].decode().split()
-        kind = status[0]
-        paths = [_decode_path(tokens[i])]
-        i += 1
-        if kind in ("R", "C"):
-            paths.append(_decode_path(tokens[i]))
-            i += 1
-        if current is None:
-            raise RuntimeError("git diff-tree: a change without its commit")
-        old_path = paths[0] if kind != "A" else None
-        new_path = paths[-1] if kind != "D" else None
-        if old_mode in _SKIP_MODES:
-            old_path, old_sha = None, _NULL_SHA
-        if new_mode in _SKIP_MODES:
-            new_path, new_sha = None, _NULL_SHA
-        if old_path is None and new_path is None:
-            continue
-        current.append(Change(kind, old_path, new_path,
-                              old_sha if old_sha != _NULL_SHA else None,
-                              new_sha if new_sha != _NULL_SHA else None))
-    return out
+#: The paths whose changes the walk diffs (any letter case of the extensions).
+PYTHON_PATHSPEC = [":(icase)*.py", ":(icase)*.ipynb"]
 
 
 def _scan_one(task: tuple[bytes, str, list[str] | None, int]) -> tuple[list[Any], bool]:
@@ -299,15 +188,6 @@ class HistoryResult:
     missing_blobs: int = 0
 
 
-def _window(repo: Path, pin: str, max_commits: int) -> list[str] | None:
-    if max_commits <= 0:
-        return None
-    res = run_git(["rev-list", "--topo-order", f"--max-count={max_commits}", pin], cwd=repo)
-    if res.returncode != 0:
-        raise RuntimeError(f"git rev-list failed: {res.stderr.strip()}")
-    return res.stdout.decode().split()
-
-
 #: Commits whose blobs are scanned together (bounds the memory of a parallel batch).
 CHUNK_COMMITS = 256
 
@@ -322,18 +202,14 @@ def walk_history(repo_path: str | os.PathLike[str], pin: str, repo: str = "",
     ``repo`` fills the ``repo`` column of the rows. ``jobs`` > 1 scans the blobs of each batch
     of commits in that many worker processes (the events do not depend on it).
     """
-    from pydriller import Repository
-
     path = Path(repo_path)
-    window = _window(path, pin, max_commits)
     result = HistoryResult()
-    walker = Repository(str(path), to_commit=pin, order="topo-order", only_commits=window)
-    commits = [(c.hash, tuple(c.parents), c.committer_date.isoformat(), c.msg or "")
-               for c in walker.traverse_commits()]
+    commits = [(c.sha, c.parents, c.date, c.message)
+               for c in list_commits(path, pin, max_commits)]
     result.commits = len(commits)
     singles = [(h, parents[0] if parents else None) for h, parents, _, _ in commits
                if len(parents) <= 1]
-    changes = python_changes(path, singles)
+    changes = changed_files(path, singles, PYTHON_PATHSPEC)
     origin: dict[str, str] = {}  # current path -> path where its history started (renames)
     with BlobReader(path) as reader:
         scanner = BlobScanner(reader, rules, max_bytes, jobs=jobs)
@@ -398,4 +274,5 @@ def _commit_events(result: HistoryResult, scanner: BlobScanner, origin: dict[str
 
 
 __all__ = ["EVENT_COLUMNS", "HistoryResult", "LEAK_COMMIT_COLUMNS", "LEAK_MESSAGE_RE",
+           "PYTHON_PATHSPEC",
            "first_line", "is_python_path", "leak_terms", "normalise_snippet", "walk_history"]

@@ -24,25 +24,30 @@ from pathlib import Path
 from typing import Any
 
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json
-from leakwatt.mining.clone import CloneError, checkout, repo_key, run_git, validate_url
+from leakwatt.contracts import MINE_OUTPUTS
+from leakwatt.mining.clone import CloneError, checkout, repo_key, validate_url
 from leakwatt.mining.corpus import CorpusEntry
-from leakwatt.mining.history import EVENT_COLUMNS, LEAK_COMMIT_COLUMNS, is_python_path, walk_history
+from leakwatt.mining.git import (
+    MODE_SUBMODULE,
+    MODE_SYMLINK,
+    BlobReader,
+    has_commit,
+    is_partial,
+    list_tree,
+    missing_objects,
+)
+from leakwatt.mining.history import is_python_path, walk_history
 from leakwatt.params import MineParams
 
 MINE_FORMAT = 2  # bump when the per-repository result layout or its meaning changes
 
-REPO_COLUMNS = ["url", "commit", "name", "status", "reason", "files", "kloc", "py_files",
-                "notebooks", "parse_errors", "seconds", "history_commits"]
-INSTANCE_COLUMNS = ["repo", "commit", "path", "line", "rule", "variant", "confidence",
-                    "function", "snippet", "col", "message", "loop_kind", "model_api",
-                    "training_api", "cell"]
-SCAN_ERROR_COLUMNS = ["repo", "commit", "path", "error"]
-OUTPUTS = {"repos.csv": REPO_COLUMNS, "instances.csv": INSTANCE_COLUMNS,
-           "events.csv": EVENT_COLUMNS, "leak_commits.csv": LEAK_COMMIT_COLUMNS,
-           "scan_errors.csv": SCAN_ERROR_COLUMNS}
+# Output file -> header, from the stage table contracts (leakwatt.contracts).
+OUTPUTS = {name: list(table.columns) for name, table in MINE_OUTPUTS.items()}
+REPO_COLUMNS = OUTPUTS["repos.csv"]
+INSTANCE_COLUMNS = OUTPUTS["instances.csv"]
+SCAN_ERROR_COLUMNS = OUTPUTS["scan_errors.csv"]
 CACHEABLE = ("ok", "empty", "no_python")
 
-_MODE_SYMLINK, _MODE_SUBMODULE = "120000", "160000"
 DASK_CONNECT_TIMEOUT_S = 30  # how long to wait for the Dask scheduler to answer
 
 
@@ -71,45 +76,6 @@ def _display(path: bytes) -> tuple[str, bool]:
         return path.decode("utf-8", "backslashreplace"), False
 
 
-def list_tree(repo: Path, commit: str) -> list[tuple[str, str, int | None, bytes, str]]:
-    """(mode, type, size, path, sha) of every entry of ``commit``'s tree, recursively.
-
-    ``size`` is None where git does not know it (submodules, blobs missing from the snapshot).
-    """
-    res = run_git(["ls-tree", "-r", "-l", "-z", "--full-tree", commit], cwd=repo)
-    if res.returncode != 0:
-        raise RuntimeError(f"git ls-tree failed: {res.stderr.strip()}")
-    entries = []
-    for record in res.stdout.split(b"\0"):
-        if not record:
-            continue
-        meta, _, path = record.partition(b"\t")
-        mode, kind, sha, size = meta.decode().split(maxsplit=3)
-        entries.append((mode, kind, int(size) if size.strip().isdigit() else None, path, sha))
-    return entries
-
-
-def _is_partial(repo: Path) -> bool:
-    res = run_git(["config", "--get", "extensions.partialClone"], cwd=repo)
-    return res.returncode == 0 and bool(res.stdout.strip())
-
-
-def missing_blobs(repo: Path, shas: list[str]) -> set[str]:
-    """The blobs of ``shas`` that the repository's object store lacks (one ``git cat-file
-    --batch-check``). Empty for partial clones, whose absent blobs are fetched on demand."""
-    if not shas or _is_partial(repo):
-        return set()
-    import subprocess
-
-    from leakwatt.mining.clone import _SAFE_CONFIG, git_env
-
-    res = subprocess.run(["git", *_SAFE_CONFIG, "cat-file", "--batch-check"], cwd=repo,
-                         env=git_env(), input="".join(f"{s}\n" for s in shas).encode(),
-                         capture_output=True, check=False)
-    return {line.split()[0] for line in res.stdout.decode().splitlines()
-            if line.endswith(" missing")}
-
-
 def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
                   complete: bool = True) -> dict[str, Any]:
     """Scan all .py/.ipynb files of the pinned commit; counts, instances and error rows.
@@ -119,7 +85,6 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
     failed) also lists the blobs the snapshot lacks: each becomes a ``scan_errors`` row and
     ``out["missing"]`` counts them.
     """
-    from leakwatt.mining.history import BlobReader
     from leakwatt.mining.scan import scan_bytes
 
     max_bytes = params.max_file_kb * 1024
@@ -130,13 +95,14 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
         out["scan_errors"].append({"repo": entry.name, "commit": entry.commit, "path": path,
                                    "error": message})
 
-    tree = list_tree(work, entry.commit)
-    absent = set() if complete else missing_blobs(
+    tree = [(e.mode, e.kind, e.size, e.path, e.sha) for e in list_tree(work, entry.commit)]
+    # A partial clone fetches absent blobs on demand: none of them counts as missing.
+    absent = set() if complete or is_partial(work) else missing_objects(
         work, [sha for mode, kind, _, _, sha in tree if kind == "blob"])
     with BlobReader(work) as reader:
         for mode, kind, size, raw_path, sha in tree:
             path, utf8 = _display(raw_path)
-            if mode == _MODE_SUBMODULE:
+            if mode == MODE_SUBMODULE:
                 error(path, "skipped: submodule (not scanned)")
                 continue
             if kind != "blob":
@@ -149,7 +115,7 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
                 continue
             if not is_python_path(path):
                 continue
-            if mode == _MODE_SYMLINK:
+            if mode == MODE_SYMLINK:
                 error(path, "skipped: symbolic link (not followed)")
                 continue
             out["notebooks" if path.lower().endswith(".ipynb") else "py_files"] += 1
@@ -188,8 +154,7 @@ def _clone_with_commit(entry: CorpusEntry, cache_dir: str | os.PathLike[str]) ->
         return None
     if not dest.is_dir():
         return None
-    res = run_git(["cat-file", "-e", f"{entry.commit.strip().lower()}^{{commit}}"], cwd=dest)
-    return dest if res.returncode == 0 else None
+    return dest if has_commit(dest, entry.commit.strip().lower()) else None
 
 
 def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
@@ -420,5 +385,4 @@ def write_tables(results: list[dict[str, Any]], out_dir: Path) -> None:
 
 
 __all__ = ["INSTANCE_COLUMNS", "OUTPUTS", "REPO_COLUMNS", "SCAN_ERROR_COLUMNS", "cache_key",
-           "list_tree", "mine_corpus", "mine_repository", "missing_blobs", "scan_checkout",
-           "write_tables"]
+           "mine_corpus", "mine_repository", "scan_checkout", "write_tables"]
