@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from leakwatt.mining.clone import CloneError, checkout, find_mirror, run_git  # noqa: E402
+from leakwatt.mining.clone import CloneError, checkout, find_mirror  # noqa: E402
+from leakwatt.mining.git import run_git  # noqa: E402
 from leakwatt.mining.notebook import NotebookError, notebook_source  # noqa: E402
 from leakwatt.mining.scan import scan_bytes  # noqa: E402
 
