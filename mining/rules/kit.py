@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from leakwatt.mining.rules.index import FuncInfo, Loop
+from leakwatt.mining.rules.values import DATASET
 
 if TYPE_CHECKING:
     from leakwatt.mining.rules.context import ModuleContext
@@ -188,8 +189,6 @@ def step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | 
               policy: StepPolicy) -> bool:
     """Whether ``loop`` (in ``fn``; None: a function called once per step) runs once per
     step, batch or sample under ``policy``."""
-    from leakwatt.mining.rules.values import DATASET
-
     if loop is None or loop.kind == "while":
         return True
     if policy.step_calls and any(
