@@ -24,28 +24,23 @@ import pandas as pd
 from statsmodels.duration.survfunc import SurvfuncRight
 
 from leakwatt.common import LeakwattError, atomic_write_csv
+from leakwatt.contracts import (
+    EVENTS,
+    INSTANCES,
+    LIFETIMES,
+    OVERVIEW,
+    PREVALENCE,
+    REPOS,
+    SURVIVAL,
+)
 
-PREVALENCE_COLUMNS = [
-    "rule", "repos_ok", "repos_affected", "share_repos_affected", "instances", "kloc",
-    "instances_per_kloc", "introduced", "removed", "removed_code_changed",
-    "removed_deleted_file", "share_fixed", "share_deleted", "still_present",
-    "median_survival_days", "median_survival_commits", "km_median_days", "unmatched_removals",
-    "note",
-]
-LIFETIME_COLUMNS = [
-    "repo", "rule", "path", "function", "introduced_commit", "introduced_date", "end_commit",
-    "end_date", "days", "commits", "removed", "removal",
-]
-SURVIVAL_COLUMNS = [
-    "rule", "time_unit", "time", "survival", "se", "ci_low", "ci_high", "at_risk", "events",
-]
-OVERVIEW_COLUMNS = [
-    "repos_total", "repos_ok", "repos_failed", "kloc", "instances", "events",
-    "leak_commits", "repos_with_leak_commits",
-]
-REPOS_REQUIRED = ("url", "status", "kloc")
-INSTANCES_REQUIRED = ("repo", "rule")
-EVENTS_REQUIRED = ("repo", "rule", "path", "event", "commit", "date")
+PREVALENCE_COLUMNS = list(PREVALENCE.columns)
+LIFETIME_COLUMNS = list(LIFETIMES.columns)
+SURVIVAL_COLUMNS = list(SURVIVAL.columns)
+OVERVIEW_COLUMNS = list(OVERVIEW.columns)
+REPOS_REQUIRED = REPOS.required
+INSTANCES_REQUIRED = INSTANCES.required
+EVENTS_REQUIRED = EVENTS.required
 OK_STATUS = "ok"
 #: events.csv columns that give a commit's position in the walked history (first found wins).
 INDEX_COLUMNS = ("commit_index", "seq")
@@ -291,9 +286,9 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
         "kloc": kloc_ok, "instances": len(inst_ok), "events": len(events),
         "leak_commits": len(leaks),
         "repos_with_leak_commits": int(_text(leaks, "repo").replace("", np.nan).nunique()),
+        "note": (f"{outside} instance(s) outside ok repositories not counted" if outside
+                 else ""),
     }], columns=OVERVIEW_COLUMNS)
-    if outside:
-        overview["note"] = f"{outside} instance(s) outside ok repositories not counted"
     return {"prevalence": table, "survival": survival, "lifetimes": life, "overview": overview}
 
 
@@ -331,20 +326,52 @@ def prevalence_from_dir(mined_dir: Path) -> dict[str, pd.DataFrame]:
         raise LeakwattError(f"{Path(mined_dir)}/{exc}") from None
 
 
+#: table name in :func:`prevalence`'s result -> its contract (and file name in analyze's output).
+TABLES = {"prevalence": PREVALENCE, "survival": SURVIVAL, "lifetimes": LIFETIMES,
+          "overview": OVERVIEW}
+
+
 def write_prevalence(mined_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Write ``prevalence.csv``, ``survival.csv`` and ``lifetimes.csv`` into ``out_dir``."""
+    """Write ``prevalence.csv``, ``survival.csv``, ``lifetimes.csv`` and ``overview.csv``."""
     tables = prevalence_from_dir(mined_dir)
     out_dir = Path(out_dir)
-    atomic_write_csv(out_dir / "prevalence.csv", tables["prevalence"].copy(),
-                     columns=PREVALENCE_COLUMNS)
-    atomic_write_csv(out_dir / "survival.csv", tables["survival"].copy(), columns=SURVIVAL_COLUMNS)
-    atomic_write_csv(out_dir / "lifetimes.csv", tables["lifetimes"].copy(),
-                     columns=LIFETIME_COLUMNS)
+    for name, table in TABLES.items():
+        atomic_write_csv(out_dir / table.file, tables[name].copy(), columns=list(table.columns))
+    return tables
+
+
+def read_prevalence(analysis_dir: Path) -> dict[str, pd.DataFrame] | None:
+    """The tables :func:`write_prevalence` wrote into ``analysis_dir`` (typed as they were
+    computed), or None when ``analyze`` was run without mining outputs."""
+    analysis_dir = Path(analysis_dir)
+    if not (analysis_dir / PREVALENCE.file).is_file():
+        return None
+    tables: dict[str, pd.DataFrame] = {}
+    for name, table in TABLES.items():
+        path = analysis_dir / table.file
+        if not path.is_file():
+            raise LeakwattError(f"{path}: not found beside {PREVALENCE.file} "
+                                "(run the analyze stage again)")
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise LeakwattError(f"{path}: empty file (no header line)") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise LeakwattError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
+        tables[name] = table.validate(frame, str(path))
+    for name in ("prevalence", "overview"):
+        if "note" in tables[name].columns:
+            tables[name]["note"] = tables[name]["note"].fillna("").astype(str)
+    lifetimes_ = tables["lifetimes"]
+    lifetimes_["removed"] = lifetimes_["removed"].astype(str).str.lower().eq("true")
+    if len(tables["overview"]) != 1:
+        raise LeakwattError(f"{analysis_dir / OVERVIEW.file}: expected one row, "
+                            f"found {len(tables['overview'])}")
     return tables
 
 
 __all__ = [
     "LIFETIME_COLUMNS", "OVERVIEW_COLUMNS", "PREVALENCE_COLUMNS", "SURVIVAL_COLUMNS",
     "kaplan_meier", "km_median", "lifetimes", "prevalence", "prevalence_from_dir", "read_mined",
-    "write_prevalence",
+    "read_prevalence", "write_prevalence",
 ]

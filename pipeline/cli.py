@@ -2,6 +2,9 @@
 
 Each subcommand loads params.yaml (``--params``, ``--profile``), applies its flags on top and calls
 the same functions in :mod:`leakwatt.pipeline.workflow` that the DVC stages call.
+
+Imports of the study's libraries stay inside the subcommands on purpose: `leakwatt scan` and
+`leakwatt --help` must not pay for pandas, scipy, matplotlib and the whole workflow.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from leakwatt.pipeline.workflow import measure
+    from leakwatt.pipeline.workflow import measure, reproduce
 
     params = _params(args)
     scale = args.scale or params.reproduce.scale
@@ -91,11 +94,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.pairs:
         pairs_dir = Path(args.pairs)
-    else:
-        from leakwatt.pipeline.repros import build_pairs
-
+    else:  # built-in pairs: built by the reproduce step (no equivalence check) into OUT/pairs
         pairs_dir = out / "pairs"
-        build_pairs(pairs_dir, args.pair, scale, None)
+        reproduce(None, pairs_dir, dataclasses.replace(
+            params.reproduce, pairs=tuple(args.pair), scale=scale, equivalence_check=False))
     measure(pairs_dir, out, args.device, scale, mp, pair_ids=args.pair or None,
             show_progress=not args.no_progress)
     return 0
@@ -116,8 +118,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     params = _params(args)
     report(Path(args.analysis), [Path(p) for p in args.runs],
-           Path(args.mined) if args.mined else None, Path(args.pairs) if args.pairs else None,
-           Path(args.out), params.report, params.analyze.alpha)
+           Path(args.pairs) if args.pairs else None, Path(args.out), params.report,
+           params.analyze.alpha, mined_dir=Path(args.mined) if args.mined else None)
     return 0
 
 
@@ -216,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_flags(p)
     p.add_argument("--analysis", required=True)
     p.add_argument("--runs", nargs="+", required=True)
-    p.add_argument("--mined")
+    p.add_argument("--mined", help="mine output folder: checks that --analysis holds its "
+                                   "prevalence tables (run `analyze --mined` first)")
     p.add_argument("--pairs")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_report)

@@ -1,7 +1,10 @@
 """The study's steps as functions: what both the DVC stages and the `leakwatt` CLI call.
 
 Each function wires already-validated params to the libraries in mining/, pipeline/repros,
-pipeline/harness and analysis/; none of them holds study logic of its own.
+pipeline/harness and analysis/; none of them holds study logic of its own. The imports are
+ordinary: a stage needs them all anyway, and none of them imports TensorFlow (only the measured
+programs do; ``tests/test_cli.py`` checks it). The CLI stays fast by importing this module only
+inside the subcommand that runs.
 """
 
 from __future__ import annotations
@@ -9,13 +12,23 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import pandas as pd
+
+from leakwatt.analysis.prevalence import TABLES as PREVALENCE_TABLES
+from leakwatt.analysis.prevalence import write_prevalence
+from leakwatt.analysis.report import render_report
+from leakwatt.analysis.stats import analyze as analyze_runs
 from leakwatt.common import LeakwattError
+from leakwatt.contracts import INSTANCES, PREVALENCE, REPOS
+from leakwatt.mining.corpus import load_corpus
+from leakwatt.mining.demo import build_demo_corpus
+from leakwatt.mining.mine import mine_corpus
 from leakwatt.params import AnalyzeParams, MeasureParams, MineParams, ReportParams, ReproduceParams
-
-if TYPE_CHECKING:  # pandas is imported lazily: the CLI's --help should not pay for it
-    import pandas as pd
+from leakwatt.pipeline.harness import measure_pairs
+from leakwatt.pipeline.harness.supersede import retire_superseded_runs
+from leakwatt.pipeline.repros import build_pairs
+from leakwatt.pipeline.repros.equivalence import check_pairs
 
 
 def log(message: str) -> None:
@@ -25,12 +38,7 @@ def log(message: str) -> None:
 def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
          params: MineParams) -> None:
     """Mine the real corpus (``params.corpus == 'real'``) or the bundled demo corpus."""
-    from leakwatt.mining.corpus import load_corpus
-    from leakwatt.mining.mine import mine_corpus
-
     if params.corpus == "demo":
-        from leakwatt.mining.demo import build_demo_corpus
-
         entries = build_demo_corpus(demo_dir, cache_dir / "demo")
         log(f"built {len(entries)} demo repositories from {demo_dir}")
     else:
@@ -46,9 +54,8 @@ def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
 
 def report_failed_repositories(repos_csv: Path) -> None:
     """Say, one line each, which repositories could not be mined and why."""
-    import pandas as pd
-
-    repos = pd.read_csv(repos_csv, dtype=str, keep_default_na=False)
+    repos = REPOS.validate(pd.read_csv(repos_csv, dtype=str, keep_default_na=False),
+                           str(repos_csv))
     failed = repos[repos["status"] != "ok"]
     for row in failed.itertuples():
         log(f"not mined: {row.url} @ {row.commit[:12]}: {row.status}: {row.reason}")
@@ -56,23 +63,22 @@ def report_failed_repositories(repos_csv: Path) -> None:
 
 
 def read_instances(instances_csv: Path) -> pd.DataFrame:
-    import pandas as pd
-
     if not instances_csv.exists():
         raise LeakwattError(f"{instances_csv}: instances file not found (run `leakwatt mine` first)")
-    return pd.read_csv(instances_csv, dtype={"commit": str}, keep_default_na=False)
+    frame = pd.read_csv(instances_csv, dtype={"commit": str}, keep_default_na=False)
+    return INSTANCES.validate(frame, str(instances_csv))
 
 
 def reproduce(instances_csv: Path | None, out_dir: Path, params: ReproduceParams) -> None:
-    """Write the program pairs and, when enabled, check each pair's equivalence."""
-    from leakwatt.pipeline.repros import build_pairs
+    """Write the program pairs and, when enabled, check each pair's equivalence.
 
+    This is the one place pairs are built (the ``reproduce`` stage, ``leakwatt reproduce`` and
+    ``leakwatt measure --pair``); the harness only reads them.
+    """
     instances = read_instances(instances_csv) if instances_csv is not None else None
     pairs = build_pairs(out_dir, params.pairs, params.scale, instances)
     log(f"wrote {len(pairs)} pairs to {out_dir}")
     if params.equivalence_check:
-        from leakwatt.pipeline.repros.equivalence import check_pairs
-
         checked = check_pairs(out_dir, params.equivalence_rtol)
         for row in checked.itertuples():
             log(f"equivalence {row.pair_id}: {row.status} ({row.detail})")
@@ -80,9 +86,6 @@ def reproduce(instances_csv: Path | None, out_dir: Path, params: ReproduceParams
 
 def measure(pairs_dir: Path, out_dir: Path, device: str, scale: str, params: MeasureParams,
             pair_ids: Sequence[str] | None = None, show_progress: bool = True) -> None:
-    from leakwatt.pipeline.harness import measure_pairs
-    from leakwatt.pipeline.harness.supersede import retire_superseded_runs
-
     if (pairs_dir / "pairs.csv").is_file():
         for name, count in retire_superseded_runs(pairs_dir, out_dir, scale).items():
             log(f"{out_dir / name}: {count} row(s) measured on changed programs or another scale "
@@ -103,27 +106,33 @@ def runs_files(runs_dir: Path) -> list[Path]:
 
 def analyze(runs_paths: Sequence[Path], mined_dir: Path | None, out_dir: Path,
             params: AnalyzeParams) -> None:
-    from leakwatt.analysis.stats import analyze as analyze_runs
-
     idle = [p.parent / "idle.csv" for p in runs_paths if (p.parent / "idle.csv").exists()]
     result = analyze_runs(runs_paths, out_dir, params, idle_paths=idle)
     log(f"wrote {len(result.stats)} rows to {out_dir / 'stats.csv'}")
-    if mined_dir is not None and (mined_dir / "repos.csv").exists():
-        from leakwatt.analysis.prevalence import write_prevalence
-
+    if mined_dir is not None and (mined_dir / REPOS.file).exists():
         write_prevalence(mined_dir, out_dir)
         log(f"wrote prevalence tables to {out_dir}")
+    else:  # no stale prevalence tables from an earlier run with mining outputs
+        for table in PREVALENCE_TABLES.values():
+            (out_dir / table.file).unlink(missing_ok=True)
 
 
-def report(analysis_dir: Path, runs_paths: Sequence[Path], mined_dir: Path | None,
-           pairs_dir: Path | None, out_dir: Path, params: ReportParams, alpha: float,
-           commands: Sequence[str] = ()) -> None:
-    from leakwatt.analysis.report import render_report
+def report(analysis_dir: Path, runs_paths: Sequence[Path], pairs_dir: Path | None,
+           out_dir: Path, params: ReportParams, alpha: float,
+           commands: Sequence[str] = (), mined_dir: Path | None = None) -> None:
+    """Render the report from what ``analyze`` wrote into ``analysis_dir`` (prevalence included).
 
+    ``mined_dir`` is only checked: naming mining outputs whose prevalence ``analyze`` did not
+    compute is an error rather than a report silently without prevalence.
+    """
+    if mined_dir is not None and not (analysis_dir / PREVALENCE.file).is_file():
+        raise LeakwattError(f"{analysis_dir / PREVALENCE.file}: not found; run "
+                            f"`leakwatt analyze --mined {mined_dir}` first (the report reads the "
+                            "prevalence tables analyze writes)")
     environments = [p.parent / "environment.json" for p in runs_paths
                     if (p.parent / "environment.json").exists()]
     equivalence = pairs_dir / "equivalence.csv" if pairs_dir is not None else None
-    render_report(analysis_dir, runs_paths, mined_dir, out_dir, params,
+    render_report(analysis_dir, runs_paths, out_dir, params,
                   environment_paths=environments,
                   equivalence_path=equivalence if equivalence and equivalence.exists() else None,
                   commands=commands or default_commands(), alpha=alpha)

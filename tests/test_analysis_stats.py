@@ -13,19 +13,11 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
-from leakwatt.analysis.stats import (
-    FAILURES_COLUMNS,
-    STATS_COLUMNS,
-    SUMMARY_COLUMNS,
-    analyze,
-    compare_pair,
-    paired_stats,
-    pairs_needed,
-    rank_biserial,
-    t_power,
-    validate_runs,
-)
+from leakwatt.analysis.paired import compare_pair, pairs_needed, rank_biserial, t_power
+from leakwatt.analysis.runs import validate_runs
+from leakwatt.analysis.stats import analyze, paired_stats
 from leakwatt.common import LeakwattError
+from leakwatt.contracts import FAILURES, STATS, SUMMARY
 from leakwatt.params import AnalyzeParams
 
 _SYNTH = Path(__file__).parent / "fixtures" / "analysis" / "synth.py"
@@ -328,10 +320,12 @@ def test_analyze_writes_the_contract_files(tmp_path):
     result = analyze([tmp_path / "cpu" / "runs.csv", tmp_path / "gpu" / "runs.csv"], out,
                      AnalyzeParams(bootstrap_resamples=500), idle_paths=[tmp_path / "idle.csv"])
     stats = pd.read_csv(out / "stats.csv")
-    assert list(stats.columns) == STATS_COLUMNS
-    assert list(pd.read_csv(out / "summary.csv").columns) == SUMMARY_COLUMNS
+    assert list(stats.columns) == list(STATS.columns)
+    STATS.validate(stats, "stats.csv")
+    FAILURES.validate(pd.read_csv(out / "failures.csv"), "failures.csv")
+    assert list(pd.read_csv(out / "summary.csv").columns) == list(SUMMARY.columns)
     failures = pd.read_csv(out / "failures.csv")
-    assert list(failures.columns) == FAILURES_COLUMNS
+    assert list(failures.columns) == list(FAILURES.columns)
     assert len(failures) == 1 and failures.iloc[0]["status"] == "oom"
     assert failures.iloc[0]["source"].endswith("gpu/runs.csv")
     assert failures.iloc[0]["line"] == 2

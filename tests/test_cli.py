@@ -70,3 +70,46 @@ def test_mine_says_which_repositories_it_could_not_clone(tmp_path: Path, repo_ro
     assert "leakwatt: 0 of 1 repositories mined" in result.stderr
     repos = (tmp_path / "mined" / "repos.csv").read_text(encoding="utf-8")
     assert "clone_failed" in repos
+
+
+def test_workflow_imports_do_not_load_tensorflow() -> None:
+    """The workflow's imports are ordinary top-of-file imports, none of which loads TensorFlow."""
+    code = ("import sys, leakwatt.pipeline.workflow, leakwatt.pipeline.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
+    code = "import sys, leakwatt.pipeline.cli; print('pandas' in sys.modules)"
+    lazy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert lazy.stdout.strip() == "False"  # `leakwatt scan` / --help do not pay for the study
+
+
+def test_report_with_mined_but_no_prevalence_is_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "analysis").mkdir()
+    result = leakwatt("report", "--analysis", str(tmp_path / "analysis"), "--runs", "x.csv",
+                      "--mined", str(tmp_path / "mined"), "--out", str(tmp_path / "reports"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"leakwatt: error: {tmp_path / 'analysis' / 'prevalence.csv'}: not found; run "
+        f"`leakwatt analyze --mined {tmp_path / 'mined'}` first (the report reads the prevalence "
+        "tables analyze writes)"]
+
+
+@pytest.mark.slow
+def test_measure_builtin_pair_builds_it_through_reproduce(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = leakwatt("measure", "--pair", "paper-imr", "--scale", "tiny", "--device", "cpu",
+                      "--repetitions", "1", "--warmup", "0", "--cooldown", "0", "--no-progress",
+                      "--out", str(out), cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert "wrote 1 pairs to" in result.stderr  # the reproduce step's own log line
+    import pandas as pd
+
+    from leakwatt.contracts import PAIRS, RUNS
+
+    pairs = PAIRS.validate(pd.read_csv(out / "pairs" / "pairs.csv"))
+    assert pairs["pair_id"].tolist() == ["paper-imr"]
+    assert not (out / "pairs" / "equivalence.csv").exists()  # no equivalence check on this path
+    runs = RUNS.validate(pd.read_csv(out / "runs.csv"))
+    assert sorted(runs["variant"]) == ["clean", "smelly"] and set(runs["status"]) == {"ok"}

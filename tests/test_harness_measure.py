@@ -14,12 +14,13 @@ import pandas as pd
 import psutil
 import pytest
 
+from leakwatt.common import LeakwattError
+from leakwatt.contracts import RUNS
 from leakwatt.params import MeasureParams
 from leakwatt.pipeline.harness import IDLE_COLUMNS, RUNS_COLUMNS, measure_pairs
+from leakwatt.pipeline.repros import build_pairs
 
-CONTRACT = ["pair_id", "smell", "variant", "rep", "device", "status", "duration_s", "energy_kwh",
-            "cpu_energy_kwh", "ram_energy_kwh", "gpu_energy_kwh", "emissions_kg", "peak_rss_mb",
-            "cpu_power_source"]
+CONTRACT = list(RUNS.contract)
 FAST = MeasureParams(repetitions=1, warmup=0, cooldown_s=0.0, sample_interval_s=0.2,
                      timeout_s=60, memory_limit_mb=2048, idle_baseline=False)
 
@@ -46,7 +47,7 @@ def fake_pair(root: Path, pair_id: str, smelly_body: str, clean_body: str) -> Pa
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(PROGRAM.format(body=textwrap.dedent(body)))
     row = {"pair_id": pair_id, "smell": "IMR", "variant_family": "test", "description": "test",
-           "scale": "tiny", "instances": 0, "source": "test",
+           "scale": "tiny", "instances": 0, "source": "mined",
            "smelly_path": f"{pair_id}/smelly.py", "clean_path": f"{pair_id}/clean.py"}
     csv = root / "pairs.csv"
     old = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
@@ -54,20 +55,29 @@ def fake_pair(root: Path, pair_id: str, smelly_body: str, clean_body: str) -> Pa
     return root
 
 
+def test_harness_only_reads_pairs(tmp_path):
+    """Pairs are built by `reproduce` alone: naming a built-in pair builds nothing here."""
+    with pytest.raises(LeakwattError, match=r"pairs\.csv: not found \(run `leakwatt reproduce`"):
+        measure_pairs(tmp_path / "pairs", ["paper-imr"], tmp_path / "out", "cpu", "tiny", FAST,
+                      show_progress=False)
+    assert not (tmp_path / "pairs").exists()
+
+
 @pytest.mark.slow
 def test_paper_imr_two_reps_then_resume_then_three_reps(tmp_path):
     out = tmp_path / "out"
     params = MeasureParams(repetitions=2, warmup=0, cooldown_s=0.0, sample_interval_s=0.2,
                            timeout_s=240, memory_limit_mb=6144, idle_baseline=True)
+    build_pairs(tmp_path / "pairs", ["paper-imr"], "tiny")
     runs = measure_pairs(tmp_path / "pairs", ["paper-imr"], out, "cpu", "tiny", params,
                          show_progress=False)
-    assert (tmp_path / "pairs" / "paper-imr" / "smelly.py").is_file()  # built on demand
     frame = pd.read_csv(out / "runs.csv")
     assert list(frame.columns) == RUNS_COLUMNS and list(frame.columns[:14]) == CONTRACT
     assert len(frame) == len(runs) == 4
     assert sorted(zip(frame["variant"], frame["rep"], strict=True)) == [
         ("clean", 1), ("clean", 2), ("smelly", 1), ("smelly", 2)]
     assert set(frame["status"]) == {"ok"} and set(frame["device"]) == {"cpu"}
+    RUNS.validate(frame, "runs.csv")
     assert (frame["energy_kwh"] > 0).all() and (frame["duration_s"] > 0).all()
     assert frame["cpu_power_source"].isin(["rapl", "cpu_load", "constant"]).all()
     assert set(frame["ram_power_source"]) == {"estimated"}

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from leakwatt.analysis.prevalence import write_prevalence
 from leakwatt.analysis.report import render_report
 from leakwatt.analysis.stats import analyze
 from leakwatt.params import AnalyzeParams, ReportParams
@@ -192,8 +193,8 @@ def report(tmp_path_factory) -> Path:
         "versions": {"tensorflow": "2.21.0", "codecarbon": "3.0"}, "git_sha": "abc1234"}))
     analyze([root / "runs.csv"], root / "analysis", AnalyzeParams(bootstrap_resamples=300))
     out = root / "reports"
-    render_report(root / "analysis", [root / "runs.csv"], _mined(root), out,
-                  ReportParams(title="Browser check"),
+    write_prevalence(_mined(root), root / "analysis")
+    render_report(root / "analysis", [root / "runs.csv"], out, ReportParams(title="Browser check"),
                   environment_paths=[root / "environment.json"],
                   commands=["leakwatt analyze --runs runs.csv --out analysis",
                             "leakwatt report"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from leakwatt.analysis.prevalence import write_prevalence
 from leakwatt.analysis.report import render_report
 from leakwatt.analysis.stats import analyze
 from leakwatt.common import LeakwattError
@@ -56,13 +57,14 @@ def rendered(tmp_path_factory):
     (root / "environment.json").write_text(json.dumps({
         "cpu_model": "Test CPU 9000", "cores": 2, "ram_gb": 8, "gpu": None,
         "versions": {"tensorflow": "2.21.0", "codecarbon": "3.0"}, "git_sha": "abc1234"}))
-    pd.DataFrame({"pair_id": ["paper-imr", "paper-utr"], "status": ["ok", "failed"],
+    pd.DataFrame({"pair_id": ["paper-imr", "paper-utr"], "status": ["equivalent", "different"],
                   "max_rel_diff": [0.0, 0.2], "detail": ["", "losses differ"]}).to_csv(
         root / "equivalence.csv", index=False)
     analyze([runs_path], root / "analysis", AnalyzeParams(bootstrap_resamples=500))
     out = root / "reports"
+    write_prevalence(_mined(root), root / "analysis")
     metrics = render_report(
-        root / "analysis", [runs_path], _mined(root), out, ReportParams(title="Test report"),
+        root / "analysis", [runs_path], out, ReportParams(title="Test report"),
         environment_paths=[root / "environment.json"],
         equivalence_path=root / "equivalence.csv",
         commands=["leakwatt analyze --runs runs.csv --out analysis"])
@@ -172,7 +174,7 @@ def test_rapl_runs_without_mining(tmp_path):
     runs = synthetic_runs(n=4, source="rapl", scale="paper", pairs=(("paper-imr", "IMR"),))
     runs.to_csv(tmp_path / "runs.csv", index=False)
     analyze([tmp_path / "runs.csv"], tmp_path / "analysis", AnalyzeParams(bootstrap_resamples=200))
-    metrics = render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], None,
+    metrics = render_report(tmp_path / "analysis", [tmp_path / "runs.csv"],
                             tmp_path / "reports", ReportParams())
     text = (tmp_path / "reports" / "report.md").read_text()
     assert "measured from Intel RAPL counters for all 8" in text.split("\n\n")[1]
@@ -192,7 +194,7 @@ def test_all_failed_still_renders(tmp_path):
     runs["status"] = "crashed"
     runs.to_csv(tmp_path / "runs.csv", index=False)
     analyze([tmp_path / "runs.csv"], tmp_path / "analysis", AnalyzeParams(bootstrap_resamples=200))
-    render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], None, tmp_path / "reports",
+    render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], tmp_path / "reports",
                   ReportParams())
     text = (tmp_path / "reports" / "report.md").read_text()
     assert "**No run completed**" in text.split("\n\n")[1]
@@ -206,14 +208,14 @@ def test_bad_environment_file(tmp_path):
     analyze([tmp_path / "runs.csv"], tmp_path / "analysis", AnalyzeParams(bootstrap_resamples=200))
     (tmp_path / "environment.json").write_text("{not json")
     with pytest.raises(LeakwattError, match=r"environment\.json: line 1: invalid JSON"):
-        render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], None, tmp_path / "reports",
+        render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], tmp_path / "reports",
                       ReportParams(), environment_paths=[tmp_path / "environment.json"])
     assert not (tmp_path / "reports" / "report.md").exists()
 
 
 def test_missing_stats(tmp_path):
     with pytest.raises(LeakwattError, match=r"stats\.csv: not found \(run the analyze stage"):
-        render_report(tmp_path, [], None, tmp_path / "reports", ReportParams())
+        render_report(tmp_path, [], tmp_path / "reports", ReportParams())
 
 
 def test_rss_series_are_plotted_when_the_harness_kept_them(tmp_path):
@@ -229,7 +231,7 @@ def test_rss_series_are_plotted_when_the_harness_kept_them(tmp_path):
     runs["series_path"] = paths
     runs.to_csv(tmp_path / "runs.csv", index=False)
     analyze([tmp_path / "runs.csv"], tmp_path / "analysis", AnalyzeParams(bootstrap_resamples=200))
-    render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], None, tmp_path / "reports",
+    render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], tmp_path / "reports",
                   ReportParams())
     assert (tmp_path / "reports" / "figures" / "rss_over_time.png").read_bytes().startswith(
         PNG_MAGIC)
@@ -262,3 +264,22 @@ def test_prevalence_and_repetitions_text(rendered):
     assert "5–6 complete repetitions per pair" in threats
     headline = text.split("## Headline")[1].split("\n## ")[0]
     assert "significant by Wilcoxon and 1 by paired t at Holm-adjusted p < 0.05" in headline
+
+
+def test_prevalence_comes_from_the_analyze_outputs(tmp_path):
+    """The report reads analyze's prevalence tables; it never recomputes them from data/mined."""
+    runs = synthetic_runs(n=3, pairs=(("paper-imr", "IMR"),))
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    analyze([tmp_path / "runs.csv"], tmp_path / "analysis", AnalyzeParams(bootstrap_resamples=200))
+    write_prevalence(_mined(tmp_path), tmp_path / "analysis")
+    table = pd.read_csv(tmp_path / "analysis" / "prevalence.csv")
+    table.loc[table["rule"] == "IMR", "instances"] = 4242
+    table.to_csv(tmp_path / "analysis" / "prevalence.csv", index=False)
+    metrics = render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], tmp_path / "reports",
+                            ReportParams())
+    assert metrics["prevalence"]["IMR"]["instances"] == 4242
+    assert "| IMR | 4242 |" in (tmp_path / "reports" / "report.md").read_text()
+    (tmp_path / "analysis" / "overview.csv").unlink()
+    with pytest.raises(LeakwattError, match=r"overview\.csv: not found beside prevalence\.csv"):
+        render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], tmp_path / "reports",
+                      ReportParams())

@@ -25,11 +25,12 @@ import pandas as pd
 import psutil
 
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json
+from leakwatt.contracts import SERIES
 from leakwatt.params import MeasureParams, as_dict
 from leakwatt.pipeline.harness.runner import Nvml, RunOutcome, child_env, rapl_readable, run_child
 from leakwatt.pipeline.harness.store import IDLE_COLUMNS, IDLE_KEY, RUN_KEY, RUNS_COLUMNS, AppendStore
 from leakwatt.pipeline.repros.equivalence import excluded_pairs
-from leakwatt.pipeline.repros.pairs import BUILTIN_PAIRS, build_pairs, read_pairs
+from leakwatt.pipeline.repros.pairs import read_pairs
 from leakwatt.pipeline.repros.templates import SCALES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -133,8 +134,8 @@ def _final_loss(outcome: RunOutcome) -> float | None:
 
 
 def _write_series(path: Path, series: list[tuple[float, float, float | None]]) -> None:
-    frame = pd.DataFrame(series, columns=["t_s", "rss_mb", "gpu_mem_mb"])
-    atomic_write_csv(path, frame, columns=["t_s", "rss_mb", "gpu_mem_mb"])
+    frame = pd.DataFrame(series, columns=list(SERIES.columns))
+    atomic_write_csv(path, frame, columns=list(SERIES.columns))
 
 
 def _row(run: PlannedRun, outcome: RunOutcome, device: str, scale: str, started: str,
@@ -171,13 +172,9 @@ def check_device(device: str) -> Nvml | None:
     return nvml
 
 
-def _load_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, scale: str) -> pd.DataFrame:
-    if not (pairs_dir / "pairs.csv").is_file():
-        if pair_ids and all(p in BUILTIN_PAIRS for p in pair_ids):
-            build_pairs(pairs_dir, list(pair_ids), scale)
-        else:
-            raise LeakwattError(f"{pairs_dir / 'pairs.csv'}: not found; run `leakwatt reproduce` "
-                                f"or name built-in pairs ({', '.join(BUILTIN_PAIRS)})")
+def _load_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None) -> pd.DataFrame:
+    # The harness only reads pairs: `reproduce` (pipeline.workflow.reproduce) is the one place
+    # that builds them, for `leakwatt measure --pair` too.
     pairs = read_pairs(pairs_dir)
     if pair_ids:
         unknown = [p for p in pair_ids if p not in set(pairs["pair_id"])]
@@ -285,7 +282,7 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
     if scale not in SCALES:
         raise LeakwattError(f"scale {scale!r} is not one of {', '.join(SCALES)}")
     nvml = check_device(device)
-    pairs = _load_pairs(pairs_dir, pair_ids, scale)
+    pairs = _load_pairs(pairs_dir, pair_ids)
     excluded = excluded_pairs(pairs_dir)
     pairs = pairs[~pairs["pair_id"].isin(list(excluded))]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,27 +16,13 @@ from typing import Any
 import pandas as pd
 
 from leakwatt.common import LeakwattError
+from leakwatt.contracts import IDLE, RUNS
 
-RUNS_COLUMNS = [
-    # the contract of issue 2: never rename
-    "pair_id", "smell", "variant", "rep", "device", "status", "duration_s", "energy_kwh",
-    "cpu_energy_kwh", "ram_energy_kwh", "gpu_energy_kwh", "emissions_kg", "peak_rss_mb",
-    "cpu_power_source",
-    # provenance and extras
-    "scale", "order", "started_at", "error", "codecarbon_emissions_kg", "cpu_power_w",
-    "gpu_power_w", "ram_power_w", "gpu_power_source", "ram_power_source",
-    "rss_growth_mb_per_s", "peak_gpu_mem_mb", "rapl_energy_kwh", "nvml_energy_kwh", "wall_s",
-    "workload_s", "final_loss", "exit_code", "series_path", "country_iso_code",
-    "carbon_intensity_kg_per_kwh", "sample_interval_s", "codecarbon_version", "tracking_mode",
-]
-RUN_KEY = ("pair_id", "variant", "rep", "device")
-IDLE_COLUMNS = [
-    "device", "rep", "status", "target_s", "duration_s", "energy_kwh", "cpu_energy_kwh",
-    "ram_energy_kwh", "gpu_energy_kwh", "emissions_kg", "cpu_power_source", "cpu_power_w",
-    "ram_power_w", "gpu_power_source", "rapl_energy_kwh", "nvml_energy_kwh", "started_at",
-    "error",
-]
-IDLE_KEY = ("device", "rep")
+# Columns and keys are the contracts of leakwatt.contracts (RUNS, WARMUP, IDLE).
+RUNS_COLUMNS = list(RUNS.columns)
+RUN_KEY = RUNS.key
+IDLE_COLUMNS = list(IDLE.columns)
+IDLE_KEY = IDLE.key
 
 
 class AppendStore:

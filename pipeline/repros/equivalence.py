@@ -19,9 +19,10 @@ from typing import Any
 import pandas as pd
 
 from leakwatt.common import atomic_write_csv
+from leakwatt.contracts import EQUIVALENCE
 from leakwatt.pipeline.repros.pairs import read_pairs
 
-EQUIVALENCE_COLUMNS = ["pair_id", "status", "max_rel_diff", "detail", "smelly_s", "clean_s"]
+EQUIVALENCE_COLUMNS = list(EQUIVALENCE.columns)
 STATUSES = ("equivalent", "different", "crashed")
 
 

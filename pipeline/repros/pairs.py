@@ -17,12 +17,12 @@ from typing import Any
 import pandas as pd
 
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
+from leakwatt.contracts import PAIRS, UNREPRODUCED
 from leakwatt.pipeline.repros import templates
 from leakwatt.pipeline.repros.templates import ProgramSpec
 
-PAIRS_COLUMNS = ["pair_id", "smell", "variant_family", "description", "scale", "instances",
-                 "source", "smelly_path", "clean_path"]
-UNREPRODUCED_COLUMNS = ["rule", "variant", "loop_kind", "training_api", "instances", "reason"]
+PAIRS_COLUMNS = list(PAIRS.columns)
+UNREPRODUCED_COLUMNS = list(UNREPRODUCED.columns)
 TEMPLATE_VERSION = 1
 
 
@@ -248,9 +248,7 @@ def read_pairs(pairs_dir: Path) -> pd.DataFrame:
         table = pd.read_csv(path, dtype={"pair_id": str, "smell": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise LeakwattError(f"{path}: unreadable CSV ({exc})") from None
-    missing = [c for c in ("pair_id", "smell", "smelly_path", "clean_path") if c not in table]
-    if missing:
-        raise LeakwattError(f"{path}: missing column {missing[0]!r}")
+    PAIRS.validate(table, str(path))
     if table["pair_id"].duplicated().any():
         dup = table.loc[table["pair_id"].duplicated(), "pair_id"].iloc[0]
         raise LeakwattError(f"{path}: duplicate pair_id {dup!r}")

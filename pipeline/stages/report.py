@@ -1,4 +1,4 @@
-"""DVC stage `report`: data/analysis + runs + mined -> reports/ (report.md, report.html, ...)."""
+"""DVC stage `report`: data/analysis (incl. prevalence) + runs + pairs -> reports/ (report.md, ...)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from leakwatt.pipeline.workflow import report, runs_files
 
 
 def body(args: argparse.Namespace, params: Params) -> None:
-    report(Path(args.analysis), runs_files(Path(args.runs)), Path(args.mined), Path(args.pairs),
-           Path(args.out), params.report, params.analyze.alpha)
+    report(Path(args.analysis), runs_files(Path(args.runs)), Path(args.pairs), Path(args.out),
+           params.report, params.analyze.alpha)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser("report", __doc__ or "")
     parser.add_argument("--analysis", required=True)
     parser.add_argument("--runs", required=True, help="folder holding <device>/runs.csv")
-    parser.add_argument("--mined", required=True)
     parser.add_argument("--pairs", required=True)
     parser.add_argument("--out", required=True)
     return run_stage(parser, body, argv)
