@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leakwatt.common import LeakwattError, atomic_write_text
+from leakwatt.contracts import CORPUS
 from leakwatt.mining.clone import (
     SHA_RE,
     CloneError,
@@ -25,7 +26,7 @@ from leakwatt.mining.clone import (
     validate_url,
 )
 
-CORPUS_COLUMNS = ["url", "commit", "name", "domain", "why", "stars"]
+CORPUS_COLUMNS = list(CORPUS.columns)
 REQUIRED_COLUMNS = ("url", "commit")
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leakwatt.contracts import EVENTS, LEAK_COMMITS
 from leakwatt.mining.git import BlobReader, Change, changed_files, list_commits
 
 PY_SUFFIXES = (".py", ".ipynb")
@@ -40,9 +41,8 @@ LEAK_MESSAGE_RE = re.compile(
     r"memory|gpu\s+memory",
     re.IGNORECASE)
 
-EVENT_COLUMNS = ["repo", "rule", "path", "event", "commit", "date", "message", "function",
-                 "snippet", "removal", "line", "seq", "instance"]
-LEAK_COMMIT_COLUMNS = ["repo", "commit", "date", "message", "matched"]
+EVENT_COLUMNS = list(EVENTS.columns)
+LEAK_COMMIT_COLUMNS = list(LEAK_COMMITS.columns)
 
 
 def is_python_path(path: str | None) -> bool:

@@ -37,6 +37,7 @@ from leakwatt.mining.git import (
     missing_objects,
 )
 from leakwatt.mining.history import is_python_path, walk_history
+from leakwatt.mining.rules import select_rules
 from leakwatt.params import MineParams
 
 MINE_FORMAT = 2  # bump when the per-repository result layout or its meaning changes
@@ -264,6 +265,7 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
     """
     from tqdm import tqdm
 
+    select_rules(params.rules)  # an unknown rule id in params is one line, before any cloning
     out = Path(out_dir)
     results: list[dict[str, Any] | None] = [None] * len(corpus)
     keys: list[str | None] = [None] * len(corpus)

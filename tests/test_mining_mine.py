@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import subprocess
+from pathlib import Path
 
+import pytest
 from fixtures.mining.gitrepo import IMR_FIXED, IMR_LOOP, PY2, UTR_LOOP, GitRepo
 
 from leakwatt.mining.corpus import CorpusEntry
@@ -276,3 +278,14 @@ def test_many_cores_few_repositories_scan_history_in_parallel(tmp_path):
         if name != "repos.csv":
             assert (tmp_path / "seq" / name).read_text() == (tmp_path / "par" / name).read_text()
     assert len(read(tmp_path / "par" / "events.csv")) > 20
+
+
+def test_unknown_rule_in_params_is_one_line_before_any_clone(tmp_path: Path) -> None:
+    from leakwatt.common import LeakwattError
+
+    entry = CorpusEntry(url="https://github.com/o/never-cloned", commit="a" * 40, name="o/never-cloned",
+                        domain="", why="")
+    with pytest.raises(LeakwattError, match="unknown rule id.*NOPE"):
+        mine_corpus([entry], tmp_path / "out", tmp_path / "clones", MineParams(rules=("NOPE",)),
+                    progress=False)
+    assert not (tmp_path / "clones").exists() or not any((tmp_path / "clones").iterdir())
