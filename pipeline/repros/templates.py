@@ -10,9 +10,18 @@ All of this is leakwatt's own code. Mined code is never copied here nor run.
 Program contract (documented in docs/measure.md)::
 
     python smelly.py --scale tiny|small|paper --out RESULT.json [--deterministic] [--data NPZ]
+                     [--framework keras3|keras2|keras2-graph]
 
-writes RESULT.json with the per-round losses, the final loss and a weights checksum; stdout
-carries nothing the harness needs.
+writes RESULT.json with the per-round losses, the final loss, a weights checksum, the Keras level
+and versions, the leak count of every round (``leak_counts``, recorded by the body through
+``record_leak``) and the work done (``work``); stdout carries nothing the harness needs.
+
+The header is the one framework switch: for ``keras2``/``keras2-graph`` it sets
+``TF_USE_LEGACY_KERAS=1`` before TensorFlow is imported (``tf.keras`` is then ``tf_keras``), for
+``keras2-graph`` it also disables eager execution, and every body uses ``keras = tf.keras``, so a
+pair's code is identical under each level. ``ready()`` marks the start of the measured loop: under
+the harness it calls the hook named by ``$LEAKWATT_READY_HOOK`` (``module:function``), which
+starts the measured window; run standalone it does nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 from string import Template
+
+from leakwatt.pipeline.repros.bodies import BODIES
 
 #: Workload size per scale. ``rounds`` is epochs for epoch loops, folds/trials for the others.
 SCALES: dict[str, dict[str, int]] = {
@@ -63,11 +74,14 @@ leakwatt study, not code taken from the paper (arXiv 2606.19799) or from any min
 
 Usage: python $variant.py --scale tiny|small|paper --out RESULT.json [--deterministic]
        [--data CIFAR10.npz]   (or env $data_env; default: synthetic CIFAR-10-shaped data)
+       [--framework keras3|keras2|keras2-graph]   (default keras3)
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import gc
 import hashlib
 import json
 import os
@@ -83,6 +97,95 @@ SCALES = $scales
 NUM_CLASSES = 10
 INPUT_SHAPE = (32, 32, 3)
 DATA_ENV = "$data_env"
+FRAMEWORKS = ("keras3", "keras2", "keras2-graph")
+READY_HOOK_ENV = "LEAKWATT_READY_HOOK"
+
+#: set by import_framework(): the Keras level, TensorFlow and the Keras it uses (tf.keras)
+FRAMEWORK = ""
+tf = None
+keras = None
+#: one leak count per round, appended by the body through record_leak()
+LEAK_COUNTS: list[float] = []
+#: work done, counted by the body (train_steps, optimizer_updates, examples_seen, predict_calls)
+WORK = collections.Counter()
+_READY = []
+
+
+def import_framework(framework):
+    """Import TensorFlow under the Keras level asked for; the one switch every body goes through.
+
+    keras2 and keras2-graph: TF_USE_LEGACY_KERAS=1 before TensorFlow is imported, so tf.keras is
+    tf_keras (Keras 2); keras2-graph also disables eager execution (TF1-compat graph mode).
+    """
+    global FRAMEWORK, tf, keras
+    os.environ["TF_USE_LEGACY_KERAS"] = "0" if framework == "keras3" else "1"
+    import tensorflow
+
+    if framework == "keras2-graph":
+        tensorflow.compat.v1.disable_eager_execution()
+    FRAMEWORK, tf, keras = framework, tensorflow, tensorflow.keras
+    major = str(keras_version()).split(".")[0]
+    if major != ("3" if framework == "keras3" else "2"):
+        raise SystemExit(f"--framework {framework}: tf.keras is Keras {keras_version()} "
+                         "(keras2 levels need the tf-keras package matched to TensorFlow, and "
+                         "TensorFlow must not be imported before this program sets the level)")
+    return tf, keras
+
+
+def keras_version():
+    """The version of the package behind tf.keras (keras for Keras 3, tf_keras for Keras 2)."""
+    import importlib
+
+    root = str(getattr(keras, "__name__", "keras")).split(".")[0]
+    return str(getattr(importlib.import_module(root), "__version__", "unknown"))
+
+
+def ready():
+    """Call once, right before the measured loop: imports, data and setup are done."""
+    if _READY:
+        return
+    _READY.append(True)
+    hook = os.environ.get(READY_HOOK_ENV, "")
+    if hook:
+        import importlib
+
+        module, _, name = hook.partition(":")
+        getattr(importlib.import_module(module), name)()
+
+
+def record_leak(count):
+    """The leak count of one round (what is counted: the pair's meta.json, leak_evidence)."""
+    LEAK_COUNTS.append(float(count))
+
+
+def graph_op_count():
+    """Operations in TensorFlow's default graph (0 in eager mode while nothing builds a graph)."""
+    return len(tf.compat.v1.get_default_graph().get_operations())
+
+
+def live_keras_models():
+    """Keras models still alive after a full garbage collection."""
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, keras.Model))
+
+
+def tensor_bytes(container):
+    """Bytes of the tensors, variables and numpy arrays held in a (nested) list/tuple/dict."""
+    import numpy as np
+
+    total, stack = 0, [container]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, np.ndarray):
+            total += item.nbytes
+        elif isinstance(item, (tf.Tensor, tf.Variable)):
+            elements = item.shape.num_elements()
+            total += (elements or 0) * item.dtype.size
+    return total
 
 
 def parse_args(argv):
@@ -93,6 +196,8 @@ def parse_args(argv):
                         help="enable TensorFlow op determinism (for the equivalence check)")
     parser.add_argument("--data", default=os.environ.get(DATA_ENV, ""),
                         help="a local CIFAR-10 .npz with x_train/y_train (optional)")
+    parser.add_argument("--framework", choices=FRAMEWORKS, default="keras3",
+                        help="Keras 3, Keras 2 (tf_keras) or Keras 2 in graph mode")
     return parser.parse_args(argv)
 
 
@@ -175,8 +280,10 @@ def build_model(keras):
                 h = block(h)
             return h
 
+    import numpy as np
+
     model = CNN()
-    model(keras.ops.zeros((1, *INPUT_SHAPE)))
+    model(np.zeros((1, *INPUT_SHAPE), dtype="float32"))
     return model
 ''',
 }
@@ -197,159 +304,6 @@ def batches(x, y, batch_size):
 
 '''
 
-#: Training bodies: ``def train(keras, tf, x, y, cfg) -> (round_losses, model)``.
-BODIES: dict[str, str] = {}
-
-BODIES["imr_epochs_rebuild"] = '''\
-def train(keras, tf, x, y, cfg):
-    """SMELL (IMR): a new model is built and compiled every round (epoch) in a loop and
-    nothing clears Keras's global state; weights are carried over so training is unchanged."""
-    round_losses, weights, model = [], None, None
-    for _ in range(cfg["rounds"]):
-        model = build_model(keras)
-        model.compile(optimizer=make_optimizer(keras), loss=make_loss(keras))
-        if weights is not None:
-            model.set_weights(weights)
-        history = model.fit(x, y, batch_size=cfg["batch_size"], epochs=1, shuffle=False,
-                            verbose=0)
-        weights = model.get_weights()
-        round_losses.append(float(history.history["loss"][-1]))
-    return round_losses, model
-'''
-
-BODIES["imr_epochs_clear"] = '''\
-def train(keras, tf, x, y, cfg):
-    """FIX (IMR): as the smelly loop, but keras.backend.clear_session() before every rebuild."""
-    round_losses, weights, model = [], None, None
-    for _ in range(cfg["rounds"]):
-        keras.backend.clear_session()
-        model = build_model(keras)
-        model.compile(optimizer=make_optimizer(keras), loss=make_loss(keras))
-        if weights is not None:
-            model.set_weights(weights)
-        history = model.fit(x, y, batch_size=cfg["batch_size"], epochs=1, shuffle=False,
-                            verbose=0)
-        weights = model.get_weights()
-        round_losses.append(float(history.history["loss"][-1]))
-    return round_losses, model
-'''
-
-BODIES["imr_epochs_once"] = '''\
-def train(keras, tf, x, y, cfg):
-    """FIX (IMR): the model is built and compiled once and fit for all rounds in one call."""
-    model = build_model(keras)
-    model.compile(optimizer=make_optimizer(keras), loss=make_loss(keras))
-    history = model.fit(x, y, batch_size=cfg["batch_size"], epochs=cfg["rounds"], shuffle=False,
-                        verbose=0)
-    return [float(v) for v in history.history["loss"]], model
-'''
-
-_IMR_FOLDS = '''\
-def train(keras, tf, x, y, cfg):
-    """$doc"""
-    folds = cfg["rounds"]
-    fold_size = len(x) // folds
-    round_losses, model = [], None
-    for fold in range(folds):
-$clear        keras.utils.set_random_seed(SEED + fold)
-        low, high = fold * fold_size, (fold + 1) * fold_size
-        keep = list(range(0, low)) + list(range(high, len(x)))
-        model = build_model(keras)
-        model.compile(optimizer=make_optimizer(keras), loss=make_loss(keras))
-$fit
-        model.evaluate(x[low:high], y[low:high], verbose=0)
-    return round_losses, model
-'''
-_FIT_FOLD = '''\
-        history = model.fit(x[keep], y[keep], batch_size=cfg["batch_size"], epochs=1,
-                            shuffle=False, verbose=0)
-        round_losses.append(float(history.history["loss"][-1]))'''
-_TOB_FOLD = '''\
-        losses = [float(model.train_on_batch(xb, yb))
-                  for xb, yb in batches(x[keep], y[keep], cfg["batch_size"])]
-        round_losses.append(sum(losses) / len(losses))'''
-_CLEAR = "        keras.backend.clear_session()\n"
-for _api, _fit in (("fit", _FIT_FOLD), ("train_on_batch", _TOB_FOLD)):
-    BODIES[f"imr_folds_{_api}_rebuild"] = Template(_IMR_FOLDS).substitute(
-        doc="SMELL (IMR): one new model per fold/trial, built and compiled in a loop with nothing\n"
-            "    clearing Keras's global state (each fold is seeded so both variants match).",
-        clear="", fit=_fit)
-    BODIES[f"imr_folds_{_api}_clear"] = Template(_IMR_FOLDS).substitute(
-        doc="FIX (IMR): as the smelly loop, but keras.backend.clear_session() before each fold.",
-        clear=_CLEAR, fit=_fit)
-
-BODIES["imr_epochs_train_on_batch_rebuild"] = '''\
-def train(keras, tf, x, y, cfg):
-    """SMELL (IMR): a new model is built and compiled every round and trained batch by batch
-    with train_on_batch; nothing clears Keras's global state; weights are carried over."""
-    round_losses, weights, model = [], None, None
-    for _ in range(cfg["rounds"]):
-        model = build_model(keras)
-        model.compile(optimizer=make_optimizer(keras), loss=make_loss(keras))
-        if weights is not None:
-            model.set_weights(weights)
-        losses = [float(model.train_on_batch(xb, yb))
-                  for xb, yb in batches(x, y, cfg["batch_size"])]
-        weights = model.get_weights()
-        round_losses.append(sum(losses) / len(losses))
-    return round_losses, model
-'''
-BODIES["imr_epochs_train_on_batch_clear"] = BODIES["imr_epochs_train_on_batch_rebuild"].replace(
-    '    """SMELL (IMR): a new model is built and compiled every round and trained batch by batch\n'
-    "    with train_on_batch; nothing clears Keras's global state; weights are carried over.\"\"\"",
-    '    """FIX (IMR): as the smelly loop, but keras.backend.clear_session() before each rebuild."""',
-).replace("        model = build_model(keras)\n",
-          "        keras.backend.clear_session()\n        model = build_model(keras)\n")
-
-_UTR_STEP = '''\
-    model = build_model(keras)
-    optimizer = make_optimizer(keras)
-    loss_fn = make_loss(keras)
-
-    @tf.function
-    def train_step(xb, yb):
-        with tf.GradientTape() as tape:
-            logits = model(xb, training=True)
-            loss = loss_fn(yb, logits)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return $returns
-
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(cfg["batch_size"])
-'''
-
-BODIES["utr_tape_keep"] = '''\
-def train(keras, tf, x, y, cfg):
-    """SMELL (UTR): a GradientTape loop that keeps every step's loss and logits tensors for the
-    whole run, and every step's gradient tensors for the whole round (epoch), in Python lists."""
-''' + Template(_UTR_STEP).substitute(returns="loss, logits, grads") + '''\
-    all_losses, all_logits, round_losses = [], [], []
-    for _ in range(cfg["rounds"]):
-        round_grads = []
-        first = len(all_losses)
-        for xb, yb in dataset:
-            loss, logits, grads = train_step(xb, yb)
-            all_losses.append(loss)
-            all_logits.append(logits)
-            round_grads.append(grads)
-        round_losses.append(tf.reduce_mean(tf.stack(all_losses[first:])))
-    return [float(v) for v in round_losses], model
-'''
-
-BODIES["utr_tape_float"] = '''\
-def train(keras, tf, x, y, cfg):
-    """FIX (UTR): the same GradientTape loop, keeping only Python floats (float(loss)); logits
-    and gradients are not kept past the step."""
-''' + Template(_UTR_STEP).substitute(returns="loss") + '''\
-    round_losses = []
-    for _ in range(cfg["rounds"]):
-        step_losses = []
-        for xb, yb in dataset:
-            step_losses.append(float(train_step(xb, yb)))
-        round_losses.append(sum(step_losses) / len(step_losses))
-    return round_losses, model
-'''
-
 _FOOTER = '''\
 
 def weights_summary(model):
@@ -365,19 +319,33 @@ def weights_summary(model):
             "n_params": int(sum(a.size for a in arrays))}
 
 
+def leak_evidence():
+    """What the body's record_leak() counts: the pair's meta.json beside this program says."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "meta.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return str(json.load(fh).get("leak_evidence") or "none recorded")
+    except (OSError, ValueError, AttributeError):
+        return "none recorded"
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     cfg = SCALES[args.scale]
-    import keras
-    import tensorflow as tf
+    tf, keras = import_framework(args.framework)
 
     keras.utils.set_random_seed(SEED)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     x, y = load_data(cfg["samples"], args.data)
+    ready()
     round_losses, model = train(keras, tf, x, y, cfg)
     result = {"pair_id": PAIR_ID, "variant": VARIANT, "scale": args.scale,
               "deterministic": bool(args.deterministic), "data": args.data or "synthetic",
+              "data_source": "cifar10-npz" if args.data else "synthetic",
+              "framework": FRAMEWORK, "tf_version": str(tf.__version__),
+              "keras_version": keras_version(), "leak_evidence": leak_evidence(),
+              "leak_counts": list(LEAK_COUNTS), "work": dict(WORK),
               "rounds": len(round_losses), "round_losses": round_losses,
               "final_loss": round_losses[-1], **weights_summary(model)}
     tmp = args.out + ".tmp"
