@@ -201,6 +201,8 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
                     facts.aliases.append((node.lineno, names, parts))
         elif t is ast.FunctionDef or t is ast.AsyncFunctionDef or t is ast.ClassDef:
             facts.defs.add(node.name)
+            # A bare decorator (``@tf.function``) is a call of that name at definition time.
+            calls.extend(p for p in map(_dotted_parts, node.decorator_list) if p)
         elif t is ast.Import or t is ast.ImportFrom:
             unit.nested_imports.append(node)
             continue

@@ -28,7 +28,10 @@ from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.dir import DatasetIteratorRetention
 from leakwatt.mining.rules.fastcst import node_positions
 from leakwatt.mining.rules.fixes import apply_fixes
+from leakwatt.mining.rules.gcb import GraphConstantBottleneck
 from leakwatt.mining.rules.imr import ImproperModelReuse
+from leakwatt.mining.rules.uge import UnboundedGraphExpansion
+from leakwatt.mining.rules.up import UnnecessaryParallelism
 from leakwatt.mining.rules.us import UnclosedSession
 from leakwatt.mining.rules.utr import UnreleasedTensorReference
 
@@ -38,6 +41,9 @@ REGISTRY: tuple[type[Rule], ...] = (
     UnreleasedTensorReference,
     DatasetIteratorRetention,
     UnclosedSession,
+    UnboundedGraphExpansion,
+    GraphConstantBottleneck,
+    UnnecessaryParallelism,
 )
 #: Rule id -> rule class, derived from ``REGISTRY`` (tests may add a rule to it for a while).
 RULES: dict[str, type[Rule]] = {cls.CODE: cls for cls in REGISTRY}

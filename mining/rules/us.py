@@ -9,6 +9,8 @@ import libcst as cst
 from leakwatt.mining.rules.api import Fix, Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.index import CallSite
+from leakwatt.mining.rules.kit import call_name, called_in_loop
+from leakwatt.mining.rules.uge import fresh_graph_item
 from leakwatt.mining.rules.values import is_session_ctor
 
 
@@ -22,6 +24,17 @@ class UnclosedSession(Rule):
     the class for sessions stored on ``self``). A ``close()`` only inside a branch or loop is
     reported with lower confidence; a session returned to the caller is the caller's business.
     ``with sess.as_default():`` does not close the session. The finding is at the constructor.
+
+    *Session in a loop* (``session-in-loop``): a session constructed inside a ``for``/``while``
+    loop or a comprehension (or in a function called from one) costs its creation on every
+    iteration, closed or not. It is more severe (``session-in-loop-kept``) when the session
+    escapes the iteration: appended to a list, stored on ``self`` or in a container, or passed
+    to ``set_session``; then every session and its graph's resources stay alive. Not reported
+    as such: a session created once outside the loop, or one per iteration of a loop that
+    builds a fresh graph each time (``with tf.Graph().as_default():``,
+    ``tf.reset_default_graph()``, ``clear_session()`` in the iteration, or ``graph=``
+    passed), because a session belongs to one graph; such sessions are still checked for
+    ``close()`` like any other.
 
     Autofix: turn ``sess = tf.Session(...)`` and the rest of its block into
     ``with tf.Session(...) as sess:``.
@@ -39,7 +52,19 @@ class UnclosedSession(Rule):
         "session-close-conditional": "close() only on some paths (inside a branch or loop)",
         "session-as-default": "used in `with sess.as_default()`, which does not close it",
         "session-set-global": "handed to keras.backend.set_session and never closed",
+        "session-in-loop": "a session constructed on every iteration of a loop (or in a "
+                           "function called from one)",
+        "session-in-loop-kept": "more severe: a session constructed per iteration that escapes "
+                                "it (appended, stored on self, passed to set_session), so "
+                                "every session stays alive",
     }
+    IN_LOOP_MESSAGE = ("TensorFlow Session constructed on every iteration of a loop: each "
+                       "creation costs time and memory. Create the session once before the "
+                       "loop and reuse it")
+    KEPT_MESSAGE = ("TensorFlow Session constructed on every iteration and kept (appended, "
+                    "stored on self or passed to set_session): every session and its graph "
+                    "resources stay alive, more severe than a session closed per iteration. "
+                    "Create one session before the loop and reuse it")
     VALID = [
         Valid(dedent("""
             import tensorflow as tf
@@ -84,6 +109,20 @@ class UnclosedSession(Rule):
                 def close(self):
                     self.sess.close()
             """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            with tf.Session() as sess:
+                for batch in batches:
+                    sess.run(train_op, feed_dict={x: batch})
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            for lr in [0.1, 0.01]:
+                with tf.Graph().as_default():
+                    build(lr)
+                    with tf.Session() as sess:
+                        sess.run(train_op)
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -116,14 +155,55 @@ class UnclosedSession(Rule):
             from keras import backend as K
             K.set_session(tf.Session(config=cfg))
             """), line=3, variant="session-set-global"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            for image in images:
+                with tf.Session() as sess:
+                    print(sess.run(pred, feed_dict={x: image}))
+            """), line=3, variant="session-in-loop"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            sessions = []
+            for i in range(10):
+                sess = tf.compat.v1.InteractiveSession()
+                sessions.append(sess)
+            """), line=4, variant="session-in-loop-kept"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            from keras import backend as K
+
+            def predict(x):
+                K.set_session(tf.Session())
+                return model.predict(x)
+
+            for x in xs:
+                predict(x)
+            """), line=5, variant="session-in-loop-kept"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            class Agent:
+                def act(self, state):
+                    while True:
+                        self.sess = tf.Session()
+                        self.sess.close()
+            """), line=6, variant="session-in-loop-kept"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         finally_bodies: set[int] | None = None
+        repeated: frozenset[int] | None = None
         for site in ctx.calls:
             if not is_session_ctor(site.qn):
                 continue
             fn = site.func
+            if repeated is None:
+                repeated = ctx.analysis(called_in_loop)
+            if site.loops or id(fn) in repeated:
+                report = self._in_loop(ctx, site, bool(site.loops))
+                if report is not None:
+                    yield report
+                    continue
             if any(item.item is site.node for item, _, _ in fn.with_items):
                 continue
             parent = site.parent_call
@@ -170,6 +250,20 @@ class UnclosedSession(Rule):
                 continue
             yield self._report(site, "session-close-conditional", 0.6)
 
+    def _in_loop(self, ctx: ModuleContext, site: CallSite, direct: bool) -> Report | None:
+        """A ``session-in-loop`` report for a constructor in a loop (``direct``) or in a
+        function called from one, unless each iteration has a fresh graph (and the session
+        does not escape)."""
+        kept = _escapes(ctx, site)
+        if not kept and _fresh_graph_per_iteration(ctx, site, direct):
+            return None
+        variant = "session-in-loop-kept" if kept else "session-in-loop"
+        return Report(node=site.node, variant=variant,
+                      confidence=(0.9 if kept else 0.75) if direct else (0.75 if kept else 0.6),
+                      message=self.KEPT_MESSAGE if kept else self.IN_LOOP_MESSAGE,
+                      loop_kind=site.loops[-1].kind if site.loops else "",
+                      function=site.func.qualname, stmt=site.stmt)
+
     @staticmethod
     def _returned(fn, text: str) -> bool:  # type: ignore[no-untyped-def]
         return any(isinstance(value, cst.Name) and value.value == text
@@ -212,6 +306,48 @@ class UnclosedSession(Rule):
             return updated.with_changes(body=[*stmts[:i], new])
 
         return Fix(target=block, key=f"us-with:{id(block)}:{site.block_index}", apply=apply)
+
+
+def _escapes(ctx: ModuleContext, site: CallSite) -> bool:
+    """The session outlives its iteration: passed to ``set_session`` (or appended), stored on
+    an attribute or subscript, or a name bound to it is appended or stored later."""
+    parent = site.parent_call
+    if parent is not None and call_name(parent.func) in ("set_session", "append", "extend",
+                                                         "insert", "add"):
+        return True
+    for target in site.assigned_to:
+        if isinstance(target, cst.Attribute | cst.Subscript):
+            return True
+        if isinstance(target, cst.Name):
+            for s in site.func.calls:
+                if s.seq <= site.seq or call_name(s.node.func) not in (
+                        "set_session", "append", "extend", "insert", "add"):
+                    continue
+                if any(isinstance(a.value, cst.Name) and a.value.value == target.value
+                       for a in s.node.args):
+                    return True
+            for ev in site.func.assigns:
+                if (ev.seq > site.seq and isinstance(ev.target, cst.Attribute | cst.Subscript)
+                        and isinstance(ev.value, cst.Name) and ev.value.value == target.value):
+                    return True
+    return False
+
+
+def _fresh_graph_per_iteration(ctx: ModuleContext, site: CallSite, direct: bool) -> bool:
+    """Each iteration (or each call of the repeated function) builds a new graph."""
+    if any(a.keyword is not None and a.keyword.value == "graph" for a in site.node.args):
+        return True
+    if any(fresh_graph_item(ctx, w, site.func) for w in site.withs
+           if isinstance(w, cst.BaseExpression)):
+        return True
+    fn = site.func
+    resets = ("tensorflow.reset_default_graph", "keras.backend.clear_session")
+    if not direct:
+        return any(s.qn in resets for s in fn.calls)
+    loop = site.loops[-1]
+    return any(s.qn in resets and loop in s.loops for s in fn.calls) or any(
+        fresh_graph_item(ctx, item.item, fn) for item, _, loops in fn.with_items
+        if loop in loops)
 
 
 def _finally_bodies(module: cst.Module) -> set[int]:

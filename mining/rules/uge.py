@@ -1,0 +1,617 @@
+"""UGE: Unbounded Graph Expansion (TF1 graph growth and TF2 retracing)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+import libcst as cst
+
+from leakwatt.mining.rules.api import Fix, Invalid, Report, Rule, Seeds, Valid, dedent
+from leakwatt.mining.rules.context import ModuleContext
+from leakwatt.mining.rules.fixes import replace_expr
+from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
+from leakwatt.mining.rules.kit import (
+    REPEATED_HOOKS,
+    call_name,
+    called_in_loop,
+    iter_loops,
+    loop_iter,
+)
+from leakwatt.mining.rules.values import is_session_ctor, is_tf_function
+
+# -- graph-mode facts shared with GCB -----------------------------------------------------------
+
+#: ``tensorflow.*`` calls that create no graph operation (configuration, files, logging,
+#: graph and session management, protos, collections).
+_NO_OP_LAST = frozenset({
+    "Session", "InteractiveSession", "ConfigProto", "GPUOptions", "RunOptions", "RunMetadata",
+    "Graph", "get_default_graph", "reset_default_graph", "set_random_seed", "device",
+    "name_scope", "variable_scope", "get_variable_scope", "global_variables",
+    "trainable_variables", "local_variables", "get_collection", "get_collection_ref",
+    "TensorShape", "Dimension", "DType", "as_dtype", "latest_checkpoint",
+    "get_checkpoint_state", "FileWriter", "Coordinator", "start_queue_runners", "Example",
+    "Features", "Feature", "BytesList", "Int64List", "FloatList", "SequenceExample",
+    "TFRecordWriter", "TFRecordOptions", "as_bytes", "as_text", "as_str", "enable_eager_execution",
+    "disable_eager_execution", "executing_eagerly", "disable_v2_behavior", "get_default_session",
+    "list_physical_devices", "list_logical_devices", "set_memory_growth", "set_verbosity",
+    "NewCheckpointReader", "load_checkpoint", "list_variables", "GraphDef", "import_graph_def",
+    "function", "get_logger", "ClusterSpec", "Server", "make_template", "is_gpu_available",
+    "is_built_with_cuda", "gpu_device_name", "config", "Summary", "SummaryWriter",
+    "create_file_writer", "merge_all", "CheckpointSaverHook", "SessionRunHook",
+    "MonitoredTrainingSession", "Scaffold", "ExponentialMovingAverage", "GradientTape",
+    "global_step", "write_graph", "Timeline", "Value", "SessionRunArgs",
+})
+#: ``tensorflow.<sub>.*`` submodules whose calls create no graph operation.
+_NO_OP_SUBMODULES = frozenset({"gfile", "io.gfile", "logging", "app", "flags", "errors", "test",
+                               "python_io", "saved_model", "profiler", "sysconfig", "config",
+                               "debugging.set_log_device_placement", "autograph", "estimator",
+                               "distribute", "lite", "tpu", "python.client"})
+#: Loops over the graph's own structure (layers, variables, a dict of weights): they run a
+#: bounded number of times while the graph is built or loaded, not once per step.
+_STRUCTURE_ITER = re.compile(
+    r"(?:^|_)(?:layers?|vars?|variables?|params?|parameters?|weights?|ops?|tensors?|names?|"
+    r"keys?|scopes?)$|_dict$",
+    re.IGNORECASE)
+_GRAPH_RECEIVER = re.compile(r"(?:^|_|\.)(?:graph|g\d*)$", re.IGNORECASE)
+_SESSION_RECEIVER = re.compile(r"sess", re.IGNORECASE)
+
+
+def creates_op(qn: str | None) -> bool:
+    """A call of ``qn`` adds operations to the default graph in graph mode (``tf.*`` ops,
+    ``tf.placeholder``, ``tf.train.Saver``, optimizers' ``minimize`` is a method and not here)."""
+    if not qn or not qn.startswith("tensorflow."):
+        return False
+    rest = qn[len("tensorflow."):]
+    parts = rest.split(".")
+    last = parts[-1]
+    if not last or last[0] == "_" or last.endswith("Optimizer") or any(
+            p in _NO_OP_LAST for p in parts):
+        return False
+    return not any(rest == sub or rest.startswith(sub + ".") for sub in _NO_OP_SUBMODULES)
+
+
+def runs_graph(ctx: ModuleContext, site: CallSite) -> bool:
+    """``sess.run(...)``, ``t.eval(feed_dict=...)``, ``op.run(feed_dict=...)`` or a
+    ``K.function(...)`` (a graph callable)."""
+    method = site.method
+    if site.qn in ("keras.backend.function", "keras.backend.eval"):
+        return True
+    if method not in ("run", "eval"):
+        return False
+    recv = site.receiver
+    text = ctx.code(recv) if recv is not None else ""
+    if method == "run" and (_SESSION_RECEIVER.search(text) or (
+            isinstance(recv, cst.Call) and is_session_ctor(ctx.names.resolve(recv.func)))):
+        return True
+    return any(a.keyword is not None and a.keyword.value in ("feed_dict", "session")
+               for a in site.node.args) or (method == "eval" and graph_module(ctx))
+
+
+def graph_module(ctx: ModuleContext) -> bool:
+    """The module is TF1 graph-mode code: it builds a Session, a placeholder, disables eager
+    execution or asks Keras for its session."""
+    return ctx.analysis(_graph_module)
+
+
+_GRAPH_MODE_QNS = frozenset({"tensorflow.placeholder", "tensorflow.disable_eager_execution",
+                             "tensorflow.disable_v2_behavior", "keras.backend.get_session",
+                             "tensorflow.get_default_session", "tensorflow.placeholder_with_default"})
+
+
+def _graph_module(ctx: ModuleContext) -> bool:
+    return any(is_session_ctor(s.qn) or s.qn in _GRAPH_MODE_QNS for s in ctx.calls)
+
+
+def fresh_graph_item(ctx: ModuleContext, item: cst.BaseExpression, fn: FuncInfo) -> bool:
+    """A ``with`` item that makes a new graph the default: ``tf.Graph().as_default()``,
+    ``g.as_default()`` for ``g = tf.Graph()`` or a name like ``graph``."""
+    if not (isinstance(item, cst.Call) and call_name(item.func) == "as_default"
+            and isinstance(item.func, cst.Attribute)):
+        return False
+    recv = item.func.value
+    if isinstance(recv, cst.Call):
+        return ctx.names.resolve(recv.func) == "tensorflow.Graph"
+    if isinstance(recv, cst.Name):
+        ev = ctx.last_assign(fn, recv.value, 10**9)
+        if ev is not None and isinstance(ev.value, cst.Call):
+            return ctx.names.resolve(ev.value.func) == "tensorflow.Graph"
+    text = ctx.code(recv)
+    return bool(_GRAPH_RECEIVER.search(text)) and not _SESSION_RECEIVER.search(text)
+
+
+def _resets(ctx: ModuleContext, site: CallSite) -> bool:
+    """A call that starts a new default graph (``reset_default_graph``, ``clear_session``)."""
+    return site.qn in ("tensorflow.reset_default_graph", "keras.backend.clear_session")
+
+
+def in_fresh_graph(ctx: ModuleContext, site: CallSite) -> bool:
+    """``site`` runs under a ``with <new graph>.as_default():`` block."""
+    return any(fresh_graph_item(ctx, w, site.func) for w in site.withs
+               if isinstance(w, cst.BaseExpression))
+
+
+def _sites_in(fn: FuncInfo, loop: Loop) -> Iterator[CallSite]:
+    return (s for s in fn.calls if loop in s.loops)
+
+
+class UnboundedGraphExpansion(Rule):
+    """Graph operations created again on every iteration of a loop that also runs the graph
+    (TF1 / Keras-2 graph mode), or a ``tf.function`` traced again on every iteration (TF2).
+
+    *Graph variants.* In graph mode every ``tf.*`` call adds nodes to the default graph, which
+    never shrinks: a loop (or a function called from one) that both creates operations
+    (``tf.argmax``, ``tf.assign``, ``tf.global_variables_initializer()``, ``tf.train.Saver()``,
+    ``tf.placeholder`` ...) and runs the graph (``sess.run``, ``t.eval(feed_dict=...)``,
+    ``op.run(feed_dict=...)``, ``K.function``) grows the graph, and each ``run`` gets slower,
+    on every step. Configuration, file, logging and graph-management calls (``tf.ConfigProto``,
+    ``tf.gfile``, ``tf.summary.FileWriter``, ``tf.name_scope`` ...) are not operations. Not
+    reported: operations built once before the loop (the graph may then be finalized); a loop
+    that builds a fresh graph per iteration (``with tf.Graph().as_default():``,
+    ``tf.reset_default_graph()`` or ``clear_session()`` in the iteration); loops that only build
+    the graph (stacking layers) and run nothing. The finding is at each statement that creates
+    an operation inside the loop or the repeatedly called function.
+
+    *Retrace variants.* A ``@tf.function`` (or ``f = tf.function(g)``) called inside a loop
+    with a Python number that changes per iteration (a ``range``/``enumerate`` index, a numeric
+    loop target, a counter incremented in the loop) is traced again for each new value, and
+    each trace is a new concrete graph kept by the function. ``tf.function(...)`` created inside
+    a step loop (or called right away in any loop) traces on every iteration. Not reported: a
+    function with an ``input_signature``, tensor arguments (dataset batches), constant Python
+    arguments (``training=True``). The finding is at the call (or at ``tf.function(...)``).
+
+    Autofix (retrace with a Python number): wrap the argument in ``tf.constant(...)`` (spelled
+    with the module's own alias), offered only when the called function is in the same module
+    and uses that parameter only as an argument of ``tf``/``keras`` calls, where a tensor
+    behaves like the number (not in Python control flow, ``range`` or indexing).
+    """
+
+    CODE = "UGE"
+    NAME = "Unbounded Graph Expansion"
+    MESSAGE = ("Graph grows on every iteration: operations are created (or a tf.function is "
+               "retraced) inside a loop that runs the graph, so each step gets slower and memory "
+               "grows. Build the operations once before the loop (and graph.finalize()), or pass "
+               "tensors (tf.constant(x)) instead of changing Python numbers to a tf.function")
+    SEEDS = Seeds(api=frozenset({"function", "Session", "InteractiveSession"}),
+                  calls=frozenset({"run", "eval"}))
+    VARIANTS = {
+        "graph-op-in-loop": "tf operations created inside a loop that also runs the graph",
+        "graph-op-in-called-fn": "tf operations created in a function called from a loop "
+                                 "that runs the graph",
+        "retrace-python-arg": "a tf.function called in a loop with a Python number that "
+                              "changes per iteration",
+        "function-per-step": "tf.function(...) created on every iteration of a loop",
+    }
+    VALID = [
+        Valid(dedent("""
+            import tensorflow as tf
+            x = tf.placeholder(tf.float32, [None, 10])
+            pred = tf.argmax(model(x), 1)
+            sess = tf.Session()
+            sess.graph.finalize()
+            for batch in batches:
+                print(sess.run(pred, feed_dict={x: batch}))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            for lr in [0.1, 0.01]:
+                with tf.Graph().as_default():
+                    x = tf.placeholder(tf.float32, [None, 10])
+                    loss = tf.reduce_mean(tf.square(x))
+                    with tf.Session() as sess:
+                        sess.run(loss, feed_dict={x: data})
+            """)),
+        Valid(dedent("""
+            import tensorflow.compat.v1 as tf
+            layers = []
+            h = inputs
+            for units in [64, 32]:
+                h = tf.layers.dense(h, units)
+            with tf.Session() as sess:
+                sess.run(h)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def step(x, training):
+                return model(x, training=training)
+
+            for x in dataset:
+                step(x, True)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            @tf.function(input_signature=[tf.TensorSpec([], tf.int64)])
+            def log(i):
+                tf.summary.scalar("i", i, step=i)
+
+            for i in range(100):
+                log(i)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            for epoch in range(10):
+                for x in dataset:
+                    loss = tf.reduce_mean(model(x))
+                tf.print(loss)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            for i in range(3):
+                tf.reset_default_graph()
+                x = tf.placeholder(tf.float32)
+                with tf.Session() as sess:
+                    sess.run(x * 2, feed_dict={x: i})
+            """)),
+    ]
+    INVALID = [
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def train_step(x, step):
+                tf.summary.scalar("step", tf.cast(step, tf.float32), step=step)
+                return model(x)
+
+            for step in range(1000):
+                train_step(batch, step)
+            """), line=9, variant="retrace-python-arg", expected_replacement=dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def train_step(x, step):
+                tf.summary.scalar("step", tf.cast(step, tf.float32), step=step)
+                return model(x)
+
+            for step in range(1000):
+                train_step(batch, tf.constant(step))
+            """)),
+        Invalid(dedent("""
+            import tensorflow as tf
+            x = tf.placeholder(tf.float32, [None, 10])
+            sess = tf.Session()
+            for batch in batches:
+                pred = tf.argmax(model(x), 1)
+                print(sess.run(pred, feed_dict={x: batch}))
+            """), line=5, variant="graph-op-in-loop"),
+        Invalid(dedent("""
+            import tensorflow.compat.v1 as tf1
+
+            def evaluate(sess, x, y):
+                acc = tf1.reduce_mean(tf1.cast(tf1.equal(x, y), tf1.float32))
+                return sess.run(acc)
+
+            for epoch in range(100):
+                print(evaluate(sess, a, b))
+            """), line=4, variant="graph-op-in-called-fn"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            sess = tf.Session()
+            while True:
+                sess.run(tf.global_variables_initializer())
+                sess.run(train_op)
+            """), line=4, variant="graph-op-in-loop"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            from keras import backend as K
+            for image in images:
+                f = K.function([model.input], [model.layers[-1].output])
+                outs = f([image])
+            """), line=4, variant="graph-op-in-loop"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            def loss_fn(x):
+                return tf.reduce_sum(x)
+
+            for x in dataset:
+                f = tf.function(loss_fn)
+                f(x)
+            """), line=7, variant="function-per-step"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            step_fn = tf.function(lambda x, lr: x * lr)
+            for lr in [0.1, 0.01, 0.001]:
+                step_fn(x, lr)
+            """), line=4, variant="retrace-python-arg"),
+    ]
+
+    def check(self, ctx: ModuleContext) -> Iterable[Report]:
+        yield from self._graph(ctx)
+        yield from self._retrace(ctx)
+
+    # -- TF1 graph growth ----------------------------------------------------------------------
+    def _graph(self, ctx: ModuleContext) -> Iterator[Report]:
+        if not any(runs_graph(ctx, s) for s in ctx.calls):
+            return
+        if any(s.method == "finalize" and s.receiver is not None
+               and "graph" in ctx.code(s.receiver).lower() for s in ctx.calls):
+            return  # a finalized graph raises on any new operation: built once by design
+        repeated = ctx.analysis(called_in_loop)
+        callers = _loop_callers(ctx)
+        seen_stmts: set[int] = set()
+        for site in ctx.calls:
+            if not (creates_op(site.qn) or site.qn == "keras.backend.function"):
+                continue
+            if site.parent_call is not None and creates_op(ctx.names.resolve(
+                    site.parent_call.func)):
+                continue  # one report per expression: the outermost operation
+            if id(site.stmt) in seen_stmts:
+                continue
+            fn = site.func
+            if site.loops:
+                loop = self._running_loop(ctx, fn, site)
+                if loop is None:
+                    continue
+                seen_stmts.add(id(site.stmt))
+                yield Report(node=site.node, variant="graph-op-in-loop", confidence=0.8,
+                             loop_kind=loop.kind, function=fn.qualname, stmt=site.stmt)
+            elif id(fn) in repeated and fn.node is not None and not in_fresh_graph(ctx, site):
+                if not self._called_from_running_loop(ctx, fn, callers.get(id(fn), [])):
+                    continue
+                seen_stmts.add(id(site.stmt))
+                yield Report(node=site.node, variant="graph-op-in-called-fn", confidence=0.65,
+                             function=fn.qualname, stmt=site.stmt)
+
+    def _running_loop(self, ctx: ModuleContext, fn: FuncInfo, site: CallSite) -> Loop | None:
+        """The innermost loop around ``site`` whose iteration also runs the graph, unless an
+        iteration starts a fresh graph."""
+        for loop in iter_loops(site.loops[-1]):
+            if _structure_loop(loop):
+                return None
+            inside = list(_sites_in(fn, loop))
+            if any(_resets(ctx, s) or _reaches_reset(ctx, s) for s in inside):
+                return None
+            if any(fresh_graph_item(ctx, item.item, fn) for item, _, loops in fn.with_items
+                   if loop in loops):
+                return None
+            if any(runs_graph(ctx, s) or _reaches_run(ctx, s) for s in inside):
+                return loop
+        return None
+
+    def _called_from_running_loop(self, ctx: ModuleContext, fn: FuncInfo,
+                                  sites: list[CallSite]) -> bool:
+        fn_runs = ctx.reaches(fn, lambda s: runs_graph(ctx, s), "uge-run")
+        if ctx.reaches(fn, lambda s: _resets(ctx, s), "uge-reset"):
+            return False
+        if fn.class_name and fn.name in REPEATED_HOOKS:
+            return fn_runs
+        for call in sites:
+            caller = call.func
+            loop = call.loops[-1]
+            if _structure_loop(loop):
+                continue
+            inside = list(_sites_in(caller, loop))
+            if any(_resets(ctx, s) for s in inside) or in_fresh_graph(ctx, call):
+                continue
+            if fn_runs or any(runs_graph(ctx, s) or _reaches_run(ctx, s) for s in inside):
+                return True
+        return False
+
+    # -- TF2 retracing ---------------------------------------------------------------------
+    def _retrace(self, ctx: ModuleContext) -> Iterator[Report]:
+        traced = _traced_functions(ctx)
+        traced_names = _traced_names(ctx)
+        tf_alias = ctx.names.find_alias("tensorflow") or "tf"
+        for site in ctx.calls:
+            if site.qn == "tensorflow.function" and site.loops:
+                if self._per_step_function(ctx, site):
+                    yield Report(node=site.node, variant="function-per-step", confidence=0.75,
+                                 loop_kind=site.loops[-1].kind, function=site.func.qualname,
+                                 stmt=site.stmt)
+                continue
+            if not site.loops:
+                continue
+            func = site.node.func
+            target: FuncInfo | None = None
+            if isinstance(func, cst.Name | cst.Attribute):
+                local = ctx.resolve_local_function(site)
+                if local is not None and id(local) in traced:
+                    target = local
+                elif not (isinstance(func, cst.Name) and func.value in traced_names):
+                    continue
+            else:
+                continue
+            for i, arg in enumerate(site.node.args):
+                if arg.star or not _changing_number(ctx, site, arg.value):
+                    continue
+                fix = None
+                if target is not None and _param_tensor_safe(ctx, target, i, arg):
+                    fix = _wrap_constant(arg.value, tf_alias)
+                yield Report(node=site.node, variant="retrace-python-arg", confidence=0.7,
+                             loop_kind=site.loops[-1].kind, function=site.func.qualname,
+                             stmt=site.stmt, fix=fix)
+                break
+
+    @staticmethod
+    def _per_step_function(ctx: ModuleContext, site: CallSite) -> bool:
+        """``tf.function(g)`` in a loop whose result is called in the same iteration (directly
+        or through the name it is bound to), or in a ``while`` loop."""
+        loop = site.loops[-1]
+        if loop.kind == "while":
+            return True
+        for other in site.func.calls:
+            if other.node.func is site.node:
+                return True  # tf.function(g)(x)
+        for target in site.assigned_to:
+            if isinstance(target, cst.Name):
+                name = target.value
+                if any(s.simple_name == name and loop in s.loops and s.seq > site.seq
+                       for s in site.func.calls):
+                    return True
+        return False
+
+
+def _structure_loop(loop: Loop) -> bool:
+    """A loop over ``.items()``/``.keys()``/``.values()`` or over names that read like graph
+    structure (``layers``, ``variables``, ``style_layers``, ``data_dict``)."""
+    it, _ = loop_iter(loop)
+    todo = [it] if it is not None else []
+    while todo:
+        expr = todo.pop()
+        if isinstance(expr, cst.Call):
+            name = call_name(expr.func)
+            if name in ("items", "keys", "values", "iteritems", "trainable_variables",
+                        "global_variables"):
+                return True
+            if name in ("zip", "enumerate", "list", "sorted", "reversed", "iteritems"):
+                todo.extend(a.value for a in expr.args)
+        elif isinstance(expr, cst.Name | cst.Attribute):
+            last = expr.value if isinstance(expr, cst.Name) else expr.attr.value
+            if _STRUCTURE_ITER.search(last):
+                return True
+    return False
+
+
+def _reaches_run(ctx: ModuleContext, site: CallSite) -> bool:
+    target = ctx.resolve_local_function(site)
+    return target is not None and ctx.reaches(target, lambda s: runs_graph(ctx, s), "uge-run")
+
+
+def _reaches_reset(ctx: ModuleContext, site: CallSite) -> bool:
+    target = ctx.resolve_local_function(site)
+    return target is not None and ctx.reaches(target, lambda s: _resets(ctx, s), "uge-reset")
+
+
+def _loop_callers(ctx: ModuleContext) -> dict[int, list[CallSite]]:
+    out: dict[int, list[CallSite]] = {}
+    for site in ctx.calls:
+        if site.loops:
+            target = ctx.resolve_local_function(site)
+            if target is not None and target is not site.func:
+                out.setdefault(id(target), []).append(site)
+    return out
+
+
+def _has_signature(fn: FuncInfo) -> bool:
+    if fn.node is None:
+        return False
+    for dec in fn.node.decorators:
+        d = dec.decorator
+        if isinstance(d, cst.Call) and any(
+                a.keyword is not None and a.keyword.value == "input_signature" for a in d.args):
+            return True
+    return False
+
+
+def _traced_functions(ctx: ModuleContext) -> set[int]:
+    """Ids of same-module functions decorated with ``tf.function`` (no input_signature)."""
+    return {id(fn) for fn in ctx.functions if is_tf_function(fn) and not _has_signature(fn)}
+
+
+def _traced_names(ctx: ModuleContext) -> set[str]:
+    """Names bound to ``tf.function(...)`` results (without ``input_signature``)."""
+    out: set[str] = set()
+    for site in ctx.calls:
+        if site.qn != "tensorflow.function" or any(
+                a.keyword is not None and a.keyword.value == "input_signature"
+                for a in site.node.args):
+            continue
+        for target in site.assigned_to:
+            if isinstance(target, cst.Name):
+                out.add(target.value)
+    return out
+
+
+_NUMERIC_WRAPPERS = frozenset({"range", "enumerate", "reversed", "tqdm", "trange"})
+
+
+def _changing_number(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression) -> bool:
+    """``expr`` is a Python number that changes per iteration of a loop around ``site``: a
+    ``range``/``enumerate`` index, a loop target over a list of numbers, a counter incremented
+    in the loop, or arithmetic / ``float()``/``int()`` of one of these."""
+    if isinstance(expr, cst.BinaryOperation):
+        return (_changing_number(ctx, site, expr.left)
+                or _changing_number(ctx, site, expr.right))
+    if isinstance(expr, cst.Call) and call_name(expr.func) in ("float", "int") and expr.args:
+        return _changing_number(ctx, site, expr.args[0].value)
+    if not isinstance(expr, cst.Name):
+        return False
+    name = expr.value
+    fn = site.func
+    for loop in site.loops:
+        it, target = loop_iter(loop)
+        if it is not None and target is not None and _numeric_target(it, target, name):
+            return True
+        if any(isinstance(ev.target, cst.Name) and ev.target.value == name and loop in ev.loops
+               and isinstance(ev.value, cst.Integer | cst.Float)
+               for ev in fn.aug_assigns):
+            return True
+    return False
+
+
+def _numeric_target(it: cst.BaseExpression, target: cst.BaseExpression, name: str) -> bool:
+    if isinstance(it, cst.Call):
+        fname = call_name(it.func)
+        if fname in ("range", "trange"):
+            return isinstance(target, cst.Name) and target.value == name
+        if fname == "enumerate":
+            return (isinstance(target, cst.Tuple) and bool(target.elements)
+                    and isinstance(target.elements[0].value, cst.Name)
+                    and target.elements[0].value.value == name)
+        if fname in ("reversed", "tqdm", "list") and it.args:
+            return _numeric_target(it.args[0].value, target, name)
+        return False
+    if isinstance(it, cst.List | cst.Tuple) and it.elements:
+        return (isinstance(target, cst.Name) and target.value == name
+                and all(isinstance(e.value, cst.Integer | cst.Float) for e in it.elements))
+    return False
+
+
+def _param_tensor_safe(ctx: ModuleContext, fn: FuncInfo, index: int, arg: cst.Arg) -> bool:
+    """The parameter ``arg`` binds in ``fn`` is read only as an argument of tf/keras calls."""
+    node = fn.node
+    if node is None:
+        return False
+    params = [*node.params.posonly_params, *node.params.params]
+    if arg.keyword is not None:
+        pname = arg.keyword.value
+    elif index < len(params):
+        pname = params[index].name.value
+    else:
+        return False
+    ok = True
+    uses = 0
+
+    class _Uses(cst.CSTVisitor):
+        def __init__(self) -> None:
+            self.depth = 0
+
+        def visit_Call(self, call: cst.Call) -> bool:
+            qn = ctx.names.resolve(call.func) or ""
+            tf_call = qn.split(".", 1)[0] in ("tensorflow", "keras")
+            for a in call.args:
+                if tf_call:
+                    self.depth += 1
+                a.value.visit(self)
+                if tf_call:
+                    self.depth -= 1
+            call.func.visit(self)
+            return False
+
+        def visit_Name(self, n: cst.Name) -> None:
+            nonlocal ok, uses
+            if n.value == pname:
+                uses += 1
+                if self.depth == 0:
+                    ok = False
+
+        def visit_Attribute(self, a: cst.Attribute) -> bool:
+            a.value.visit(self)
+            return False
+
+        def visit_FunctionDef(self, f: cst.FunctionDef) -> bool:
+            return False
+
+    node.body.visit(_Uses())
+    return ok and uses > 0
+
+
+def _wrap_constant(expr: cst.BaseExpression, alias: str) -> Fix:
+    def build(updated: cst.BaseExpression) -> cst.BaseExpression:
+        func = cst.parse_expression(f"{alias}.constant")
+        return cst.Call(func=func, args=[cst.Arg(value=updated)])
+
+    return replace_expr(expr, build, "uge-constant")

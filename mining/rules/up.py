@@ -1,0 +1,191 @@
+"""UP: Unnecessary Parallelism."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import libcst as cst
+
+from leakwatt.mining.rules.api import Fix, Invalid, Report, Rule, Seeds, Valid, dedent
+from leakwatt.mining.rules.context import ModuleContext
+from leakwatt.mining.rules.fixes import replace_expr
+from leakwatt.mining.rules.index import FuncInfo
+from leakwatt.mining.rules.kit import call_name
+
+#: scikit-learn searches and cross-validation helpers that take ``n_jobs``.
+_SEARCHES = frozenset({"GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV",
+                       "HalvingRandomSearchCV"})
+_CROSS_VAL = frozenset({"cross_val_score", "cross_validate", "cross_val_predict",
+                        "learning_curve", "validation_curve", "permutation_test_score"})
+_WRAPPERS = frozenset({"KerasClassifier", "KerasRegressor"})
+_WRAPPER_ROOTS = frozenset({"keras", "tensorflow", "scikeras"})
+
+
+class UnnecessaryParallelism(Rule):
+    """A scikit-learn search or cross-validation over a Keras model run in several processes.
+
+    ``GridSearchCV``, ``RandomizedSearchCV`` (and the halving searches) and ``cross_val_score``,
+    ``cross_validate``, ``cross_val_predict``, ``learning_curve``, ``validation_curve`` with
+    ``n_jobs=-1`` (or a literal > 1, ``os.cpu_count()``, or a name bound to one) over a
+    ``KerasClassifier``/``KerasRegressor`` (the ``tf.keras``/Keras 2 wrappers or scikeras, also
+    inside a ``Pipeline``) start one worker process per job, and every worker imports
+    TensorFlow and builds its own models: memory grows with the number of workers while
+    TensorFlow, which already uses every core in one process, gets no faster. Not reported:
+    ``n_jobs=-1`` over scikit-learn estimators (where it helps), ``n_jobs=1``/``None`` over
+    Keras models, estimators the module does not show to be Keras wrappers. The finding is at
+    the search or cross-validation call.
+
+    Autofix: ``n_jobs=1`` (the same search, one process).
+    """
+
+    CODE = "UP"
+    NAME = "Unnecessary Parallelism"
+    MESSAGE = ("Search or cross-validation over a Keras model with n_jobs != 1: each worker "
+               "process imports TensorFlow and builds its own models (memory grows per worker, "
+               "TensorFlow already uses every core). Use n_jobs=1")
+    SEEDS = Seeds(calls=_SEARCHES | _CROSS_VAL)
+    VARIANTS = {
+        "search-n-jobs": "GridSearchCV/RandomizedSearchCV over a Keras wrapper with n_jobs != 1",
+        "cross-val-n-jobs": "cross_val_score/cross_validate/... over a Keras wrapper with "
+                            "n_jobs != 1",
+    }
+    VALID = [
+        Valid(dedent("""
+            from sklearn.ensemble import RandomForestClassifier
+            from sklearn.model_selection import GridSearchCV
+            import keras
+            grid = GridSearchCV(RandomForestClassifier(), {"n_estimators": [10, 100]}, n_jobs=-1)
+            grid.fit(X, y)
+            """)),
+        Valid(dedent("""
+            from keras.wrappers.scikit_learn import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+            clf = KerasClassifier(build_fn=build, epochs=10)
+            grid = GridSearchCV(clf, params, n_jobs=1, cv=3)
+            grid.fit(X, y)
+            """)),
+        Valid(dedent("""
+            from scikeras.wrappers import KerasRegressor
+            from sklearn.model_selection import cross_val_score
+            reg = KerasRegressor(model=build)
+            scores = cross_val_score(reg, X, y, cv=5)
+            """)),
+        Valid(dedent("""
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.model_selection import cross_val_score
+            import tensorflow as tf
+            scores = cross_val_score(LogisticRegression(), X, y, cv=10, n_jobs=-1)
+            """)),
+    ]
+    INVALID = [
+        Invalid(dedent("""
+            from keras.wrappers.scikit_learn import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+            clf = KerasClassifier(build_fn=build, epochs=10)
+            grid = GridSearchCV(estimator=clf, param_grid=params, n_jobs=-1, cv=3)
+            grid.fit(X, y)
+            """), line=4, variant="search-n-jobs", expected_replacement=dedent("""
+            from keras.wrappers.scikit_learn import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+            clf = KerasClassifier(build_fn=build, epochs=10)
+            grid = GridSearchCV(estimator=clf, param_grid=params, n_jobs=1, cv=3)
+            grid.fit(X, y)
+            """)),
+        Invalid(dedent("""
+            import tensorflow as tf
+            from sklearn.model_selection import cross_val_score
+            reg = tf.keras.wrappers.scikit_learn.KerasRegressor(build_fn=build, epochs=100)
+            results = cross_val_score(reg, X, y, cv=10, n_jobs=4)
+            """), line=4, variant="cross-val-n-jobs"),
+        Invalid(dedent("""
+            import os
+            from scikeras.wrappers import KerasClassifier
+            from sklearn.model_selection import RandomizedSearchCV
+            from sklearn.pipeline import Pipeline
+            from sklearn.preprocessing import StandardScaler
+            N_JOBS = -1
+            pipe = Pipeline([("scale", StandardScaler()), ("net", KerasClassifier(model=build))])
+            search = RandomizedSearchCV(pipe, dist, n_iter=20, n_jobs=N_JOBS)
+            """), line=8, variant="search-n-jobs"),
+    ]
+
+    def check(self, ctx: ModuleContext) -> Iterable[Report]:
+        for site in ctx.calls:
+            name = call_name(site.node.func)
+            if name not in _SEARCHES and name not in _CROSS_VAL:
+                continue
+            if site.qn is not None and not site.qn.startswith("sklearn."):
+                continue
+            n_jobs = next((a for a in site.node.args
+                           if a.keyword is not None and a.keyword.value == "n_jobs"), None)
+            if n_jobs is None or not _parallel(ctx, n_jobs.value, site.func, site.seq):
+                continue
+            estimator = next((a.value for a in site.node.args
+                              if a.keyword is not None and a.keyword.value == "estimator"), None)
+            if estimator is None:
+                positional = [a for a in site.node.args if a.keyword is None and not a.star]
+                estimator = positional[0].value if positional else None
+            if estimator is None or not _keras_wrapper(ctx, estimator, site.func, site.seq, 0):
+                continue
+            yield Report(node=site.node,
+                         variant="search-n-jobs" if name in _SEARCHES else "cross-val-n-jobs",
+                         confidence=0.85, function=site.func.qualname, stmt=site.stmt,
+                         fix=_one_job(n_jobs.value))
+
+
+def _parallel(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: int) -> bool:
+    """``expr`` asks for more than one process: -1 (or any negative), a literal > 1,
+    ``cpu_count()``, or a name bound to one of these."""
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        return isinstance(expr.expression, cst.Integer)
+    if isinstance(expr, cst.Integer):
+        return int(expr.value.replace("_", ""), 0) > 1
+    if isinstance(expr, cst.Call):
+        return call_name(expr.func) in ("cpu_count", "process_cpu_count")
+    if isinstance(expr, cst.Name):
+        ev = ctx.last_assign(fn, expr.value, seq)
+        if ev is not None and ev.value is not None and not isinstance(ev.value, cst.Name):
+            return _parallel(ctx, ev.value, ev.func, ev.seq)
+    return False
+
+
+def _is_wrapper_call(ctx: ModuleContext, call: cst.Call) -> bool:
+    qn = ctx.names.resolve(call.func)
+    if qn is None:
+        return False
+    root, _, rest = qn.partition(".")
+    return root in _WRAPPER_ROOTS and rest.rsplit(".", 1)[-1] in _WRAPPERS
+
+
+def _keras_wrapper(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: int,
+                   depth: int) -> bool:
+    """``expr`` is (or holds, as in a ``Pipeline``) a ``KerasClassifier``/``KerasRegressor``."""
+    if depth > 4:
+        return False
+    if isinstance(expr, cst.Name):
+        ev = ctx.last_assign(fn, expr.value, seq)
+        return ev is not None and ev.value is not None and _keras_wrapper(
+            ctx, ev.value, ev.func, ev.seq, depth + 1)
+    found = False
+
+    class _Find(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> bool:
+            nonlocal found
+            if _is_wrapper_call(ctx, call):
+                found = True
+            return not found
+
+        def visit_Name(self, n: cst.Name) -> None:
+            nonlocal found
+            if not found and n is not expr and _keras_wrapper(ctx, n, fn, seq, depth + 1):
+                found = True
+
+        def visit_Attribute(self, a: cst.Attribute) -> bool:
+            return False
+
+    expr.visit(_Find())
+    return found
+
+
+def _one_job(expr: cst.BaseExpression) -> Fix:
+    return replace_expr(expr, lambda updated: cst.Integer("1"), "up-n-jobs")
