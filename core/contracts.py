@@ -112,7 +112,8 @@ REPOS = Table(
 INSTANCES = Table(
     "instances.csv", "mine",
     columns=("repo", "commit", "path", "line", "rule", "variant", "confidence", "function",
-             "snippet", "col", "message", "loop_kind", "model_api", "training_api", "cell"),
+             "snippet", "col", "message", "loop_kind", "model_api", "training_api", "cell",
+             "era"),
     contract=("repo", "commit", "path", "line", "rule", "variant"),
     required=("repo", "rule"))
 

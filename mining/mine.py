@@ -86,6 +86,7 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
     failed) also lists the blobs the snapshot lacks: each becomes a ``scan_errors`` row and
     ``out["missing"]`` counts them.
     """
+    from leakwatt.mining.era import source_era
     from leakwatt.mining.scan import scan_bytes
 
     max_bytes = params.max_file_kb * 1024
@@ -138,10 +139,11 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
                 error(path, str(result.error))
             elif result.skipped:
                 error(path, f"skipped: {result.skipped}")
+            era = source_era(data) if result.findings else ""
             for finding in result.findings:
                 row = finding.to_dict()
                 row.update({"repo": entry.name, "commit": entry.commit,
-                            "path": path if not row.get("path") else row["path"]})
+                            "path": path if not row.get("path") else row["path"], "era": era})
                 out["instances"].append(row)
     return out
 
