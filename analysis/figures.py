@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from leakwatt.analysis import paper  # noqa: E402
+from leakwatt.analysis.runs import drop_after_exit, series_file  # noqa: E402
 from leakwatt.common import atomic_open  # noqa: E402
 
 COLORS = {"clean": "#1b7837", "smelly": "#b2182b"}
@@ -79,10 +80,14 @@ def energy_per_pair(runs: pd.DataFrame, path: Path, dpi: int = 120) -> Path | No
 
 def forest(stats: pd.DataFrame, path: Path, dpi: int = 120, metric: str = "energy_kwh"
            ) -> Path | None:
-    """% change in ``metric`` per pair with its bootstrap CI, the paper's two results marked."""
-    rows = stats[(stats["metric"] == metric) & (stats["test"] == "wilcoxon")
-                 & stats["pct_change"].notna()].sort_values(["smell", "pair_id", "device"])
-    labels = [f"{r.pair_id} ({r.device}) [{r.smell}]" for r in rows.itertuples()]
+    """% change in ``metric`` per pair, device and framework with its 95 % CI (the CI is the
+    same on both test rows; the paired-t row is drawn), the paper's two results marked."""
+    rows = stats[(stats["metric"] == metric) & (stats["test"] == "paired_t")
+                 & stats["pct_change"].notna()]
+    if "framework" not in rows.columns:
+        rows = rows.assign(framework="keras3")
+    rows = rows.sort_values(["smell", "pair_id", "device", "framework"])
+    labels = [f"{r.pair_id} ({r.device}, {r.framework}) [{r.smell}]" for r in rows.itertuples()]
     paper_labels = [f"paper {smell} ({paper.DEVICE})" for smell in paper.SMELLS]
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * (len(labels) + len(paper_labels)) + 1.4))
     y = np.arange(len(labels))[::-1] + len(paper_labels)
@@ -93,7 +98,7 @@ def forest(stats: pd.DataFrame, path: Path, dpi: int = 120, metric: str = "energ
         has_ci = np.isfinite(low) & np.isfinite(high)
         err = np.vstack([np.where(has_ci, pct - low, 0), np.where(has_ci, high - pct, 0)])
         ax.errorbar(pct, y, xerr=err, fmt="o", color="#2166ac", capsize=3,
-                    label="this study (95 % bootstrap CI)")
+                    label="this study (95 % CI)")
     py = np.arange(len(paper_labels))[::-1]
     paper_pct = np.array([row.pct_change_energy for row in paper.SMELLS.values()], dtype=float)
     ax.scatter(paper_pct, py, marker="D",
@@ -187,15 +192,6 @@ def survival_curves(survival: pd.DataFrame, path: Path, dpi: int = 120, unit: st
     return _save(fig, path, dpi)
 
 
-def _series_file(run: pd.Series) -> Path | None:
-    rel = str(run.get("series_path", "") or "")
-    source = str(run.get("_source", "") or "")
-    if not rel or rel.lower() == "nan" or not source:
-        return None
-    path = Path(source).parent / rel
-    return path if path.is_file() else None
-
-
 def rss_over_time(runs: pd.DataFrame, path: Path, dpi: int = 120, smell: str = "UTR"
                   ) -> Path | None:
     """RSS over each run's time (the harness's ``series_path`` files, columns t_s, rss_mb) for
@@ -208,7 +204,7 @@ def rss_over_time(runs: pd.DataFrame, path: Path, dpi: int = 120, smell: str = "
     for key, group in chosen.groupby(["pair_id", "device"], sort=True):
         lines = []
         for _, run in group.iterrows():
-            file = _series_file(run)
+            file = series_file(run)
             if file is None:
                 continue
             try:
@@ -216,7 +212,8 @@ def rss_over_time(runs: pd.DataFrame, path: Path, dpi: int = 120, smell: str = "
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
                 continue
             if {"t_s", "rss_mb"} <= set(series.columns) and len(series):
-                lines.append((run["variant"], series))
+                wall = pd.to_numeric(pd.Series([run.get("wall_s")]), errors="coerce").iloc[0]
+                lines.append((run["variant"], drop_after_exit(series, wall)))
         if lines:
             panels.append((key, lines))
     if not panels:

@@ -17,6 +17,11 @@ METER = "CodeCarbon"
 WORKLOAD = "CNN on CIFAR-10, 50 epochs"
 EPOCHS = 50
 SCALE = "paper"
+#: the Keras level closest to the paper's code. The paper does not name its TensorFlow or Keras
+#: version; it is a 2026 study of TF/Keras code run eagerly on a GPU, i.e. Keras 3-era code
+#: (TensorFlow >= 2.16 ships Keras 3 as ``tf.keras``). An inference, stated as such in the report.
+FRAMEWORK = "keras3"
+FRAMEWORK_NOTE = "TF/Keras eager code of the Keras 3 era (its version is not published)"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ SMELLS: dict[str, PaperRow] = {"IMR": IMR, "UTR": UTR}
 CARBON_INTENSITY_KG_PER_KWH = round(CLEAN.emissions_kg / CLEAN.energy_kwh, 4)
 
 __all__ = [
-    "CARBON_INTENSITY_KG_PER_KWH", "CLEAN", "DEVICE", "EPOCHS", "IMR", "METER", "SCALE", "SMELLS",
+    "CARBON_INTENSITY_KG_PER_KWH", "CLEAN", "DEVICE", "EPOCHS", "FRAMEWORK", "FRAMEWORK_NOTE",
+    "IMR", "METER", "SCALE", "SMELLS",
     "SOURCE", "UTR", "WORKLOAD", "PaperRow",
 ]

@@ -122,7 +122,10 @@ def lifetimes(events: pd.DataFrame, repos: pd.DataFrame | None = None,
     censor_date = ev.groupby("repo")["_date"].max() if len(ev) else pd.Series(dtype=object)
     censor_cidx = ev.groupby("repo")["_cidx"].max() if len(ev) else pd.Series(dtype=float)
     if repos is not None and len(repos):
-        date_col = next((c for c in ("date", "commit_date") if c in repos.columns), None)
+        # repos.csv's pin_date (the pinned commit's date): instances still present are
+        # censored there, not at the repository's last event
+        date_col = next((c for c in ("pin_date", "date", "commit_date") if c in repos.columns
+                         and _text(repos, c).ne("").any()), None)
         if date_col is not None:
             pinned = dict(zip(_text(repos, "url"), pd.to_datetime(
                 _text(repos, date_col), errors="coerce", utc=True, format="mixed"), strict=True))

@@ -21,9 +21,10 @@ from leakwatt.analysis import figures, paper
 from leakwatt.analysis.markup import json_safe, to_html
 from leakwatt.analysis.prevalence import read_prevalence
 from leakwatt.analysis.runs import load_runs
-from leakwatt.analysis.sections import HEADLINE_METRIC, PRIMARY_TEST, build_markdown
+from leakwatt.analysis.sections import build_markdown, primary_rows
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
 from leakwatt.contracts import (
+    CONTROLS,
     EQUIVALENCE,
     FAILURES,
     PLOT_ENERGY_RUNS,
@@ -71,42 +72,46 @@ def read_environment(paths: Sequence[Path]) -> list[dict[str, Any]]:
 
 
 def headline(stats: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
-    """Per pair and per smell x device: % change in energy, CI, p_adj and n (for metrics.json)."""
-    energy = stats[stats["metric"] == HEADLINE_METRIC]
+    """Per unit, the primary comparison (metrics.json): pairs -> device -> framework -> change,
+    CI (and whether it is reliable), p_adj and n. No per-smell figure: pairs that estimate
+    different things are not pooled here (the report pools by estimand)."""
+    primary = primary_rows(stats)
     pairs: dict[str, Any] = {}
-    for (pair_id, device), group in energy.groupby(["pair_id", "device"], sort=True):
-        by_test = {r.test: r for r in group.itertuples()}
-        first = group.iloc[0]
-        entry = {
-            "smell": first["smell"], "n": first["n"], "status": first["status"],
-            "pct_change_energy": first["pct_change"], "ci_low": first["ci_low"],
-            "ci_high": first["ci_high"],
+    for r in primary.itertuples():
+        reliable = getattr(r, "ci_reliable", True)
+        pairs.setdefault(str(r.pair_id), {}).setdefault(str(r.device), {})[str(r.framework)] = {
+            "smell": r.smell, "metric": r.metric, "test": r.test, "n": r.n,
+            "status": r.status, "pct_change": r.pct_change, "ci_low": r.ci_low,
+            "ci_high": r.ci_high, "ci_reliable": bool(reliable) if reliable == reliable else None,
+            "p_adj": r.p_adj, "significant": bool(r.p_adj < alpha) if r.p_adj == r.p_adj
+            else False,
         }
-        for test, row in by_test.items():
-            entry[f"p_adj_{test}"] = row.p_adj
-        pairs.setdefault(str(pair_id), {})[str(device)] = entry
-    smells: dict[str, Any] = {}
-    primary = energy[energy["test"] == PRIMARY_TEST]
-    for (smell, device), group in primary.groupby(["smell", "device"], sort=True):
-        usable = group[~group["status"].isin(["insufficient data", "all failed"])]
-        pct = usable["pct_change"].dropna()
-        smells.setdefault(str(smell), {})[str(device)] = {
-            "pairs": int(len(group)),
-            "pct_change_energy": float(pct.median()) if len(pct) else None,
-            "p_adj": float(group["p_adj"].max()) if group["p_adj"].notna().any() else None,
-            "n": int(group["n"].min()) if len(group) else 0,
-            "pairs_significant": int((group["p_adj"] < alpha).sum()),
-            "paper_pct_change_energy": (paper.SMELLS[smell].pct_change_energy
-                                        if smell in paper.SMELLS else None),
-        }
-    return {"pairs": pairs, "smells": smells}
+    return {"pairs": pairs, "primary_tests": int(primary["p_adj"].notna().sum())}
 
+
+def _normalise(stats: pd.DataFrame) -> pd.DataFrame:
+    """stats.csv as the report reads it: framework filled (keras3 before it was a factor)."""
+    stats = stats.copy()
+    if "framework" not in stats.columns:
+        stats["framework"] = "keras3"
+    stats["framework"] = stats["framework"].fillna("keras3").astype(str)
+    return stats
+
+
+def read_estimands(pairs_dir: Path | None) -> dict[str, str]:
+    """pair_id -> estimand from pairs.csv (empty when the file or the column is absent)."""
+    if pairs_dir is None or not (Path(pairs_dir) / "pairs.csv").is_file():
+        return {}
+    frame = pd.read_csv(Path(pairs_dir) / "pairs.csv", dtype=str, keep_default_na=False)
+    if "estimand" not in frame.columns:
+        return {}
+    return {r.pair_id: r.estimand.strip() for r in frame.itertuples() if r.estimand.strip()}
 
 
 def _plots(stats: pd.DataFrame, runs: pd.DataFrame, tables: dict[str, pd.DataFrame] | None,
            plots_dir: Path) -> list[Path]:
     written = []
-    energy = stats[(stats["metric"] == HEADLINE_METRIC) & (stats["test"] == PRIMARY_TEST)]
+    energy = primary_rows(stats)
     pct = pd.DataFrame({
         "pair": energy["pair_id"] + " (" + energy["device"] + ")", "smell": energy["smell"],
         "device": energy["device"], "pct_change": energy["pct_change"],
@@ -137,13 +142,15 @@ def _plots(stats: pd.DataFrame, runs: pd.DataFrame, tables: dict[str, pd.DataFra
 def render_report(stats_dir: Path, runs_paths: Sequence[Path], out_dir: Path,
                   params: ReportParams,
                   environment_paths: Sequence[Path] = (), equivalence_path: Path | None = None,
-                  commands: Sequence[str] = (), alpha: float = 0.05) -> dict[str, Any]:
+                  commands: Sequence[str] = (), alpha: float = 0.05,
+                  pairs_dir: Path | None = None) -> dict[str, Any]:
     """Write report.md, report.html, figures/*.png, plots/*.csv and metrics.json into out_dir.
 
     Returns the metrics written to ``metrics.json``.
     """
     stats_dir, out_dir = Path(stats_dir), Path(out_dir)
-    stats = _read_csv(stats_dir / STATS.file, STATS)
+    stats = _normalise(_read_csv(stats_dir / STATS.file, STATS))
+    controls = _read_csv(stats_dir / CONTROLS.file, CONTROLS, required=False)
     summary = _read_csv(stats_dir / SUMMARY.file, SUMMARY, required=False)
     failures = _read_csv(stats_dir / FAILURES.file, FAILURES, required=False)
     for frame in (stats, summary, failures):
@@ -192,7 +199,8 @@ def render_report(stats_dir: Path, runs_paths: Sequence[Path], out_dir: Path,
     metrics = json_safe(metrics)
 
     text = build_markdown(params.title, runs, stats, summary, failures, equivalence, tables,
-                          envs, figs, commands, metrics, alpha)
+                          envs, figs, commands, metrics, alpha, controls=controls,
+                          estimands=read_estimands(pairs_dir))
     atomic_write_text(out_dir / "report.md", text)
     atomic_write_text(out_dir / "report.html", to_html(text, out_dir, params.title))
     atomic_write_json(out_dir / "metrics.json", metrics)
@@ -200,4 +208,4 @@ def render_report(stats_dir: Path, runs_paths: Sequence[Path], out_dir: Path,
 
 
 
-__all__ = ["headline", "read_environment", "render_report"]
+__all__ = ["headline", "read_environment", "read_estimands", "render_report"]

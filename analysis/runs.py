@@ -8,7 +8,7 @@ carry ``_source`` and ``_line`` so later messages and ``failures.csv`` can point
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,12 @@ MEASURE_COLUMNS = RUN_MEASURES
 OPTIONAL_METRICS = ("rss_growth_mb_per_s", "rapl_energy_kwh")
 #: optional numeric columns that may be negative (a shrinking RSS has negative growth).
 SIGNED_COLUMNS = ("rss_growth_mb_per_s",)
-KEY = ("pair_id", "device", "variant", "rep")
+KEY = ("pair_id", "device", "framework", "variant", "rep")
+#: the framework of runs measured before the framework became a factor (issue 9): Keras 3.
+DEFAULT_FRAMEWORK = "keras3"
+#: idle power counts as measured only from these sources (CPU: Intel RAPL; GPU: NVML).
+MEASURED_CPU_SOURCES = ("rapl",)
+MEASURED_GPU_SOURCES = ("nvml",)
 
 _MISSING_TOKENS = {"", "nan", "none", "na", "<na>", "null"}
 
@@ -100,6 +105,10 @@ def validate_runs(df: pd.DataFrame, source: str = "runs.csv") -> pd.DataFrame:
             raise LeakwattError(f"{source}: line {lines[i]}: {col} {raw[i]!r} is negative")
         out[col] = values
 
+    if "framework" not in out.columns:
+        out["framework"] = DEFAULT_FRAMEWORK
+    out["framework"] = (out["framework"].where(~_blank(out["framework"]), DEFAULT_FRAMEWORK)
+                        .astype(str).str.strip())
     if "scale" in out.columns:
         out["scale"] = out["scale"].where(~_blank(out["scale"]), "").astype(str)
     if "error" in out.columns:
@@ -168,13 +177,31 @@ def combine_runs(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return runs
 
 
+def _idle_measured(idle: pd.DataFrame, device: str) -> str:
+    """'' when every idle row of ``device`` was measured (RAPL; NVML too on a GPU), else why not."""
+    cpu = idle.get("cpu_power_source", pd.Series("", index=idle.index)).astype(str).str.strip()
+    bad_cpu = sorted(set(cpu) - set(MEASURED_CPU_SOURCES))
+    if bad_cpu:
+        return (f"idle CPU power on {device} was estimated ({', '.join(s or 'unknown' for s in bad_cpu)}"
+                "), not measured with RAPL: subtracting an estimate can flip the sign of the "
+                "difference")
+    if device == "gpu":
+        gpu = idle.get("gpu_power_source", pd.Series("", index=idle.index)).astype(str).str.strip()
+        bad_gpu = sorted(set(gpu) - set(MEASURED_GPU_SOURCES))
+        if bad_gpu:
+            return (f"idle GPU power was not read from NVML ({', '.join(s or 'unknown' for s in bad_gpu)})")
+    return ""
+
+
 def add_net_energy(runs: pd.DataFrame, idle: pd.DataFrame,
                    source: str = "idle.csv") -> pd.DataFrame:
     """Add ``net_energy_kwh`` = energy_kwh - idle power of the device x duration_s.
 
     Idle power per device is sum(energy_kwh) / sum(duration_s) over the idle rows of that device
-    (only ``ok`` rows when the file has a ``status`` column).
-    Devices without idle rows get no net value (empty cells).
+    (only ``ok`` rows when the file has a ``status`` column). Net energy is computed only where it
+    means something: the idle power was measured (``cpu_power_source`` rapl, and on a GPU
+    ``gpu_power_source`` nvml), and it is below the run's own mean power. Elsewhere the cell is
+    empty and ``net_energy_why`` (a column of the frame, not written to any table) says why.
     """
     for col in IDLE.required:
         if col not in idle.columns:
@@ -193,18 +220,118 @@ def add_net_energy(runs: pd.DataFrame, idle: pd.DataFrame,
         idle = idle[idle["status"].astype(str).str.strip() == "ok"]
     idle = idle.dropna(subset=["duration_s", "energy_kwh"])
     idle = idle[idle["duration_s"] > 0]
-    power = idle.groupby(idle["device"].astype(str).str.strip())[["energy_kwh", "duration_s"]].sum()
-    kwh_per_s = power["energy_kwh"] / power["duration_s"]
+    idle_device = idle["device"].astype(str).str.strip()
     out = runs.copy()
-    out["net_energy_kwh"] = out["energy_kwh"] - out["device"].map(kwh_per_s) * out["duration_s"]
+    out["net_energy_kwh"] = np.nan
+    out["net_energy_why"] = ""
+    for device, rows in out.groupby("device", sort=True):
+        mine = idle[idle_device == device]
+        if mine.empty:
+            out.loc[rows.index, "net_energy_why"] = f"no ok idle baseline on {device}"
+            continue
+        why = _idle_measured(mine, str(device))
+        if why:
+            out.loc[rows.index, "net_energy_why"] = why
+            continue
+        kwh_per_s = float(mine["energy_kwh"].sum() / mine["duration_s"].sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            run_power = rows["energy_kwh"] / rows["duration_s"]
+        above = run_power > kwh_per_s
+        net = rows["energy_kwh"] - kwh_per_s * rows["duration_s"]
+        out.loc[rows.index[above.to_numpy()], "net_energy_kwh"] = net[above]
+        below = rows.index[(~above & rows["energy_kwh"].notna()).to_numpy()]
+        out.loc[below, "net_energy_why"] = (
+            f"the run's mean power is not above the idle power of {device} "
+            f"({kwh_per_s * 3.6e6:.3g} W)")
     return out
 
+
+def drop_after_exit(series: pd.DataFrame, wall_s: float | None = None) -> pd.DataFrame:
+    """A run's RSS series without the samples taken after the program exited.
+
+    A live process never has 0 MB resident: a trailing sample at 0 MB (older harness versions
+    took one after exit) is dropped, as is any sample later than the run's ``wall_s``.
+    """
+    if series.empty or "rss_mb" not in series.columns:
+        return series
+    rss = pd.to_numeric(series["rss_mb"], errors="coerce")
+    keep = rss.notna() & (rss > 0)
+    if wall_s is not None and np.isfinite(wall_s) and "t_s" in series.columns:
+        keep &= pd.to_numeric(series["t_s"], errors="coerce") <= wall_s
+    last = int(np.flatnonzero(keep.to_numpy())[-1]) + 1 if keep.any() else 0
+    trimmed = series.iloc[:last]
+    return trimmed[(pd.to_numeric(trimmed["rss_mb"], errors="coerce") > 0).to_numpy()]
+
+
+def rss_growth(series: pd.DataFrame) -> float:
+    """OLS slope (MB/s) of RSS over the second half of a run, as the harness computes it."""
+    if len(series) == 0:
+        return np.nan
+    t = pd.to_numeric(series["t_s"], errors="coerce").to_numpy(float)
+    rss = pd.to_numeric(series["rss_mb"], errors="coerce").to_numpy(float)
+    tail = t >= t[-1] / 2
+    if tail.sum() < 3 or np.ptp(t[tail]) == 0:
+        return np.nan
+    return float(np.polyfit(t[tail], rss[tail], 1)[0])
+
+
+def series_file(run: pd.Series) -> Path | None:
+    """The run's ``series_path`` file (relative to its runs.csv), when it exists."""
+    rel = str(run.get("series_path", "") or "")
+    source = str(run.get("_source", "") or "")
+    if not rel or rel.lower() == "nan" or not source:
+        return None
+    path = Path(source).parent / rel
+    return path if path.is_file() else None
+
+
+def recompute_rss_growth(runs: pd.DataFrame) -> pd.DataFrame:
+    """``rss_growth_mb_per_s`` recomputed from each run's series without post-exit samples.
+
+    Series written before the harness stopped sampling after exit end with a 0 MB point that
+    drives the slope negative; runs without a readable series keep their recorded value.
+    """
+    if "series_path" not in runs.columns or "rss_growth_mb_per_s" not in runs.columns:
+        return runs
+    out = runs.copy()
+    for i, run in out.iterrows():
+        path = series_file(run)
+        if path is None:
+            continue
+        try:
+            series = pd.read_csv(path)
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue
+        if not {"t_s", "rss_mb"} <= set(series.columns):
+            continue
+        wall = pd.to_numeric(pd.Series([run.get("wall_s")]), errors="coerce").iloc[0]
+        out.at[i, "rss_growth_mb_per_s"] = rss_growth(drop_after_exit(series, wall))
+    return out
+
+
+def foreign_load(runs: pd.DataFrame, cores: Mapping[str, float], max_load: float
+                 ) -> pd.Series:
+    """True for runs whose 1-minute load average at start or end exceeded ``max_load`` x the
+    device's core count (``cores``: runs.csv path -> logical cores, from environment.json).
+
+    Runs without ``load_start``/``load_end`` or a known core count are not flagged."""
+    flagged = pd.Series(False, index=runs.index)
+    cols = [c for c in ("load_start", "load_end") if c in runs.columns]
+    if not cols:
+        return flagged
+    limit = runs["_source"].map(lambda s: max_load * cores[s] if s in cores else np.nan)
+    for col in cols:
+        load = pd.to_numeric(runs[col], errors="coerce")
+        flagged |= (load > limit).fillna(False).astype(bool)
+    return flagged
 
 
 def load_runs(runs_paths: Sequence[str | Path], idle_paths: Sequence[str | Path] = ()
               ) -> pd.DataFrame:
-    """Read, validate and concatenate runs files; add ``net_energy_kwh`` when idle files exist."""
-    runs = combine_runs([read_runs(p) for p in runs_paths])
+    """Read, validate and concatenate runs files; add ``net_energy_kwh`` when idle files exist.
+
+    RSS growth is recomputed from the series files without the samples taken after exit."""
+    runs = recompute_rss_growth(combine_runs([read_runs(p) for p in runs_paths]))
     idle_frames = []
     for path in idle_paths:
         frame = _read_csv(path, "idle baseline file")
@@ -216,5 +343,6 @@ def load_runs(runs_paths: Sequence[str | Path], idle_paths: Sequence[str | Path]
     return runs
 
 
-__all__ = ["KEY", "MEASURE_COLUMNS", "OPTIONAL_METRICS", "RUNS_REQUIRED", "add_net_energy",
-           "combine_runs", "load_runs", "read_runs", "validate_runs"]
+__all__ = ["DEFAULT_FRAMEWORK", "KEY", "MEASURE_COLUMNS", "OPTIONAL_METRICS", "RUNS_REQUIRED",
+           "add_net_energy", "combine_runs", "drop_after_exit", "foreign_load", "load_runs",
+           "read_runs", "recompute_rss_growth", "rss_growth", "series_file", "validate_runs"]

@@ -7,6 +7,7 @@ Markdown; none reads a file.
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Sequence
 from importlib import metadata
@@ -19,8 +20,10 @@ from leakwatt.analysis import paper
 from leakwatt.analysis.markup import fmt, fmt_ci, fmt_p, fmt_pct, fmt_share, isnum, md_table
 
 ESTIMATED_SOURCES = {"cpu_load", "constant"}
+#: the defaults of analyze.primary, used only for a stats.csv written before ``family`` existed
 HEADLINE_METRIC = "energy_kwh"
-PRIMARY_TEST = "wilcoxon"
+PRIMARY_TEST = "paired_t"
+NOT_TESTED = ("insufficient data", "all failed")
 LIBRARIES = ("numpy", "pandas", "scipy", "statsmodels", "matplotlib", "markdown-it-py",
              "codecarbon", "tensorflow", "dvc")
 EQUIVALENT = "equivalent"
@@ -52,7 +55,62 @@ def library_versions() -> dict[str, str]:
 
 
 
-def power_source_paragraph(runs: pd.DataFrame) -> str:
+def primary_rows(stats: pd.DataFrame) -> pd.DataFrame:
+    """The pre-registered primary rows (``family`` = primary) of stats.csv."""
+    if "family" in stats.columns and stats["family"].notna().any():
+        return stats[stats["family"] == "primary"]
+    return stats[(stats["metric"] == HEADLINE_METRIC) & (stats["test"] == PRIMARY_TEST)]
+
+
+def primary_label(stats: pd.DataFrame) -> tuple[str, str]:
+    """(metric, test) of the primary family."""
+    rows = primary_rows(stats)
+    if len(rows):
+        return str(rows["metric"].iloc[0]), str(rows["test"].iloc[0])
+    return HEADLINE_METRIC, PRIMARY_TEST
+
+
+TEST_NAMES = {"paired_t": "paired t", "wilcoxon": "Wilcoxon"}
+
+
+def data_source_sentence(runs: pd.DataFrame) -> str:
+    ok = runs[runs["status"] == "ok"]
+    if "data_source" not in runs.columns or not ok["data_source"].astype(str).str.strip().ne(
+            "").any():
+        return ("The runs do not record their data source (synthetic data or real CIFAR-10); "
+                "they predate the `data_source` column.")
+    counts = ok["data_source"].astype(str).str.strip().replace("", "unrecorded").value_counts()
+    described = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    if set(counts.index) == {"synthetic"}:
+        return (f"**The programs trained on synthetic data**, not CIFAR-10 ({described} "
+                "completed runs): the shapes and work match, the learning does not.")
+    return f"Training data of the completed runs: {described}."
+
+
+def load_sentence(stats: pd.DataFrame, runs: pd.DataFrame) -> str:
+    if not {"load_start", "load_end"} & set(runs.columns):
+        return ""
+    if "n_foreign_load" not in stats.columns or stats["n_foreign_load"].isna().all():
+        return ""
+    units = stats.drop_duplicates(["pair_id", "device", "framework"])
+    flagged = int(pd.to_numeric(units["n_foreign_load"], errors="coerce").fillna(0).sum())
+    if not flagged:
+        return "No run was measured under foreign load (1-minute load average, `analyze.max_load`)."
+    return (f"**{flagged} of {len(runs)} runs were measured under foreign load** (1-minute load "
+            "average at their start or end above `analyze.max_load` x the core count): other "
+            "work on the machine inflates their time and energy; the `n_foreign_load` column of "
+            "stats.csv says which comparisons hold them.")
+
+
+def power_source_paragraph(runs: pd.DataFrame, stats: pd.DataFrame | None = None) -> str:
+    text = _power_sources(runs)
+    extra = [data_source_sentence(runs)]
+    if stats is not None:
+        extra.append(load_sentence(stats, runs))
+    return " ".join([text, *[e for e in extra if e]])
+
+
+def _power_sources(runs: pd.DataFrame) -> str:
     ok = runs[runs["status"] == "ok"]
     counts = ok["cpu_power_source"].replace("", "unknown").value_counts()
     total = int(counts.sum())
@@ -84,17 +142,30 @@ def power_source_paragraph(runs: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def paper_table(stats: pd.DataFrame) -> str:
-    energy = stats[(stats["metric"] == HEADLINE_METRIC) & (stats["test"] == PRIMARY_TEST)]
-    co2 = stats[(stats["metric"] == "emissions_kg") & (stats["test"] == PRIMARY_TEST)]
-    co2_by = {(r.pair_id, r.device): r for r in co2.itertuples()}
+def carbon_intensity(runs: pd.DataFrame) -> dict[str, float]:
+    """kg CO2 per kWh per device, from the ok runs (emissions_kg / energy_kwh)."""
+    ok = runs[runs["status"] == "ok"]
+    out: dict[str, float] = {}
+    for device, group in ok.groupby("device"):
+        energy = pd.to_numeric(group["energy_kwh"], errors="coerce").sum()
+        co2 = pd.to_numeric(group["emissions_kg"], errors="coerce").sum()
+        if energy > 0:
+            out[str(device)] = float(co2 / energy)
+    return out
+
+
+def paper_table(stats: pd.DataFrame, intensity: dict[str, float] | None = None) -> str:
+    """The paper's rows beside this study's primary rows; CO2 is derived (energy x intensity)."""
+    energy = primary_rows(stats)
+    intensity = intensity or {}
+    metric, test = primary_label(stats)
     headers = ["smell", f"paper kWh ({paper.DEVICE})", "paper CO2 kg", "paper change",
-               "this study: pair (device)", "clean kWh (mean)", "smelly kWh (mean)",
-               "clean CO2 kg", "smelly CO2 kg", "energy change [95 % CI]", "CO2 change",
-               "p_adj (Wilcoxon)", "n"]
+               "this study: pair (device, framework)", f"clean {metric} (mean)",
+               f"smelly {metric} (mean)", "clean CO2 kg", "smelly CO2 kg",
+               "change [95 % CI]", f"p_adj ({TEST_NAMES.get(test, test)})", "n"]
     rows: list[list[Any]] = [["clean baseline", f"{paper.CLEAN.energy_kwh:.6f}",
                               f"{paper.CLEAN.emissions_kg:.6f}", "—", "each pair's clean variant",
-                              "", "", "", "", "", "", "", ""]]
+                              "", "", "", "", "", "", ""]]
     smells = list(paper.SMELLS) + sorted(set(energy["smell"]) - set(paper.SMELLS))
     for smell in smells:
         ref = paper.SMELLS.get(smell)
@@ -103,30 +174,43 @@ def paper_table(stats: pd.DataFrame) -> str:
                       + (f" (CO2 {fmt_pct(ref.pct_change_emissions)})"
                          if ref.pct_change_emissions != ref.pct_change_energy else "")]
                      if ref else ["—", "—", "not in the paper"])
-        mine = energy[energy["smell"] == smell].sort_values(["pair_id", "device"])
+        mine = energy[energy["smell"] == smell].sort_values(["pair_id", "device", "framework"])
         if mine.empty:
-            rows.append([smell, *ref_cells, "not measured in this study", *[""] * 8])
+            rows.append([smell, *ref_cells, "not measured in this study", *[""] * 7])
             continue
         for r in mine.itertuples():
-            c = co2_by.get((r.pair_id, r.device))
+            k = intensity.get(r.device) if metric == "energy_kwh" else None
             rows.append([
-                smell, *ref_cells, f"{r.pair_id} ({r.device})", fmt(r.mean_clean),
-                fmt(r.mean_smelly), fmt(c.mean_clean) if c else "",
-                fmt(c.mean_smelly) if c else "",
+                smell, *ref_cells, f"{r.pair_id} ({r.device}, {r.framework})",
+                fmt(r.mean_clean), fmt(r.mean_smelly),
+                fmt(r.mean_clean * k) if k and isnum(r.mean_clean) else "",
+                fmt(r.mean_smelly * k) if k and isnum(r.mean_smelly) else "",
                 f"{fmt_pct(r.pct_change)} {fmt_ci(r.ci_low, r.ci_high)}".strip()
-                + ("" if r.status == "tested" else f" ({r.status})"),
-                fmt_pct(c.pct_change) if c else "", fmt_p(r.p_adj), r.n])
+                + ("" if r.status == "tested" else f" ({r.status})")
+                + ("" if _reliable(r) else " (CI unreliable)"),
+                fmt_p(r.p_adj), r.n])
     return md_table(headers, rows)
 
 
+def _reliable(r: Any) -> bool:
+    value = getattr(r, "ci_reliable", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0")
+    return bool(value) if isinstance(value, bool | int | float) and value == value else True
+
+
 def stats_table(stats: pd.DataFrame) -> str:
-    headers = ["pair (device)", "metric", "test", "n", "% change [95 % CI]", "p", "p_adj",
-               "effect size", "Shapiro p", "power", "pairs for 5 %", "status", "note"]
+    headers = ["pair (device, framework)", "metric", "test", "family", "n",
+               "% change [95 % CI]", "p", "p_adj", "effect size", "Shapiro p", "power",
+               "pairs for 5 %", "status", "note"]
     rows = []
     for r in stats.itertuples():
+        ci = fmt_ci(r.ci_low, r.ci_high)
+        if ci and not _reliable(r):
+            ci += " (unreliable)"
         rows.append([
-            f"{r.pair_id} ({r.device})", r.metric, r.test, r.n,
-            f"{fmt_pct(r.pct_change)} {fmt_ci(r.ci_low, r.ci_high)}".strip(), fmt_p(r.p_value),
+            f"{r.pair_id} ({r.device}, {r.framework})", r.metric, r.test, r.family, r.n,
+            f"{fmt_pct(r.pct_change)} {ci}".strip(), fmt_p(r.p_value),
             fmt_p(r.p_adj),
             f"{fmt(r.effect_size, 3)} ({r.effect_size_name})" if isnum(r.effect_size) else "",
             fmt_p(r.shapiro_p), fmt(r.power, 2), fmt(r.n_needed, 6), r.status,
@@ -134,16 +218,81 @@ def stats_table(stats: pd.DataFrame) -> str:
     return md_table(headers, rows)
 
 
+def pooled_estimates(stats: pd.DataFrame, estimands: dict[str, str] | None
+                     ) -> tuple[list[list[Any]], list[str]]:
+    """Random-effects % change per smell x device x framework x estimand (2+ pairs), and the
+    pairs shown one by one (no estimand, or alone in theirs).
+
+    Pairs are pooled only when they estimate the same thing (the ``estimand`` of pairs.csv):
+    ``statsmodels.stats.meta_analysis.combine_effects`` (DerSimonian-Laird) on each pair's
+    log ratio of means with its delta-method variance, back-transformed to a % change.
+    """
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    rows = primary_rows(stats)
+    rows = rows[~rows["status"].isin(NOT_TESTED)].copy()
+    estimands = estimands or {}
+    rows["estimand"] = rows["pair_id"].map(lambda p: estimands.get(p, ""))
+    pooled: list[list[Any]] = []
+    alone: list[str] = []
+    for (smell, device, framework, estimand), group in rows.groupby(
+            ["smell", "device", "framework", "estimand"], sort=True):
+        lr = pd.to_numeric(group.get("log_ratio"), errors="coerce")
+        se = pd.to_numeric(group.get("log_ratio_se"), errors="coerce")
+        usable = group[(lr.notna() & (se > 0)).to_numpy()]
+        if not estimand or len(usable) < 2:
+            alone += [f"{r.pair_id} ({r.device}, {r.framework})" for r in group.itertuples()]
+            continue
+        res = combine_effects(lr[usable.index].to_numpy(float),
+                              (se[usable.index].to_numpy(float)) ** 2,
+                              method_re="dl", use_t=False)
+        frame = res.summary_frame()
+        eff, low, high = frame.loc["random effect", ["eff", "ci_low", "ci_upp"]]
+        pct = [100 * (math.exp(v) - 1) for v in (eff, low, high)]
+        pooled.append([smell, device, framework, estimand, len(usable),
+                       f"{fmt_pct(pct[0])} {fmt_ci(pct[1], pct[2])}",
+                       fmt(max(0.0, float(res.tau2)), 3),
+                       ", ".join(sorted(usable["pair_id"]))])
+    return pooled, alone
+
+
+def pooled_section(stats: pd.DataFrame, summary: pd.DataFrame,
+                   estimands: dict[str, str] | None) -> str:
+    pooled, alone = pooled_estimates(stats, estimands)
+    parts = []
+    if pooled:
+        parts.append("Random-effects estimates (DerSimonian-Laird, statsmodels) of the primary "
+                     "metric's change, over pairs that estimate the same thing (their "
+                     "`estimand` in pairs.csv); pairs with different estimands are never "
+                     "pooled:")
+        parts.append(md_table(["smell", "device", "framework", "estimand", "pairs",
+                               "pooled change [95 % CI]", "tau²", "pairs pooled"], pooled))
+    if alone:
+        parts.append("No pooled estimate for " + ", ".join(alone) + ": "
+                     + ("no pairs.csv estimand was given to the report"
+                        if not estimands else "no other pair shares its estimand")
+                     + "; read these pairs one by one in the headline table.")
+    if not parts:
+        parts.append("No primary comparison was tested.")
+    if len(summary):
+        parts.append("Descriptive counts per smell (`summary.csv`; the range spans pairs that "
+                     "may estimate different things, so it is no effect estimate):")
+        parts.append(summary_table(summary))
+    return "\n\n".join(parts)
+
+
 def summary_table(summary: pd.DataFrame) -> str:
-    headers = ["smell", "device", "metric", "pairs", "tested", "median % change",
-               "range", "pairs up", "significant (Wilcoxon / t)", "note"]
+    headers = ["smell", "device", "framework", "metric", "pairs", "tested", "median % change",
+               "range", "pairs up", "significant (primary, Holm)", "note"]
     rows = []
     for r in summary.itertuples():
         rng = (f"{fmt_pct(r.min_pct_change)} to {fmt_pct(r.max_pct_change)}"
                if isnum(r.min_pct_change) else "")
-        rows.append([r.smell, r.device, r.metric, r.pairs, r.pairs_tested,
+        framework = getattr(r, "framework", "")
+        rows.append([r.smell, r.device, framework if isinstance(framework, str) else "",
+                     r.metric, r.pairs, r.pairs_tested,
                      fmt_pct(r.median_pct_change), rng, r.pairs_increase,
-                     f"{r.significant_wilcoxon} / {r.significant_paired_t}",
+                     f"{r.significant_wilcoxon + r.significant_paired_t}",
                      r.note if isinstance(r.note, str) else ""])
     return md_table(headers, rows)
 
@@ -151,17 +300,29 @@ def summary_table(summary: pd.DataFrame) -> str:
 def failures_section(stats: pd.DataFrame, failures: pd.DataFrame,
                      equivalence: pd.DataFrame | None) -> str:
     parts = []
-    if failures.empty:
-        parts.append("Every run completed and every repetition has both variants.")
+    failures = failures.copy()
+    for col in ("framework", "metric", "variant", "pair_id"):
+        if col not in failures.columns:
+            failures[col] = ""
+        failures[col] = failures[col].fillna("").astype(str)
+    absent = failures[failures["status"] == "absent"]
+    left = failures[failures["status"] != "absent"]
+    if left.empty:
+        parts.append("Every run completed, every repetition has both variants and every "
+                     "compared value is present.")
     else:
-        counts = failures["status"].value_counts()
-        parts.append(f"{len(failures)} run(s) left out of the paired statistics ("
+        counts = left["status"].value_counts()
+        parts.append(f"{len(left)} run(s) or value(s) left out of the paired statistics ("
                      + ", ".join(f"{v} {k}" for k, v in counts.items()) + "):")
-        rows = [[f"{r.pair_id} ({r.device})", r.variant, r.rep, r.status,
-                 r.error if isinstance(r.error, str) else "", r.consequence]
-                for r in failures.itertuples()]
-        parts.append(md_table(["pair (device)", "variant", "rep", "status", "error",
+        rows = [[f"{r.pair_id} ({r.device}, {r.framework or 'keras3'})", r.variant,
+                 int(r.rep) if isnum(r.rep) else r.rep,
+                 r.status, r.error if isinstance(r.error, str) else "", r.consequence]
+                for r in left.itertuples()]
+        parts.append(md_table(["pair (device, framework)", "variant", "rep", "status", "error",
                                "consequence"], rows))
+    if len(absent):
+        parts.append("Metrics not compared at all: " + "; ".join(
+            f"{r.metric} on {r.device} ({r.error})" for r in absent.itertuples()) + ".")
     untested = stats[stats["status"] != "tested"]
     if len(untested):
         rows = []
@@ -186,7 +347,8 @@ def failures_section(stats: pd.DataFrame, failures: pd.DataFrame,
 
 
 def threats(runs: pd.DataFrame, stats: pd.DataFrame, envs: list[dict[str, Any]],
-            equivalence: pd.DataFrame | None, alpha: float) -> list[str]:
+            equivalence: pd.DataFrame | None, alpha: float,
+            summary: pd.DataFrame | None = None) -> list[str]:
     """Threats to validity derived from the facts of this run."""
     out: list[str] = []
     ok = runs[runs["status"] == "ok"]
@@ -201,8 +363,8 @@ def threats(runs: pd.DataFrame, stats: pd.DataFrame, envs: list[dict[str, Any]],
                "Differences measured side by side on one machine are more trustworthy than "
                "absolute kWh, so compare percentages, not kWh, with the paper.")
     scales = sorted(set(runs["scale"]) - {""}) if "scale" in runs.columns else []
-    if not scales:
-        scales = sorted({str(e.get("scale")) for e in envs if e.get("scale")})
+    if not scales:  # environment.json keeps the scale under "measurement"
+        scales = sorted({str(_env_scale(e)) for e in envs if _env_scale(e)})
     if scales and scales != [paper.SCALE]:
         out.append(f"**Scale.** Workloads ran at scale {', '.join(scales)}, not the paper's "
                    f"{paper.WORKLOAD}; absolute energies are not comparable with the paper's, "
@@ -210,24 +372,34 @@ def threats(runs: pd.DataFrame, stats: pd.DataFrame, envs: list[dict[str, Any]],
     elif not scales:
         out.append("**Scale.** The runs do not record their workload scale; compare with the "
                    f"paper's {paper.WORKLOAD} with care.")
-    tested = stats[(stats["metric"] == HEADLINE_METRIC) & (stats["test"] == PRIMARY_TEST)]
+    metric, test = primary_label(stats)
+    tested = primary_rows(stats)
+    tested = tested[~tested["status"].isin(NOT_TESTED)]
     if len(tested):
         n_min, n_max = int(tested["n"].min()), int(tested["n"].max())
-        min_p = 2.0 / 2 ** n_max if n_max else 1.0
         span = f"{n_min}" if n_min == n_max else f"{n_min}–{n_max}"
-        text = (f"**Repetitions.** {span} complete repetitions per pair; with "
-                f"{n_max} repetitions the exact two-sided Wilcoxon p-value cannot fall below "
-                f"{min_p:.4g}")
-        text += (f", so no Wilcoxon test here can reach p < {alpha}." if min_p >= alpha
-                 else ".")
-        low_power = stats[(stats["metric"] == HEADLINE_METRIC) & (stats["test"] == "paired_t")
-                          & (stats["power"] < 0.8)]
+        text = f"**Repetitions.** {span} complete repetitions per comparison."
+        wil = stats[(stats["metric"] == metric) & (stats["test"] == "wilcoxon")
+                    & (stats["status"] == "tested")]
+        floor = [f"{r.pair_id} ({r.device}, {r.framework}, n = {int(r.n)}: p >= "
+                 f"{2.0 / 2 ** int(r.n):.4g})" for r in wil.itertuples()
+                 if 2.0 / 2 ** int(r.n) >= alpha]
+        if floor:
+            text += (f" With so few pairs the exact two-sided Wilcoxon p cannot reach {alpha} "
+                     f"for {', '.join(floor)}.")
+        unreliable = [r for r in tested.itertuples() if not _reliable(r)]
+        if unreliable:
+            text += (f" {len(unreliable)} primary comparison(s) have fewer repetitions than "
+                     "`analyze.min_ci_n`, below which the CI's coverage was not shown "
+                     "(benchmarks/ci_coverage.py); their CIs are marked unreliable.")
+        low_power = tested[pd.to_numeric(tested["power"], errors="coerce") < 0.8]
         if len(low_power):
-            text += (f" {len(low_power)} energy comparison(s) have achieved power below 0.8; "
-                     "the `pairs for 5 %` column says how many pairs would detect a 5 % change.")
+            text += (f" {len(low_power)} primary comparison(s) have achieved power below 0.8 "
+                     "at the alpha their family gives them; the `pairs for 5 %` column says "
+                     "how many pairs would detect a 5 % change.")
         out.append(text)
     devices = sorted(set(runs["device"]))
-    gpu_names = sorted({str(e.get("gpu")) for e in envs if e.get("gpu")})
+    gpu_names = sorted({name for e in envs for name in _env_gpus(e)})
     cpu_names = sorted({str(e.get("cpu_model")) for e in envs if e.get("cpu_model")})
     if "gpu" not in devices:
         cpu = ", ".join(cpu_names) or "model not recorded"
@@ -240,11 +412,15 @@ def threats(runs: pd.DataFrame, stats: pd.DataFrame, envs: list[dict[str, Any]],
     out.append("**Re-implementation.** The pairs are leakwatt's own re-implementations "
                "(`pipeline/repros`); the authors' code, architecture, batch size and injected "
                "code are unpublished, so this is a conceptual replication, not an exact one.")
-    family = int(((stats["status"] == "tested") & stats["p_value"].notna()).sum())
+    primary = primary_rows(stats)
+    family = int(((primary["status"] == "tested") & primary["p_value"].notna()).sum())
     if family:
-        out.append(f"**Multiple comparisons.** p_adj is Holm-adjusted over all {family} tests in "
-                   "this report (every metric, pair, device and both tests).")
-    energy_t = stats[(stats["metric"] == HEADLINE_METRIC) & stats["shapiro_p"].notna()
+        out.append(f"**Multiple comparisons.** The pre-registered primary analysis is "
+                   f"{metric} by the {TEST_NAMES.get(test, test)} test (`analyze.primary`); its "
+                   f"p_adj is Holm-adjusted over its {family} test(s) (pairs x devices x "
+                   "frameworks). Every other row is exploratory: its p-value is unadjusted and "
+                   "supports no claim on its own.")
+    energy_t = stats[(stats["metric"] == metric) & stats["shapiro_p"].notna()
                      & (stats["test"] == "paired_t")]
     non_normal = int((energy_t["shapiro_p"] < alpha).sum())
     if non_normal:
@@ -259,11 +435,42 @@ def threats(runs: pd.DataFrame, stats: pd.DataFrame, envs: list[dict[str, Any]],
         out.append("**Equivalence.** No equivalence-check results were given to the report; "
                    "that both variants of a pair do the same training work is assumed, "
                    "not shown here.")
-    if "net_energy_kwh" not in runs.columns:
-        out.append("**Idle power.** No idle baseline was analysed: energies are gross, "
-                   "including the machine's idle draw, and percentages are relative to that "
-                   "gross figure.")
+    out.append(idle_threat(stats, summary))
     return out
+
+
+def idle_threat(stats: pd.DataFrame, summary: pd.DataFrame | None) -> str:
+    """What the report can say about net energy (energy above the idle baseline)."""
+    if (stats["metric"] == "net_energy_kwh").any():
+        return ("**Idle power.** Net energy (energy minus the measured idle power x duration) is "
+                "analysed beside gross energy; its rows are exploratory.")
+    skipped = (summary[(summary["metric"] == "net_energy_kwh")
+                       & summary["note"].astype(str).str.startswith("skipped:")]
+               if summary is not None and len(summary) else pd.DataFrame())
+    if len(skipped):
+        why = "; ".join(sorted(set(skipped["note"].astype(str).str.removeprefix("skipped: "))))
+        return ("**Idle power.** An idle baseline was recorded but net energy is not reported: "
+                f"{why}. Energies are gross, including the machine's idle draw.")
+    return ("**Idle power.** No idle baseline was analysed: energies are gross, including the "
+            "machine's idle draw, and percentages are relative to that gross figure.")
+
+
+def _env_scale(env: dict[str, Any]) -> Any:
+    measurement = env.get("measurement")
+    if isinstance(measurement, dict) and measurement.get("scale"):
+        return measurement["scale"]
+    return env.get("scale")
+
+
+def _env_gpus(env: dict[str, Any]) -> list[str]:
+    """GPU names of an environment.json (``gpus``: a list of {name, ...})."""
+    gpus = env.get("gpus") or []
+    names = []
+    for gpu in gpus if isinstance(gpus, list) else []:
+        name = gpu.get("name") if isinstance(gpu, dict) else gpu
+        if name:
+            names.append(str(name))
+    return names
 
 
 def environment_section(envs: list[dict[str, Any]], runs: pd.DataFrame) -> str:
@@ -351,50 +558,96 @@ def figure_md(figs: dict[str, Path | None], name: str) -> str:
 
 
 
+def headline_section(stats: pd.DataFrame, controls: pd.DataFrame | None, alpha: float) -> str:
+    """Per pair and device, the frameworks side by side: the primary change, its CI and p_adj,
+    and whether the leak manifested (the positive control)."""
+    rows = primary_rows(stats)
+    if rows.empty:
+        return "No pair produced a primary comparison."
+    metric, test = primary_label(stats)
+    frameworks = sorted(set(rows["framework"].astype(str)),
+                        key=lambda f: (f != paper.FRAMEWORK, f))
+    manifested: dict[tuple[str, str, str], str] = {}
+    if controls is not None and len(controls):
+        manifested = {(str(r.pair_id), str(r.device), str(r.framework)): str(r.manifested)
+                      for r in controls.itertuples()}
+    table: list[list[Any]] = []
+    change_only: list[str] = []
+    for (pair_id, device), group in rows.groupby(["pair_id", "device"], sort=True):
+        by_fw = {str(r.framework): r for r in group.itertuples()}
+        cells = []
+        for fw in frameworks:
+            r = by_fw.get(fw)
+            if r is None:
+                cells.append("not measured")
+                continue
+            leak = manifested.get((str(pair_id), str(device), fw), "unknown")
+            ci = fmt_ci(r.ci_low, r.ci_high) + ("" if _reliable(r) else " (unreliable)")
+            cell = (f"{fmt_pct(r.pct_change)} {ci}".strip()
+                    + (f"; p_adj {fmt_p(r.p_adj)}" if r.status == "tested" else f"; {r.status}")
+                    + f"; leak seen: {leak}")
+            if leak == "no":
+                cell += " — cost of the code change, not of the leak"
+                change_only.append(f"{pair_id} ({device}, {fw})")
+            cells.append(cell)
+        table.append([f"{pair_id} ({device})", str(group["smell"].iloc[0]), *cells])
+    headers = ["pair (device)", "smell"] + [
+        f"{fw}" + (" (the paper's setting on GPU)" if fw == paper.FRAMEWORK else "")
+        for fw in frameworks]
+    intro = (f"Primary analysis (pre-registered in `analyze.primary`): change in {metric}, "
+             f"smelly vs clean, {TEST_NAMES.get(test, test)} test, Holm-adjusted over the "
+             f"primary family, alpha {alpha}. Frameworks side by side; the paper ran "
+             f"{paper.FRAMEWORK_NOTE} on an {paper.DEVICE}, so the `{paper.FRAMEWORK}` column "
+             "on a GPU matches its setting most closely. \"Leak seen\" is the positive "
+             "control (controls.csv): whether the smelly program's own leak count grew more "
+             "than the clean one's.")
+    parts = [intro, md_table(headers, table)]
+    if change_only:
+        parts.append("Where the leak did not manifest (" + ", ".join(change_only) + "), the "
+                     "difference is what the code change costs, not what the leak costs.")
+    ref = [f"{smell} {fmt_pct(r.pct_change_energy)}" for smell, r in paper.SMELLS.items()]
+    parts.append(f"The paper reported energy changes of {', '.join(ref)} on an {paper.DEVICE}.")
+    return "\n\n".join(parts)
+
+
 def build_markdown(title: str, runs: pd.DataFrame, stats: pd.DataFrame, summary: pd.DataFrame,
                    failures: pd.DataFrame, equivalence: pd.DataFrame | None,
                    tables: dict[str, pd.DataFrame] | None, envs: list[dict[str, Any]],
                    figs: dict[str, Path | None], commands: Sequence[str],
-                   metrics: dict[str, Any], alpha: float) -> str:
-    md: list[str] = [f"# {title}", power_source_paragraph(runs)]
-    lines = []
-    for smell, devices in metrics.get("smells", {}).items():
-        for device, entry in devices.items():
-            ref = entry.get("paper_pct_change_energy")
-            t_rows = stats[(stats["metric"] == HEADLINE_METRIC) & (stats["test"] == "paired_t")
-                           & (stats["smell"] == smell) & (stats["device"] == device)]
-            lines.append(
-                f"- **{smell}** on {device}: energy {fmt_pct(entry['pct_change_energy'])} "
-                f"(median over {entry['pairs']} pair(s), {entry['pairs_significant']} "
-                f"significant by Wilcoxon and {int((t_rows['p_adj'] < alpha).sum())} by paired t "
-                f"at Holm-adjusted p < {alpha}, n >= {entry['n']} repetitions)"
-                + (f"; the paper reported {fmt_pct(ref)} on an {paper.DEVICE}." if ref else "."))
-    md.append("## Headline\n\n" + ("\n".join(lines) if lines
-                                   else "No pair produced an energy comparison."))
+                   metrics: dict[str, Any], alpha: float,
+                   controls: pd.DataFrame | None = None,
+                   estimands: dict[str, str] | None = None) -> str:
+    md: list[str] = [f"# {title}", power_source_paragraph(runs, stats)]
+    md.append("## Headline\n\n" + headline_section(stats, controls, alpha))
     md.append("## The paper beside this study\n\n"
               f"The paper ({paper.SOURCE}) trained a {paper.WORKLOAD} on an {paper.DEVICE}, "
               f"measured with {paper.METER}. This study's numbers are means over complete "
               "repetitions; the change is 100 x (mean smelly - mean clean) / mean clean with a "
-              "seeded paired bootstrap 95 % CI.\n\n" + paper_table(stats))
+              "95 % t-interval on the ratio of means (delta method). CO2 is derived: energy x "
+              "the carbon intensity CodeCarbon applied, so its change equals the energy change "
+              "and it is not tested separately.\n\n"
+              + paper_table(stats, carbon_intensity(runs)))
     fig_md = [figure_md(figs, name) for name in ("forest", "energy", "memory", "rss")
               if figs.get(name)]
     if not figs.get("energy"):
         fig_md.append("No completed run to plot energy for.")
     md.append("## Figures\n\n" + "\n\n".join(fig_md))
     md.append("## Paired statistics\n\n"
-              "One row per pair x metric x test (`stats.csv`). Paired t-test with Cohen's d_z; "
-              "Wilcoxon signed-rank (zero differences handled by Pratt's method) with the "
-              "matched-pairs rank-biserial correlation; p_adj is Holm-adjusted over the whole "
-              "table; power is the achieved power of the test at the observed effect, "
-              "`pairs for 5 %` the pairs needed to detect a 5 % change with 80 % power.\n\n"
+              "One row per pair x device x framework x metric x test (`stats.csv`). Paired "
+              "t-test with Cohen's d_z; Wilcoxon signed-rank (zero differences handled by "
+              "Pratt's method) with the matched-pairs rank-biserial correlation. `family`: the "
+              "primary rows are Holm-adjusted (p_adj) as one family; exploratory rows show "
+              "their unadjusted p only. A CI marked unreliable rests on fewer repetitions than "
+              "`analyze.min_ci_n`. Power is the achieved power of the test at the observed "
+              "effect and the alpha its family gives it, `pairs for 5 %` the pairs needed to "
+              "detect a 5 % change with 80 % power.\n\n"
               + (stats_table(stats) if len(stats) else "No comparison could be made."))
     md.append("## Failures and excluded pairs\n\n" + failures_section(stats, failures,
                                                                       equivalence))
-    md.append("## Per-smell summary\n\n" + (summary_table(summary) if len(summary)
-                                            else "No summary rows."))
+    md.append("## Per-smell summary\n\n" + pooled_section(stats, summary, estimands))
     md.append("## Prevalence in mined projects\n\n" + prevalence_section(tables, figs))
     md.append("## Threats to validity\n\n" + "\n".join(
-        f"- {t}" for t in threats(runs, stats, envs, equivalence, alpha)))
+        f"- {t}" for t in threats(runs, stats, envs, equivalence, alpha, summary)))
     md.append("## Environment\n\n" + environment_section(envs, runs))
     versions = library_versions()
     cmd_block = "\n".join(commands) if commands else "(no commands recorded)"
@@ -403,6 +656,8 @@ def build_markdown(title: str, runs: pd.DataFrame, stats: pd.DataFrame, summary:
               + md_table(["package", "version"], sorted(versions.items())))
     return "\n\n".join(md) + "\n"
 
-__all__ = ["build_markdown", "environment_section", "failures_section", "figure_md", "flatten",
-           "library_versions", "paper_table", "power_source_paragraph", "prevalence_section",
-           "stats_table", "summary_table", "threats"]
+__all__ = ["build_markdown", "carbon_intensity", "data_source_sentence", "environment_section",
+           "failures_section", "figure_md", "flatten", "headline_section", "idle_threat",
+           "library_versions", "load_sentence", "paper_table", "pooled_estimates",
+           "pooled_section", "power_source_paragraph", "prevalence_section", "primary_label",
+           "primary_rows", "stats_table", "summary_table", "threats"]

@@ -1,14 +1,17 @@
-"""Paired statistics over long-format runs: one tidy row per pair x device x metric x test.
+"""Paired statistics over long-format runs: one tidy row per pair x device x framework x metric x test.
 
-The unit of comparison ("pair") is ``(pair_id, device)``: the smelly and the clean program of one
-reproduction measured on one device. Repetition ``rep`` of the smelly variant is paired with
-repetition ``rep`` of the clean variant; only *complete* repetitions (both runs ``ok`` and both
-values present) enter the statistics, and every run left out is listed in ``failures``.
+The unit of analysis is ``(pair_id, device, framework)``: the smelly and the clean program of one
+reproduction measured on one device under one Keras level (runs without a ``framework`` column
+are Keras 3). Repetition ``rep`` of the smelly variant is paired with repetition ``rep`` of the
+clean variant; only *complete* repetitions (both runs ``ok`` and both values present) enter the
+statistics, and every run or value left out is listed in ``failures``.
 
-Per pair and metric (pingouin-style, delegating to scipy/statsmodels):
+Per unit and metric (pingouin-style, delegating to scipy/statsmodels):
 
 * means and medians per variant; ``pct_change`` = 100 x (mean smelly - mean clean) / mean clean
-  with a seeded paired percentile bootstrap CI (``scipy.stats.bootstrap(paired=True)``);
+  with a t-interval by the delta method on the ratio of means (``paired.ratio_t_ci``; its
+  coverage is checked by ``benchmarks/ci_coverage.py``); below ``min_ci_n`` repetitions the CI is
+  marked ``ci_reliable`` = False;
 * Shapiro-Wilk on the paired differences (``scipy.stats.shapiro``);
 * a paired t-test (``scipy.stats.ttest_rel``, effect size Cohen's d_z = mean(d) / sd(d));
 * a Wilcoxon signed-rank test (``scipy.stats.wilcoxon`` with ``zero_method="pratt"``: zero
@@ -16,62 +19,94 @@ Per pair and metric (pingouin-style, delegating to scipy/statsmodels):
   more conservative than discarding them; with ties or zeros and n <= 13 scipy computes the
   p-value by exhaustive permutation), effect size the matched-pairs rank-biserial correlation
   (R+ - R-) / (R+ + R-) on the same ranks;
-* Holm-adjusted p-values over the whole family of tests (every ``tested`` row of the table,
-  both tests, all metrics and pairs: ``statsmodels.stats.multitest.multipletests``);
+* ``family``: the pre-registered primary analysis (``analyze.primary``: one metric, one test) is
+  ``primary`` and Holm-adjusted as one family over every unit
+  (``statsmodels.stats.multitest.multipletests``); every other row is ``exploratory`` and keeps
+  its unadjusted p-value only (``p_adj`` empty). ``emissions_kg`` is energy x a carbon
+  intensity, so it is derived, not tested;
 * achieved power of the t-test at the observed d_z and the number of pairs needed to detect a
   ``detectable_pct`` % difference at the observed sd of the differences with 80 % power
-  (noncentral t); the Wilcoxon rows use the same numbers scaled by the
-  test's asymptotic relative efficiency under normality, 3/pi (Lehmann), an approximation;
-  below the fewest pairs at which the exact two-sided p can reach alpha (2 / 2**n <= alpha,
-  6 pairs at alpha = 0.05) the Wilcoxon power is 0 and ``n_needed`` at least that number.
+  (noncentral t), at ``power_alpha``: alpha / m for the m primary tests (the alpha Holm gives
+  the smallest p; a conservative bound) and alpha for exploratory rows; the Wilcoxon rows use
+  the same numbers scaled by the test's asymptotic relative efficiency under normality, 3/pi
+  (Lehmann), an approximation; below the fewest pairs at which the exact two-sided p can reach
+  that alpha (2 / 2**n <= alpha) the Wilcoxon power is 0 and ``n_needed`` at least that number.
   (Power is computed from scipy's noncentral t, the formula of statsmodels' ``TTestPower``,
   whose own implementation returns NaN for large effects.)
+
+The positive controls (``controls.csv``) say per unit whether the leak manifested: the growth of
+the program's own leak count (``leak_count_last - leak_count_first``) in the smelly runs against
+the clean runs of the same repetitions, with a paired t-interval.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from leakwatt.analysis.paired import compare_pair, holm
-from leakwatt.analysis.runs import OPTIONAL_METRICS, load_runs, validate_runs
+from leakwatt.analysis.runs import OPTIONAL_METRICS, foreign_load, load_runs, validate_runs
 from leakwatt.common import atomic_write_csv
-from leakwatt.contracts import FAILURES, STATS, SUMMARY, VARIANTS
+from leakwatt.contracts import CONTROLS, FAILURES, STATS, SUMMARY, VARIANTS
 
 if TYPE_CHECKING:
     from leakwatt.params import AnalyzeParams
 
+#: the metrics compared by default. ``emissions_kg`` is not among them: it is energy x a
+#: carbon intensity, so testing it again would only double the family (it is reported derived).
 DEFAULT_METRICS = (
-    "energy_kwh", "emissions_kg", "duration_s", "cpu_energy_kwh", "gpu_energy_kwh", "peak_rss_mb",
+    "energy_kwh", "duration_s", "cpu_energy_kwh", "gpu_energy_kwh", "peak_rss_mb",
 )
+DERIVED_METRICS = ("emissions_kg",)
+PRIMARY_METRIC = "energy_kwh"
+PRIMARY_TEST = "paired_t"
+UNIT = ["pair_id", "device", "framework"]
 STATS_COLUMNS = list(STATS.columns)
 SUMMARY_COLUMNS = list(SUMMARY.columns)
 FAILURES_COLUMNS = list(FAILURES.columns)
+CONTROLS_COLUMNS = list(CONTROLS.columns)
 SKIPPED_COLUMNS = ["device", "metric", "reason"]
 
 
 @dataclass
 class StatsResult:
-    """Tidy outputs of :func:`paired_stats` (``stats.csv``, ``failures.csv``, ``summary.csv``)."""
+    """Tidy outputs of :func:`paired_stats` (stats, failures, summary and controls tables)."""
 
     stats: pd.DataFrame
     failures: pd.DataFrame
     summary: pd.DataFrame
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
+    controls: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CONTROLS_COLUMNS))
 
 
+def _units(runs: pd.DataFrame) -> pd.DataFrame:
+    if "framework" not in runs.columns:
+        runs = runs.assign(framework="keras3")
+    return runs
 
-def list_failures(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run that is not ``ok``, plus a ``missing`` row for a rep whose partner is absent."""
+
+def list_failures(runs: pd.DataFrame, metrics: Sequence[str] = (),
+                  skipped: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every value left out of the statistics.
+
+    A run that is not ``ok``; a ``missing`` row for a rep whose partner is absent; a ``blank``
+    row for each ``ok`` run without a value of one of ``metrics`` (that rep is left out of that
+    metric); an ``absent`` row (no pair, variant or rep) for each metric that ``skipped`` says
+    has no value on a device.
+    """
+    runs = _units(runs)
     rows: list[dict[str, Any]] = []
-    for (pair_id, device), group in runs.groupby(["pair_id", "device"], sort=True):
+    for (pair_id, device, framework), group in runs.groupby(UNIT, sort=True):
         smell = group["smell"].iloc[0]
+        unit = {"pair_id": pair_id, "smell": smell, "device": device, "framework": framework}
         by_variant = {v: group[group["variant"] == v].set_index("rep") for v in VARIANTS}
         for _, run in group[group["status"] != "ok"].iterrows():
             other = "clean" if run["variant"] == "smelly" else "smelly"
@@ -79,27 +114,51 @@ def list_failures(runs: pd.DataFrame) -> pd.DataFrame:
             partner_status = (partner.at[run["rep"], "status"] if run["rep"] in partner.index
                               else "absent")
             rows.append({
-                "pair_id": pair_id, "smell": smell, "device": device, "variant": run["variant"],
-                "rep": int(run["rep"]), "status": run["status"],
+                **unit, "variant": run["variant"], "rep": int(run["rep"]),
+                "status": run["status"],
                 "error": run.get("error", "") if isinstance(run.get("error", ""), str) else "",
                 "consequence": f"rep {run['rep']} excluded ({other} run {partner_status})",
-                "source": run.get("_source", ""), "line": run.get("_line", ""),
+                "source": run.get("_source", ""), "line": run.get("_line", ""), "metric": "",
             })
         for variant in VARIANTS:
             other = "clean" if variant == "smelly" else "smelly"
             mine, theirs = by_variant[variant], by_variant[other]
             for rep in sorted(set(theirs.index) - set(mine.index)):
                 rows.append({
-                    "pair_id": pair_id, "smell": smell, "device": device, "variant": variant,
-                    "rep": int(rep), "status": "missing", "error": "no row in the runs file",
+                    **unit, "variant": variant, "rep": int(rep), "status": "missing",
+                    "error": "no row in the runs file",
                     "consequence": (f"rep {rep} excluded ({other} run "
                                     f"{theirs.at[rep, 'status']}, {variant} run absent)"),
                     "source": theirs.at[rep, "_source"] if "_source" in theirs else "",
-                    "line": "",
+                    "line": "", "metric": "",
+                })
+        skip = set() if skipped is None else set(
+            skipped.loc[skipped["device"] == device, "metric"])
+        ok = group[group["status"] == "ok"]
+        for metric in metrics:
+            if metric in skip or metric not in ok.columns:
+                continue
+            blank = ok[pd.to_numeric(ok[metric], errors="coerce").isna()]
+            for _, run in blank.iterrows():
+                why = str(run.get(f"{metric.removesuffix('_kwh')}_why", "") or "")
+                rows.append({
+                    **unit, "variant": run["variant"], "rep": int(run["rep"]), "status": "blank",
+                    "error": why or f"no {metric} value in an ok run",
+                    "consequence": f"rep {run['rep']} excluded from {metric}",
+                    "source": run.get("_source", ""), "line": run.get("_line", ""),
+                    "metric": metric,
                 })
     frame = pd.DataFrame(rows, columns=FAILURES_COLUMNS)
-    return frame.sort_values(["pair_id", "device", "rep", "variant"], kind="stable",
-                             ignore_index=True)
+    frame = frame.sort_values(["pair_id", "device", "framework", "rep", "variant", "metric"],
+                              kind="stable", ignore_index=True)
+    if skipped is not None and len(skipped):
+        absent = pd.DataFrame([{
+            "pair_id": "", "smell": "", "device": r.device, "variant": "", "rep": "",
+            "status": "absent", "error": r.reason, "framework": "", "metric": r.metric,
+            "consequence": f"{r.metric} not compared on {r.device}", "source": "", "line": "",
+        } for r in skipped.itertuples()], columns=FAILURES_COLUMNS)
+        frame = pd.concat([frame, absent], ignore_index=True) if len(frame) else absent
+    return frame
 
 
 def _available(runs: pd.DataFrame, device: str, metric: str) -> str:
@@ -116,7 +175,9 @@ def _available(runs: pd.DataFrame, device: str, metric: str) -> str:
         return ""
     values = pd.to_numeric(runs.loc[ok, metric], errors="coerce")
     if values.isna().all():
-        return "no values in any ok run on this device"
+        why_col = f"{metric.removesuffix('_kwh')}_why"
+        whys = sorted(set(runs.loc[ok, why_col].astype(str)) - {""}) if why_col in runs else []
+        return "; ".join(whys) if whys else "no values in any ok run on this device"
     if (values.fillna(0) == 0).all():
         return "0 in every ok run on this device (not measured here)"
     return ""
@@ -124,12 +185,21 @@ def _available(runs: pd.DataFrame, device: str, metric: str) -> str:
 
 def paired_stats(runs: pd.DataFrame,
                  metrics: Sequence[str] = DEFAULT_METRICS,
-                 alpha: float = 0.05, n_boot: int = 10000, seed: int = 2606,
-                 min_complete_reps: int = 3, detectable_pct: float = 5.0) -> StatsResult:
-    """Paired tests for every ``(pair_id, device)`` x metric of a long-format runs frame."""
+                 alpha: float = 0.05, min_complete_reps: int = 3, detectable_pct: float = 5.0,
+                 min_ci_n: int = 5, primary_metric: str = PRIMARY_METRIC,
+                 primary_test: str = PRIMARY_TEST,
+                 foreign: pd.Series | None = None) -> StatsResult:
+    """Paired tests for every ``(pair_id, device, framework)`` x metric of a runs frame.
+
+    ``foreign`` (optional, aligned with ``runs``) flags runs measured under foreign load; each
+    row counts them in ``n_foreign_load``.
+    """
     if "_line" not in runs.columns or "_source" not in runs.columns:
         runs = validate_runs(runs)
-    rows: list[dict[str, Any]] = []
+    runs = _units(runs)
+    metrics = [m for m in metrics if m not in DERIVED_METRICS]
+    if primary_metric not in metrics:
+        metrics = [primary_metric, *metrics]
     skipped: list[dict[str, Any]] = []
     devices = sorted(runs["device"].unique())
     skip_reason = {(d, m): _available(runs, d, m) for d in devices for m in metrics}
@@ -137,34 +207,69 @@ def paired_stats(runs: pd.DataFrame,
         if reason:
             skipped.append({"device": device, "metric": metric, "reason": reason})
 
-    for (pair_id, device), group in runs.groupby(["pair_id", "device"], sort=True):
+    cells: list[tuple[dict[str, Any], np.ndarray, np.ndarray]] = []
+    for (pair_id, device, framework), group in runs.groupby(UNIT, sort=True):
         smell = str(group["smell"].iloc[0])
         ok = group[group["status"] == "ok"]
         smelly = ok[ok["variant"] == "smelly"].set_index("rep")
         clean = ok[ok["variant"] == "clean"].set_index("rep")
         reps = sorted(set(smelly.index) & set(clean.index))
         n_failed = int((group["status"] != "ok").sum())
+        n_foreign = int(foreign.loc[group.index].sum()) if foreign is not None else 0
         for metric in metrics:
             if skip_reason[(device, metric)]:
                 continue
             s = smelly.loc[reps, metric].to_numpy(float) if reps else np.array([])
             c = clean.loc[reps, metric].to_numpy(float) if reps else np.array([])
             keep = np.isfinite(s) & np.isfinite(c)
-            why = _why(group, reps, int((~keep).sum()), metric)
-            rows.extend(compare_pair(
-                str(pair_id), smell, str(device), metric, s[keep], c[keep], alpha=alpha,
-                n_boot=n_boot, seed=seed, min_complete_reps=min_complete_reps,
-                detectable_pct=detectable_pct, n_failed=n_failed, why_empty=why))
+            key = {"pair_id": str(pair_id), "smell": smell, "device": str(device),
+                   "framework": str(framework), "metric": metric, "n_failed": n_failed,
+                   "why_empty": _why(group, reps, int((~keep).sum()), metric),
+                   "n_foreign_load": n_foreign}
+            cells.append((key, s[keep], c[keep]))
 
-    stats = pd.DataFrame(rows, columns=STATS_COLUMNS)
-    stats["p_adj"] = holm(stats)
+    def rows_for(primary_alpha: float) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for key, s, c in cells:
+            def compare(power_alpha: float, key: dict[str, Any] = key, s: np.ndarray = s,
+                        c: np.ndarray = c) -> list[dict[str, Any]]:
+                return compare_pair(
+                    key["pair_id"], key["smell"], key["device"], key["metric"], s, c,
+                    alpha=alpha, min_complete_reps=min_complete_reps,
+                    detectable_pct=detectable_pct, n_failed=key["n_failed"],
+                    why_empty=key["why_empty"], framework=key["framework"], min_ci_n=min_ci_n,
+                    power_alpha=power_alpha)
+            rows = compare(alpha)
+            if key["metric"] == primary_metric and primary_alpha != alpha:
+                rows = [adj if adj["test"] == primary_test else row
+                        for row, adj in zip(rows, compare(primary_alpha), strict=True)]
+            for row in rows:
+                row["n_foreign_load"] = key["n_foreign_load"]
+            out.extend(rows)
+        return out
+
+    def table(primary_alpha: float) -> pd.DataFrame:
+        frame = pd.DataFrame(rows_for(primary_alpha), columns=STATS_COLUMNS)
+        frame["family"] = np.where(
+            (frame["metric"] == primary_metric) & (frame["test"] == primary_test),
+            "primary", "exploratory")
+        return frame
+
+    stats = table(alpha)
+    primary = stats["family"] == "primary"
+    m = int((primary & (stats["status"] == "tested") & stats["p_value"].notna()).sum())
+    if m > 1:  # power at the alpha the family gives each test (Holm's first step, alpha / m)
+        stats = table(alpha / m)
+        primary = stats["family"] == "primary"
+    stats["p_adj"] = holm(stats, primary)
     stats["note"] = stats["note"].fillna("")
-    for col in ("n", "n_failed"):
+    for col in ("n", "n_failed", "n_foreign_load"):
         stats[col] = stats[col].astype(int)
-    failures = list_failures(runs)
     skipped_df = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
+    failures = list_failures(runs, metrics, skipped_df)
     summary = summarize(stats, alpha=alpha, runs=runs, skipped=skipped_df)
-    return StatsResult(stats=stats, failures=failures, summary=summary, skipped=skipped_df)
+    return StatsResult(stats=stats, failures=failures, summary=summary, skipped=skipped_df,
+                       controls=positive_controls(runs, alpha))
 
 
 def _why(group: pd.DataFrame, reps: list[int], no_value: int, metric: str) -> str:
@@ -183,11 +288,62 @@ def _why(group: pd.DataFrame, reps: list[int], no_value: int, metric: str) -> st
     return "; ".join(parts)
 
 
+def positive_controls(runs: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per unit: did the leak the pair is named after manifest? (``controls.csv``)
+
+    Growth = ``leak_count_last - leak_count_first`` of each ok run. Over the complete
+    repetitions, ``diff`` = mean(growth smelly - growth clean) with a paired t-interval at
+    1 - alpha. ``manifested`` is ``yes`` when the interval lies above 0 (or, with zero variance,
+    every smelly run grew more than its clean partner), ``no`` otherwise, and ``unknown`` when
+    the runs carry no leak counts or fewer than 2 complete repetitions.
+    """
+    runs = _units(runs)
+    rows: list[dict[str, Any]] = []
+    has_counts = {"leak_count_first", "leak_count_last"} <= set(runs.columns)
+    for (pair_id, device, framework), group in runs.groupby(UNIT, sort=True):
+        row: dict[str, Any] = {"pair_id": pair_id, "smell": group["smell"].iloc[0],
+                               "device": device, "framework": framework, "manifested": "unknown"}
+        evidence = (sorted(set(group["leak_evidence"].astype(str)) - {"", "nan"})
+                    if "leak_evidence" in group.columns else [])
+        row["leak_evidence"] = "; ".join(evidence)
+        if not has_counts:
+            row["note"] = "runs carry no leak counts (leak_count_first/leak_count_last)"
+            rows.append(row)
+            continue
+        ok = group[group["status"] == "ok"].copy()
+        ok["growth"] = (pd.to_numeric(ok["leak_count_last"], errors="coerce")
+                        - pd.to_numeric(ok["leak_count_first"], errors="coerce"))
+        g = ok.pivot_table(index="rep", columns="variant", values="growth", aggfunc="first")
+        g = g.dropna() if set(VARIANTS) <= set(g.columns) else g.iloc[0:0]
+        n = len(g)
+        row["n"] = n
+        if n < 2:
+            row["note"] = f"{n} complete rep(s) with leak counts in both variants"
+            rows.append(row)
+            continue
+        d = (g["smelly"] - g["clean"]).to_numpy(float)
+        mean, sd = float(d.mean()), float(d.std(ddof=1))
+        half = float(sps.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+        row.update(growth_smelly=float(g["smelly"].mean()), growth_clean=float(g["clean"].mean()),
+                   diff=mean, ci_low=mean - half, ci_high=mean + half)
+        manifested = (mean - half > 0) if sd > 0 else bool((d > 0).all())
+        row["manifested"] = "yes" if manifested else "no"
+        row["note"] = ("" if manifested else
+                       "the leak did not manifest: an energy difference here is the cost of the "
+                       "code change, not of the leak")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=CONTROLS_COLUMNS)
+
+
 def summarize(stats: pd.DataFrame, alpha: float = 0.05, runs: pd.DataFrame | None = None,
               skipped: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per smell x device x metric: pairs, median/min/max % change, pairs significant (p_adj)."""
+    """Per smell x device x framework x metric: pairs, median/min/max % change (descriptive:
+    the pairs may estimate different things), pairs significant (primary p_adj only)."""
     rows: list[dict[str, Any]] = []
-    for (smell, device, metric), group in stats.groupby(["smell", "device", "metric"], sort=True):
+    if "framework" not in stats.columns:
+        stats = stats.assign(framework="keras3")
+    for (smell, device, framework, metric), group in stats.groupby(
+            ["smell", "device", "framework", "metric"], sort=True):
         per_pair = group.drop_duplicates("pair_id")
         usable = per_pair[~per_pair["status"].isin(["insufficient data", "all failed"])]
         pct = usable["pct_change"].dropna()
@@ -199,7 +355,8 @@ def summarize(stats: pd.DataFrame, alpha: float = 0.05, runs: pd.DataFrame | Non
             note = "not tested: " + ", ".join(
                 f"{r.pair_id} ({r.status})" for r in left_out.itertuples())
         rows.append({
-            "smell": smell, "device": device, "metric": metric, "pairs": len(per_pair),
+            "smell": smell, "device": device, "framework": framework, "metric": metric,
+            "pairs": len(per_pair),
             "pairs_tested": int(tested["pair_id"].nunique()),
             "median_pct_change": float(pct.median()) if len(pct) else math.nan,
             "min_pct_change": float(pct.min()) if len(pct) else math.nan,
@@ -210,17 +367,19 @@ def summarize(stats: pd.DataFrame, alpha: float = 0.05, runs: pd.DataFrame | Non
             "note": note,
         })
     if runs is not None and skipped is not None and len(skipped):
+        runs = _units(runs)
         for item in skipped.itertuples():
-            for smell in sorted(runs.loc[runs["device"] == item.device, "smell"].unique()):
+            on_device = runs[runs["device"] == item.device]
+            for (smell, framework), part in on_device.groupby(["smell", "framework"], sort=True):
                 rows.append({
-                    "smell": smell, "device": item.device, "metric": item.metric,
-                    "pairs": int(runs.loc[(runs["device"] == item.device)
-                                          & (runs["smell"] == smell), "pair_id"].nunique()),
+                    "smell": smell, "device": item.device, "framework": framework,
+                    "metric": item.metric, "pairs": int(part["pair_id"].nunique()),
                     "pairs_tested": 0, "pairs_increase": 0, "significant_wilcoxon": 0,
                     "significant_paired_t": 0, "note": f"skipped: {item.reason}",
                 })
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    return summary.sort_values(["smell", "device", "metric"], kind="stable", ignore_index=True)
+    return summary.sort_values(["smell", "device", "framework", "metric"], kind="stable",
+                               ignore_index=True)
 
 
 def analysis_metrics(runs: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> list[str]:
@@ -229,14 +388,34 @@ def analysis_metrics(runs: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRIC
     return list(metrics) + [m for m in extra if m not in metrics]
 
 
+def core_counts(runs_paths: Sequence[Path]) -> dict[str, float]:
+    """runs.csv path -> logical cores, from the environment.json written beside it."""
+    cores: dict[str, float] = {}
+    for path in runs_paths:
+        env = Path(path).parent / "environment.json"
+        try:
+            with open(env, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        count = data.get("cpu_logical_cores") if isinstance(data, dict) else None
+        if isinstance(count, int | float) and count > 0:
+            cores[str(path)] = float(count)
+    return cores
+
+
 def analyze(runs_paths: Sequence[Path], out_dir: Path, params: AnalyzeParams,
-            idle_paths: Sequence[Path] = ()) -> StatsResult:
-    """The ``analyze`` stage: write ``stats.csv``, ``summary.csv`` and ``failures.csv``."""
+            idle_paths: Sequence[Path] = (), cores: Mapping[str, float] | None = None
+            ) -> StatsResult:
+    """The ``analyze`` stage: write stats.csv, summary.csv, failures.csv and controls.csv."""
     runs = load_runs(runs_paths, idle_paths)
+    foreign = foreign_load(runs, core_counts(runs_paths) if cores is None else cores,
+                           params.max_load)
     result = paired_stats(
         runs, metrics=analysis_metrics(runs), alpha=params.alpha,
-        n_boot=params.bootstrap_resamples, seed=params.seed,
-        min_complete_reps=params.min_complete_reps, detectable_pct=params.detectable_pct)
+        min_complete_reps=params.min_complete_reps, detectable_pct=params.detectable_pct,
+        min_ci_n=params.min_ci_n, primary_metric=params.primary.metric,
+        primary_test=params.primary.test, foreign=foreign)
     write_result(result, Path(out_dir))
     return result
 
@@ -246,9 +425,12 @@ def write_result(result: StatsResult, out_dir: Path) -> None:
     atomic_write_csv(out_dir / "stats.csv", result.stats.copy(), columns=STATS_COLUMNS)
     atomic_write_csv(out_dir / "summary.csv", result.summary.copy(), columns=SUMMARY_COLUMNS)
     atomic_write_csv(out_dir / "failures.csv", result.failures.copy(), columns=FAILURES_COLUMNS)
+    atomic_write_csv(out_dir / "controls.csv", result.controls.copy(), columns=CONTROLS_COLUMNS)
 
 
 __all__ = [
-    "DEFAULT_METRICS", "FAILURES_COLUMNS", "STATS_COLUMNS", "SUMMARY_COLUMNS", "StatsResult",
-    "analysis_metrics", "analyze", "list_failures", "paired_stats", "summarize", "write_result",
+    "CONTROLS_COLUMNS", "DEFAULT_METRICS", "DERIVED_METRICS", "FAILURES_COLUMNS",
+    "PRIMARY_METRIC", "PRIMARY_TEST", "STATS_COLUMNS", "SUMMARY_COLUMNS", "StatsResult",
+    "analysis_metrics", "analyze", "core_counts", "list_failures", "paired_stats",
+    "positive_controls", "summarize", "write_result",
 ]

@@ -105,7 +105,7 @@ REPO_STATUSES = _set("ok", "no_python", "empty", "clone_failed", "commit_missing
 REPOS = Table(
     "repos.csv", "mine",
     columns=("url", "commit", "name", "status", "reason", "files", "kloc", "py_files",
-             "notebooks", "parse_errors", "seconds", "history_commits"),
+             "notebooks", "parse_errors", "seconds", "history_commits", "pin_date"),
     required=("url", "status", "kloc"),
     values={"status": REPO_STATUSES})
 
@@ -203,6 +203,9 @@ SERIES = Table("series/<run>.csv", "measure", columns=("t_s", "rss_mb", "gpu_mem
 
 TESTS = ("paired_t", "wilcoxon")
 STATS_STATUSES = _set("tested", "insufficient data", "all failed", "constant")
+#: ``primary``: the pre-registered metric x test (analyze.primary), Holm-adjusted as one family;
+#: ``exploratory``: every other row (unadjusted p only).
+FAMILIES = _set("primary", "exploratory")
 _STATS_CONTRACT = ("pair_id", "smell", "metric", "test", "n", "pct_change", "ci_low", "ci_high",
                    "p_value", "p_adj", "effect_size")
 
@@ -211,7 +214,8 @@ STATS = Table(
     columns=(*_STATS_CONTRACT,
              "device", "effect_size_name", "statistic", "mean_smelly", "mean_clean",
              "median_smelly", "median_clean", "mean_diff", "sd_diff", "shapiro_p", "power",
-             "n_needed", "n_failed", "status", "note"),
+             "n_needed", "n_failed", "status", "note", "framework", "family", "ci_reliable",
+             "power_alpha", "log_ratio", "log_ratio_se", "n_foreign_load"),
     contract=_STATS_CONTRACT,
     # every column: the report reads the descriptive ones too
     required=(*_STATS_CONTRACT,
@@ -219,19 +223,32 @@ STATS = Table(
               "median_smelly", "median_clean", "mean_diff", "sd_diff", "shapiro_p", "power",
               "n_needed", "n_failed", "status", "note"),
     values={"test": frozenset(TESTS), "status": STATS_STATUSES,
-            "effect_size_name": _set("cohen_dz", "rank_biserial")})
+            "effect_size_name": _set("cohen_dz", "rank_biserial"),
+            "family": FAMILIES})
 
 _SUMMARY_COLUMNS = ("smell", "device", "metric", "pairs", "pairs_tested", "median_pct_change",
                     "min_pct_change", "max_pct_change", "pairs_increase", "significant_wilcoxon",
                     "significant_paired_t", "note")
-SUMMARY = Table("summary.csv", "analyze", columns=_SUMMARY_COLUMNS, required=_SUMMARY_COLUMNS)
+SUMMARY = Table("summary.csv", "analyze", columns=(*_SUMMARY_COLUMNS, "framework"),
+                required=_SUMMARY_COLUMNS)
 
 _FAILURES_COLUMNS = ("pair_id", "smell", "device", "variant", "rep", "status", "error",
                      "consequence", "source", "line")
 FAILURES = Table(
-    "failures.csv", "analyze", columns=_FAILURES_COLUMNS, required=_FAILURES_COLUMNS,
+    "failures.csv", "analyze", columns=(*_FAILURES_COLUMNS, "framework", "metric"),
+    # every column must be present; variant may be empty (an ``absent`` row names no run)
+    required=tuple(c for c in _FAILURES_COLUMNS if c != "variant"),
+    # blank: an ok run without a value of ``metric``; absent: ``metric`` has no value in any ok
+    # run of the device (one row per device, no pair/variant/rep)
     values={"variant": frozenset(VARIANTS),
-            "status": (RUN_STATUSES - {"ok"}) | {"missing"}})
+            "status": (RUN_STATUSES - {"ok"}) | {"missing", "blank", "absent"}})
+
+CONTROLS = Table(
+    "controls.csv", "analyze",
+    columns=("pair_id", "smell", "device", "framework", "leak_evidence", "n", "growth_smelly",
+             "growth_clean", "diff", "ci_low", "ci_high", "manifested", "note"),
+    required=("pair_id", "device", "framework", "manifested"),
+    values={"manifested": _set("yes", "no", "unknown")})
 
 _PREVALENCE_COLUMNS = (
     "rule", "repos_ok", "repos_affected", "share_repos_affected", "instances", "kloc",
@@ -272,16 +289,18 @@ PLOT_SURVIVAL = Table("plots/survival.csv", "report", columns=("rule", "days", "
 #: every table, in the order data flows.
 TABLES: tuple[Table, ...] = (
     CORPUS, LABELS, REPOS, INSTANCES, EVENTS, LEAK_COMMITS, SCAN_ERRORS, PAIRS, EQUIVALENCE,
-    UNREPRODUCED, RUNS, WARMUP, IDLE, SERIES, STATS, SUMMARY, FAILURES, PREVALENCE, LIFETIMES,
+    UNREPRODUCED, RUNS, WARMUP, IDLE, SERIES, STATS, SUMMARY, FAILURES, CONTROLS, PREVALENCE,
+    LIFETIMES,
     SURVIVAL, OVERVIEW, PLOT_PCT_CHANGE, PLOT_ENERGY_RUNS, PLOT_SURVIVAL,
 )
 #: the tables each stage writes, by file name.
 MINE_OUTPUTS = {t.file: t for t in (REPOS, INSTANCES, EVENTS, LEAK_COMMITS, SCAN_ERRORS)}
-ANALYZE_OUTPUTS = {t.file: t for t in (STATS, SUMMARY, FAILURES, PREVALENCE, LIFETIMES,
-                                        SURVIVAL, OVERVIEW)}
+ANALYZE_OUTPUTS = {t.file: t for t in (STATS, SUMMARY, FAILURES, CONTROLS, PREVALENCE,
+                                        LIFETIMES, SURVIVAL, OVERVIEW)}
 
 __all__ = [
-    "ANALYZE_OUTPUTS", "CORPUS", "CPU_POWER_SOURCES", "EQUIVALENCE", "EVENTS", "FAILURES", "IDLE",
+    "ANALYZE_OUTPUTS", "CONTROLS", "CORPUS", "CPU_POWER_SOURCES", "EQUIVALENCE", "EVENTS",
+    "FAILURES", "FAMILIES", "IDLE",
     "INSTANCES", "LABELS", "LEAK_COMMITS", "LIFETIMES", "MINE_OUTPUTS", "OVERVIEW",
     "PAIRS", "PLOT_ENERGY_RUNS", "PLOT_PCT_CHANGE", "PLOT_SURVIVAL", "PREVALENCE", "REPOS",
     "REPO_STATUSES", "RUNS", "RUN_MEASURES", "RUN_STATUSES", "SCALES", "SCAN_ERRORS", "SERIES",

@@ -94,6 +94,26 @@ class MeasureParams:
                 f"{where}.country_iso_code: expected a 3-letter ISO code, got {self.country_iso_code!r}")
 
 
+#: the tests ``analyze.primary.test`` may name (the columns of stats.csv's ``test``).
+PRIMARY_TESTS = ("paired_t", "wilcoxon")
+
+
+@dataclass(frozen=True)
+class PrimaryParams:
+    """The pre-registered primary analysis: one metric and one test (docs/analysis.md)."""
+
+    metric: str = "energy_kwh"
+    test: str = "paired_t"
+
+    def check(self, where: str) -> None:
+        _one_of(where, "test", self.test, PRIMARY_TESTS)
+        if self.metric == "emissions_kg":
+            raise LeakwattError(f"{where}.metric: emissions_kg is derived (energy x carbon "
+                                "intensity) and not tested; name energy_kwh instead")
+        if not self.metric.strip():
+            raise LeakwattError(f"{where}.metric: must name a runs.csv column")
+
+
 @dataclass(frozen=True)
 class AnalyzeParams:
     alpha: float = 0.05
@@ -101,14 +121,24 @@ class AnalyzeParams:
     seed: int = 2606
     min_complete_reps: int = 3
     detectable_pct: float = 5.0
+    #: below this many complete repetitions a CI is marked unreliable (benchmarks/ci_coverage.py)
+    min_ci_n: int = 5
+    #: a run is under foreign load when its 1-minute load average (start or end) exceeds
+    #: max_load x the logical core count: the study's own runs (TensorFlow uses every core)
+    #: account for up to about 1 x the cores, so 1.5 leaves half the cores' worth to others
+    max_load: float = 1.5
+    primary: PrimaryParams = field(default_factory=PrimaryParams)
 
     def check(self, where: str) -> None:
         if not 0 < self.alpha < 1:
             raise LeakwattError(f"{where}.alpha: must be between 0 and 1, got {self.alpha}")
         _at_least(where, "bootstrap_resamples", self.bootstrap_resamples, 100)
         _at_least(where, "min_complete_reps", self.min_complete_reps, 2)
+        _at_least(where, "min_ci_n", self.min_ci_n, 2)
         if not self.detectable_pct > 0:
             raise LeakwattError(f"{where}.detectable_pct: must be > 0, got {self.detectable_pct}")
+        if not self.max_load > 0:
+            raise LeakwattError(f"{where}.max_load: must be > 0, got {self.max_load}")
 
 
 @dataclass(frozen=True)
@@ -162,6 +192,8 @@ def _coerce(where: str, key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, str):
             raise LeakwattError(f"{where}.{key}: expected a string, got {value!r}")
         return value
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _section(hint, value, f"{where}.{key}")
     raise TypeError(f"unsupported params type {hint!r}")  # a programming error, not user input
 
 
@@ -246,7 +278,8 @@ def as_dict(params: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "AnalyzeParams", "MeasureParams", "MineParams", "Params", "ReportParams", "ReproduceParams",
-    "as_dict", "deep_merge", "load_params", "params_from_dict", "profile_overrides", "read_yaml",
+    "PRIMARY_TESTS", "AnalyzeParams", "MeasureParams", "MineParams", "Params", "PrimaryParams",
+    "ReportParams", "ReproduceParams", "as_dict", "deep_merge", "load_params", "params_from_dict",
+    "profile_overrides", "read_yaml",
 ]
 

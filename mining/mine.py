@@ -35,6 +35,7 @@ from leakwatt.mining.git import (
     is_partial,
     list_tree,
     missing_objects,
+    run_git,
 )
 from leakwatt.mining.history import is_python_path, walk_history
 from leakwatt.mining.rules import select_rules
@@ -188,6 +189,7 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
             if fallback is None:
                 raise
             work, complete = fallback, False
+        row["pin_date"] = pin_date(work, entry.commit)
         scanned = scan_checkout(work, entry, params, complete=complete)
         if not complete:
             row["reason"] = (f"checkout failed, mined from the object store; "
@@ -226,6 +228,13 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
         row["reason"] = f"{type(exc).__name__}: {exc}"[:500]
     row["seconds"] = round(time.perf_counter() - start, 3)
     return result
+
+
+def pin_date(work: Path, commit: str) -> str:
+    """The pinned commit's committer date (ISO 8601), '' when git cannot tell."""
+    res = run_git(["show", "-s", "--no-show-signature", "--format=%cI", commit.strip()], cwd=work,
+                  timeout_s=60)
+    return res.stdout.decode().strip() if res.returncode == 0 else ""
 
 
 def _load_cached(path: Path) -> dict[str, Any] | None:

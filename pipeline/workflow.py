@@ -48,6 +48,7 @@ def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
                           results_cache_dir=cache_dir / ".results",
                           scheduler=params.scheduler or None)
     report_failed_repositories(out_dir / "repos.csv")
+    stop_without_data(out_dir / "repos.csv", params)
     log(f"{summary.get('instances', 0)} smell instances, {summary.get('events', 0)} history events, "
         f"{summary.get('cached', 0)} repositories from cache, written to {out_dir}")
 
@@ -60,6 +61,29 @@ def report_failed_repositories(repos_csv: Path) -> None:
     for row in failed.itertuples():
         log(f"not mined: {row.url} @ {row.commit[:12]}: {row.status}: {row.reason}")
     log(f"{len(repos) - len(failed)} of {len(repos)} repositories mined")
+
+
+#: repository statuses that mean a checkout was obtained (the rest: nothing was cloned).
+CLONED = ("ok", "no_python", "empty", "history_failed")
+
+
+def stop_without_data(repos_csv: Path, params: MineParams) -> None:
+    """Fail the stage in one line when not one corpus repository could be cloned.
+
+    Without a clone there are no instances, so ``reproduce`` would fall back to the paper pairs
+    and ``measure`` would run them for days on a study with no data of its own.
+    """
+    repos = pd.read_csv(repos_csv, dtype=str, keep_default_na=False)
+    if len(repos) == 0 or repos["status"].isin(CLONED).any():
+        return
+    first = repos.iloc[0]
+    mirrors = (f"mine.mirror_dir ({params.mirror_dir}) holds none of them"
+               if params.mirror_dir else "mine.mirror_dir is not set")
+    raise LeakwattError(
+        f"mine: none of the {len(repos)} corpus repositories could be cloned (e.g. "
+        f"{first['url']}: {first['status']}: {first['reason']}) and {mirrors}; the study would "
+        "have no data: point mine.mirror_dir at local mirrors of the corpus, or run the offline "
+        "demo with `leakwatt study --profile demo`")
 
 
 def read_instances(instances_csv: Path) -> pd.DataFrame:
@@ -135,7 +159,7 @@ def report(analysis_dir: Path, runs_paths: Sequence[Path], pairs_dir: Path | Non
     render_report(analysis_dir, runs_paths, out_dir, params,
                   environment_paths=environments,
                   equivalence_path=equivalence if equivalence and equivalence.exists() else None,
-                  commands=commands or default_commands(), alpha=alpha)
+                  commands=commands or default_commands(), alpha=alpha, pairs_dir=pairs_dir)
     log(f"wrote {out_dir / 'report.md'} and {out_dir / 'report.html'}")
 
 

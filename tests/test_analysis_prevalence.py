@@ -186,3 +186,23 @@ def test_instance_id_matches_across_a_rename_and_seq_counts_commits():
     assert utr["median_survival_commits"] == pytest.approx(7.0)
     life = tables["lifetimes"].set_index("path")
     assert bool(life.loc["old.py", "removed"]) and not bool(life.loc["other.py", "removed"])
+
+
+def test_still_present_instances_are_censored_at_the_pin_date():
+    # an instance whose only event is its introduction: without a pin date it would get 0 days
+    a = "https://x/a"
+    events = pd.DataFrame([
+        _event(a, "UTR", "u.py", "introduced", "c0", "2021-01-01T00:00:00Z", "f", index="0"),
+        _event(a, "UTR", "v.py", "introduced", "c0", "2021-01-01T00:00:00Z", "g", index="0"),
+        _event(a, "UTR", "v.py", "removed", "c1", "2021-01-11T00:00:00Z", "g", "code_changed",
+               "1"),
+    ], columns=EVENT_COLUMNS)
+    repos = _repos()
+    without = prevalence(repos, _instances(), events)["lifetimes"]
+    assert without.loc[~without["removed"], "days"].tolist() == [pytest.approx(10.0)]
+    repos["pin_date"] = ["2021-01-21T12:00:00+00:00", "", "", ""]
+    tables = prevalence(repos, _instances(), events)
+    life = tables["lifetimes"]
+    censored = life[~life["removed"]].iloc[0]
+    assert censored["function"] == "f" and censored["days"] == pytest.approx(20.5)
+    assert censored["end_date"].startswith("2021-01-21T12:00:00")

@@ -38,7 +38,7 @@ def _arrays(runs: pd.DataFrame, pair_id: str, metric: str) -> tuple[np.ndarray, 
 @pytest.fixture(scope="module")
 def known_effect() -> tuple[pd.DataFrame, pd.DataFrame]:
     runs = synthetic_runs(n=12, effect=1.3, noise=0.03)
-    return runs, paired_stats(runs, n_boot=4000).stats
+    return runs, paired_stats(runs).stats
 
 
 def test_tests_agree_with_scipy(known_effect):
@@ -74,14 +74,19 @@ def test_ci_holds_the_true_effect_and_the_estimate(known_effect):
         assert row.status == "tested"
 
 
-def test_holm_over_the_whole_family(known_effect):
+def test_holm_over_the_primary_family_only(known_effect):
     _, stats = known_effect
-    family = stats[stats["status"] == "tested"]
-    expected = multipletests(family["p_value"], method="holm")[1]
-    np.testing.assert_allclose(family["p_adj"], expected)
-    # the family is every tested row: all metrics, pairs and both tests
-    assert set(family["test"]) == {"paired_t", "wilcoxon"}
-    assert family["metric"].nunique() == 5   # gpu_energy_kwh is all 0 on cpu: skipped
+    primary = stats[stats["family"] == "primary"]
+    # the pre-registered family: energy x paired t, one row per pair (x device x framework)
+    assert set(primary["metric"]) == {"energy_kwh"} and set(primary["test"]) == {"paired_t"}
+    assert len(primary) == 2
+    expected = multipletests(primary["p_value"], method="holm")[1]
+    np.testing.assert_allclose(primary["p_adj"], expected)
+    exploratory = stats[stats["family"] == "exploratory"]
+    assert exploratory["p_adj"].isna().all() and exploratory["p_value"].notna().all()
+    assert set(exploratory["test"]) == {"paired_t", "wilcoxon"}
+    assert exploratory["metric"].nunique() == 4   # gpu_energy_kwh is all 0 on cpu: skipped
+    assert "emissions_kg" not in set(stats["metric"])   # derived, never tested
 
 
 def test_power_and_pairs_needed_match_statsmodels():
@@ -102,8 +107,13 @@ def test_power_and_n_needed_in_rows(known_effect):
     t = stats[(stats["pair_id"] == "paper-imr") & (stats["metric"] == "energy_kwh")
               & (stats["test"] == "paired_t")].iloc[0]
     target = 0.05 * c.mean() / d.std(ddof=1)
-    assert t["n_needed"] == pairs_needed(target, 0.05)
-    assert 0 <= t["power"] <= 1
+    # the primary family has 2 tests: power and n_needed at the alpha Holm gives, 0.05 / 2
+    assert t["family"] == "primary" and t["power_alpha"] == pytest.approx(0.025)
+    assert t["n_needed"] == pairs_needed(target, 0.025)
+    assert t["power"] == pytest.approx(t_power(d.mean() / d.std(ddof=1), len(d), 0.025))
+    w = stats[(stats["pair_id"] == "paper-imr") & (stats["metric"] == "energy_kwh")
+              & (stats["test"] == "wilcoxon")].iloc[0]
+    assert w["family"] == "exploratory" and w["power_alpha"] == pytest.approx(0.05)
 
 
 def test_wilcoxon_worked_example_with_ties_and_a_zero():
@@ -113,7 +123,7 @@ def test_wilcoxon_worked_example_with_ties_and_a_zero():
     # Rank-biserial (R+ - R-) / (R+ + R-) = 15 / 20 = 0.75.
     d = np.array([0.0, 1, -1, 2, 2, 3])
     clean = np.full(6, 10.0)
-    rows = compare_pair("p", "IMR", "cpu", "energy_kwh", clean + d, clean, n_boot=500)
+    rows = compare_pair("p", "IMR", "cpu", "energy_kwh", clean + d, clean)
     w = next(r for r in rows if r["test"] == "wilcoxon")
     assert w["status"] == "tested"
     assert w["statistic"] == pytest.approx(2.5)
@@ -127,7 +137,7 @@ def test_wilcoxon_worked_example_with_ties_only():
     # P(R- <= 2) = (1 + 3) / 64, two-sided 8/64; r = 17 / 21.
     d = np.array([1.0, 1, 2, 2, -1, 3])
     assert rank_biserial(d) == pytest.approx(17 / 21)
-    rows = compare_pair("p", "IMR", "cpu", "x", 5 + d, np.full(6, 5.0), n_boot=500)
+    rows = compare_pair("p", "IMR", "cpu", "x", 5 + d, np.full(6, 5.0))
     w = next(r for r in rows if r["test"] == "wilcoxon")
     assert w["statistic"] == pytest.approx(2.0)
     assert w["p_value"] == pytest.approx(8 / 64)
@@ -135,7 +145,7 @@ def test_wilcoxon_worked_example_with_ties_only():
 
 def test_wilcoxon_too_few_pairs_has_zero_power():
     rows = compare_pair("p", "IMR", "cpu", "x", np.array([2.0, 3.1, 4.3, 5.2]),
-                        np.array([1.0, 2.0, 3.0, 4.0]), n_boot=500)
+                        np.array([1.0, 2.0, 3.0, 4.0]))
     w = next(r for r in rows if r["test"] == "wilcoxon")
     assert w["power"] == 0.0
     assert w["n_needed"] >= 6
@@ -144,7 +154,7 @@ def test_wilcoxon_too_few_pairs_has_zero_power():
 
 def test_one_complete_pair_is_insufficient_data():
     runs = synthetic_runs(n=1)
-    result = paired_stats(runs, n_boot=500)
+    result = paired_stats(runs)
     energy = result.stats[result.stats["metric"] == "energy_kwh"]
     assert set(energy["status"]) == {"insufficient data"}
     assert energy["p_value"].isna().all() and energy["p_adj"].isna().all()
@@ -157,13 +167,13 @@ def test_insufficient_reps_after_failures_lists_the_failures():
     runs = synthetic_runs(n=3)
     crashed = (runs["pair_id"] == "paper-imr") & (runs["rep"] == 1) & (runs["variant"] == "clean")
     runs.loc[crashed, ["status", "error"]] = ["crashed", "RuntimeError: boom"]
-    result = paired_stats(runs, n_boot=500)
+    result = paired_stats(runs)
     imr = result.stats[(result.stats["pair_id"] == "paper-imr")]
     assert set(imr["status"]) == {"insufficient data"}
     assert (imr["n"] == 2).all() and (imr["n_failed"] == 1).all()
     utr = result.stats[(result.stats["pair_id"] == "paper-utr")]
     assert set(utr["status"]) == {"tested"}
-    failures = result.failures
+    failures = result.failures[result.failures["status"] != "absent"]
     assert len(failures) == 1
     row = failures.iloc[0]
     assert (row["pair_id"], row["variant"], row["rep"], row["status"]) == (
@@ -176,7 +186,7 @@ def test_missing_partner_row_is_listed():
     runs = synthetic_runs(n=4)
     runs = runs[~((runs["pair_id"] == "paper-utr") & (runs["rep"] == 2)
                   & (runs["variant"] == "smelly"))]
-    result = paired_stats(runs, n_boot=500)
+    result = paired_stats(runs)
     missing = result.failures[result.failures["status"] == "missing"]
     assert missing[["pair_id", "variant", "rep"]].values.tolist() == [["paper-utr", "smelly", 2]]
     assert (result.stats.loc[result.stats["pair_id"] == "paper-utr", "n"] == 3).all()
@@ -186,7 +196,7 @@ def test_all_runs_failed():
     runs = synthetic_runs(n=3)
     runs["status"] = "timeout"
     runs["energy_kwh"] = np.nan
-    result = paired_stats(runs, n_boot=500)
+    result = paired_stats(runs)
     assert len(result.stats) > 0
     assert set(result.stats["status"]) == {"all failed"}
     assert all(n.startswith("all 6 runs failed (6 timeout)") for n in result.stats["note"])
@@ -199,7 +209,7 @@ def test_all_runs_failed():
 def test_constant_data():
     # identical variants: nothing to test, % change 0, no NaN-filled rows without a status
     runs = synthetic_runs(n=5, effect=1.0, noise=0.0)
-    result = paired_stats(runs, metrics=["energy_kwh"], n_boot=500)
+    result = paired_stats(runs, metrics=["energy_kwh"])
     assert set(result.stats["status"]) == {"constant"}
     assert (result.stats["pct_change"] == 0).all()
     assert result.stats["note"].str.contains("equal in every complete rep").all()
@@ -207,7 +217,7 @@ def test_constant_data():
 
 
 def test_constant_nonzero_difference():
-    rows = compare_pair("p", "UTR", "cpu", "x", np.full(5, 1.5), np.full(5, 1.0), n_boot=500)
+    rows = compare_pair("p", "UTR", "cpu", "x", np.full(5, 1.5), np.full(5, 1.0))
     t, w = rows
     assert t["status"] == "constant" and "zero variance" in t["note"]
     assert w["status"] == "tested"
@@ -217,28 +227,54 @@ def test_constant_nonzero_difference():
     assert t["ci_low"] == t["ci_high"] == pytest.approx(50.0)
 
 
+def test_constant_difference_up_to_rounding():
+    # the same difference written through CSV differs in its last bits: still constant
+    clean = np.array([1.1e-5, 2.3e-5, 3.7e-5, 4.1e-5, 5.9e-5])
+    smelly = clean + 1e-6
+    assert np.ptp(smelly - clean) > 0     # not exactly equal in floating point
+    t, _ = compare_pair("p", "UTR", "cpu", "x", smelly, clean)
+    assert t["status"] == "constant" and "zero variance" in t["note"]
+    same, _ = compare_pair("p", "UTR", "cpu", "x", clean * (1 + 1e-13), clean)
+    assert same["status"] == "constant" and "equal in every complete rep" in same["note"]
+
+
 def test_metric_absent_or_not_measured_is_skipped():
     runs = synthetic_runs(n=4).drop(columns=["peak_rss_mb"])
     runs["peak_rss_mb"] = ""            # present but empty
-    result = paired_stats(runs, n_boot=500)
+    result = paired_stats(runs)
     assert not result.stats["metric"].isin(["gpu_energy_kwh", "peak_rss_mb"]).any()
     reasons = dict(zip(result.skipped["metric"], result.skipped["reason"], strict=True))
     assert "0 in every ok run" in reasons["gpu_energy_kwh"]
     assert "no values" in reasons["peak_rss_mb"]
     notes = result.summary.set_index(["smell", "metric"])["note"]
     assert notes[("IMR", "gpu_energy_kwh")].startswith("skipped:")
-    absent = paired_stats(synthetic_runs(n=4), metrics=["energy_kwh", "rapl_energy_kwh"],
-                          n_boot=500)
+    absent = paired_stats(synthetic_runs(n=4), metrics=["energy_kwh", "rapl_energy_kwh"])
     assert "column absent" in absent.skipped.iloc[0]["reason"]
 
 
-def test_bootstrap_is_seeded():
-    runs = synthetic_runs(n=8)
-    a = paired_stats(runs, metrics=["energy_kwh"], n_boot=1000, seed=1).stats
-    b = paired_stats(runs, metrics=["energy_kwh"], n_boot=1000, seed=1).stats
-    c = paired_stats(runs, metrics=["energy_kwh"], n_boot=1000, seed=2).stats
-    pd.testing.assert_frame_equal(a, b)
-    assert not np.allclose(a["ci_low"], c["ci_low"])
+def test_ci_is_the_delta_method_t_interval():
+    rng = np.random.default_rng(3)
+    clean = rng.lognormal(0, 0.2, 7)
+    smelly = 1.3 * rng.lognormal(0, 0.2, 7)
+    t, w = compare_pair("p", "IMR", "cpu", "x", smelly, clean)
+    r = smelly.mean() / clean.mean()
+    se = np.std(smelly - r * clean, ddof=1) / (np.sqrt(7) * clean.mean())
+    q = sps.t.ppf(0.975, 6)
+    assert t["ci_low"] == pytest.approx(100 * (r - q * se - 1))
+    assert t["ci_high"] == pytest.approx(100 * (r + q * se - 1))
+    assert t["ci_reliable"] and w["ci_low"] == t["ci_low"]
+    assert t["log_ratio"] == pytest.approx(np.log(r))
+    assert t["log_ratio_se"] == pytest.approx(se / r)
+
+
+def test_ci_below_min_ci_n_is_marked_unreliable():
+    rng = np.random.default_rng(4)
+    clean = rng.lognormal(0, 0.2, 4)
+    t, _ = compare_pair("p", "IMR", "cpu", "x", clean * 1.2, clean * rng.lognormal(0, .1, 4),
+                        min_ci_n=5)
+    assert t["ci_reliable"] is False and "CI unreliable: 4 reps < min_ci_n 5" in t["note"]
+    t5, _ = compare_pair("p", "IMR", "cpu", "x", clean * 1.2, clean, min_ci_n=4)
+    assert t5["ci_reliable"] is True
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -260,7 +296,8 @@ def _write(tmp_path: Path, runs: pd.DataFrame) -> Path:
     (lambda r: r.assign(rep=r["rep"].astype(object).where(r.index != 2, "two")),
      r"runs\.csv: line 4: rep 'two' is not a non-negative integer"),
     (lambda r: pd.concat([r, r.iloc[[4]]], ignore_index=True),
-     r"runs\.csv: line 10: duplicate run \(pair_id=paper-imr, device=cpu, variant=clean, rep=2\); "
+     r"runs\.csv: line 10: duplicate run \(pair_id=paper-imr, device=cpu, framework=keras3, "
+     r"variant=clean, rep=2\); "
      r"first seen at .*runs\.csv: line 6"),
     (lambda r: r.assign(smell=r["smell"].where(r.index != 1, "UTR")),
      r"runs\.csv: line 3: pair 'paper-imr' has smell 'UTR' here but 'IMR'"),
@@ -314,7 +351,8 @@ def test_analyze_writes_the_contract_files(tmp_path):
                + np.random.default_rng(1).normal(0, 0.05, len(gpu))).to_csv(
         tmp_path / "gpu" / "runs.csv", index=False)
     pd.DataFrame({"device": ["cpu", "gpu", "cpu"], "status": ["ok", "ok", "crashed"],
-                  "duration_s": [100.0, 100.0, 5.0],
+                  "duration_s": [100.0, 100.0, 5.0], "cpu_power_source": ["rapl"] * 3,
+                  "gpu_power_source": ["", "nvml", ""],
                   "energy_kwh": [0.0001, 0.0002, 0.5]}).to_csv(tmp_path / "idle.csv", index=False)
     out = tmp_path / "analysis"
     result = analyze([tmp_path / "cpu" / "runs.csv", tmp_path / "gpu" / "runs.csv"], out,
@@ -326,9 +364,15 @@ def test_analyze_writes_the_contract_files(tmp_path):
     assert list(pd.read_csv(out / "summary.csv").columns) == list(SUMMARY.columns)
     failures = pd.read_csv(out / "failures.csv")
     assert list(failures.columns) == list(FAILURES.columns)
-    assert len(failures) == 1 and failures.iloc[0]["status"] == "oom"
-    assert failures.iloc[0]["source"].endswith("gpu/runs.csv")
-    assert failures.iloc[0]["line"] == 2
+    runs_failed = failures[failures["status"] == "oom"]
+    assert len(runs_failed) == 1
+    assert runs_failed.iloc[0]["source"].endswith("gpu/runs.csv")
+    assert runs_failed.iloc[0]["line"] == 2
+    # gpu_energy_kwh is 0 in every cpu run and the cpu file has no RSS growth column: each is
+    # listed as absent on cpu, not silently dropped
+    absent = failures[failures["status"] == "absent"]
+    assert sorted(zip(absent["device"], absent["metric"], strict=True)) == [
+        ("cpu", "gpu_energy_kwh"), ("cpu", "rss_growth_mb_per_s")]
     metrics = set(zip(stats["device"], stats["metric"], strict=True))
     assert ("gpu", "gpu_energy_kwh") in metrics and ("cpu", "gpu_energy_kwh") not in metrics
     assert ("gpu", "rss_growth_mb_per_s") in metrics

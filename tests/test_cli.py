@@ -64,12 +64,15 @@ def test_mine_says_which_repositories_it_could_not_clone(tmp_path: Path, repo_ro
     result = leakwatt("mine", "--params", str(repo_root / "params.yaml"), "--corpus", str(corpus),
                       "--out", str(tmp_path / "mined"), "--cache-dir", str(tmp_path / "repos"),
                       "--no-history", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
     assert (f"leakwatt: not mined: https://127.0.0.1:9/team/unreachable.git @ {sha[:12]}: clone_failed:"
             in result.stderr)
     assert "leakwatt: 0 of 1 repositories mined" in result.stderr
     repos = (tmp_path / "mined" / "repos.csv").read_text(encoding="utf-8")
     assert "clone_failed" in repos
+    # nothing could be cloned and there are no mirrors: the stage stops, in one line (issue 10)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("leakwatt: error:")]
+    assert len(errors) == 1 and "none of the 1 corpus repositories could be cloned" in errors[0]
 
 
 def test_workflow_imports_do_not_load_tensorflow() -> None:

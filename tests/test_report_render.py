@@ -98,9 +98,11 @@ def test_paper_numbers_beside_the_study(rendered):
     for number in ("0.025646", "0.011608", "0.033797", "0.015297", "+31.78 %", "0.037393",
                    "0.016921", "+45.80 %", "+45.77 %"):
         assert number in section, number
-    imr = metrics["smells"]["IMR"]["cpu"]
-    assert f"{imr['pct_change_energy']:+.2f} %" in section
-    assert "paper-imr (cpu)" in section and "paper-utr (cpu)" in section
+    imr = metrics["pairs"]["paper-imr"]["cpu"]["keras3"]
+    assert f"{imr['pct_change']:+.2f} %" in section
+    assert "paper-imr (cpu, keras3)" in section and "paper-utr (cpu, keras3)" in section
+    # CO2 is derived from energy (x the runs' intensity), never tested on its own
+    assert "CO2 is derived" in section
 
 
 def test_sections_built_from_the_facts(rendered):
@@ -116,7 +118,8 @@ def test_sections_built_from_the_facts(rendered):
     assert "re-implementations" in threats
     assert "1 of 24 runs did not complete" in threats
     failures = text.split("## Failures and excluded pairs")[1].split("\n## ")[0]
-    assert "| paper-utr (cpu) | smelly | 5 | oom | MemoryError |" in failures
+    assert "| paper-utr (cpu, keras3) | smelly | 5 | oom | MemoryError |" in failures
+    assert "gpu_energy_kwh on cpu (0 in every ok run" in failures
     assert "losses differ" in failures
     assert "Test CPU 9000" in text.split("## Environment")[1]
     assert "leakwatt analyze --runs runs.csv --out analysis" in text
@@ -147,16 +150,16 @@ def test_metrics_json(rendered):
     data = json.loads((out / "metrics.json").read_text())
     assert data == metrics
     stats = pd.read_csv(out.parent / "analysis" / "stats.csv")
-    row = stats[(stats["pair_id"] == "paper-imr") & (stats["metric"] == "energy_kwh")
-                & (stats["test"] == "wilcoxon")].iloc[0]
-    imr = data["smells"]["IMR"]["cpu"]
-    assert imr["pct_change_energy"] == pytest.approx(row["pct_change"])
+    row = stats[(stats["pair_id"] == "paper-imr") & (stats["family"] == "primary")].iloc[0]
+    assert row["metric"] == "energy_kwh" and row["test"] == "paired_t"
+    imr = data["pairs"]["paper-imr"]["cpu"]["keras3"]
+    assert imr["pct_change"] == pytest.approx(row["pct_change"])
     assert imr["p_adj"] == pytest.approx(row["p_adj"])
-    assert imr["n"] == 6 and imr["paper_pct_change_energy"] == 31.78
-    assert data["smells"]["UTR"]["cpu"]["n"] == 5
-    pair = data["pairs"]["paper-imr"]["cpu"]
-    assert pair["ci_low"] <= pair["pct_change_energy"] <= pair["ci_high"]
-    assert pair["ci_low"] == pytest.approx(row["ci_low"])
+    assert imr["n"] == 6 and imr["test"] == "paired_t" and imr["ci_reliable"] is True
+    assert data["pairs"]["paper-utr"]["cpu"]["keras3"]["n"] == 5
+    assert imr["ci_low"] <= imr["pct_change"] <= imr["ci_high"]
+    assert imr["ci_low"] == pytest.approx(row["ci_low"])
+    assert data["primary_tests"] == 2
     assert data["paper"] == {"IMR": 31.78, "UTR": 45.8}
     assert data["prevalence"]["IMR"]["instances_per_kloc"] == pytest.approx(0.25)
     assert data["runs"] == {"total": 24, "ok": 23, "failed": 1}
@@ -185,8 +188,11 @@ def test_rapl_runs_without_mining(tmp_path):
         "energy_per_pair.png", "forest.png", "memory.png"]
     threats = text.split("## Threats to validity")[1]
     assert "**Scale.**" not in threats
-    assert "cannot fall below 0.125, so no Wilcoxon test here can reach p < 0.05" in threats
-    assert "**Repetitions.** 4 complete repetitions per pair" in threats
+    # the Wilcoxon floor is judged per pair, from that pair's own n
+    assert ("exact two-sided Wilcoxon p cannot reach 0.05 for paper-imr (cpu, keras3, n = 4: "
+            "p >= 0.125)") in threats
+    assert "**Repetitions.** 4 complete repetitions per comparison" in threats
+    assert "fewer repetitions than `analyze.min_ci_n`" in threats
 
 
 def test_all_failed_still_renders(tmp_path):
@@ -261,9 +267,10 @@ def test_prevalence_and_repetitions_text(rendered):
     assert " / |" not in utr and "| / " not in utr       # nothing removed: no bare "/"
     assert "| 100 % / 0 % |" in prevalence
     threats = text.split("## Threats to validity")[1].split("\n## ")[0]
-    assert "5–6 complete repetitions per pair" in threats
+    assert "5–6 complete repetitions per comparison" in threats
+    assert "Holm-adjusted over its 2 test(s)" in threats
     headline = text.split("## Headline")[1].split("\n## ")[0]
-    assert "significant by Wilcoxon and 1 by paired t at Holm-adjusted p < 0.05" in headline
+    assert "| paper-imr (cpu) | IMR | +" in headline and "keras3 (the paper's setting" in headline
 
 
 def test_prevalence_comes_from_the_analyze_outputs(tmp_path):
