@@ -141,17 +141,22 @@ SCALES = _set("tiny", "small", "paper")
 PAIRS = Table(
     "pairs.csv", "reproduce",
     columns=("pair_id", "smell", "variant_family", "description", "scale", "instances",
-             "source", "smelly_path", "clean_path"),
+             "source", "smelly_path", "clean_path", "estimand", "frameworks", "devices",
+             "autofix", "status", "status_reason"),
     required=("pair_id", "smell", "smelly_path", "clean_path"),
-    values={"scale": SCALES, "source": _set("paper", "mined")},
+    # status: built (not checked yet), equivalent (measured), excluded (status_reason says why)
+    values={"scale": SCALES, "source": _set("paper", "mined"), "autofix": _set("yes", "no"),
+            "status": _set("built", "equivalent", "excluded")},
     key=("pair_id",))
 
 EQUIVALENCE = Table(
     "equivalence.csv", "reproduce",
-    columns=("pair_id", "status", "max_rel_diff", "detail", "smelly_s", "clean_s"),
+    columns=("pair_id", "status", "max_rel_diff", "detail", "smelly_s", "clean_s", "framework",
+             "device", "work_smelly", "work_clean", "equal_work"),
     required=("pair_id", "status", "max_rel_diff", "detail"),
-    values={"status": _set("equivalent", "different", "crashed")},
-    key=("pair_id",))
+    values={"status": _set("equivalent", "different", "unequal_work", "crashed"),
+            "equal_work": _set("yes", "no")},
+    key=("pair_id", "framework", "device"))
 
 UNREPRODUCED = Table(
     "unreproduced.csv", "reproduce",
