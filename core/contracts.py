@@ -100,7 +100,7 @@ LABELS = Table(
 # ----------------------------------------------------------------------------- mine
 
 REPO_STATUSES = _set("ok", "no_python", "empty", "clone_failed", "commit_missing", "timeout",
-                     "invalid_url", "history_failed", "error")
+                     "invalid_url", "history_failed", "error", "blob_missing")
 
 REPOS = Table(
     "repos.csv", "mine",

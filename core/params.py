@@ -35,6 +35,8 @@ class MineParams:
     max_file_kb: int = 1024
     clone_timeout_s: int = 900
     scheduler: str = ""
+    #: seconds one file's scan may take; a file over it becomes a scan_errors row (0: none)
+    file_budget_s: float = 60.0
 
     def check(self, where: str) -> None:
         _one_of(where, "corpus", self.corpus, ("real", "demo"))
@@ -47,6 +49,7 @@ class MineParams:
         _at_least(where, "jobs", self.jobs, 0)
         _at_least(where, "max_file_kb", self.max_file_kb, 1)
         _at_least(where, "clone_timeout_s", self.clone_timeout_s, 1)
+        _at_least(where, "file_budget_s", self.file_budget_s, 0)
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,23 @@ def load_params(path: str | Path = "params.yaml", profile: str = "full") -> Para
     return params_from_dict(raw, str(path))
 
 
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+def load_params_or_defaults(path: str | Path | None = None, profile: str = "full",
+                            say: Any = None) -> Params:
+    """``path`` when given (it must exist); else ``./params.yaml`` when there is one; else the
+    built-in defaults, with one line saying so (to ``say``, default stderr), so that the stage
+    commands also run outside the project folder."""
+    if path is not None or Path(DEFAULT_PARAMS_FILE).is_file():
+        return load_params(path if path is not None else DEFAULT_PARAMS_FILE, profile)
+    import sys
+
+    print(f"leakwatt: no {DEFAULT_PARAMS_FILE} in {Path.cwd()}; using the built-in defaults "
+          "(choose a file with --params)", file=say or sys.stderr)
+    return params_from_dict(profile_overrides(profile, Path.cwd()), "built-in defaults")
+
+
 def as_dict(params: Any) -> dict[str, Any]:
     """A params dataclass (or Params) as plain YAML-able values (tuples become lists)."""
     def plain(value: Any) -> Any:
@@ -279,7 +299,8 @@ def as_dict(params: Any) -> dict[str, Any]:
 
 __all__ = [
     "PRIMARY_TESTS", "AnalyzeParams", "MeasureParams", "MineParams", "Params", "PrimaryParams",
-    "ReportParams", "ReproduceParams", "as_dict", "deep_merge", "load_params", "params_from_dict",
+    "ReportParams", "ReproduceParams", "as_dict", "deep_merge", "load_params",
+    "load_params_or_defaults", "params_from_dict",
     "profile_overrides", "read_yaml",
 ]
 

@@ -1,31 +1,48 @@
 """``leakwatt scan``: the linter front end (text, JSON, SARIF output; autofix and diff).
 
-Exit codes: 0 no findings, 1 findings, 2 usage error (unknown rule id, missing path). Files that
-cannot be parsed are listed under ``errors`` and do not change the exit code.
+Exit codes, as ruff's: 0 nothing found; 1 findings, or files that could not be scanned or fixed
+(each listed under ``errors``); 2 usage error (unknown rule id, empty ``--select``, missing
+path).
+
+``--fix`` writes a file only where that cannot damage it: the file's own encoding, BOM and line
+endings are kept; a symlink's target is fixed (the link stays a link); the new text is written
+to a temporary file beside the target and read back, then copied into the file in place, so its
+mode, owner and hard links are kept; a read-only file is refused. A file that cannot be fixed
+is an error row and the others are still fixed. Notebooks are not fixed (one line says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import inspect
 import json
+import os
 import re
+import stat
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from leakwatt.common import LeakwattError, atomic_write_text
+from leakwatt.common import LeakwattError
+from leakwatt.mining.reading import ReadError, read_regular, source_encoding
 from leakwatt.mining.rules import RULES, Rule, fix_source, parse_rule_list, select_rules
 from leakwatt.mining.rules.catalogue import anchor
 from leakwatt.mining.scan import (
+    DEFAULT_FILE_BUDGET_S,
+    DEFAULT_MAX_BYTES,
     DETECTOR_VERSION,
     ScanReport,
     is_suppressed,
     scan_paths,
     suppressions,
 )
+
+EXIT_CODES = ("exit status: 0 nothing found; 1 findings, or files that could not be scanned "
+              "or fixed; 2 usage error (as ruff)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"rewrite files with the safe autofixes ({', '.join(_fixable())})")
     parser.add_argument("--diff", action="store_true",
                         help="print the autofixes as a unified diff without writing")
+    parser.add_argument("--file-budget", type=float, default=DEFAULT_FILE_BUDGET_S,
+                        metavar="SECONDS",
+                        help="a file whose scan takes longer becomes an error "
+                             f"(default {DEFAULT_FILE_BUDGET_S:g}; 0: no limit)")
 
 
 def _fixable() -> list[str]:
@@ -66,15 +87,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         select = parse_rule_list(args.select)
         ignore = parse_rule_list(args.ignore)
+        if select is not None and not select:
+            raise LeakwattError("--select names no rule (give rule ids, or leave it out)")
         codes = select_rules(select, ignore)
+        if not codes:
+            raise LeakwattError("no rule left to run after --ignore")
+        if args.file_budget < 0:
+            raise LeakwattError("--file-budget must be >= 0")
         if args.jobs < 0:
             raise LeakwattError("--jobs must be >= 0")
         if not 0.0 <= args.min_confidence <= 1.0:
             raise LeakwattError("--min-confidence must be between 0 and 1")
         for p in args.paths:
-            if not Path(p).exists():
+            if not os.path.lexists(p):
                 raise LeakwattError(f"no such file or directory: {p}")
-        report = scan_paths(args.paths, select=codes, jobs=args.jobs, cache_dir=args.cache_dir)
+        report = scan_paths(args.paths, select=codes, jobs=args.jobs, cache_dir=args.cache_dir,
+                            budget_s=args.file_budget or None)
     except LeakwattError as exc:
         return _error(str(exc), err)
     report.findings = [f for f in report.findings if f.confidence >= args.min_confidence]
@@ -82,8 +110,13 @@ def run(args: argparse.Namespace) -> int:
     if args.fix or args.diff:
         fixed_paths = _apply_fixes(report, codes, args.min_confidence, write=args.fix,
                                    out=out if args.diff else None)
+        notebooks = sorted({f.path for f in report.findings if f.cell is not None})
+        if notebooks:
+            print(f"leakwatt: notebooks are not fixed ({len(notebooks)} with findings: "
+                  f"{', '.join(notebooks)})", file=err)
         if args.fix and fixed_paths:
-            rescanned = scan_paths(sorted(fixed_paths), select=codes, jobs=1)
+            rescanned = scan_paths(sorted(fixed_paths), select=codes, jobs=1,
+                                   budget_s=args.file_budget or None)
             rest = [f for f in report.findings if f.path not in fixed_paths]
             report.findings = rest + [f for f in rescanned.findings
                                       if f.confidence >= args.min_confidence]
@@ -97,7 +130,10 @@ def run(args: argparse.Namespace) -> int:
         out.write("\n")
     elif not args.diff:
         _print_text(report, out, err)
-    return 1 if report.findings else 0
+    elif report.errors:
+        for e in report.errors:
+            print(f"{e['path']}: error: {e['error']}", file=err)
+    return 1 if report.findings or report.errors else 0
 
 
 def _print_text(report: ScanReport, out: TextIO, err: TextIO) -> None:
@@ -114,15 +150,23 @@ def _print_text(report: ScanReport, out: TextIO, err: TextIO) -> None:
           f"{len(report.errors)} error(s), {len(report.skipped)} skipped", file=err)
 
 
+class FixError(LeakwattError):
+    """A file the autofix may not or could not write (the reason, one line)."""
+
+
 def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: bool,
                  out: TextIO | None) -> set[str]:
+    """Fix (``write``) or diff (``out``) the files with findings; a file that cannot be fixed
+    becomes an error row of ``report`` and the rest are still fixed. The paths changed."""
     paths = sorted({f.path for f in report.findings if f.cell is None})
     changed: set[str] = set()
     for path in paths:
         try:
-            source = Path(path).read_bytes().decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError):
-            continue
+            data = read_regular(path, DEFAULT_MAX_BYTES)
+            encoding = source_encoding(data)
+            source = data.decode(encoding)
+        except (ReadError, SyntaxError, LookupError, UnicodeDecodeError):
+            continue  # the scan could not read it either: already in errors
         supp = suppressions(source)
         try:
             new, _ = fix_source(source, path, codes, keep=lambda f, s=supp: (  # type: ignore[misc]
@@ -131,14 +175,69 @@ def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: b
             continue
         if new == source:
             continue
-        changed.add(path)
         if out is not None:
             out.writelines(difflib.unified_diff(
                 source.splitlines(keepends=True), new.splitlines(keepends=True),
                 fromfile=f"a/{path}", tofile=f"b/{path}"))
         if write:
-            atomic_write_text(path, new)
+            try:
+                write_fixed(path, new, encoding, data)
+            except FixError as exc:
+                report.errors.append({"path": path, "error": f"not fixed: {exc}"})
+                continue
+        changed.add(path)
     return changed
+
+
+def write_fixed(path: str | os.PathLike[str], text: str, encoding: str, old: bytes) -> None:
+    """Write the fixed ``text`` over ``path`` without damaging the file (see the module doc).
+
+    ``encoding`` is the one the file was read with (``utf-8-sig`` keeps a BOM) and ``old`` its
+    bytes then: a file changed since is not overwritten. Not :func:`atomic_write_text`: a
+    rename would replace a symlink with a file, split hard links and lose the mode.
+    """
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise FixError(f"cannot stat: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FixError("not a regular file")
+    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(
+            real, os.W_OK):
+        raise FixError("read-only file (make it writable to fix it)")
+    try:
+        payload = text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        raise FixError(f"the fix cannot be written in the file's encoding {encoding}: "
+                       f"{exc.reason}") from None
+    folder = os.path.dirname(real) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".leakwatt-fix-", suffix=".tmp")
+    except OSError as exc:
+        raise FixError(f"cannot write beside it in {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with open(tmp, "rb") as fh:
+            if fh.read() != payload:
+                raise FixError("the temporary copy did not read back intact; not written")
+        try:
+            with open(real, "r+b") as fh:
+                if fh.read() != old:
+                    raise FixError("changed while it was being fixed; not written")
+                fh.seek(0)
+                fh.write(payload)
+                fh.truncate()
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise FixError(f"cannot write: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def sarif_name(cls: type[Rule]) -> str:

@@ -92,7 +92,8 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
 
     max_bytes = params.max_file_kb * 1024
     out: dict[str, Any] = {"files": 0, "py_files": 0, "notebooks": 0, "parse_errors": 0,
-                           "lines": 0, "instances": [], "scan_errors": [], "missing": 0}
+                           "lines": 0, "instances": [], "scan_errors": [], "missing": 0,
+                           "missing_python": []}
 
     def error(path: str, message: str) -> None:
         out["scan_errors"].append({"repo": entry.name, "commit": entry.commit, "path": path,
@@ -113,6 +114,7 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
             out["files"] += 1
             if sha in absent:
                 out["missing"] += 1
+                _count_missing_python(out, path, sha)
                 error(path, f"missing: blob {sha[:12]} is not in the repository "
                             "(incomplete snapshot; not scanned)")
                 continue
@@ -130,10 +132,13 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
             data = reader.read(sha)
             if data is None:
                 out["missing"] += 1
+                out["py_files" if path.endswith(".py") else "notebooks"] -= 1
+                _count_missing_python(out, path, sha)
                 error(path, f"missing: blob {sha[:12]} is not in the repository "
                             "(incomplete snapshot; not scanned)")
                 continue
-            result = scan_bytes(data, path, rules=list(params.rules), max_bytes=max_bytes)
+            result = scan_bytes(data, path, rules=list(params.rules), max_bytes=max_bytes,
+                                budget_s=params.file_budget_s or None)
             out["lines"] += int(result.lines or 0)
             if result.error:
                 out["parse_errors"] += 1
@@ -147,6 +152,14 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
                             "path": path if not row.get("path") else row["path"], "era": era})
                 out["instances"].append(row)
     return out
+
+
+def _count_missing_python(out: dict[str, Any], path: str, sha: str) -> None:
+    """A missing ``.py``/``.ipynb`` blob still is a Python file of the pin (so the repository
+    is not ``no_python``); its blob is named in the repository's status reason."""
+    if is_python_path(path):
+        out["notebooks" if path.lower().endswith(".ipynb") else "py_files"] += 1
+        out["missing_python"].append(f"{path} (blob {sha[:12]})")
 
 
 def _clone_with_commit(entry: CorpusEntry, cache_dir: str | os.PathLike[str]) -> Path | None:
@@ -204,6 +217,14 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
             row["status"], row["reason"] = "empty", "no files at the pinned commit"
         elif row["py_files"] + row["notebooks"] == 0:
             row["status"], row["reason"] = "no_python", "no .py or .ipynb files at the pinned commit"
+        missing_py = scanned["missing_python"]
+        if missing_py:
+            named = (f"{len(missing_py)} Python file blob(s) missing from the snapshot: "
+                     f"{', '.join(missing_py[:5])}{' ...' if len(missing_py) > 5 else ''}")
+            if len(missing_py) == row["py_files"] + row["notebooks"]:
+                row["status"], row["reason"] = "blob_missing", named  # nothing could be scanned
+            else:
+                row["reason"] = f"{row['reason']}; {named}" if row["reason"] else named
         if params.history and row["status"] == "ok":
             try:
                 history = walk_history(work, entry.commit, repo=entry.name,

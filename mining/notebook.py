@@ -56,7 +56,12 @@ def notebook_source(data: bytes | str) -> NotebookSource:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         src = cell.get("source", "")
-        text = "".join(src) if isinstance(src, list) else str(src)
+        if isinstance(src, list) and all(isinstance(part, str) for part in src):
+            text = "".join(src)
+        elif isinstance(src, str):
+            text = src
+        else:  # nbformat: a string or a list of strings; ``[1, 2]`` or ``[null]`` is neither
+            raise NotebookError(f"not a valid notebook (cell {number}: source is not text)")
         cell_lines = text.splitlines() or [""]
         code_cells += 1
         if cell_lines[0].lstrip().startswith("%%"):

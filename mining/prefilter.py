@@ -239,7 +239,9 @@ def _reduce(source: str, codes: list[str], compact: bool
     users: dict[str, list[int]] = {}
     dunders: dict[int, list[int]] = {}
     for i, u in enumerate(units):
-        for name in u.tokens.intersection(defines):
+        # A membership test per token: ``tokens.intersection(defines)`` would turn the dict
+        # into a set for every unit (quadratic in the file's length).
+        for name in [t for t in u.tokens if t in defines]:
             users.setdefault(name, []).append(i)
         if u.dunder:
             dunders.setdefault(u.header, []).append(i)
@@ -269,7 +271,7 @@ def _reduce(source: str, codes: list[str], compact: bool
         if i in in_group:
             nxt.extend(group)
             in_group.clear()
-        for name in u.tokens.intersection(defines):  # what it uses
+        for name in [t for t in u.tokens if t in defines]:  # what it uses
             nxt.extend(defines[name])
         for name in u.callables:  # who calls it (a call in a loop repeats the callee)
             nxt.extend(users.get(name, ()))

@@ -26,6 +26,14 @@ from leakwatt.common import LeakwattError
 from leakwatt.mining import scan_cache
 from leakwatt.mining.notebook import NotebookError, notebook_source
 from leakwatt.mining.prefilter import compact_source, triggered
+from leakwatt.mining.reading import (
+    FileTimeout,
+    ReadError,
+    decode_source,
+    read_regular,
+    run_deep,
+    time_budget,
+)
 from leakwatt.mining.rules import Finding, check_module, detector_version, select_rules
 from leakwatt.mining.rules.fastcst import parse_module
 
@@ -33,6 +41,9 @@ from leakwatt.mining.rules.fastcst import parse_module
 #: :func:`leakwatt.mining.rules.detector_version`); cached findings are keyed on it.
 DETECTOR_VERSION = detector_version()
 DEFAULT_MAX_BYTES = 1_048_576
+#: Seconds one file's scan may take before it becomes an error row (``leakwatt scan
+#: --file-budget``; the miner's is ``mine.file_budget_s``).
+DEFAULT_FILE_BUDGET_S = 60.0
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "venv", ".venv",
                         ".git", ".hg", ".tox", ".nox", ".mypy_cache", ".ruff_cache"})
 _GENERATED = re.compile(
@@ -192,12 +203,19 @@ def _load_disk(cache_dir: Path, key: str) -> FileResult | None:
     except (TypeError, KeyError):
         return None
 
-def _decode(data: bytes) -> str:
+def _decode(data: bytes, notebook: bool = False) -> str:
+    """A notebook is JSON (UTF-8); Python source is read as PEP 263 says (a coding cookie
+    such as ``# -*- coding: latin-1 -*-``, else UTF-8)."""
+    if notebook:
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ScanError(f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+                            ) from None
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ScanError(f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-                        ) from None
+        return decode_source(data)
+    except ValueError as exc:
+        raise ScanError(str(exc)) from None
 
 
 def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int) -> FileResult:
@@ -210,7 +228,7 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int) -> 
         return result
     notebook = path.endswith(".ipynb")
     try:
-        text = _decode(data)
+        text = _decode(data, notebook)
     except ScanError as exc:
         result.error = str(exc)
         return result
@@ -225,9 +243,18 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int) -> 
         result.skipped = "very long lines (minified or generated)"
         return result
     try:
-        result.findings = scan_source(text, path, codes)
+        try:
+            result.findings = scan_source(text, path, codes)
+        except RecursionError:
+            # Deep but valid nesting (a 1,000-long elif or ``+`` chain): once more with a
+            # larger stack and recursion limit.
+            result.findings = run_deep(lambda: scan_source(text, path, codes))
     except ScanError as exc:
         result.error = str(exc).removeprefix(f"{path}: ")
+    except RecursionError:
+        result.error = "nested too deeply to analyse (RecursionError); not scanned"
+    except FileTimeout:
+        raise
     except Exception as exc:  # noqa: BLE001 - a rule bug must not end a mining run
         result.error = f"internal error in detector: {type(exc).__name__}: {exc}"[:300]
     return result
@@ -275,8 +302,10 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult) -
 
 def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
                max_bytes: int = DEFAULT_MAX_BYTES,
-               cache_dir: str | os.PathLike[str] | None = None) -> FileResult:
-    """Scan one file's bytes (a file or a git blob); never raises for bad content."""
+               cache_dir: str | os.PathLike[str] | None = None,
+               budget_s: float | None = None) -> FileResult:
+    """Scan one file's bytes (a file or a git blob); never raises for bad content.
+    ``budget_s``: a scan running longer becomes an error row (None or 0: no budget)."""
     codes = select_rules(rules)
     key = cache_key(data, codes, max_bytes)
     hit = _CACHE.get(key)
@@ -286,7 +315,14 @@ def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
             _CACHE.put(key, hit)
     if hit is not None:
         return _with_path(hit, path)
-    result = _scan_uncached(data, path, codes, max_bytes)
+    try:
+        with time_budget(budget_s):
+            result = _scan_uncached(data, path, codes, max_bytes)
+    except FileTimeout as exc:  # not cached: a larger budget may finish it
+        return FileResult(path=path, error=f"{exc}; not scanned")
+    except Exception as exc:  # noqa: BLE001 - whatever a file holds, it is one error row
+        return FileResult(path=path, error=f"cannot scan: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}"[:300])
     _CACHE.put(key, result)
     if cache_dir is not None:
         scan_cache.store(Path(cache_dir), key, result.to_dict())
@@ -295,16 +331,18 @@ def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
 
 def scan_file(path: str | os.PathLike[str], rules: Iterable[str] | None = None,
               max_bytes: int = DEFAULT_MAX_BYTES,
-              cache_dir: str | os.PathLike[str] | None = None) -> FileResult:
-    p = Path(path)
+              cache_dir: str | os.PathLike[str] | None = None,
+              budget_s: float | None = None) -> FileResult:
+    """Scan one file; only a regular file is read (see :mod:`leakwatt.mining.reading`)."""
     try:
-        size = p.stat().st_size
-        if size > max_bytes:
-            return FileResult(path=str(path), skipped=f"larger than {max_bytes} bytes ({size})")
-        data = p.read_bytes()
-    except OSError as exc:
-        return FileResult(path=str(path), error=f"cannot read: {exc.strerror or exc}")
-    return scan_bytes(data, str(path), rules, max_bytes, cache_dir)
+        data = read_regular(path, max_bytes)
+    except ReadError as exc:
+        return FileResult(path=str(path), error=str(exc))
+    if len(data) > max_bytes:
+        size = _size(Path(path))
+        return FileResult(path=str(path), skipped=f"larger than {max_bytes} bytes"
+                          f" ({size if size > max_bytes else 'more than that'})")
+    return scan_bytes(data, str(path), rules, max_bytes, cache_dir, budget_s=budget_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,13 +355,13 @@ def iter_source_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_file():
-            out.append(p)
-        elif p.is_dir():
+        if p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
                 out.extend(Path(root) / f for f in sorted(files)
                            if f.endswith((".py", ".ipynb")))
+        elif os.path.lexists(p):
+            out.append(p)  # a file, or a FIFO or device given by name: an error row
         else:
             raise LeakwattError(f"no such file or directory: {raw}")
     return out
@@ -336,21 +374,23 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _worker(args: tuple[str, list[str], int, str | None]) -> FileResult:
-    path, codes, max_bytes, cache_dir = args
-    return scan_file(path, codes, max_bytes, cache_dir)
+def _worker(args: tuple[str, list[str], int, str | None, float | None]) -> FileResult:
+    path, codes, max_bytes, cache_dir, budget_s = args
+    return scan_file(path, codes, max_bytes, cache_dir, budget_s=budget_s)
 
 
 def scan_paths(paths: Sequence[str | os.PathLike[str]], select: Iterable[str] | None = None,
                ignore: Iterable[str] | None = None, jobs: int = 0,
                cache_dir: str | os.PathLike[str] | None = None,
-               max_bytes: int = DEFAULT_MAX_BYTES) -> ScanReport:
-    """Scan files and folders; parallel over files (``jobs=0``: all cores)."""
+               max_bytes: int = DEFAULT_MAX_BYTES,
+               budget_s: float | None = DEFAULT_FILE_BUDGET_S) -> ScanReport:
+    """Scan files and folders; parallel over files (``jobs=0``: all cores). A file whose
+    scan runs past ``budget_s`` seconds becomes an error row (None or 0: no budget)."""
     codes = select_rules(select, ignore)
     files = iter_source_files(paths)
     cdir = str(cache_dir) if cache_dir is not None else None
     workers = jobs if jobs > 0 else (os.cpu_count() or 1)
-    args = [(str(f), codes, max_bytes, cdir) for f in files]
+    args = [(str(f), codes, max_bytes, cdir, budget_s) for f in files]
     if workers <= 1 or len(files) < 16:
         results = [_worker(a) for a in args]
     else:

@@ -17,18 +17,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from leakwatt.common import LeakwattError
-from leakwatt.params import PROFILES, Params, load_params
+from leakwatt.params import PROFILES, Params, load_params_or_defaults
 
 T = TypeVar("T", bound=Any)
 
 
 def _params(args: argparse.Namespace) -> Params:
-    return load_params(args.params, args.profile)
+    return load_params_or_defaults(args.params, args.profile)
 
 
 def _add_params_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml",
-                        help="params file to read tunables from (default: params.yaml)")
+    parser.add_argument("--params", default=None, metavar="FILE",
+                        help="params file to read tunables from (default: ./params.yaml; "
+                             "without one, the built-in defaults)")
     parser.add_argument("--profile", default="full", choices=PROFILES,
                         help="profile overlay applied on the params file (default: full)")
 
@@ -143,20 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="lint Python files, folders and notebooks for leak smells",
                        description="Lint files, folders and .ipynb notebooks for "
-                                   f"{', '.join(rule_ids())}. Exit 0: clean, 1: findings, "
-                                   "2: usage error.")
+                                   f"{', '.join(rule_ids())}.",
+                       epilog=lint.EXIT_CODES)
     lint.add_arguments(p)
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("corpus", help="check the corpus file or add a repository to it",
                        description="Validate data/corpus.csv or append a validated, pinned row.")
-    p.add_argument("action", choices=["check", "add"])
+    p.add_argument("action", choices=["check", "add"],
+                   help="check: validate the corpus file; add: append one pinned row")
     p.add_argument("url", nargs="?", help="repository URL (for add)")
-    p.add_argument("--corpus", default="data/corpus.csv")
+    p.add_argument("--corpus", default="data/corpus.csv",
+                   help="corpus CSV file (default: data/corpus.csv)")
     p.add_argument("--commit", help="full sha to pin (default: the default branch's head)")
-    p.add_argument("--name")
-    p.add_argument("--domain", default="")
-    p.add_argument("--why", default="")
+    p.add_argument("--name", help="short repository name (default: from the URL)")
+    p.add_argument("--domain", default="", help="application domain, free text")
+    p.add_argument("--why", default="", help="why the repository is in the corpus")
     p.add_argument("--mirror-dir", help="folder of local clones or bare mirrors to resolve from")
     p.set_defaults(func=cmd_corpus)
 
@@ -164,12 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Mine a corpus: writes repos.csv, instances.csv, events.csv, "
                                    "leak_commits.csv and scan_errors.csv into --out.")
     _add_params_flags(p)
-    p.add_argument("--corpus", default="data/corpus.csv")
-    p.add_argument("--out", required=True)
+    p.add_argument("--corpus", default="data/corpus.csv",
+                   help="corpus CSV file (default: data/corpus.csv)")
+    p.add_argument("--out", required=True, help="output folder for the mining tables")
     p.add_argument("--cache-dir", default="data/repos", help="clone cache (default: data/repos)")
     p.add_argument("--mirror-dir", help="local clones or bare mirrors, used before the network")
     p.add_argument("--demo", action="store_true", help="mine the bundled offline demo corpus")
-    p.add_argument("--demo-dir", default="data/demo")
+    p.add_argument("--demo-dir", default="data/demo",
+                   help="where the demo repositories are built (default: data/demo)")
     p.add_argument("--jobs", type=int, help="parallel repositories (0: all cores)")
     p.add_argument("--no-history", action="store_true", help="scan the pins only")
     p.add_argument("--scheduler",
@@ -181,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "DIR/pairs.csv from leakwatt's own templates.")
     _add_params_flags(p)
     p.add_argument("--instances", help="instances.csv from `leakwatt mine` (optional)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--scale", choices=["tiny", "small", "paper"])
+    p.add_argument("--out", required=True, help="output folder for the pairs")
+    p.add_argument("--scale", choices=["tiny", "small", "paper"],
+                   help="workload size (default: params reproduce.scale)")
     p.add_argument("--pairs", nargs="+", help="built-in pair ids (default: params reproduce.pairs)")
     p.add_argument("--no-equivalence", action="store_true", help="skip the equivalence check")
     p.set_defaults(func=cmd_reproduce)
@@ -194,13 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--pair", action="append", help="a built-in pair id (repeatable)")
     which.add_argument("--pairs", help="a folder written by `leakwatt reproduce`")
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    p.add_argument("--scale", choices=["tiny", "small", "paper"])
-    p.add_argument("--repetitions", type=int)
-    p.add_argument("--warmup", type=int)
-    p.add_argument("--cooldown", type=float)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True, help="output folder (runs.csv is appended to)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="device to run on (default: cpu)")
+    p.add_argument("--scale", choices=["tiny", "small", "paper"],
+                   help="workload size (default: params reproduce.scale)")
+    p.add_argument("--repetitions", type=int,
+                   help="runs per program (default: params measure.repetitions)")
+    p.add_argument("--warmup", type=int,
+                   help="unrecorded warm-up runs (default: params measure.warmup)")
+    p.add_argument("--cooldown", type=float,
+                   help="seconds of idle between runs (default: params measure.cooldown_s)")
+    p.add_argument("--no-progress", action="store_true", help="do not print a progress line")
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("analyze", help="paired tests, effect sizes and CIs over runs.csv files",
@@ -208,26 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_flags(p)
     p.add_argument("--runs", nargs="+", required=True, help="runs.csv file(s)")
     p.add_argument("--mined", help="mine output folder, for prevalence tables")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder for the analysis tables")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed (default: params analyze.seed)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="render report.md, report.html, figures and metrics.json",
                        description="Render the study report from analysis, runs and mining output.")
     _add_params_flags(p)
-    p.add_argument("--analysis", required=True)
-    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--analysis", required=True, help="output folder of `leakwatt analyze`")
+    p.add_argument("--runs", nargs="+", required=True, help="runs.csv file(s)")
     p.add_argument("--mined", help="mine output folder: checks that --analysis holds its "
                                    "prevalence tables (run `analyze --mined` first)")
-    p.add_argument("--pairs")
-    p.add_argument("--out", required=True)
+    p.add_argument("--pairs", help="pairs folder, to show the programs in the report")
+    p.add_argument("--out", required=True, help="output folder for the report")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("study", help="run the whole study with DVC (`dvc repro`)",
                        description="Run the DVC pipeline. --profile demo runs offline in minutes; "
                                    "the default (full) is exactly `dvc repro`.")
-    p.add_argument("--profile", default="full", choices=PROFILES)
+    p.add_argument("--profile", default="full", choices=PROFILES,
+                   help="params profile: demo runs offline in minutes (default: full)")
     p.add_argument("dvc_args", nargs=argparse.REMAINDER,
                    help="extra arguments passed to `dvc repro` (e.g. -- --force)")
     p.set_defaults(func=cmd_study)

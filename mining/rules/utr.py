@@ -64,8 +64,10 @@ def _wrap_numpy(expr: cst.BaseExpression) -> cst.BaseExpression:
 
 def _convert(kind: str, expr: cst.BaseExpression, kinds: ValueKinds, fn: FuncInfo,
              seq: int) -> cst.BaseExpression:
-    if kind == SCALAR:
+    if kind == SCALAR and not _unreduced_loss(expr, kinds, fn, seq):
         return cst.Call(func=cst.Name("float"), args=[cst.Arg(expr)])
+    if kind == SCALAR:  # a per-sample loss (reduction="none"): float() would raise
+        return _wrap_numpy(expr)
     if kind == GRADS:
         return cst.ListComp(
             elt=_wrap_numpy(cst.Name("_g")),
@@ -78,6 +80,48 @@ def _convert(kind: str, expr: cst.BaseExpression, kinds: ValueKinds, fn: FuncInf
             elements.append(el.with_changes(value=new))
         return expr.with_changes(elements=elements)
     return _wrap_numpy(expr)
+
+
+#: ``reduction=`` values after which a loss object's call returns one number.
+_SCALAR_REDUCTIONS = frozenset({"sum", "sum_over_batch_size", "mean", "auto", "SUM",
+                                "SUM_OVER_BATCH_SIZE", "AUTO"})
+
+
+def _unreduced_loss(expr: cst.BaseExpression, kinds: ValueKinds, fn: FuncInfo, seq: int,
+                    depth: int = 0) -> bool:
+    """``expr`` may be the call of a loss object built with a ``reduction=`` that is not
+    known to reduce to a scalar (``reduction="none"``, ``Reduction.NONE``, a variable): its
+    value is a per-sample tensor, so ``float()`` is no safe fix for it."""
+    if depth > 8:
+        return True
+    ctx = kinds.ctx
+    if isinstance(expr, cst.Name):
+        ev = ctx.last_assign(fn, expr.value, seq)
+        return ev is not None and ev.value is not None and _unreduced_loss(
+            ev.value, kinds, ev.func, ev.seq, depth + 1)
+    if isinstance(expr, cst.BinaryOperation):
+        return any(_unreduced_loss(v, kinds, fn, seq, depth + 1) for v in (expr.left, expr.right))
+    if not isinstance(expr, cst.Call):
+        return False
+    for arg in expr.args:
+        if arg.keyword is not None and arg.keyword.value == "reduction":
+            value = arg.value
+            if isinstance(value, cst.SimpleString):
+                return value.evaluated_value not in _SCALAR_REDUCTIONS
+            if isinstance(value, cst.Attribute):
+                return value.attr.value not in _SCALAR_REDUCTIONS
+            return True
+    func = expr.func
+    if isinstance(func, cst.Call | cst.Name):
+        return _unreduced_loss(func, kinds, fn, seq, depth + 1)
+    if (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)
+            and func.value.value == "self" and fn.class_name):
+        cls = ctx.classes.get(fn.class_name)
+        for ev in cls.attr_assigns.get(func.attr.value, []) if cls is not None else []:
+            if ev.value is not None and _unreduced_loss(ev.value, kinds, ev.func, ev.seq,
+                                                        depth + 1):
+                return True
+    return False
 
 
 class UnreleasedTensorReference(Rule):

@@ -141,6 +141,11 @@ class ValueKinds:
         self._returns: dict[int, str] = {}
         self._attrs: dict[tuple[str, str], str] = {}
         self._stack: set[object] = set()
+        #: (expression, function, seq) -> kind. A name's kind is its binding's, so without
+        #: this a chain of rebindings that each read the name twice (``shape = (shape[0] // 2,
+        #: shape[1] // 2)`` in every branch of an if/elif table) is evaluated once per path:
+        #: exponential in the branches. With it, each binding is evaluated once.
+        self._memo: dict[tuple[int, int, int], str] = {}
 
     # -- calls -------------------------------------------------------------------------------
     def call_kind(self, node: cst.Call, fn: FuncInfo, seq: int) -> str:
@@ -315,11 +320,21 @@ class ValueKinds:
 
     # -- expressions --------------------------------------------------------------------------
     def expr_kind(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int) -> str:
+        key = (id(expr), id(fn), seq)
+        kind = self._memo.get(key)
+        if kind is None:
+            kind = self._memo[key] = self._expr_kind(expr, fn, seq)
+        return kind
+
+    def _expr_kind(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int) -> str:
         if isinstance(expr, cst.Call):
             return self.call_kind(expr, fn, seq)
         if isinstance(expr, cst.Name):
             if expr.value in ("True", "False", "None"):
                 return PLAIN
+            if expr.value == "self" and fn.class_name and fn.class_name in model_subclasses(
+                    self.ctx):
+                return MODEL  # ``self.predict(obs)`` in a keras.Model subclass's method
             ev = self.ctx.last_assign(fn, expr.value, seq)
             if ev is None:
                 return UNKNOWN

@@ -10,13 +10,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 from leakwatt.common import LeakwattError
-from leakwatt.params import Params, load_params
+from leakwatt.params import Params, load_params_or_defaults
 
 
 def stage_parser(name: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m leakwatt.pipeline.stages.{name}",
                                      description=description)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--params", default=None, metavar="FILE",
+                        help="params file (default: ./params.yaml; without one, the built-in "
+                             "defaults)")
     return parser
 
 
@@ -25,7 +27,7 @@ def run_stage(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespac
     """Parse arguments, load params once, run ``body``; user errors become one line and exit 2."""
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params)
+        params = load_params_or_defaults(args.params)
         body(args, params)
     except LeakwattError as exc:
         print(f"leakwatt: error: {exc}", file=sys.stderr)
