@@ -165,6 +165,13 @@ UNREPRODUCED = Table(
 # ----------------------------------------------------------------------------- measure
 
 VARIANTS = ("smelly", "clean")
+#: the Keras levels a run is measured under (leakwatt.params.FRAMEWORKS; docs/measure.md).
+FRAMEWORKS = ("keras3", "keras2", "keras2-graph")
+DATA_SOURCES = _set("synthetic", "cifar10-npz")
+#: where a run's measured window began: at the program's ready() or (never called) its start.
+WINDOW_STARTS = _set("ready", "process")
+#: the work counters a program reports (``work`` in its result JSON), one column each.
+WORK_COUNTERS = ("train_steps", "optimizer_updates", "examples_seen", "predict_calls")
 RUN_STATUSES = _set("ok", "crashed", "timeout", "oom")
 #: the CPU power sources of an x86 machine: measured (``rapl``) or estimated by CodeCarbon.
 CPU_POWER_SOURCES = _set("rapl", "cpu_load", "constant")
@@ -182,12 +189,21 @@ RUNS = Table(
              "rss_growth_mb_per_s", "peak_gpu_mem_mb", "rapl_energy_kwh", "nvml_energy_kwh",
              "wall_s", "workload_s", "final_loss", "exit_code", "series_path",
              "country_iso_code", "carbon_intensity_kg_per_kwh", "sample_interval_s",
-             "codecarbon_version", "tracking_mode"),
+             "codecarbon_version", "tracking_mode",
+             # issues 9/10: the Keras level, the positive control, the work done, the window
+             "framework", "tf_version", "keras_version", "data_source", "leak_evidence",
+             "leak_count_first", "leak_count_last", "leak_counts",
+             *(f"work_{c}" for c in WORK_COUNTERS),
+             "window_start", "startup_s", "process_duration_s", "process_energy_kwh",
+             "process_cpu_energy_kwh", "process_ram_energy_kwh", "process_gpu_energy_kwh",
+             "load_start", "load_end"),
     contract=_RUNS_CONTRACT,
     required=_RUNS_CONTRACT,
     # cpu_power_source is open: CodeCarbon names its own modes (CPU_POWER_SOURCES are the usual)
-    values={"variant": frozenset(VARIANTS), "status": RUN_STATUSES, "scale": SCALES},
-    key=("pair_id", "variant", "rep", "device"))
+    values={"variant": frozenset(VARIANTS), "status": RUN_STATUSES, "scale": SCALES,
+            "framework": frozenset(FRAMEWORKS), "data_source": DATA_SOURCES,
+            "window_start": WINDOW_STARTS},
+    key=("pair_id", "variant", "rep", "device", "framework"))
 
 #: warm-up runs: executed, not counted; the same columns as runs.csv.
 WARMUP = Table("warmup.csv", "measure", columns=RUNS.columns, values=RUNS.values, key=RUNS.key)
@@ -304,11 +320,11 @@ ANALYZE_OUTPUTS = {t.file: t for t in (STATS, SUMMARY, FAILURES, CONTROLS, PREVA
                                         LIFETIMES, SURVIVAL, OVERVIEW)}
 
 __all__ = [
-    "ANALYZE_OUTPUTS", "CONTROLS", "CORPUS", "CPU_POWER_SOURCES", "EQUIVALENCE", "EVENTS",
-    "FAILURES", "FAMILIES", "IDLE",
+    "ANALYZE_OUTPUTS", "CONTROLS", "CORPUS", "CPU_POWER_SOURCES", "DATA_SOURCES", "EQUIVALENCE",
+    "EVENTS", "FAILURES", "FAMILIES", "FRAMEWORKS", "IDLE",
     "INSTANCES", "LABELS", "LEAK_COMMITS", "LIFETIMES", "MINE_OUTPUTS", "OVERVIEW",
     "PAIRS", "PLOT_ENERGY_RUNS", "PLOT_PCT_CHANGE", "PLOT_SURVIVAL", "PREVALENCE", "REPOS",
     "REPO_STATUSES", "RUNS", "RUN_MEASURES", "RUN_STATUSES", "SCALES", "SCAN_ERRORS", "SERIES",
     "STATS", "STATS_STATUSES", "SUMMARY", "SURVIVAL", "TABLES", "TESTS", "Table", "UNREPRODUCED",
-    "VARIANTS", "WARMUP",
+    "VARIANTS", "WARMUP", "WINDOW_STARTS", "WORK_COUNTERS",
 ]

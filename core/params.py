@@ -16,12 +16,15 @@ import yaml
 
 from leakwatt.common import LeakwattError
 
-PROFILES = ("full", "demo")
+PROFILES = ("full", "demo", "gpu")
 #: ``mine.rules`` default: every rule the miner has registered. The floor does not know the
 #: rule ids (leakwatt.mining.rules.REGISTRY does); the miner validates them.
 ALL_RULES = ("all",)
 SCALES = ("tiny", "small", "paper")
 DEVICES = ("cpu", "gpu")
+#: Keras levels a program can run under (docs/measure.md): Keras 3; Keras 2 (``tf_keras`` via
+#: ``TF_USE_LEGACY_KERAS=1``); Keras 2 with eager execution disabled (TF1-compat graph mode).
+FRAMEWORKS = ("keras3", "keras2", "keras2-graph")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class ReproduceParams:
 @dataclass(frozen=True)
 class MeasureParams:
     devices: tuple[str, ...] = ("cpu",)
+    frameworks: tuple[str, ...] = FRAMEWORKS
     repetitions: int = 30
     warmup: int = 1
     cooldown_s: float = 10.0
@@ -84,6 +88,12 @@ class MeasureParams:
     def check(self, where: str) -> None:
         for device in self.devices:
             _one_of(where, "devices", device, DEVICES)
+        if not self.frameworks:
+            raise LeakwattError(f"{where}.frameworks: must name at least one of {', '.join(FRAMEWORKS)}")
+        for framework in self.frameworks:
+            _one_of(where, "frameworks", framework, FRAMEWORKS)
+        if len(set(self.frameworks)) != len(self.frameworks):
+            raise LeakwattError(f"{where}.frameworks: {list(self.frameworks)} names a level twice")
         _at_least(where, "repetitions", self.repetitions, 1)
         _at_least(where, "warmup", self.warmup, 0)
         _at_least(where, "cooldown_s", self.cooldown_s, 0)
@@ -298,9 +308,8 @@ def as_dict(params: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "PRIMARY_TESTS", "AnalyzeParams", "MeasureParams", "MineParams", "Params", "PrimaryParams",
-    "ReportParams", "ReproduceParams", "as_dict", "deep_merge", "load_params",
-    "load_params_or_defaults", "params_from_dict",
-    "profile_overrides", "read_yaml",
+    "FRAMEWORKS", "PRIMARY_TESTS", "AnalyzeParams", "MeasureParams", "MineParams", "Params",
+    "PrimaryParams", "ReportParams", "ReproduceParams", "as_dict", "deep_merge", "load_params",
+    "load_params_or_defaults",
+    "params_from_dict", "profile_overrides", "read_yaml",
 ]
-

@@ -48,7 +48,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from leakwatt.mining.corpus import add_repository, check_corpus
+    from leakwatt.mining.corpus import add_repository, check_corpus, verify_commit
 
     if args.action == "check":
         problems = check_corpus(Path(args.corpus))
@@ -59,6 +59,10 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     entry = add_repository(Path(args.corpus), args.url, commit=args.commit, name=args.name,
                            domain=args.domain, why=args.why, mirror_dir=args.mirror_dir)
     print(f"added {entry.url} @ {entry.commit} to {args.corpus}")
+    if args.commit and verify_commit(entry.url, entry.commit, args.mirror_dir) is None:
+        print(f"leakwatt: warning: commit {entry.commit[:12]} not verified (no local copy of "
+              f"{entry.url}; give --mirror-dir, or `leakwatt mine` checks it when it clones)",
+              file=sys.stderr)
     return 0
 
 
@@ -86,12 +90,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    from leakwatt.pipeline.harness.store import ensure_writable
     from leakwatt.pipeline.workflow import measure, reproduce
 
     params = _params(args)
     scale = args.scale or params.reproduce.scale
+    ensure_writable(Path(args.out), ("runs.csv", "warmup.csv", "idle.csv"))
+    frameworks = (tuple(f.strip() for f in args.frameworks.split(",") if f.strip())
+                  if args.frameworks is not None else None)
     mp = _replace(params.measure, repetitions=args.repetitions, warmup=args.warmup,
-                  cooldown_s=args.cooldown)
+                  cooldown_s=args.cooldown, frameworks=frameworks)
+    mp.check("measure (with the command-line flags)")
     out = Path(args.out)
     if args.pairs:
         pairs_dir = Path(args.pairs)
@@ -211,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unrecorded warm-up runs (default: params measure.warmup)")
     p.add_argument("--cooldown", type=float,
                    help="seconds of idle between runs (default: params measure.cooldown_s)")
+    p.add_argument("--frameworks", metavar="LEVELS",
+                   help="comma-separated Keras levels: keras3,keras2,keras2-graph "
+                        "(default: params measure.frameworks)")
     p.add_argument("--no-progress", action="store_true", help="do not print a progress line")
     p.set_defaults(func=cmd_measure)
 

@@ -22,7 +22,8 @@ from leakwatt.pipeline.repros import build_pairs
 
 CONTRACT = list(RUNS.contract)
 FAST = MeasureParams(repetitions=1, warmup=0, cooldown_s=0.0, sample_interval_s=0.2,
-                     timeout_s=60, memory_limit_mb=2048, idle_baseline=False)
+                     timeout_s=60, memory_limit_mb=2048, idle_baseline=False,
+                     frameworks=("keras3",))
 
 PROGRAM = """\
 import argparse
@@ -67,7 +68,8 @@ def test_harness_only_reads_pairs(tmp_path):
 def test_paper_imr_two_reps_then_resume_then_three_reps(tmp_path):
     out = tmp_path / "out"
     params = MeasureParams(repetitions=2, warmup=0, cooldown_s=0.0, sample_interval_s=0.2,
-                           timeout_s=240, memory_limit_mb=6144, idle_baseline=True)
+                           timeout_s=240, memory_limit_mb=6144, idle_baseline=True,
+                           frameworks=("keras3",))
     build_pairs(tmp_path / "pairs", ["paper-imr"], "tiny")
     runs = measure_pairs(tmp_path / "pairs", ["paper-imr"], out, "cpu", "tiny", params,
                          show_progress=False)
@@ -84,8 +86,17 @@ def test_paper_imr_two_reps_then_resume_then_three_reps(tmp_path):
     assert frame["emissions_kg"].tolist() == pytest.approx((frame["energy_kwh"] * 0.4526).tolist())
     assert (frame["peak_rss_mb"] > 100).all()  # TensorFlow was loaded in the measured process
     assert frame["final_loss"].nunique() == 1  # both variants did the same training
+    # the measured window starts at ready(): after the imports, inside the whole process
+    assert set(frame["framework"]) == {"keras3"} and set(frame["window_start"]) == {"ready"}
+    assert frame["keras_version"].str.startswith("3.").all()
+    assert set(frame["data_source"]) == {"synthetic"} and frame["tf_version"].notna().all()
+    assert (frame["startup_s"] > 1).all()  # importing TensorFlow alone takes longer
+    assert (frame["process_duration_s"] > frame["duration_s"] + frame["startup_s"] - 1).all()
+    assert (frame["process_energy_kwh"] > frame["energy_kwh"]).all()
+    assert frame[["load_start", "load_end"]].notna().all().all()
     for series in frame["series_path"]:
-        assert len(pd.read_csv(out / series)) >= 3
+        samples = pd.read_csv(out / series)
+        assert len(samples) >= 3 and (samples["rss_mb"] > 0).all()  # no sample after exit
     idle = pd.read_csv(out / "idle.csv")
     assert list(idle.columns) == IDLE_COLUMNS and len(idle) == 2
     assert (idle["status"] == "ok").all() and (idle["energy_kwh"] > 0).all()
@@ -103,6 +114,10 @@ def test_paper_imr_two_reps_then_resume_then_three_reps(tmp_path):
                   show_progress=False)
     after = pd.read_csv(out / "runs.csv")
     assert len(after) == 6 and not after.duplicated(["pair_id", "variant", "rep"]).any()
+    # the idle run of block 1 ran with block 1, before block 2 began (not after all runs)
+    idle_1 = idle.set_index("rep").loc[1, "started_at"]
+    assert frame.loc[frame["rep"] == 1, "started_at"].min() <= idle_1
+    assert idle_1 <= frame.loc[frame["rep"] == 2, "started_at"].min()
     assert after.iloc[:4].equals(frame)  # earlier rows untouched
     assert sorted(after.iloc[4:]["rep"]) == [3, 3]
     assert len(pd.read_csv(out / "idle.csv")) == 3
@@ -146,7 +161,8 @@ from pathlib import Path
 from leakwatt.pipeline.harness import measure_pairs
 from leakwatt.params import MeasureParams
 params = MeasureParams(repetitions=3, warmup=0, cooldown_s=0.0, sample_interval_s=0.2,
-                       timeout_s=60, memory_limit_mb=2048, idle_baseline=False)
+                       timeout_s=60, memory_limit_mb=2048, idle_baseline=False,
+                       frameworks=("keras3",))
 measure_pairs(Path(sys.argv[1]), None, Path(sys.argv[2]), "cpu", "tiny", params,
               show_progress=False)
 """

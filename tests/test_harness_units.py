@@ -1,4 +1,5 @@
-"""Harness pieces without TensorFlow: run table, RSS growth, append store, device check."""
+"""Harness pieces without TensorFlow: run table, RSS growth, append store, device check,
+framework levels, idle interleaving, header upgrade, samples after exit."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import pytest
 
 from leakwatt.common import LeakwattError
 from leakwatt.pipeline.harness import RUNS_COLUMNS, plan_runs, rss_growth_mb_per_s
-from leakwatt.pipeline.harness.measure import check_device
-from leakwatt.pipeline.harness.runner import Nvml
+from leakwatt.pipeline.harness.measure import (
+    IDLE_REPS_MAX,
+    IdleSlot,
+    check_device,
+    interleave_idle,
+    supported_frameworks,
+)
+from leakwatt.pipeline.harness.runner import Nvml, _program_samples
 from leakwatt.pipeline.harness.store import RUN_KEY, AppendStore
+from leakwatt.pipeline.harness.supersede import upgrade_columns
 
 PAIRS = pd.DataFrame([{"pair_id": p, "smell": "IMR", "smelly_path": f"{p}/s.py",
                        "clean_path": f"{p}/c.py"} for p in ("a", "b", "c")])
@@ -38,11 +46,11 @@ def test_store_cuts_a_torn_line_and_keys_rows(tmp_path):
     path = tmp_path / "runs.csv"
     store = AppendStore(path, RUNS_COLUMNS, RUN_KEY)
     store.append({"pair_id": "a", "variant": "smelly", "rep": 1, "device": "cpu",
-                  "status": "ok"})
+                  "status": "ok", "framework": "keras3"})
     with open(path, "a") as fh:
         fh.write("a,IMR,clean,1,cp")  # a writer killed mid-row
     store = AppendStore(path, RUNS_COLUMNS, RUN_KEY)
-    assert store.keys() == {("a", "smelly", 1, "cpu")}
+    assert store.keys() == {("a", "smelly", 1, "cpu", "keras3")}
     store.append({"pair_id": "a", "variant": "clean", "rep": 1, "device": "cpu",
                   "status": "crashed", "error": "x, \"quoted\"\nsecond line"})
     frame = store.read()
@@ -60,3 +68,68 @@ def test_gpu_device_without_a_gpu_is_a_clear_error():
     with pytest.raises(LeakwattError, match="--device gpu: no NVIDIA GPU found"):
         check_device("gpu")
     assert check_device("cpu") is None
+
+
+def test_frameworks_multiply_the_cells_a_pair_supports():
+    levels = ("keras3", "keras2", "keras2-graph")
+    plan = plan_runs(PAIRS, 2, seed=1, device="cpu", frameworks=levels,
+                     supported={"c": ("keras3",)})
+    block = sorted((r.pair_id, r.variant, r.framework) for r in plan if r.rep == 1)
+    expected = sorted([(p, v, f) for p in "ab" for v in ("smelly", "clean") for f in levels]
+                      + [("c", v, "keras3") for v in ("smelly", "clean")])
+    assert block == expected and len(plan) == 2 * len(expected)
+    assert [r.order for r in plan] == list(range(1, len(plan) + 1))
+    assert {r.framework for r in plan_runs(PAIRS, 1, seed=1, device="cpu")} == {"keras3"}
+
+
+def test_idle_runs_sit_in_the_second_half_of_the_first_blocks():
+    plan = plan_runs(PAIRS, 5, seed=1, device="cpu")
+    schedule = interleave_idle(plan, 5, seed=1, device="cpu")
+    assert [x for x in schedule if not isinstance(x, IdleSlot)] == plan
+    slots = [(i, x.rep) for i, x in enumerate(schedule) if isinstance(x, IdleSlot)]
+    assert [rep for _, rep in slots] == list(range(1, IDLE_REPS_MAX + 1))
+    for index, rep in slots:
+        block = [i for i, x in enumerate(schedule) if not isinstance(x, IdleSlot) and x.rep == rep]
+        assert block[0] + len(block) // 2 <= index <= block[-1] + 1  # inside its block
+    assert interleave_idle(plan, 5, seed=1, device="cpu") == schedule
+
+
+def test_pair_meta_names_the_levels_it_supports(tmp_path):
+    (tmp_path / "p").mkdir()
+    assert supported_frameworks(tmp_path, "p") == ("keras3", "keras2", "keras2-graph")
+    (tmp_path / "p" / "meta.json").write_text('{"frameworks": ["keras3", "keras2"]}')
+    assert supported_frameworks(tmp_path, "p") == ("keras3", "keras2")
+    (tmp_path / "p" / "meta.json").write_text('{"frameworks": ["keras4"]}')
+    with pytest.raises(LeakwattError, match="frameworks: 'keras4' is not one of"):
+        supported_frameworks(tmp_path, "p")
+
+
+def test_rows_written_before_the_framework_column_are_kept_as_keras3(tmp_path):
+    old = [c for c in RUNS_COLUMNS if c not in ("framework", "window_start", "load_start")]
+    frame = pd.DataFrame([{"pair_id": "a", "smell": "IMR", "variant": v, "rep": 1,
+                           "device": "cpu", "status": "ok"} for v in ("smelly", "clean")],
+                         columns=old)
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    added = upgrade_columns(tmp_path / "runs.csv", RUNS_COLUMNS,
+                            {"framework": "keras3", "window_start": "process"})
+    assert added == ["framework", "window_start", "load_start"]
+    store = AppendStore(tmp_path / "runs.csv", RUNS_COLUMNS, RUN_KEY)
+    assert store.keys() == {("a", v, 1, "cpu", "keras3") for v in ("smelly", "clean")}
+    assert set(store.read()["window_start"]) == {"process"}
+    assert upgrade_columns(tmp_path / "runs.csv", RUNS_COLUMNS, {}) == []
+
+
+def test_samples_after_the_program_ended_are_dropped():
+    series = [(0.5, 100.0, None), (1.0, 300.0, None), (1.5, 320.0, None), (2.0, 0.0, None),
+              (2.5, 310.0, None)]
+    report = {"end_monotonic": 1002.2, "ready_monotonic": 1000.8}
+    kept, ready = _program_samples(series, report, start=1000.0)
+    assert kept == series[:3] and ready == pytest.approx(0.8)
+    kept, ready = _program_samples(series, {}, start=1000.0)  # no report: only 0 MB goes
+    assert kept == [s for s in series if s[1] > 0] and ready is None
+
+
+def test_rss_growth_starts_at_ready():
+    series = [(t * 0.5, 200.0 + 10.0 * t * 0.5, None) for t in range(4)]
+    series += [(t * 0.5, 500.0 + 2.0 * t * 0.5, None) for t in range(4, 21)]
+    assert rss_growth_mb_per_s(series, ready_s=2.0) == pytest.approx(2.0)

@@ -6,6 +6,13 @@ RSS is the one doing the work. The child always stops its tracker and writes the
 when the program raises; it dies with its parent (``PR_SET_PDEATHSIG`` and a parent watch), so a
 killed harness leaves no orphan burning energy. Only standard library and CodeCarbon are imported
 before the program runs.
+
+Two trackers run: one over the whole process (``process_*`` figures) and one over the measured
+window, started when the program calls ``ready()`` (after importing TensorFlow and building its
+data; see :mod:`leakwatt.pipeline.harness.window`). A program that never calls ``ready()`` is
+measured from its start, and the report says so (``window_start``: ``process``). Both trackers are
+CodeCarbon's own; two may run at once (``allow_multiple_runs``) and, from CodeCarbon 3.3, each
+keeps its own CPU-load baseline, so they do not disturb each other's readings.
 """
 
 from __future__ import annotations
@@ -80,12 +87,21 @@ def _tf_sees_gpu() -> bool | None:
         return None
 
 
+def _figures(data: Any, prefix: str = "") -> dict[str, float]:
+    return {f"{prefix}duration_s": float(data.duration),
+            f"{prefix}energy_kwh": float(data.energy_consumed),
+            f"{prefix}cpu_energy_kwh": float(data.cpu_energy),
+            f"{prefix}ram_energy_kwh": float(data.ram_energy),
+            f"{prefix}gpu_energy_kwh": float(data.gpu_energy)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m leakwatt.pipeline.harness.child")
     parser.add_argument("--report", required=True)
     parser.add_argument("--program")
     parser.add_argument("--idle", type=float)
     parser.add_argument("--scale", default="tiny")
+    parser.add_argument("--framework", default="keras3")
     parser.add_argument("--result", default="")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--country", default="USA")
@@ -97,18 +113,40 @@ def main(argv: list[str] | None = None) -> int:
 
     from codecarbon import OfflineEmissionsTracker
 
+    from leakwatt.pipeline.harness import window
+
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
-    tracker = OfflineEmissionsTracker(country_iso_code=args.country,
-                                      measure_power_secs=args.interval, save_to_file=False,
-                                      log_level="error", project_name="leakwatt")
-    report: dict[str, Any] = {"status": "ok", "error": ""}
-    tracker.start()
+
+    def tracker_() -> Any:
+        return OfflineEmissionsTracker(country_iso_code=args.country,
+                                       measure_power_secs=args.interval, save_to_file=False,
+                                       log_level="error", project_name="leakwatt",
+                                       allow_multiple_runs=True)
+
+    process_tracker, window_tracker = tracker_(), tracker_()
+    report: dict[str, Any] = {"status": "ok", "error": "", "window_start": "process"}
+    marks: dict[str, float] = {}
+
+    def start_window() -> None:
+        window_tracker.start()
+        marks["ready"] = time.monotonic()
+
+    process_tracker.start()
     start = time.perf_counter()
+    marks["start"] = time.monotonic()
     try:
         if args.idle is not None:
+            start_window()
             time.sleep(args.idle)
         else:
+            window.on_ready(start_window)
+            os.environ[window.HOOK_ENV] = window.HOOK
+            # keras3 is the contract's default: a program that predates --framework still runs
+            # under it; any other level is passed on (a program that cannot take it fails loudly)
+            os.environ["TF_USE_LEGACY_KERAS"] = "0" if args.framework == "keras3" else "1"
             sys.argv = [args.program, "--scale", args.scale, "--out", args.result]
+            if args.framework != "keras3":
+                sys.argv += ["--framework", args.framework]
             sys.path.insert(0, os.path.dirname(os.path.abspath(args.program)))
             runpy.run_path(args.program, run_name="__main__")
     except SystemExit as exc:
@@ -122,14 +160,24 @@ def main(argv: list[str] | None = None) -> int:
         report.update(status=status, error=text[0][:500] if text else type(exc).__name__)
         traceback.print_exc()
     report["workload_s"] = time.perf_counter() - start
+    marks["end"] = time.monotonic()
+    report.update(start_monotonic=marks["start"], end_monotonic=marks["end"],
+                  ready_monotonic=marks.get("ready"),
+                  startup_s=marks["ready"] - marks["start"] if "ready" in marks else None)
     try:
-        codecarbon_emissions = tracker.stop()
-        data = tracker.final_emissions_data
+        window_emissions = window_tracker.stop() if "ready" in marks else None
+        process_emissions = process_tracker.stop()
+        whole = process_tracker.final_emissions_data
+        report.update(_figures(whole, "process_"))
+        if "ready" in marks:
+            data, tracker, emissions = (window_tracker.final_emissions_data, window_tracker,
+                                        window_emissions)
+            report["window_start"] = "ready"
+        else:  # never ready(): the window is the whole process
+            data, tracker, emissions = whole, process_tracker, process_emissions
         report.update(
-            duration_s=float(data.duration), energy_kwh=float(data.energy_consumed),
-            cpu_energy_kwh=float(data.cpu_energy), ram_energy_kwh=float(data.ram_energy),
-            gpu_energy_kwh=float(data.gpu_energy),
-            codecarbon_emissions_kg=float(codecarbon_emissions or data.emissions),
+            **_figures(data),
+            codecarbon_emissions_kg=float(emissions or data.emissions),
             codecarbon_version=str(data.codecarbon_version), cpu_model=str(data.cpu_model),
             gpu_model=str(data.gpu_model), tracking_mode=str(data.tracking_mode),
             **power_sources(tracker))

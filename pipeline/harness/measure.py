@@ -1,19 +1,26 @@
-"""The measurement run table: pairs x variants x repetitions, interleaved, resumable.
+"""The measurement run table: pairs x variants x frameworks x repetitions, interleaved, resumable.
 
-Block ``rep`` holds one run of every (pair, variant), shuffled by a generator seeded with
-(seed, device, rep), so the order of a block never changes when repetitions are added. Warm-up
-runs (``params.warmup`` per pair and variant, run before the first missing block of an
-invocation) go to ``warmup.csv`` and are never counted. A cooldown sleep follows every run.
+Block ``rep`` holds one run of every (pair, variant, framework) the pair supports, shuffled by a
+generator seeded with (seed, device, rep), so the order of a block never changes when repetitions
+are added. Warm-up runs (``params.warmup`` per pair, variant and framework, run before the first
+missing block of an invocation) go to ``warmup.csv`` and are never counted. The idle baseline of
+block ``rep`` (the first ``IDLE_REPS_MAX`` blocks) runs inside that block, at a seeded position in
+its second half, so it sees the machine in the same state as the runs around it. A cooldown
+sleep follows every run. A framework level that a pair's ``meta.json`` does not list is skipped
+and the skip is logged and kept in ``environment.json`` (``measurement.skipped``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import random
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -25,12 +32,20 @@ import pandas as pd
 import psutil
 
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json
-from leakwatt.contracts import SERIES
-from leakwatt.params import MeasureParams, as_dict
+from leakwatt.contracts import SERIES, WORK_COUNTERS
+from leakwatt.params import FRAMEWORKS, MeasureParams, as_dict
 from leakwatt.pipeline.harness.runner import Nvml, RunOutcome, child_env, rapl_readable, run_child
-from leakwatt.pipeline.harness.store import IDLE_COLUMNS, IDLE_KEY, RUN_KEY, RUNS_COLUMNS, AppendStore
+from leakwatt.pipeline.harness.store import (
+    IDLE_COLUMNS,
+    IDLE_KEY,
+    RUN_KEY,
+    RUNS_COLUMNS,
+    AppendStore,
+    ensure_writable,
+)
+from leakwatt.pipeline.harness.supersede import upgrade_columns
 from leakwatt.pipeline.repros.equivalence import excluded_pairs
-from leakwatt.pipeline.repros.pairs import read_pairs
+from leakwatt.pipeline.repros.pairs import pair_meta, read_pairs
 from leakwatt.pipeline.repros.templates import SCALES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -46,28 +61,71 @@ class PlannedRun:
     rep: int
     order: int
     program: str
+    framework: str = "keras3"
 
 
-def plan_runs(pairs: pd.DataFrame, repetitions: int, seed: int, device: str) -> list[PlannedRun]:
-    """The full run table in execution order (block by block, shuffled within a block)."""
-    cells = sorted((str(r["pair_id"]), str(r["smell"]), v, str(r[f"{v}_path"]))
-                   for r in pairs.to_dict("records") for v in VARIANTS)
+@dataclass(frozen=True)
+class IdleSlot:
+    """The idle baseline run of block ``rep``."""
+
+    rep: int
+
+
+def plan_runs(pairs: pd.DataFrame, repetitions: int, seed: int, device: str,
+              frameworks: Sequence[str] = ("keras3",),
+              supported: Mapping[str, Sequence[str]] | None = None) -> list[PlannedRun]:
+    """The full run table in execution order (block by block, shuffled within a block).
+
+    ``supported`` maps a pair id to the framework levels it runs under (all when absent)."""
+    supported = supported or {}
+    cells = sorted((str(r["pair_id"]), str(r["smell"]), v, str(r[f"{v}_path"]), fw)
+                   for r in pairs.to_dict("records") for v in VARIANTS for fw in frameworks
+                   if fw in supported.get(str(r["pair_id"]), FRAMEWORKS))
     plan = []
     for rep in range(1, repetitions + 1):
         block = list(cells)
         random.Random(f"{seed}:{device}:{rep}").shuffle(block)
-        for i, (pair_id, smell, variant, program) in enumerate(block):
+        for i, (pair_id, smell, variant, program, fw) in enumerate(block):
             plan.append(PlannedRun(pair_id, smell, variant, rep, (rep - 1) * len(cells) + i + 1,
-                                   program))
+                                   program, fw))
     return plan
 
 
-def rss_growth_mb_per_s(series: list[tuple[float, float, float | None]]) -> float | None:
-    """OLS slope of RSS over the second half of the run (the first half holds the imports)."""
+def interleave_idle(plan: list[PlannedRun], repetitions: int, seed: int,
+                    device: str) -> list[PlannedRun | IdleSlot]:
+    """``plan`` with the idle run of each of the first ``IDLE_REPS_MAX`` blocks placed at a
+    seeded position in the second half of its block (fixed whatever is already done)."""
+    out: list[PlannedRun | IdleSlot] = []
+    for rep in range(1, repetitions + 1):
+        block: list[PlannedRun | IdleSlot] = [r for r in plan if r.rep == rep]
+        if rep <= IDLE_REPS_MAX:
+            at = random.Random(f"{seed}:{device}:{rep}:idle").randint(len(block) // 2, len(block))
+            block.insert(at, IdleSlot(rep))
+        out += block
+    return out
+
+
+def supported_frameworks(pairs_dir: Path, pair_id: str) -> tuple[str, ...]:
+    """The levels ``pair_id``'s meta.json lists under ``frameworks`` (all when it lists none)."""
+    listed = pair_meta(pairs_dir, pair_id).get("frameworks")
+    if not listed:
+        return FRAMEWORKS
+    unknown = [f for f in listed if f not in FRAMEWORKS]
+    if unknown:
+        raise LeakwattError(f"{Path(pairs_dir) / pair_id / 'meta.json'}: frameworks: "
+                            f"{unknown[0]!r} is not one of {', '.join(FRAMEWORKS)}")
+    return tuple(listed)
+
+
+def rss_growth_mb_per_s(series: list[tuple[float, float, float | None]],
+                        ready_s: float | None = None) -> float | None:
+    """OLS slope of RSS over the measured window (from the program's ready(), which comes after
+    the imports and the data); without ready(), over the second half of the run."""
     if not series:
         return None
     end = series[-1][0]
-    tail = [(t, rss) for t, rss, _ in series if t >= end / 2]
+    since = end / 2 if ready_s is None else ready_s
+    tail = [(t, rss) for t, rss, _ in series if t >= since]
     if len(tail) < 3:
         return None
     t, rss = np.array(tail).T
@@ -106,6 +164,12 @@ def _energy_fields(outcome: RunOutcome, params: MeasureParams) -> dict[str, Any]
     }
 
 
+def _process_fields(rep: dict[str, Any]) -> dict[str, Any]:
+    return {k: rep.get(k) for k in ("window_start", "startup_s", "process_duration_s",
+                                    "process_energy_kwh", "process_cpu_energy_kwh",
+                                    "process_ram_energy_kwh", "process_gpu_energy_kwh")}
+
+
 def _child_args(params: MeasureParams, device: str, report: Path) -> list[str]:
     return ["--report", str(report), "--device", device, "--country", params.country_iso_code,
             "--interval", str(params.sample_interval_s)]
@@ -117,7 +181,8 @@ def _run_program(run: PlannedRun, work: Path, device: str, scale: str,
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
     args = _child_args(params, device, work / "tmp" / f"{log_name}.report.json")
-    args += ["--program", run.program, "--scale", scale, "--result", str(result)]
+    args += ["--program", run.program, "--scale", scale, "--result", str(result),
+             "--framework", run.framework]
     (work / "tmp").mkdir(parents=True, exist_ok=True)
     outcome = run_child(args, child_env(device), work / "tmp" / f"{log_name}.report.json",
                         work / "logs" / f"{log_name}.log", params.timeout_s,
@@ -126,11 +191,37 @@ def _run_program(run: PlannedRun, work: Path, device: str, scale: str,
     return outcome
 
 
-def _final_loss(outcome: RunOutcome) -> float | None:
+def _result(outcome: RunOutcome) -> dict[str, Any]:
+    """The program's result JSON ({} when it wrote none or an unreadable one)."""
     try:
-        return float(pd.read_json(outcome.report["_result_path"], typ="series")["final_loss"])
-    except Exception:
+        with open(outcome.report["_result_path"], encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (KeyError, OSError, ValueError):
+        return {}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
         return None
+
+
+def _program_fields(result: dict[str, Any], run: PlannedRun, evidence: str) -> dict[str, Any]:
+    """What the program itself reported: Keras level and versions, leak counts, work, data."""
+    counts = [c for c in (_number(v) for v in result.get("leak_counts") or []) if c is not None]
+    work = result.get("work") if isinstance(result.get("work"), dict) else {}
+    fields = {"framework": run.framework, "tf_version": result.get("tf_version"),
+              "keras_version": result.get("keras_version"),
+              "data_source": result.get("data_source"),
+              "leak_evidence": result.get("leak_evidence") or evidence,
+              "leak_count_first": counts[0] if counts else None,
+              "leak_count_last": counts[-1] if counts else None,
+              "leak_counts": json.dumps(counts) if result else None,
+              "final_loss": _number(result.get("final_loss"))}
+    fields.update({f"work_{c}": work.get(c, 0) if result else None for c in WORK_COUNTERS})
+    return fields
 
 
 def _write_series(path: Path, series: list[tuple[float, float, float | None]]) -> None:
@@ -139,19 +230,24 @@ def _write_series(path: Path, series: list[tuple[float, float, float | None]]) -
 
 
 def _row(run: PlannedRun, outcome: RunOutcome, device: str, scale: str, started: str,
-         params: MeasureParams, series_rel: str) -> dict[str, Any]:
+         params: MeasureParams, series_rel: str, loads: tuple[float, float],
+         evidence: str = "none recorded") -> dict[str, Any]:
     row = {"pair_id": run.pair_id, "smell": run.smell, "variant": run.variant, "rep": run.rep,
            "device": device, "status": outcome.status, "peak_rss_mb": outcome.peak_rss_mb,
            "scale": scale, "order": run.order, "started_at": started, "error": outcome.error,
-           "rss_growth_mb_per_s": rss_growth_mb_per_s(outcome.series),
+           "rss_growth_mb_per_s": rss_growth_mb_per_s(outcome.series, outcome.ready_s),
            "peak_gpu_mem_mb": outcome.peak_gpu_mem_mb, "wall_s": round(outcome.wall_s, 3),
            "workload_s": outcome.report.get("workload_s"),
-           "final_loss": _final_loss(outcome) if outcome.status == "ok" else None,
            "exit_code": outcome.exit_code, "series_path": series_rel,
            "country_iso_code": params.country_iso_code,
            "carbon_intensity_kg_per_kwh": params.carbon_intensity_kg_per_kwh,
-           "sample_interval_s": params.sample_interval_s}
+           "sample_interval_s": params.sample_interval_s,
+           "load_start": round(loads[0], 2), "load_end": round(loads[1], 2)}
+    row.update(_program_fields(_result(outcome), run, evidence))
+    if outcome.status != "ok":
+        row["final_loss"] = None
     row.update(_energy_fields(outcome, params))
+    row.update(_process_fields(outcome.report))
     return row
 
 
@@ -197,7 +293,7 @@ def environment(device: str, nvml: Nvml | None) -> dict[str, Any]:
     except OSError:
         pass
     versions: dict[str, str | None] = {}
-    for dist in ("tensorflow", "keras", "codecarbon", "numpy", "pandas", "psutil",
+    for dist in ("tensorflow", "keras", "tf-keras", "codecarbon", "numpy", "pandas", "psutil",
                  "nvidia-ml-py", "leakwatt"):
         try:
             versions[dist] = metadata.version(dist)
@@ -230,32 +326,26 @@ def environment(device: str, nvml: Nvml | None) -> dict[str, Any]:
     }
 
 
-def _run_idle(store: AppendStore, work: Path, device: str, params: MeasureParams,
-              runs: pd.DataFrame, nvml: Nvml | None, progress: Any) -> None:
-    if not params.idle_baseline:
-        return
+def _idle_target(runs: pd.DataFrame, device: str) -> float | None:
+    """Seconds an idle run lasts: the median measured window of the ``ok`` clean runs so far."""
     ok_clean = runs[(runs["device"] == device) & (runs["variant"] == "clean")
                     & (runs["status"] == "ok")]["duration_s"].dropna()
-    if ok_clean.empty:
-        return
-    target = float(statistics.median(ok_clean))
-    have = store.keys()
-    for rep in range(1, min(params.repetitions, IDLE_REPS_MAX) + 1):
-        if (device, rep) in have:
-            continue
-        started = _now()
-        report = work / "tmp" / f"idle__{device}__r{rep}.report.json"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        outcome = run_child(_child_args(params, device, report) + ["--idle", f"{target:.3f}"],
-                            child_env(device), report, work / "logs" / f"idle__{device}__r{rep}.log",
-                            params.timeout_s + target, params.memory_limit_mb,
-                            params.sample_interval_s, nvml)
-        row = {"device": device, "rep": rep, "status": outcome.status, "target_s": target,
-               "started_at": started, "error": outcome.error}
-        row.update(_energy_fields(outcome, params))
-        store.append(row)
-        progress.update(1)
-        time.sleep(params.cooldown_s)
+    return None if ok_clean.empty else float(statistics.median(ok_clean))
+
+
+def _run_idle(store: AppendStore, work: Path, device: str, params: MeasureParams, rep: int,
+              target: float, nvml: Nvml | None) -> None:
+    started = _now()
+    report = work / "tmp" / f"idle__{device}__r{rep}.report.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    outcome = run_child(_child_args(params, device, report) + ["--idle", f"{target:.3f}"],
+                        child_env(device), report, work / "logs" / f"idle__{device}__r{rep}.log",
+                        params.timeout_s + target, params.memory_limit_mb,
+                        params.sample_interval_s, nvml)
+    row = {"device": device, "rep": rep, "status": outcome.status, "target_s": target,
+           "started_at": started, "error": outcome.error}
+    row.update(_energy_fields(outcome, params))
+    store.append(row)
 
 
 class _NoProgress:
@@ -285,7 +375,10 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
     pairs = _load_pairs(pairs_dir, pair_ids)
     excluded = excluded_pairs(pairs_dir)
     pairs = pairs[~pairs["pair_id"].isin(list(excluded))]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out_dir, ("runs.csv", "warmup.csv", "idle.csv"))
+    for name in ("runs.csv", "warmup.csv"):
+        upgrade_columns(out_dir / name, RUNS_COLUMNS,
+                        {"framework": "keras3", "window_start": "process"})
     store = AppendStore(out_dir / "runs.csv", RUNS_COLUMNS, RUN_KEY)
     existing = store.read()
     other_scale = existing[(existing["device"] == device) & (existing["scale"] != scale)]
@@ -293,31 +386,42 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
         raise LeakwattError(f"{store.path}: holds {device} runs at scale "
                             f"{other_scale['scale'].iloc[0]!r}; measure scale {scale!r} into "
                             "another folder")
+    supported = {pid: supported_frameworks(pairs_dir, pid) for pid in pairs["pair_id"]}
+    skipped = [{"pair_id": pid, "framework": fw,
+                "reason": f"{pid}/meta.json lists frameworks {', '.join(levels)} only"}
+               for pid, levels in supported.items() for fw in params.frameworks
+               if fw not in levels]
+    for skip in skipped:
+        print(f"leakwatt: measure: skipping {skip['pair_id']} under {skip['framework']}: "
+              f"{skip['reason']}", file=sys.stderr, flush=True)
     done = store.keys()
-    plan = [r for r in plan_runs(pairs, params.repetitions, params.seed, device)
-            if (r.pair_id, r.variant, r.rep, device) not in done]
+    full_plan = plan_runs(pairs, params.repetitions, params.seed, device, params.frameworks,
+                          supported)
+    plan = [r for r in full_plan
+            if (r.pair_id, r.variant, r.rep, device, r.framework) not in done]
     warmups: list[PlannedRun] = []
     if plan:
-        cells = sorted({(r.pair_id, r.smell, r.variant, r.program) for r in plan})
+        cells = sorted({(r.pair_id, r.smell, r.variant, r.program, r.framework) for r in plan})
         random.Random(f"{params.seed}:{device}:warmup").shuffle(cells)
-        warmups = [PlannedRun(p, s, v, -(k + 1), 0, prog)
-                   for k in range(params.warmup) for (p, s, v, prog) in cells]
+        warmups = [PlannedRun(p, s, v, -(k + 1), 0, prog, fw)
+                   for k in range(params.warmup) for (p, s, v, prog, fw) in cells]
     idle_store = AppendStore(out_dir / "idle.csv", IDLE_COLUMNS, IDLE_KEY)
-    idle_todo = 0
-    if params.idle_baseline:
-        have_idle = idle_store.keys()
-        idle_todo = sum((device, rep) not in have_idle
-                        for rep in range(1, min(params.repetitions, IDLE_REPS_MAX) + 1))
+    have_idle = idle_store.keys()
+    todo = set(plan)
+    schedule = [item for item in interleave_idle(full_plan, params.repetitions, params.seed,
+                                                 device)
+                if (item in todo if isinstance(item, PlannedRun)
+                    else params.idle_baseline and (device, item.rep) not in have_idle)]
     env = environment(device, nvml)
     env["measurement"] = {
         "device": device, "scale": scale, "params": as_dict(params),
-        "excluded_pairs": excluded, "pairs": sorted(pairs["pair_id"]),
+        "excluded_pairs": excluded, "pairs": sorted(pairs["pair_id"]), "skipped": skipped,
         "cpu_power_sources": sorted(set(existing["cpu_power_source"].dropna().astype(str))),
         "started_at": _now(),
     }
     atomic_write_json(out_dir / "environment.json", env)
 
-    total = len(warmups) + len(plan) + idle_todo
+    total = len(warmups) + len(schedule)
     if show_progress and total:
         from tqdm import tqdm
 
@@ -325,27 +429,48 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
     else:
         progress = _NoProgress()
     warm_store = AppendStore(out_dir / "warmup.csv", RUNS_COLUMNS, RUN_KEY) if warmups else None
+    evidence = {pid: str(pair_meta(pairs_dir, pid).get("leak_evidence") or "none recorded")
+                for pid in pairs["pair_id"]}
     work = out_dir
+    deferred: list[IdleSlot] = []
     try:
-        for run in warmups + plan:
+        for item in [*warmups, *schedule]:
+            if isinstance(item, IdleSlot):
+                target = _idle_target(store.read(), device)
+                if target is None:  # no ok clean run yet to size it on: try after the rest
+                    deferred.append(item)
+                    continue
+                progress.set_postfix_str(f"idle rep {item.rep}")
+                _run_idle(idle_store, work, device, params, item.rep, target, nvml)
+                progress.update(1)
+                time.sleep(params.cooldown_s)
+                continue
+            run = item
             counted = run.rep > 0
-            name = (f"{run.pair_id}__{run.variant}__{device}__"
+            name = (f"{run.pair_id}__{run.variant}__{device}__{run.framework}__"
                     f"{'r' + str(run.rep) if counted else 'warmup' + str(-run.rep)}")
-            progress.set_postfix_str(f"{run.pair_id}/{run.variant} "
+            progress.set_postfix_str(f"{run.pair_id}/{run.variant}/{run.framework} "
                                      f"{'rep ' + str(run.rep) if counted else 'warm-up'}")
             started = _now()
+            load_start = os.getloadavg()[0]
             outcome = _run_program(run, work, device, scale, params, nvml, name)
+            load_end = os.getloadavg()[0]
             series_rel = f"series/{name}.csv"
             _write_series(out_dir / series_rel, outcome.series)
-            row = _row(run, outcome, device, scale, started, params, series_rel)
+            row = _row(run, outcome, device, scale, started, params, series_rel,
+                       (load_start, load_end), evidence.get(run.pair_id, "none recorded"))
             if counted:
                 store.append(row)
             elif warm_store is not None:
                 warm_store.append(row)
             progress.update(1)
             time.sleep(params.cooldown_s)
-        runs = store.read()
-        _run_idle(idle_store, work, device, params, runs, nvml, progress)
+        for slot in deferred:
+            target = _idle_target(store.read(), device)
+            if target is not None:
+                _run_idle(idle_store, work, device, params, slot.rep, target, nvml)
+                time.sleep(params.cooldown_s)
+            progress.update(1)
     finally:
         progress.close()
     runs = store.read()

@@ -5,6 +5,10 @@ The watchdog samples the child's process tree every ``sample_interval_s``: RSS a
 (``timeout``). RLIMIT_AS is not used because TensorFlow reserves far more virtual memory than it
 touches. RAPL (``/sys/class/powercap``) and NVML energy counters, when readable, are read around
 the run as a second meter.
+
+Samples are kept only while the program runs: the child reports when its program ended (on the
+shared monotonic clock), and a sample taken after that, or one of 0 MB (a process being torn
+down), is dropped -- such a point once made an exiting process look like a 42 % memory drop.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class RunOutcome:
     exit_code: int | None = None
     rapl_energy_kwh: float | None = None
     nvml_energy_kwh: float | None = None
+    #: seconds from the child's start to the program's ready() (None: it never called it)
+    ready_s: float | None = None
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -152,12 +158,12 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
     series: list[tuple[float, float, float | None]] = []
     killed = ""
     with open(log_path, "w", encoding="utf-8") as log:
-        start = time.perf_counter()
+        start = time.monotonic()  # the child reports its marks on this same clock
         popen = subprocess.Popen([sys.executable, "-m", "leakwatt.pipeline.harness.child", *args],
                                  stdout=log, stderr=subprocess.STDOUT, env=env)
         proc = psutil.Process(popen.pid)
         while True:
-            elapsed = time.perf_counter() - start
+            elapsed = time.monotonic() - start
             procs = _tree(proc)
             rss = _rss_mb(procs)
             gpu = nvml.process_mem_mb({p.pid for p in procs}) if nvml else None
@@ -176,11 +182,12 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
                 break
             with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=sample_interval_s)
-        wall = time.perf_counter() - start
+        wall = time.monotonic() - start
     report: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError), open(report_path, encoding="utf-8") as fh:
         report = json.load(fh)
     report_path.unlink(missing_ok=True)
+    series, ready_s = _program_samples(series, report, start)
     nvml_after = nvml.energy_mj() if nvml else None
     nvml_kwh = (None if nvml_before is None or nvml_after is None
                 else (nvml_after - nvml_before) / 3.6e9)
@@ -194,7 +201,18 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
     return RunOutcome(status=status, error=error, wall_s=wall, report=report, series=series,
                       exit_code=popen.returncode,
                       rapl_energy_kwh=_rapl_delta_kwh(rapl_before, _read_rapl_uj()),
-                      nvml_energy_kwh=nvml_kwh)
+                      nvml_energy_kwh=nvml_kwh, ready_s=ready_s)
+
+
+def _program_samples(series: list[tuple[float, float, float | None]], report: dict[str, Any],
+                     start: float) -> tuple[list[tuple[float, float, float | None]], float | None]:
+    """Drop samples taken after the program ended or of a torn-down process (0 MB); return the
+    kept samples and the program's ready() time, both in seconds since ``start``."""
+    end = report.get("end_monotonic")
+    cutoff = None if end is None else float(end) - start
+    kept = [s for s in series if s[1] > 0 and (cutoff is None or s[0] <= cutoff)]
+    ready = report.get("ready_monotonic")
+    return kept, None if ready is None else round(float(ready) - start, 3)
 
 
 def _tail(path: Path) -> str:

@@ -2,20 +2,26 @@
 
 A row is written, flushed and fsynced as soon as its run ends, so an interrupted measurement
 loses at most the run in flight. A torn last line (the harness killed mid-write) is cut off
-before the next append. Rows are never rewritten; resuming adds only missing keys.
+before the next append; a torn row that still ends in a newline (its cell count is not the
+header's) is moved to ``<file>.torn`` so that its run is measured again. Otherwise rows are
+never rewritten; resuming adds only missing keys. :func:`ensure_writable` checks, before
+anything is measured, that the output can be written.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
+import stat
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from leakwatt.common import LeakwattError
+from leakwatt.common import LeakwattError, atomic_write_text
 from leakwatt.contracts import IDLE, RUNS
 
 # Columns and keys are the contracts of leakwatt.contracts (RUNS, WARMUP, IDLE).
@@ -45,7 +51,9 @@ class AppendStore:
             self._append_line(self.columns)
 
     def _repair(self) -> None:
-        """Cut a torn last line (no trailing newline) left by a killed writer."""
+        """Cut a torn last line (no trailing newline) left by a killed writer, and move rows
+        whose cell count is not the header's (torn, even when they end in a newline) aside to
+        ``<file>.torn``: their keys are then missing and their runs are measured again."""
         if not self.path.is_file():
             return
         data = self.path.read_bytes()
@@ -55,6 +63,24 @@ class AppendStore:
                 fh.truncate(cut)
                 fh.flush()
                 os.fsync(fh.fileno())
+            data = data[:cut]
+        text = data.decode("utf-8", errors="replace")
+        records = list(csv.reader(io.StringIO(text, newline="")))
+        if not records:
+            return
+        width = len(records[0])
+        torn = [r for r in records[1:] if r and len(r) != width]
+        if not torn:
+            return
+        kept = [records[0]] + [r for r in records[1:] if r and len(r) == width]
+        for name, rows in ((self.path.name + ".torn", torn), (self.path.name, kept)):
+            buf = io.StringIO(newline="")
+            csv.writer(buf, lineterminator="\n").writerows(rows)
+            if name == self.path.name:
+                atomic_write_text(self.path, buf.getvalue())
+            else:
+                with open(self.path.with_name(name), "a", newline="", encoding="utf-8") as fh:
+                    fh.write(buf.getvalue())
 
     def _append_line(self, values: Sequence[Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,12 +95,42 @@ class AppendStore:
     def read(self) -> pd.DataFrame:
         if not self.path.is_file():
             return pd.DataFrame(columns=self.columns)
-        return pd.read_csv(self.path, dtype={"pair_id": str, "variant": str, "device": str})
+        return pd.read_csv(self.path, dtype={"pair_id": str, "variant": str, "device": str,
+                                             "framework": str})
 
     def keys(self) -> set[tuple[Any, ...]]:
         frame = self.read()
         return {tuple(_plain(v) for v in row) for row in
                 frame[list(self.key)].itertuples(index=False, name=None)}
+
+
+def ensure_writable(folder: Path, names: Sequence[str] = ()) -> None:
+    """Raise a one-line LeakwattError unless ``folder`` (created if missing) and its existing
+    files ``names`` can be written: checked before anything is measured, so that no run is
+    measured and then lost. A file or folder without write permission bits counts as read-only
+    even for root (who could write it anyway)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LeakwattError(f"{folder}: cannot create the output folder "
+                            f"({exc.strerror or exc}); nothing measured") from None
+    writable = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+    if not folder.stat().st_mode & writable:
+        raise LeakwattError(f"{folder}: output folder is read-only; nothing measured")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".leakwatt-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise LeakwattError(f"{folder}: output folder cannot be written "
+                            f"({exc.strerror or exc}); nothing measured") from None
+    for name in names:
+        path = folder / name
+        if path.exists() and (not path.stat().st_mode & writable
+                              or not os.access(path, os.W_OK)):
+            raise LeakwattError(f"{path}: read-only; nothing measured (make it writable or "
+                                "measure into another folder)")
 
 
 def _plain(value: Any) -> Any:

@@ -1,18 +1,25 @@
 """Keep resumed measurements honest when what they measured has changed.
 
-`runs.csv` is resumed by (pair_id, variant, rep, device). That is only right while each pair's
+`runs.csv` is resumed by (pair_id, variant, rep, device, framework). That is only right while each pair's
 programs and the scale are the ones the earlier rows measured. Before measuring, rows whose pair
 program changed (by content hash) or that were measured at another scale are moved out of
 ``runs.csv`` (and ``warmup.csv``) into ``superseded/<timestamp>/`` beside it -- kept, never dropped,
 and no longer counted -- so that the DVC stage re-measures exactly the pairs that changed and a
 user who adds one repository to the corpus re-measures only the pair it brings.
+
+A ``runs.csv`` written before a column existed (``framework`` came with issue 9) is upgraded in
+place by :func:`upgrade_columns`: every row is kept, the new columns are appended, and the ones
+with a known meaning for old rows are filled (every earlier run was Keras 3, measured over the
+whole process). Whether those rows still count is then the fingerprint's decision, as above.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +39,26 @@ def pair_fingerprints(pairs_dir: Path, scale: str) -> dict[str, str]:
             digest.update(b"\0" + (pairs_dir / rel).read_bytes())
         prints[row.pair_id] = digest.hexdigest()
     return prints
+
+
+def upgrade_columns(path: Path, columns: Sequence[str], fill: Mapping[str, str]) -> list[str]:
+    """Append the ``columns`` that ``path``'s header lacks, filling them from ``fill`` (else
+    empty), and keep every row; returns the columns added. A header with columns this version
+    does not know is left alone (the store then reports what it lacks)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    added = [c for c in columns if c not in rows.columns]
+    if not added:
+        return []
+    for column in added:
+        rows[column] = fill.get(column, "")
+    atomic_write_csv(path, rows, columns=[*rows.columns])
+    print(f"leakwatt: {path}: added column(s) {', '.join(added)} to {len(rows)} earlier row(s) "
+          f"({', '.join(f'{k}={v}' for k, v in fill.items() if k in added)})", file=sys.stderr,
+          flush=True)
+    return added
 
 
 def _split(path: Path, stale_pairs: set[str], scale: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:

@@ -291,6 +291,9 @@ def build_model(keras):
 _COMMON = '''\
 
 def make_optimizer(keras):
+    # graph mode (TF1-compat) trains only with the Keras 2 optimizers that build update ops
+    if FRAMEWORK == "keras2-graph":
+        return keras.optimizers.legacy.SGD(learning_rate=LEARNING_RATE)
     return keras.optimizers.SGD(learning_rate=LEARNING_RATE)
 
 
