@@ -81,7 +81,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     rp = _replace(params.reproduce, scale=args.scale,
                   pairs=tuple(args.pairs) if args.pairs else None,
                   equivalence_check=False if args.no_equivalence else None)
-    reproduce(Path(args.instances) if args.instances else None, Path(args.out), rp)
+    reproduce(Path(args.instances) if args.instances else None, Path(args.out), rp,
+              frameworks=params.measure.frameworks)
     return 0
 
 

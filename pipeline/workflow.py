@@ -93,8 +93,10 @@ def read_instances(instances_csv: Path) -> pd.DataFrame:
     return INSTANCES.validate(frame, str(instances_csv))
 
 
-def reproduce(instances_csv: Path | None, out_dir: Path, params: ReproduceParams) -> None:
-    """Write the program pairs and, when enabled, check each pair's equivalence.
+def reproduce(instances_csv: Path | None, out_dir: Path, params: ReproduceParams,
+              frameworks: Sequence[str] | None = None) -> None:
+    """Write the program pairs and, when enabled, check each pair's equivalence under the
+    framework levels that will be measured (``frameworks``; all when None).
 
     This is the one place pairs are built (the ``reproduce`` stage, ``leakwatt reproduce`` and
     ``leakwatt measure --pair``); the harness only reads them.
@@ -103,9 +105,9 @@ def reproduce(instances_csv: Path | None, out_dir: Path, params: ReproduceParams
     pairs = build_pairs(out_dir, params.pairs, params.scale, instances)
     log(f"wrote {len(pairs)} pairs to {out_dir}")
     if params.equivalence_check:
-        checked = check_pairs(out_dir, params.equivalence_rtol)
+        checked = check_pairs(out_dir, params.equivalence_rtol, frameworks=frameworks)
         for row in checked.itertuples():
-            log(f"equivalence {row.pair_id}: {row.status} ({row.detail})")
+            log(f"equivalence {row.pair_id} ({row.framework}): {row.status} ({row.detail})")
 
 
 def measure(pairs_dir: Path, out_dir: Path, device: str, scale: str, params: MeasureParams,

@@ -12,7 +12,8 @@ from leakwatt.pipeline.workflow import reproduce
 
 
 def body(args: argparse.Namespace, params: Params) -> None:
-    reproduce(Path(args.instances), Path(args.out), params.reproduce)
+    reproduce(Path(args.instances), Path(args.out), params.reproduce,
+              frameworks=params.measure.frameworks)
 
 
 def main(argv: list[str] | None = None) -> int:
