@@ -2,9 +2,15 @@
 
 Usage::
 
-    python benchmarks/detector_accuracy.py [--mirror-dir /work/.mirror] [--verbose]
+    python benchmarks/detector_accuracy.py [--labels FILE] [--mirror-dir DIR] [--verbose]
 
-The labelled sites are in ``data/labels/detector_labels.csv`` (``repo, commit, path, line, rule,
+Any labels file in the same format can be scored (``--labels``, e.g. a held-out set); the
+repositories are read from a folder of fetched git dirs or clones (``--mirror-dir``, laid out
+``owner+name``, ``owner+name/repo`` or ``owner+name.git``), else cloned. Each labelled file is
+scanned with its repository's project index at the pinned commit (every ``.py`` file of that
+commit), as ``leakwatt mine`` does; ``--no-project`` scans the files alone.
+
+The default labelled sites are in ``data/labels/detector_labels.csv`` (``repo, commit, path, line, rule,
 label, reason``; see ``data/labels/README.md``). Each labelled file is materialised at its pinned
 commit from a local mirror (``git show COMMIT:PATH``) or, when no mirror holds the repository,
 from a clone made by :func:`leakwatt.mining.clone.checkout`. leakwatt's detectors then scan those files.
@@ -33,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from leakwatt.mining.clone import CloneError, checkout, find_mirror  # noqa: E402
-from leakwatt.mining.git import run_git  # noqa: E402
+from leakwatt.mining.git import BlobReader, list_tree, run_git  # noqa: E402
 from leakwatt.mining.notebook import NotebookError, notebook_source  # noqa: E402
+from leakwatt.mining.rules.project import ProjectIndex, ProjectView  # noqa: E402
 from leakwatt.mining.scan import scan_bytes  # noqa: E402
 
 LABELS = ROOT / "data" / "labels" / "detector_labels.csv"
@@ -88,9 +95,50 @@ def load_labels(path: Path) -> list[Label]:
     return out
 
 
-def materialise(labels: list[Label], dest: Path, mirror_dir: str | None,
-                cache_dir: Path) -> tuple[dict[tuple[str, str], bytes], list[str]]:
-    """Bytes of every labelled file at its pinned commit; (files, problems)."""
+def _project_from_mirror(mirror: Path, commit: str) -> ProjectIndex:
+    texts: dict[str, str] = {}
+    entries = [e for e in list_tree(mirror, commit)
+               if e.kind == "blob" and e.path.endswith(b".py") and (e.size or 0) < 1_048_576]
+    with BlobReader(mirror) as reader:
+        for e in entries:
+            data = reader.read(e.sha)
+            try:
+                if data is not None:
+                    texts[e.path.decode("utf-8")] = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                continue
+    return ProjectIndex(texts)
+
+
+def _project_from_tree(tree: Path) -> ProjectIndex:
+    texts: dict[str, str] = {}
+    for f in tree.rglob("*.py"):
+        if ".git" in f.parts or not f.is_file() or f.stat().st_size >= 1_048_576:
+            continue
+        try:
+            texts[f.relative_to(tree).as_posix()] = f.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            continue
+    return ProjectIndex(texts)
+
+
+def file_view(index: ProjectIndex | None, path: str, data: bytes) -> ProjectView | None:
+    """The project facts the labelled file at ``path`` receives (notebooks: their code)."""
+    if index is None:
+        return None
+    if not path.endswith(".ipynb"):
+        return index.view(path)
+    try:
+        return index.view(path, notebook_source(data.decode("utf-8-sig")).source)
+    except (NotebookError, UnicodeDecodeError):
+        return None
+
+
+def materialise(labels: list[Label], dest: Path, mirror_dir: str | None, cache_dir: Path,
+                projects: dict[str, ProjectIndex] | None = None
+                ) -> tuple[dict[tuple[str, str], bytes], list[str]]:
+    """Bytes of every labelled file at its pinned commit; (files, problems). With
+    ``projects`` (a dict), each repository's project index is put in it (repo -> index)."""
     wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for lab in labels:
         wanted[(lab.repo, lab.commit)].add(lab.path)
@@ -106,6 +154,12 @@ def materialise(labels: list[Label], dest: Path, mirror_dir: str | None,
             except CloneError as exc:
                 problems.append(f"{repo}: {exc.reason}")
                 continue
+        if projects is not None:
+            try:
+                projects[repo] = (_project_from_mirror(mirror, commit) if mirror is not None
+                                  else _project_from_tree(tree))  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - a broken snapshot: score without it
+                problems.append(f"{repo}: no project index ({type(exc).__name__}: {exc})")
         for path in sorted(paths):
             if mirror is not None:
                 res = run_git(["show", f"{commit}:{path}"], cwd=mirror, timeout_s=120)
@@ -127,10 +181,13 @@ def materialise(labels: list[Label], dest: Path, mirror_dir: str | None,
     return files, problems
 
 
-def leakwatt_hits(files: dict[tuple[str, str], bytes]) -> tuple[list[Hit], list[str]]:
+def leakwatt_hits(files: dict[tuple[str, str], bytes],
+                  projects: dict[str, ProjectIndex] | None = None
+                  ) -> tuple[list[Hit], list[str]]:
     hits, errors = [], []
     for (repo, path), data in sorted(files.items()):
-        res = scan_bytes(data, path)
+        view = file_view((projects or {}).get(repo), path, data)
+        res = scan_bytes(data, path, project=view)
         if res.error:
             errors.append(f"{repo}:{path}: {res.error}")
         if res.skipped:
@@ -256,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true",
                     help="list misses, false positives and unlabelled findings")
     ap.add_argument("--no-semgrep", action="store_true")
+    ap.add_argument("--no-project", action="store_true",
+                    help="scan each labelled file alone (no project index)")
     args = ap.parse_args(argv)
 
     labels = load_labels(args.labels)
@@ -266,14 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="leakwatt-acc-") as tmp:
         work = Path(tmp)
         cache = args.cache_dir or work / "clones"
-        files, problems = materialise(labels, work / "files", args.mirror_dir or None, cache)
+        projects: dict[str, ProjectIndex] | None = None if args.no_project else {}
+        files, problems = materialise(labels, work / "files", args.mirror_dir or None, cache,
+                                      projects)
         for p in problems:
             print(f"warning: could not materialise {p}")
-        hits, errors = leakwatt_hits(files)
+        hits, errors = leakwatt_hits(files, projects)
         for e in errors:
             print(f"note: {e}")
         res = score(labels, hits, RULES)
-        print_table("leakwatt (leakwatt.mining.scan.scan_bytes, all rules)", res, RULES)
+        mode = "files alone" if args.no_project else "with each repository's project index"
+        print_table(f"leakwatt (leakwatt.mining.scan.scan_bytes, all rules, {mode})", res,
+                    RULES)
         if args.verbose:
             for rule in RULES:
                 for lab in res[rule]["missed"]:

@@ -39,6 +39,7 @@ from leakwatt.mining.git import (
 )
 from leakwatt.mining.history import is_python_path, walk_history
 from leakwatt.mining.rules import select_rules
+from leakwatt.mining.rules.project import ProjectIndex, ProjectView
 from leakwatt.params import MineParams
 
 MINE_FORMAT = 2  # bump when the per-repository result layout or its meaning changes
@@ -104,6 +105,7 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
     absent = set() if complete or is_partial(work) else missing_objects(
         work, [sha for mode, kind, _, _, sha in tree if kind == "blob"])
     with BlobReader(work) as reader:
+        project, blobs = _project_index(reader, tree, absent, max_bytes)
         for mode, kind, size, raw_path, sha in tree:
             path, utf8 = _display(raw_path)
             if mode == MODE_SUBMODULE:
@@ -129,7 +131,7 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
             if size is not None and size > max_bytes:
                 error(path, f"skipped: {size} bytes is over max_file_kb ({params.max_file_kb} KiB)")
                 continue
-            data = reader.read(sha)
+            data = blobs.pop(sha, None) or reader.read(sha)
             if data is None:
                 out["missing"] += 1
                 out["py_files" if path.endswith(".py") else "notebooks"] -= 1
@@ -137,8 +139,10 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
                 error(path, f"missing: blob {sha[:12]} is not in the repository "
                             "(incomplete snapshot; not scanned)")
                 continue
+            view = project.view(path) if path.endswith(".py") else _notebook_view(project, path,
+                                                                                   data)
             result = scan_bytes(data, path, rules=list(params.rules), max_bytes=max_bytes,
-                                budget_s=params.file_budget_s or None)
+                                project=view, budget_s=params.file_budget_s or None)
             out["lines"] += int(result.lines or 0)
             if result.error:
                 out["parse_errors"] += 1
@@ -160,6 +164,36 @@ def _count_missing_python(out: dict[str, Any], path: str, sha: str) -> None:
     if is_python_path(path):
         out["notebooks" if path.lower().endswith(".ipynb") else "py_files"] += 1
         out["missing_python"].append(f"{path} (blob {sha[:12]})")
+
+
+def _project_index(reader: BlobReader, tree: list[tuple[str, str, int | None, bytes, str]],
+                   absent: set[str], max_bytes: int) -> tuple[ProjectIndex, dict[str, bytes]]:
+    """The project index of one commit (its ``.py`` blobs, read once: the bytes are returned
+    for the scan to reuse)."""
+    texts: dict[str, str] = {}
+    blobs: dict[str, bytes] = {}
+    for mode, kind, size, raw_path, sha in tree:
+        if kind != "blob" or mode in (MODE_SUBMODULE, MODE_SYMLINK) or sha in absent \
+                or not raw_path.endswith(b".py") or (size is not None and size > max_bytes):
+            continue
+        data = reader.read(sha)
+        if data is None:
+            continue
+        blobs[sha] = data
+        try:
+            texts[raw_path.decode("utf-8")] = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            continue
+    return ProjectIndex(texts), blobs
+
+
+def _notebook_view(project: ProjectIndex, path: str, data: bytes) -> ProjectView | None:
+    from leakwatt.mining.notebook import NotebookError, notebook_source
+
+    try:
+        return project.view(path, notebook_source(data.decode("utf-8-sig")).source)
+    except (NotebookError, UnicodeDecodeError):
+        return None
 
 
 def _clone_with_commit(entry: CorpusEntry, cache_dir: str | os.PathLike[str]) -> Path | None:

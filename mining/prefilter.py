@@ -90,10 +90,13 @@ def _merge(rules: tuple[type[Rule], ...]) -> _Words:
         whole=any(s.empty for s in seeds))
 
 
-def triggered(source: str, codes: Sequence[str]) -> bool:
+def triggered(source: str, codes: Sequence[str], project: Iterable[str] = ()) -> bool:
     """Whether ``source`` holds a trigger word of one of the rules ``codes`` (a plain
-    substring test: without one, no rule can fire and nothing is parsed)."""
-    return bool(codes) and any(t in source for t in seed_words(tuple(codes)).triggers)
+    substring test: without one, no rule can fire and nothing is parsed). ``project``: names
+    the file imports from project modules that carry facts (a builder from ``models.py``): a
+    script without a TensorFlow import is triggered by them."""
+    return bool(codes) and (any(t in source for t in seed_words(tuple(codes)).triggers)
+                            or any(n in source for n in project))
 
 
 def _submodule(words: _Words, parts: list[str]) -> bool:
@@ -163,12 +166,12 @@ def reduce_source(source: str, rules: Iterable[str] | None = None) -> str | None
     return reduced if reduced is None else reduced[0]
 
 
-def _reduce(source: str, codes: list[str], compact: bool
+def _reduce(source: str, codes: list[str], compact: bool, project: frozenset[str] = frozenset()
             ) -> tuple[str, list[int] | None] | None:
     """``reduce_source``'s work; ``compact`` drops the lines of dropped statements instead of
     blanking them (libcst then reads fewer lines) and returns, with the text, each of its
     lines' line number in ``source``. ``("", None)``: no finding possible."""
-    if not triggered(source, codes):
+    if not triggered(source, codes, project):
         return "", None
     words = seed_words(tuple(codes))
     if words.whole:
@@ -195,7 +198,7 @@ def _reduce(source: str, codes: list[str], compact: bool
 
     # Local names bound to tensorflow/keras, and those standing for a seed word themselves.
     qn_words = set(words.api)
-    plain = set(words.calls)
+    plain = set(words.calls) | project  # calls of project builders and tensor functions
     for marker, extra in words.calls_if:
         if marker in source:
             plain |= extra
@@ -290,8 +293,10 @@ def _reduce(source: str, codes: list[str], compact: bool
     return render(source, units, keep, compact)
 
 
-def compact_source(source: str, codes: list[str]) -> tuple[str, list[int] | None] | None:
+def compact_source(source: str, codes: list[str], project: Iterable[str] = ()
+                   ) -> tuple[str, list[int] | None] | None:
     """What the engine parses: like :func:`reduce_source`, but the lines of dropped statements
     are removed (libcst reads fewer lines) and each remaining line's number in ``source`` comes
-    with the text. ``("", None)``: no finding possible; None: parse the whole source."""
-    return _reduce(source, codes, compact=True)
+    with the text. ``("", None)``: no finding possible; None: parse the whole source.
+    ``project``: call names that reach a project fact (seeds, see :func:`triggered`)."""
+    return _reduce(source, codes, compact=True, project=frozenset(project))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -36,6 +37,7 @@ from leakwatt.mining.reading import (
 )
 from leakwatt.mining.rules import Finding, check_module, detector_version, select_rules
 from leakwatt.mining.rules.fastcst import parse_module
+from leakwatt.mining.rules.project import ProjectIndex, ProjectView
 
 #: The detector version of this process's rules (a hash of the rule modules, see
 #: :func:`leakwatt.mining.rules.detector_version`); cached findings are keyed on it.
@@ -54,7 +56,7 @@ _PY2_HINTS = (
     (re.compile(r"^\s*print\s+[^\s(=.,)\]]", re.MULTILINE), "print statement"),
     (re.compile(r"^\s*except\s+[\w.]+\s*,\s*\w+\s*:", re.MULTILINE), "except X, e"),
     (re.compile(r"^\s*exec\s+[\"'\w]", re.MULTILINE), "exec statement"),
-    (re.compile(r"\b0[0-7]+L?\b|\b\d+L\b"), "long/octal literal"),
+    (re.compile(r"(?<![\w.])(?<![eE][+-])(?:0[0-7]+L?|\d+L)\b"), "long/octal literal"),
 )
 
 
@@ -117,21 +119,56 @@ def is_suppressed(finding: Finding, supp: dict[int, set[str] | None]) -> bool:
     return codes is None or finding.rule in codes
 
 
+def _check_parses(source: str, path: str) -> None:
+    """ScanError when ``source`` is not valid Python (``ast``; used where libcst never runs)."""
+    if "\0" in source:
+        raise ScanError(f"{path}: source holds a NUL byte; not parsed")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(source)
+    except SyntaxError as err:
+        raise ScanError(f"{path}: {_syntax_reason(source, err)}") from None
+    except (ValueError, RecursionError, MemoryError) as err:
+        raise ScanError(f"{path}: cannot parse: {type(err).__name__}") from None
+
+
+def _python2_hint(source: str, err: SyntaxError) -> str | None:
+    """The Python 2 construct on the line Python 3 stops at, if there is one.
+
+    Python 2 is said only when the error is a plain syntax error (never an indentation or tab
+    error) and the line it points at holds a Python 2 construct; a ``1e-08`` elsewhere in the
+    file (or on that line: exponents are not octal literals) does not make a file Python 2.
+    """
+    if isinstance(err, IndentationError) or not err.lineno:
+        return None
+    lines = source.splitlines()
+    if not 0 < err.lineno <= len(lines):
+        return None
+    line = lines[err.lineno - 1]
+    for pattern, what in _PY2_HINTS:
+        if pattern.search(line):
+            return what
+    return None
+
+
 def _syntax_reason(source: str, exc: Exception) -> str:
     try:
-        ast.parse(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(source)
         py_error: SyntaxError | None = None
     except SyntaxError as err:
         py_error = err
     except (ValueError, RecursionError, MemoryError):
         py_error = None
     if py_error is not None:
-        for pattern, what in _PY2_HINTS:
-            m = pattern.search(source)
-            if m:
-                line = source.count("\n", 0, m.start()) + 1
-                return f"Python 2 source ({what} at line {line}); not parsed"
-        return f"syntax error at line {py_error.lineno}: {py_error.msg}"
+        what = _python2_hint(source, py_error)
+        if what is not None:
+            return f"Python 2 source ({what} at line {py_error.lineno}); not parsed"
+        kind = ("indentation error" if isinstance(py_error, IndentationError)
+                else "syntax error")
+        return f"{kind} at line {py_error.lineno}: {py_error.msg}"
     if isinstance(exc, cst.ParserSyntaxError):
         msg = " ".join(exc.message.split())
         return f"syntax error at line {exc.raw_line}: {msg}"
@@ -139,16 +176,20 @@ def _syntax_reason(source: str, exc: Exception) -> str:
 
 
 def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None = None,
-                prefilter: bool = True) -> list[Finding]:
-    """Findings of ``rules`` (all when None) in Python ``source``; ScanError if unparsable.
+                prefilter: bool = True, project: ProjectView | None = None) -> list[Finding]:
+    """Findings of ``rules`` (all when None) in Python ``source``; ScanError if unparsable
+    (also when no rule could fire in it: an unparsable file is listed, never passed over).
 
     ``prefilter=False`` parses and checks the whole source (the reference the pre-filter is
-    tested against); the findings are the same.
+    tested against); the findings are the same. ``project``: what the modules ``source``
+    imports from its project define (:meth:`ProjectIndex.view`).
     """
     codes = select_rules(rules)
-    if not triggered(source, codes):
+    seeds = project.call_names if project is not None else frozenset()
+    if not triggered(source, codes, seeds):
+        _check_parses(source, path)
         return []
-    reduced = compact_source(source, codes) if prefilter else None
+    reduced = compact_source(source, codes, seeds) if prefilter else None
     if reduced is not None and reduced[0] == "":
         return []
     text, numbers = (source, None) if reduced is None else reduced
@@ -157,8 +198,8 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
     except (cst.ParserSyntaxError, RecursionError, ValueError, TypeError) as exc:
         if reduced is None:
             raise ScanError(f"{path}: {_syntax_reason(source, exc)}") from None
-        return scan_source(source, path, codes, prefilter=False)
-    findings, _ = check_module(module, path, codes, text)
+        return scan_source(source, path, codes, prefilter=False, project=project)
+    findings, _ = check_module(module, path, codes, text, project)
     if numbers is not None:  # back to the lines of ``source``
         findings = [replace(f, line=numbers[f.line - 1]) if 0 < f.line <= len(numbers) else f
                     for f in findings]
@@ -182,9 +223,14 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def cache_key(data: bytes, rules: Sequence[str], max_bytes: int) -> str:
-    """The findings cache's key of a scan of ``data`` with ``rules`` by the current rules."""
-    return scan_cache.cache_key(data, rules, max_bytes, detector_version())
+def cache_key(data: bytes, rules: Sequence[str], max_bytes: int,
+              project: ProjectView | None = None) -> str:
+    """The findings cache's key of a scan of ``data`` with ``rules`` by the current rules (and
+    the project facts the file receives: its findings change when an imported module's do)."""
+    version = detector_version()
+    if project is not None:
+        version = f"{version}+project:{project.fingerprint}"
+    return scan_cache.cache_key(data, rules, max_bytes, version)
 
 
 def _with_path(result: FileResult, path: str) -> FileResult:
@@ -218,7 +264,8 @@ def _decode(data: bytes, notebook: bool = False) -> str:
         raise ScanError(str(exc)) from None
 
 
-def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int) -> FileResult:
+def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int,
+                   project: ProjectView | None = None) -> FileResult:
     result = FileResult(path=path)
     if len(data) > max_bytes:
         result.skipped = f"larger than {max_bytes} bytes ({len(data)})"
@@ -233,7 +280,7 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int) -> 
         result.error = str(exc)
         return result
     if notebook:
-        return _scan_notebook(text, path, codes, result)
+        return _scan_notebook(text, path, codes, result, project)
     result.lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     head = text[:2048]
     if _GENERATED.search(head):
@@ -244,11 +291,11 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int) -> 
         return result
     try:
         try:
-            result.findings = scan_source(text, path, codes)
+            result.findings = scan_source(text, path, codes, project=project)
         except RecursionError:
             # Deep but valid nesting (a 1,000-long elif or ``+`` chain): once more with a
             # larger stack and recursion limit.
-            result.findings = run_deep(lambda: scan_source(text, path, codes))
+            result.findings = run_deep(lambda: scan_source(text, path, codes, project=project))
     except ScanError as exc:
         result.error = str(exc).removeprefix(f"{path}: ")
     except RecursionError:
@@ -260,7 +307,8 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int) -> 
     return result
 
 
-def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult) -> FileResult:
+def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
+                   project: ProjectView | None = None) -> FileResult:
     try:
         nb = notebook_source(text)
     except NotebookError as exc:
@@ -270,7 +318,7 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult) -
     source = nb.source
     bad_cells: list[int] = []
     try:
-        findings = scan_source(source, path, codes)
+        findings = scan_source(source, path, codes, project=project)
     except ScanError:
         # Drop the cells that do not parse on their own and scan the rest.
         lines = source.splitlines()
@@ -285,7 +333,7 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult) -
                 for i in idxs:
                     lines[i] = ""
         try:
-            findings = scan_source("\n".join(lines) + "\n", path, codes)
+            findings = scan_source("\n".join(lines) + "\n", path, codes, project=project)
         except ScanError as exc:
             result.error = str(exc).removeprefix(f"{path}: ")
             return result
@@ -303,11 +351,13 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult) -
 def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
                max_bytes: int = DEFAULT_MAX_BYTES,
                cache_dir: str | os.PathLike[str] | None = None,
+               project: ProjectView | None = None,
                budget_s: float | None = None) -> FileResult:
     """Scan one file's bytes (a file or a git blob); never raises for bad content.
-    ``budget_s``: a scan running longer becomes an error row (None or 0: no budget)."""
+    ``project``: the facts its project gives it (:meth:`ProjectIndex.view`). ``budget_s``:
+    a scan running longer becomes an error row (None or 0: no budget)."""
     codes = select_rules(rules)
-    key = cache_key(data, codes, max_bytes)
+    key = cache_key(data, codes, max_bytes, project)
     hit = _CACHE.get(key)
     if hit is None and cache_dir is not None:
         hit = _load_disk(Path(cache_dir), key)
@@ -317,7 +367,7 @@ def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
         return _with_path(hit, path)
     try:
         with time_budget(budget_s):
-            result = _scan_uncached(data, path, codes, max_bytes)
+            result = _scan_uncached(data, path, codes, max_bytes, project)
     except FileTimeout as exc:  # not cached: a larger budget may finish it
         return FileResult(path=path, error=f"{exc}; not scanned")
     except Exception as exc:  # noqa: BLE001 - whatever a file holds, it is one error row
@@ -332,6 +382,7 @@ def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
 def scan_file(path: str | os.PathLike[str], rules: Iterable[str] | None = None,
               max_bytes: int = DEFAULT_MAX_BYTES,
               cache_dir: str | os.PathLike[str] | None = None,
+              project: ProjectView | None = None,
               budget_s: float | None = None) -> FileResult:
     """Scan one file; only a regular file is read (see :mod:`leakwatt.mining.reading`)."""
     try:
@@ -342,7 +393,7 @@ def scan_file(path: str | os.PathLike[str], rules: Iterable[str] | None = None,
         size = _size(Path(path))
         return FileResult(path=str(path), skipped=f"larger than {max_bytes} bytes"
                           f" ({size if size > max_bytes else 'more than that'})")
-    return scan_bytes(data, str(path), rules, max_bytes, cache_dir, budget_s=budget_s)
+    return scan_bytes(data, str(path), rules, max_bytes, cache_dir, project, budget_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,9 +425,57 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _worker(args: tuple[str, list[str], int, str | None, float | None]) -> FileResult:
-    path, codes, max_bytes, cache_dir, budget_s = args
-    return scan_file(path, codes, max_bytes, cache_dir, budget_s=budget_s)
+def _worker(args: tuple[str, list[str], int, str | None, ProjectView | None, float | None]
+            ) -> FileResult:
+    path, codes, max_bytes, cache_dir, project, budget_s = args
+    return scan_file(path, codes, max_bytes, cache_dir, project, budget_s)
+
+
+def _read_text(path: Path, max_bytes: int) -> str | None:
+    try:
+        data = read_regular(path, max_bytes)
+        return None if len(data) > max_bytes else _decode(data, path.suffix == ".ipynb")
+    except (ReadError, ScanError):
+        return None
+
+
+def project_views(paths: Sequence[str | os.PathLike[str]], files: Sequence[Path],
+                  max_bytes: int = DEFAULT_MAX_BYTES) -> list[ProjectView | None]:
+    """The project facts of each of ``files``: a scanned folder is one project (its ``.py``
+    files, indexed once); an explicit file's project is the ``.py`` files beside it."""
+    roots = [Path(p) for p in paths]
+    indexes: dict[Path, ProjectIndex] = {}
+
+    def index_for(root: Path, recursive: bool) -> ProjectIndex:
+        if root not in indexes:
+            found = iter_source_files([root]) if recursive else sorted(root.glob("*.py"))
+            texts = {}
+            for f in found:
+                if f.suffix == ".py":
+                    text = _read_text(f, max_bytes)
+                    if text is not None:
+                        texts[f.relative_to(root).as_posix()] = text
+            indexes[root] = ProjectIndex(texts)
+        return indexes[root]
+
+    views: list[ProjectView | None] = []
+    for f in files:
+        root = next((r for r in roots if r.is_dir() and (r == f or r in f.parents)), None)
+        index = index_for(root, True) if root is not None else index_for(f.parent, False)
+        base = root if root is not None else f.parent
+        views.append(index.view(f.relative_to(base).as_posix()) if f.suffix == ".py"
+                     else index.view(f.relative_to(base).as_posix(), _notebook_code(f)))
+    return views
+
+
+def _notebook_code(path: Path) -> str | None:
+    text = _read_text(path, DEFAULT_MAX_BYTES * 16)
+    if text is None:
+        return None
+    try:
+        return notebook_source(text).source
+    except NotebookError:
+        return None
 
 
 def scan_paths(paths: Sequence[str | os.PathLike[str]], select: Iterable[str] | None = None,
@@ -390,7 +489,9 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], select: Iterable[str] | 
     files = iter_source_files(paths)
     cdir = str(cache_dir) if cache_dir is not None else None
     workers = jobs if jobs > 0 else (os.cpu_count() or 1)
-    args = [(str(f), codes, max_bytes, cdir, budget_s) for f in files]
+    views = project_views(paths, files, max_bytes)
+    args = [(str(f), codes, max_bytes, cdir, v, budget_s)
+            for f, v in zip(files, views, strict=True)]
     if workers <= 1 or len(files) < 16:
         results = [_worker(a) for a in args]
     else:

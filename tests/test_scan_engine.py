@@ -30,8 +30,10 @@ def test_scan_source_raises_one_line_scan_error() -> None:
 
 
 def test_prefilter_skips_files_without_tf_or_keras() -> None:
-    # unparsable, but it cannot hold a finding, so it is not even parsed
-    assert scan_source("def f(:\n", "x.py") == []
+    # no rule can fire: libcst never runs; an unparsable file is still listed as an error
+    assert scan_source("def f():\n    return 1\n", "x.py") == []
+    with pytest.raises(ScanError, match=r"x.py: syntax error at line 1"):
+        scan_source("def f(:\n", "x.py")
 
 
 def test_suppression_comments() -> None:

@@ -30,6 +30,7 @@ from leakwatt.mining.rules.fastcst import node_positions
 from leakwatt.mining.rules.fixes import apply_fixes
 from leakwatt.mining.rules.gcb import GraphConstantBottleneck
 from leakwatt.mining.rules.imr import ImproperModelReuse
+from leakwatt.mining.rules.project import ProjectIndex, ProjectView
 from leakwatt.mining.rules.uge import UnboundedGraphExpansion
 from leakwatt.mining.rules.up import UnnecessaryParallelism
 from leakwatt.mining.rules.us import UnclosedSession
@@ -52,9 +53,9 @@ DETECTOR_BASE_VERSION = "1.1"
 #: ``mine.rules`` / ``--select`` word for every registered rule.
 ALL = "ALL"
 
-__all__ = ["ALL", "REGISTRY", "RULES", "Finding", "Fix", "Invalid", "ModuleContext", "Report",
-           "Rule", "Seeds", "Valid", "check_module", "detector_version", "fix_source",
-           "parse_rule_list", "rule_ids", "select_rules"]
+__all__ = ["ALL", "REGISTRY", "RULES", "Finding", "Fix", "Invalid", "ModuleContext",
+           "ProjectIndex", "ProjectView", "Report", "Rule", "Seeds", "Valid", "check_module",
+           "detector_version", "fix_source", "parse_rule_list", "rule_ids", "select_rules"]
 
 
 def rule_ids() -> list[str]:
@@ -109,16 +110,18 @@ def select_rules(select: Iterable[str] | None = None,
 
 
 def check_module(module: cst.Module, path: str = "<string>",
-                 rules: Sequence[str] | None = None, source: str | None = None
+                 rules: Sequence[str] | None = None, source: str | None = None,
+                 project: ProjectView | None = None
                  ) -> tuple[list[Finding], list[tuple[Finding, Fix]]]:
     """Run ``rules`` (ids; all when None) over a parsed module.
 
     Returns the findings and, for those with a safe rewrite, ``(finding, fix)`` pairs whose fix
     applies to this very ``module`` object (see :func:`leakwatt.mining.rules.fixes.apply_fixes`).
     ``source``, the text ``module`` was parsed from, lets positions be computed for the
-    statements holding a finding only, instead of for the whole module.
+    statements holding a finding only, instead of for the whole module. ``project``: what the
+    modules it imports from its project define (:mod:`leakwatt.mining.rules.project`).
     """
-    ctx = ModuleContext(module, path)
+    ctx = ModuleContext(module, path, project)
     reports: list[tuple[str, Report]] = []
     for code in rules if rules is not None else list(RULES):
         rule = RULES[code]()

@@ -9,7 +9,7 @@ computes them, so each has one definition and one typed result.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import libcst as cst
 
@@ -22,7 +22,10 @@ from leakwatt.mining.rules.index import (
     Loop,
 )
 from leakwatt.mining.rules.kit import is_param
-from leakwatt.mining.rules.names import NameResolver
+from leakwatt.mining.rules.names import NameResolver, dotted
+
+if TYPE_CHECKING:
+    from leakwatt.mining.rules.project import ProjectView, Symbol
 
 T = TypeVar("T")
 
@@ -30,9 +33,12 @@ T = TypeVar("T")
 class ModuleContext:
     """Everything the rules need about one parsed module, built in a single walk."""
 
-    def __init__(self, module: cst.Module, path: str = "<string>") -> None:
+    def __init__(self, module: cst.Module, path: str = "<string>",
+                 project: ProjectView | None = None) -> None:
         self.module = module
         self.path = path
+        #: What the modules this one imports from its project define (None: nothing known).
+        self.project = project
         self.names = NameResolver()
         self.module_func = FuncInfo(node=None, name="<module>", qualname="<module>",
                                     class_name=None, parent=None)
@@ -56,6 +62,25 @@ class ModuleContext:
             return result
 
     # -- helpers shared by rules --------------------------------------------------------------
+    def project_symbol(self, expr: cst.BaseExpression, scope: FuncInfo | None = None
+                       ) -> Symbol | None:
+        """The project symbol ``expr`` (``create_model``, ``models.create_model``) names, when
+        it is imported from another module of the project and not shadowed by a definition or
+        an assignment here."""
+        if self.project is None:
+            return None
+        text = dotted(expr)
+        if text is None:
+            return None
+        head = text.split(".", 1)[0]
+        if head in self.module_funcs or head in self.classes:
+            return None
+        if scope is not None:
+            ev = self.last_assign(scope, head, 10**9)
+            if ev is not None and ev.func is not self.module_func:
+                return None  # a local variable of that name
+        return self.project.lookup(text)
+
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
 

@@ -158,10 +158,6 @@ class DatasetIteratorRetention(Rule):
 
                 def act(self, state):
                     return self.model.predict(state).argmax()
-
-            agent = Agent()
-            while not done:
-                action = agent.act(state)
             """), line=8, variant="predict-in-inference-fn", expected_replacement=dedent("""
             import keras
 
@@ -171,11 +167,39 @@ class DatasetIteratorRetention(Rule):
 
                 def act(self, state):
                     return self.model.predict_on_batch(state).argmax()
+            """)),
+        Invalid(dedent("""
+            import keras
+
+            class Agent:
+                def __init__(self):
+                    self.model = keras.Sequential([keras.layers.Dense(2)])
+
+                def get_action(self, state):
+                    return self.model.predict(state).argmax()
 
             agent = Agent()
             while not done:
-                action = agent.act(state)
-            """)),
+                action = agent.get_action(state)
+            """), line=8, variant="predict-in-called-fn"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            class Model(tf.keras.Model):
+                def call(self, inputs):
+                    return self.dense(inputs)
+
+                def action_value(self, obs):
+                    logits, value = self.predict(obs)
+                    return logits, value
+
+            model = Model()
+            for episode in range(100):
+                obs, done = env.reset(), False
+                while not done:
+                    action, _ = model.action_value(obs[None, :])
+                    obs, reward, done, _ = env.step(action)
+            """), line=8, variant="predict-in-called-fn"),
         Invalid(dedent("""
             import tensorflow as tf
 

@@ -147,6 +147,17 @@ class ImproperModelReuse(Rule):
                 model.fit(x, y)
             """)),
         Valid(dedent("""
+            import tensorflow as tf
+
+            def reset():
+                tf.keras.backend.clear_session()
+
+            for lr in [0.1, 0.01]:
+                reset()
+                model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+                model.fit(x, y)
+            """)),
+        Valid(dedent("""
             import keras_tuner as kt
             import keras
 
@@ -336,6 +347,9 @@ class _Analysis:
         api = self.direct_ctor(site)
         if api:
             return api, False
+        sym = self.ctx.project_symbol(site.node.func, site.func)
+        if sym is not None and sym.returns == MODEL:  # another project module's builder/class
+            return ("builder", True) if sym.kind == "function" else ("subclass", False)
         target = self.ctx.resolve_local_function(site)
         if target is not None and target is not site.func:
             if self.kinds.return_kind(target) == MODEL:
@@ -351,6 +365,9 @@ class _Analysis:
 
     def site_clears(self, site: CallSite) -> bool:
         if is_clear(site.qn):
+            return True
+        sym = self.ctx.project_symbol(site.node.func, site.func)
+        if sym is not None and sym.clears:
             return True
         target = self.ctx.resolve_local_function(site)
         if target is None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from leakwatt.mining.rules.index import FuncInfo, Loop
-from leakwatt.mining.rules.values import DATASET
+from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
+from leakwatt.mining.rules.values import DATASET, LOSSFN
 
 if TYPE_CHECKING:
     from leakwatt.mining.rules.context import ModuleContext
@@ -29,7 +29,8 @@ REPEATED_HOOKS = frozenset({"on_batch_end", "on_epoch_end", "on_train_batch_end"
                             "test_step", "on_batch_begin", "on_epoch_begin"})
 #: Names of functions called once per input (an agent's ``act``, ``predict_image`` ...).
 INFERENCE_FUNCS = re.compile(
-    r"^(act|get_action|choose_action|select_action|pick_action|policy|infer|inference|"
+    r"^(act|get_action|choose_action|select_action|pick_action|sample_action|compute_action|"
+    r"action_values?|get_value|policy|infer|inference|"
     r"predict\w*|classify|detect|recognize|get_q\w*|q_values?)$", re.IGNORECASE)
 #: Calls that make a loop a training or inference step loop.
 STEP_CALLS = frozenset({"gradient", "apply_gradients", "train_on_batch", "test_on_batch",
@@ -126,15 +127,35 @@ def called_in_loop(ctx: ModuleContext) -> frozenset[int]:
     A module analysis: ask for it as ``ctx.analysis(called_in_loop)``.
     """
     out: set[int] = set()
+    by_method: dict[str, list[FuncInfo]] = {}
+    for cls in ctx.classes.values():
+        for name, method in cls.methods.items():
+            by_method.setdefault(name, []).append(method)
     for site in ctx.calls:
         if site.loops:
             target = ctx.resolve_local_function(site)
+            if target is None and site.method and INFERENCE_FUNCS.match(site.method):
+                # ``agent.get_action(state)`` once per step: the one module class defining
+                # that inference method (only those names, which the pre-filter keeps too)
+                owners = by_method.get(site.method, [])
+                target = owners[0] if len(owners) == 1 else None
             if target is not None and target is not site.func:
                 out.add(id(target))
     for fn in ctx.functions:
         if fn.class_name and fn.name in REPEATED_HOOKS:
             out.add(id(fn))
     return frozenset(out)
+
+
+def _evaluates(kinds: ValueKinds, fn: FuncInfo, site: CallSite) -> bool:
+    """An evaluation step: a loss object called (``loss_object(y, model(x))``) or a metric
+    updated, as a validation or test loop over batches does without a ``GradientTape``."""
+    if site.method == "update_state":
+        return True
+    recv = site.receiver
+    if site.simple_name is None and not (isinstance(recv, cst.Name) and recv.value == "self"):
+        return False  # only ``loss_fn(...)`` and ``self.loss_fn(...)``: cheap enough per loop
+    return kinds.expr_kind(site.node.func, fn, site.seq) == LOSSFN
 
 
 @dataclass(frozen=True)
@@ -193,7 +214,8 @@ def step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | 
         return True
     if policy.step_calls and any(
             loop in site.loops and (site.qn == "tensorflow.GradientTape"
-                                    or site.method in STEP_CALLS) for site in fn.calls):
+                                    or site.method in STEP_CALLS
+                                    or _evaluates(kinds, fn, site)) for site in fn.calls):
         return True
     if loop.kind == "comprehension" and not policy.comprehensions:
         return False

@@ -33,11 +33,43 @@ _GRAPH_MODE_CALLS = frozenset({
 })
 
 
-def graph_mode(ctx: ModuleContext) -> bool:
-    """The module builds a TF1/Keras-2 graph (sessions, placeholders, ``K.function``,
-    ``K.update``, ``tf.gradients``, an optimizer's ``get_updates``)."""
-    return any(s.qn in _GRAPH_MODE_CALLS for s in ctx.calls) or any(
-        fn.name == "get_updates" for fn in ctx.functions)
+#: Calls that switch a whole module to graph mode.
+_GRAPH_MODULE_CALLS = frozenset({"tensorflow.disable_eager_execution",
+                                 "tensorflow.disable_v2_behavior"})
+
+
+_SESSIONS = frozenset({"tensorflow.Session", "tensorflow.InteractiveSession"})
+
+
+def graph_mode(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of the functions that build a TF1/Keras-2 graph. Every function of the module when
+    it disables eager execution or uses a graph-building API anywhere (placeholders,
+    ``tf.get_variable``, ``variable_scope``, ``K.function``, ``K.update``, ``tf.gradients``,
+    collections: TF1-era modules build their graph in helpers that hold none of these
+    themselves). A ``Session`` alone is per function: the function holding it, an optimizer's
+    ``get_updates``, the same-module functions they call and the functions nested in them; a
+    ``Session`` in one function does not make the eager code of another function graph
+    code."""
+    if any(s.qn in _GRAPH_MODULE_CALLS or (s.qn in _GRAPH_MODE_CALLS and s.qn not in _SESSIONS)
+           for s in ctx.calls):
+        return frozenset(id(fn) for fn in ctx.functions)
+    work = [fn for fn in ctx.functions
+            if fn.name == "get_updates" or any(s.qn in _GRAPH_MODE_CALLS for s in fn.calls)]
+    found = {id(fn) for fn in work}
+    while work:
+        fn = work.pop()
+        nxt = [t for _, t in ctx.callees(fn)] + list(fn.children.values())
+        for target in nxt:
+            if id(target) not in found:
+                found.add(id(target))
+                work.append(target)
+    for fn in ctx.functions:  # nested in a graph function
+        parent = fn.parent
+        while parent is not None and id(fn) not in found:
+            if id(parent) in found and parent.node is not None:
+                found.add(id(fn))
+            parent = parent.parent
+    return frozenset(found)
 
 
 def _statement_loop(loops: tuple[Loop, ...]) -> Loop | None:
@@ -366,7 +398,91 @@ class UnreleasedTensorReference(Rule):
                 return outputs
             """)),
     ]
+    VALID += [
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def encode(features, inputs):
+                outputs = {}
+                for name in features:
+                    outputs[name] = tf.cast(inputs[name], "float32")
+                return outputs
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            class Scale(tf.keras.layers.Layer):
+                def save_own_variables(self, store):
+                    for i, v in enumerate(self.weights):
+                        store[f"{i}"] = tf.identity(v)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            class Momentum(tf.keras.optimizers.Optimizer):
+                def build(self, var_list):
+                    self._momentums = []
+                    for var in var_list:
+                        self._momentums.append(tf.zeros_like(var))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def fill(cache, variables):
+                for i, var in enumerate(variables):
+                    cache[var.name] = tf.identity(var)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def dynamic_shape(x):
+                shape = []
+                for i in range(len(x.shape)):
+                    shape.append(tf.shape(x)[i])
+                return tf.stack(shape)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            log = []
+            for epoch in range(10):
+                loss = tf.reduce_mean(train_epoch())
+                log.append(epoch)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            tf.compat.v1.disable_eager_execution()
+
+            def build(x):
+                outs = []
+                for k in range(3):
+                    outs.append(tf.reduce_mean(x * k))
+                return outs
+            """)),
+    ]
     INVALID = [
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+            loss_object = tf.keras.losses.SparseCategoricalCrossentropy()
+            val_losses = []
+            for x, y in zip(x_val, y_val):
+                val_loss = loss_object(y, model(x))
+                val_losses.append(val_loss)
+            print(np.mean(val_losses))
+            """), line=7, variant="append-loss"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            def export(path):
+                with tf.compat.v1.Session() as sess:
+                    save(sess, path)
+
+            losses = []
+            for x, y in dataset:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(model(x))
+                losses.append(loss)
+            """), line=11, variant="append-loss"),
         Invalid(dedent("""
             import tensorflow as tf
             loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
@@ -530,11 +646,12 @@ class UnreleasedTensorReference(Rule):
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
-        if ctx.analysis(graph_mode):
-            return
+        graph = ctx.analysis(graph_mode)
         kinds = kinds_for(ctx)
         repeated = ctx.analysis(called_in_loop)
         for fn in ctx.functions:
+            if id(fn) in graph or (fn.name in _STATE_HOOKS and fn.class_name):
+                continue
             yield from self._check_function(ctx, kinds, fn, id(fn) in repeated)
 
     def _outlives(self, ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
@@ -562,7 +679,8 @@ class UnreleasedTensorReference(Rule):
             assert receiver is not None
             if not self._outlives(ctx, fn, receiver, loop):
                 continue
-            if self._one_computation(ctx, kinds, fn, receiver, loop):
+            if self._one_computation(ctx, kinds, fn, receiver, loop) or self._kept_state(
+                    ctx, kinds, fn, receiver, loop):
                 continue
             arg = site.node.args[-1] if site.method == "insert" else site.node.args[0]
             if arg.star:
@@ -582,10 +700,13 @@ class UnreleasedTensorReference(Rule):
                     ctx, fn, ev.target, ev.seq):
                 continue
             if not self._outlives(ctx, fn, ev.target, loop) or self._one_computation(
+                    ctx, kinds, fn, ev.target, loop) or self._kept_state(
                     ctx, kinds, fn, ev.target, loop):
                 continue
             kind = kinds.expr_kind(ev.value, fn, ev.seq)
-            if kind not in TENSORISH:
+            if kind not in TENSORISH or (
+                    not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
+                    and self._collected_result(ctx, fn, ev.target, ev.seq)):
                 continue
             value = ev.value
             if isinstance(value, cst.List | cst.Tuple) and len(value.elements) == 1:
@@ -599,11 +720,15 @@ class UnreleasedTensorReference(Rule):
                 continue
             if ev.value is None or not self._changing_key(ev.target) or _over_mapping(loop):
                 continue
-            if not self._outlives(ctx, fn, ev.target.value, loop):
+            container = _root_name(ev.target.value)
+            if not self._outlives(ctx, fn, ev.target.value, loop) or self._kept_state(
+                    ctx, kinds, fn, container, loop):
                 continue
             kind = kinds.expr_kind(ev.value, fn, ev.seq)
-            if kind not in TENSORISH:
-                continue
+            if kind not in TENSORISH or (
+                    not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
+                    and self._collected_result(ctx, fn, container, ev.seq)):
+                continue  # a per-call dict filled and returned (or handed on)
             yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, ev.value, kind,
                                ev.stmt, loop, False, "dict")
 
@@ -628,6 +753,20 @@ class UnreleasedTensorReference(Rule):
                     return False
             lp = lp.parent
         return False
+
+    @staticmethod
+    def _kept_state(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+                    container: cst.BaseExpression, loop: Loop | None) -> bool:
+        """State built once, not per step: a loop that is not a step loop filling a container
+        the caller passed in (a serialisation ``store``, a caller's dict), or filling
+        ``self.attr`` in a method that creates an object's state (``build``, ``__init__``,
+        an optimizer's slot creation)."""
+        if loop is None or step_loop(ctx, kinds, fn, loop, UTR_STEPS):
+            return False
+        root = _root_name(container)
+        if isinstance(root, cst.Name):
+            return is_param(fn, root.value)
+        return bool(fn.class_name) and fn.name in _STATE_METHODS
 
     @staticmethod
     def _collected_result(ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
@@ -709,6 +848,14 @@ class UnreleasedTensorReference(Rule):
 
 
 _FORWARD_METHODS = frozenset({"call", "__call__", "build", "_build"})
+#: Methods that create an object's state once (its variables, an optimizer's slots).
+_STATE_METHODS = frozenset({"__init__", "build", "_build", "_create_slots", "_create_all_weights",
+                            "add_slot", "_prepare", "_create_hypers", "build_from_config",
+                            "set_weights"})
+#: Serialisation hooks: they copy an object's variables into a store handed to them once.
+_STATE_HOOKS = frozenset({"save_own_variables", "load_own_variables", "save_assets",
+                          "load_assets", "get_config", "__getstate__", "__setstate__",
+                          "_save_own_variables", "_load_own_variables", "get_build_config"})
 
 
 def _over_mapping(loop: Loop) -> bool:

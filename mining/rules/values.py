@@ -125,12 +125,67 @@ def _find_model_subclasses(ctx: ModuleContext) -> frozenset[str]:
             if name in found:
                 continue
             for base in cls.bases:
+                sym = ctx.project_symbol(base)
                 if is_model_base(ctx.names.resolve(base)) or (
-                        isinstance(base, cst.Name) and base.value in found):
+                        isinstance(base, cst.Name) and base.value in found) or (
+                        sym is not None and sym.kind == "class" and sym.returns == MODEL):
                     found.add(name)
                     changed = True
                     break
     return frozenset(found)
+
+
+def qualified_kind(qn: str) -> str:
+    """The kind of the result of calling the tensorflow/keras name ``qn`` (canonical)."""
+    if is_model_ctor(qn):
+        return MODEL
+    if is_session_ctor(qn):
+        return SESSION
+    root, _, rest = qn.partition(".")
+    parts = rest.split(".") if rest else []
+    last = parts[-1] if parts else ""
+    if root in ("numpy", "builtins", "math", "statistics"):
+        return PLAIN
+    if root == "keras" and parts:
+        head = parts[0]
+        if last in ("convert_to_numpy", "get_value", "batch_get_value"):
+            return PLAIN
+        if head == "losses":
+            return LOSSFN if last[:1].isupper() else SCALAR
+        if head == "metrics":
+            return METRIC if last[:1].isupper() else TENSOR
+        if head == "layers":
+            return LAYER if last[:1].isupper() else UNKNOWN
+        if head in ("ops", "activations"):
+            return TENSOR
+        if last in ("convert_to_numpy", "get_value", "batch_get_value"):
+            return PLAIN
+        if head == "backend":
+            if last in ("get_value", "eval", "batch_get_value"):
+                return PLAIN
+            if last in ("clear_session", "set_session", "get_session", "set_learning_phase",
+                        "set_floatx", "floatx", "image_data_format", "epsilon"):
+                return UNKNOWN
+            return TENSOR
+        return UNKNOWN
+    if root == "tensorflow" and parts:
+        head = parts[0]
+        if head == "GradientTape":
+            return TAPE
+        if head == "Variable":
+            return VARIABLE
+        if head == "data":
+            return DATASET
+        if head == "random":
+            return TENSOR if last in _TF_RANDOM_TENSOR else UNKNOWN
+        if head in _TF_NON_TENSOR:
+            return UNKNOWN
+        if last.startswith("reduce_") or head == "losses":
+            return SCALAR
+        if last[:1].isupper():
+            return UNKNOWN  # classes: tf.TensorArray, tf.Module ...
+        return TENSOR
+    return UNKNOWN
 
 
 class ValueKinds:
@@ -150,6 +205,10 @@ class ValueKinds:
     # -- calls -------------------------------------------------------------------------------
     def call_kind(self, node: cst.Call, fn: FuncInfo, seq: int) -> str:
         ctx = self.ctx
+        sym = ctx.project_symbol(node.func, fn)
+        if sym is not None:  # a function, model class or object of another project module
+            return sym.returns if sym.kind in ("function", "class") else self._called_object(
+                sym.returns)
         qn = ctx.names.resolve(node.func)
         if qn is not None:
             return self.qualified_call_kind(qn)
@@ -209,55 +268,7 @@ class ValueKinds:
         return UNKNOWN
 
     def qualified_call_kind(self, qn: str) -> str:
-        if is_model_ctor(qn):
-            return MODEL
-        if is_session_ctor(qn):
-            return SESSION
-        root, _, rest = qn.partition(".")
-        parts = rest.split(".") if rest else []
-        last = parts[-1] if parts else ""
-        if root in ("numpy", "builtins", "math", "statistics"):
-            return PLAIN
-        if root == "keras" and parts:
-            head = parts[0]
-            if last in ("convert_to_numpy", "get_value", "batch_get_value"):
-                return PLAIN
-            if head == "losses":
-                return LOSSFN if last[:1].isupper() else SCALAR
-            if head == "metrics":
-                return METRIC if last[:1].isupper() else TENSOR
-            if head == "layers":
-                return LAYER if last[:1].isupper() else UNKNOWN
-            if head in ("ops", "activations"):
-                return TENSOR
-            if last in ("convert_to_numpy", "get_value", "batch_get_value"):
-                return PLAIN
-            if head == "backend":
-                if last in ("get_value", "eval", "batch_get_value"):
-                    return PLAIN
-                if last in ("clear_session", "set_session", "get_session", "set_learning_phase",
-                            "set_floatx", "floatx", "image_data_format", "epsilon"):
-                    return UNKNOWN
-                return TENSOR
-            return UNKNOWN
-        if root == "tensorflow" and parts:
-            head = parts[0]
-            if head == "GradientTape":
-                return TAPE
-            if head == "Variable":
-                return VARIABLE
-            if head == "data":
-                return DATASET
-            if head == "random":
-                return TENSOR if last in _TF_RANDOM_TENSOR else UNKNOWN
-            if head in _TF_NON_TENSOR:
-                return UNKNOWN
-            if last.startswith("reduce_") or head == "losses":
-                return SCALAR
-            if last[:1].isupper():
-                return UNKNOWN  # classes: tf.TensorArray, tf.Module ...
-            return TENSOR
-        return UNKNOWN
+        return qualified_kind(qn)
 
     @staticmethod
     def _called_object(kind: str) -> str:
@@ -337,7 +348,8 @@ class ValueKinds:
                 return MODEL  # ``self.predict(obs)`` in a keras.Model subclass's method
             ev = self.ctx.last_assign(fn, expr.value, seq)
             if ev is None:
-                return UNKNOWN
+                sym = self.ctx.project_symbol(expr)
+                return sym.returns if sym is not None and sym.kind == "value" else UNKNOWN
             if ev.kind == "assign" and isinstance(ev.value, cst.List) and not ev.value.elements:
                 return self._filled_list_kind(fn, expr.value, ev.seq, seq)
             return self.event_kind(ev)
@@ -398,6 +410,10 @@ class ValueKinds:
         if ev.kind == "for":
             if src in (DATASET, TENSOR, GRADS):
                 return TENSOR
+            if _is_builtin_call(ev.source, "range"):
+                return PLAIN  # an int counter
+            if _is_builtin_call(ev.source, "enumerate") and ev.index == 0:
+                return PLAIN
             # for step, (x, y) in enumerate(ds)
             if isinstance(ev.source, cst.Call) and isinstance(ev.source.func, cst.Name) \
                     and ev.source.func.value == "enumerate" and ev.source.args:
@@ -473,8 +489,14 @@ class ValueKinds:
         """``a, b = f(...)`` with a same-module ``f`` that returns tuples: the kind of the
         element at ``ev.index`` (None when that cannot be told)."""
         src = ev.source
-        if not isinstance(src, cst.Call) or not isinstance(src.func, cst.Name) \
-                or ev.index is None:
+        if not isinstance(src, cst.Call) or ev.index is None:
+            return None
+        sym = self.ctx.project_symbol(src.func, ev.func)
+        if sym is not None and sym.kind == "function":
+            if ev.index < len(sym.elements) and sym.elements[ev.index]:
+                return sym.elements[ev.index]
+            return None
+        if not isinstance(src.func, cst.Name):
             return None
         target = self._local_function(src.func, ev.func)
         if target is None or not target.returns or id(target) in self._stack:
@@ -495,6 +517,11 @@ class ValueKinds:
 
     def site_value_kind(self, site: CallSite, expr: cst.BaseExpression) -> str:
         return self.expr_kind(expr, site.func, site.seq)
+
+
+def _is_builtin_call(expr: cst.BaseExpression | None, name: str) -> bool:
+    return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name) \
+        and expr.func.value == name
 
 
 def is_tf_function(fn: FuncInfo) -> bool:

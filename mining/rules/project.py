@@ -1,0 +1,710 @@
+"""The project index: what each module of a repository (or scanned folder) defines, and how
+the modules import each other, so that rules resolve calls across modules.
+
+Built before the rules run, from the ``.py`` files of one repository commit (``mine``) or one
+scanned folder (``scan``). For each module it records, from Python's ``ast`` (about 15 times
+cheaper than libcst, and most modules are never parsed at all, see below):
+
+* **functions**: what a call returns -- a Keras model (a *builder*: ``create_model()``), a
+  tensor, a scalar tensor, gradients, with the kind of each element when every ``return``
+  returns a tuple of one length (``logits, loss = apply_gradient(...)``); and whether the
+  function calls ``clear_session()`` (or ``reset_default_graph()``) on every path, directly or
+  through another project function (its call sites then release the session);
+* **classes**: ``keras.Model`` subclasses, also through other project classes;
+* **module-level values**: Keras models, loss and metric objects, layers
+  (``loss_object = tf.keras.losses.SparseCategoricalCrossentropy()`` in ``losses.py``).
+
+Imports are resolved the way Python would find them from the importing file: relative imports
+(``from .utils import *``), imports of a sibling module (the ``sys.path`` habit of scripts run
+from their own folder: ``from models import create_model`` next to ``models.py``), imports from
+the project root, and otherwise the module whose dotted path ends with the imported name
+(closest folder first). Star imports bring every public name of the module, including names it
+imports itself. Imports of ``tensorflow``/``keras``/``tf_keras`` are never resolved through the
+project, so scanning Keras's own sources keeps the canonical names.
+
+A module is parsed only when another module imports it (and a consumer only when a plain-text
+look at its import lines names a project module), and each parse is cached by content hash, so
+an index updated for a commit's changed files (:meth:`ProjectIndex.with_changes`) re-parses only
+those. The facts a file receives are a :class:`ProjectView`: local dotted name -> :class:`Symbol`,
+with a fingerprint the findings caches key on (a file's findings change when an imported
+module's facts do).
+
+What the index does not follow: attributes of imported objects (``utils.registry.build()``
+beyond one module level), functions passed around as values, and methods of classes defined in
+another module (a call in a loop into another module's function is resolved for what it
+returns and whether it clears the session; a model built *inside* that function is reported
+in its own module only when that module repeats it).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import posixpath
+import re
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from leakwatt.mining.rules.api import TF_ROOTS
+from leakwatt.mining.rules.names import canonical
+from leakwatt.mining.rules.values import (
+    CONTAINER,
+    GRADS,
+    LAYER,
+    LOSSFN,
+    METRIC,
+    MODEL,
+    PLAIN,
+    SCALAR,
+    TAPE,
+    TENSOR,
+    TENSORISH,
+    UNKNOWN,
+    is_clear,
+    is_model_base,
+    qualified_kind,
+)
+
+#: Kinds a module-level value may carry across modules.
+_VALUE_KINDS = frozenset({MODEL, LOSSFN, METRIC, LAYER})
+_MODEL_PLAIN = frozenset({"predict", "evaluate", "fit", "fit_generator", "train_on_batch",
+                          "test_on_batch", "predict_on_batch", "get_weights", "summary", "save",
+                          "save_weights", "load_weights", "compile", "to_json", "count_params"})
+_TO_PLAIN = frozenset({"numpy", "item", "tolist"})
+_CONVERSIONS = frozenset({"float", "int", "bool", "str", "len", "round", "range"})
+#: Top-level names that stand for the standard library or a well-known installed package: a
+#: project folder of that name (``keras/src/backend/numpy``) is reached only from beside it or
+#: from the project root, never by the dotted-suffix fallback.
+_EXTERNAL = frozenset(sys.stdlib_module_names) | frozenset({
+    "numpy", "scipy", "pandas", "sklearn", "matplotlib", "torch", "jax", "jaxlib", "flax",
+    "optax", "cv2", "PIL", "skimage", "tqdm", "yaml", "h5py", "absl", "gym", "gymnasium",
+    "transformers", "datasets", "tensorboard", "seaborn", "requests", "six", "ml_dtypes",
+    "optree", "rich", "namex", "packaging", "google", "pytest", "openvino", "onnx", "mlx"})
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import\b|import[ \t]+([\w.]+))",
+                          re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """What one name of a project module stands for.
+
+    ``kind``: ``function``, ``class``, ``value`` or ``module``. ``returns``: the kind of a call's
+    result (a function), ``model`` for a ``keras.Model`` subclass, the value's kind (a value).
+    ``elements``: per-index kinds when a function returns tuples of one length. ``clears``: the
+    function calls ``clear_session()`` on every path. ``origin``: ``path:name``.
+    """
+
+    kind: str
+    returns: str = UNKNOWN
+    elements: tuple[str, ...] = ()
+    clears: bool = False
+    origin: str = ""
+
+    @property
+    def useful(self) -> bool:
+        return bool(self.returns or self.clears or any(self.elements))
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    """The project facts one file receives: its local dotted names -> symbols."""
+
+    symbols: Mapping[str, Symbol]
+
+    def lookup(self, dotted_name: str | None) -> Symbol | None:
+        return self.symbols.get(dotted_name) if dotted_name else None
+
+    @property
+    def call_names(self) -> frozenset[str]:
+        """Last names of the calls that reach a project fact (the pre-filter's seed words)."""
+        return frozenset(k.rsplit(".", 1)[-1] for k, s in self.symbols.items()
+                         if s.kind != "value")
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The local names (first part of each dotted name) that carry project facts."""
+        return frozenset(k.split(".", 1)[0] for k in self.symbols)
+
+    @property
+    def fingerprint(self) -> str:
+        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears)
+                           for k, s in self.symbols.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# One module's raw facts (cached by content hash)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Import:
+    module: str  # dotted module as written (without leading dots)
+    level: int  # relative level (0: absolute)
+    name: str | None  # imported name (from-import), "*" for a star import, None for ``import m``
+    local: str  # the local name bound
+
+
+@dataclass
+class _Raw:
+    imports: list[_Import]
+    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
+    classes: dict[str, ast.ClassDef]
+    values: dict[str, ast.expr]
+    public: list[str]
+
+
+_RAW_CACHE: dict[str, _Raw | None] = {}
+_RAW_CACHE_MAX = 4096
+
+
+def _parse_raw(text: str) -> _Raw | None:
+    key = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+    if key in _RAW_CACHE:
+        return _RAW_CACHE[key]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raw = None
+    else:
+        raw = _raw_from_tree(tree)
+    if len(_RAW_CACHE) >= _RAW_CACHE_MAX:
+        _RAW_CACHE.clear()
+    _RAW_CACHE[key] = raw
+    return raw
+
+
+def _statements(body: list[ast.stmt]) -> Iterable[ast.stmt]:
+    """Every statement, nested ones too (no expressions: cheaper than ``ast.walk``)."""
+    stack = list(reversed(body))
+    while stack:
+        node = stack.pop()
+        yield node
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, name, None)
+            if children:
+                stack.extend(reversed(children))
+
+
+def _imports_of(tree: ast.Module) -> list[_Import]:
+    out: list[_Import] = []
+    for node in _statements(tree.body):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    out.append(_Import(a.name, 0, None, a.asname))
+                else:
+                    out.append(_Import(a.name, 0, None, a.name))
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                out.append(_Import(node.module or "", node.level or 0, a.name,
+                                   a.asname or a.name))
+    return out
+
+
+def _raw_from_tree(tree: ast.Module) -> _Raw:
+    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+    classes: dict[str, ast.ClassDef] = {}
+    values: dict[str, ast.expr] = {}
+    for stmt in _top_statements(tree.body):
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            functions[stmt.name] = stmt
+        elif isinstance(stmt, ast.ClassDef):
+            classes[stmt.name] = stmt
+        elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
+                stmt.targets[0], ast.Name):
+            values[stmt.targets[0].id] = stmt.value
+    public = [n for n in (*functions, *classes, *values) if not n.startswith("_")]
+    return _Raw(_imports_of(tree), functions, classes, values, public)
+
+
+def _top_statements(body: list[ast.stmt]) -> Iterable[ast.stmt]:
+    """Module-level statements, looking into ``if``/``try`` blocks (guarded definitions)."""
+    for stmt in body:
+        if isinstance(stmt, ast.If):
+            yield from _top_statements(stmt.body)
+            yield from _top_statements(stmt.orelse)
+        elif isinstance(stmt, ast.Try):
+            yield from _top_statements(stmt.body)
+            for h in stmt.handlers:
+                yield from _top_statements(h.body)
+        else:
+            yield stmt
+
+
+def _dotted(expr: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if isinstance(expr, ast.Name):
+        parts.append(expr.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The index
+# --------------------------------------------------------------------------------------------
+
+
+def module_names(path: str) -> list[str]:
+    """Dotted names a file may be imported under, longest first: ``a/b/c.py`` -> a.b.c, b.c,
+    c; ``a/b/__init__.py`` -> a.b, b."""
+    p = path.replace("\\", "/").lstrip("./")
+    if not p.endswith(".py"):
+        return []
+    parts = p[:-3].split("/")
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    if not parts or not all(x.isidentifier() for x in parts):
+        return []
+    return [".".join(parts[i:]) for i in range(len(parts))]
+
+
+@dataclass
+class ProjectIndex:
+    """The modules of one repository commit or scanned folder (paths relative to its root)."""
+
+    files: Mapping[str, str]
+    _by_name: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _facts: dict[str, dict[str, Symbol] | None] = field(default_factory=dict, repr=False)
+    _busy: set[str] = field(default_factory=set, repr=False)
+    _views: dict[str, ProjectView | None] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.files = {p.replace("\\", "/"): t for p, t in self.files.items() if p.endswith(".py")}
+        for path in self.files:
+            for name in module_names(path):
+                self._by_name.setdefault(name, []).append(path)
+        self._roots = frozenset(n.split(".", 1)[0] for n in self._by_name)
+        #: names importable from the project root or from beside some file
+        self._top = frozenset(n for n, paths in self._by_name.items() if "." not in n and any(
+            p in (f"{n}.py", f"{n}/__init__.py") for p in paths))
+
+    def with_changes(self, changed: Mapping[str, str | None]) -> ProjectIndex:
+        """The index after a commit: ``changed`` maps paths to their new text (None: deleted).
+        Unchanged modules are not parsed again (the parse cache is keyed by content)."""
+        files = dict(self.files)
+        for path, text in changed.items():
+            if text is None:
+                files.pop(path, None)
+            else:
+                files[path] = text
+        return ProjectIndex(files)
+
+    # -- resolution ------------------------------------------------------------------------
+    def resolve_module(self, importer: str, module: str, level: int) -> str | None:
+        """The path of the project module ``importer`` reaches with this import, or None."""
+        here = posixpath.dirname(importer)
+        if level:
+            base = here
+            for _ in range(level - 1):
+                base = posixpath.dirname(base)
+            return self._file_at(base, module)
+        if not module or module.split(".", 1)[0] in TF_ROOTS:
+            return None
+        if module.split(".", 1)[0] not in self._roots:
+            return None
+        if module.split(".", 1)[0] in _EXTERNAL:  # ``import math`` beside ops/math.py
+            return self._file_at("", module)
+        found = self._file_at(here, module) or self._file_at("", module)
+        if found:
+            return found
+        cands = self._by_name.get(module, [])
+        if not cands:
+            return None
+        return max(cands, key=lambda c: (len(posixpath.commonpath([c, importer]))
+                                         if "/" in c and "/" in importer else 0, -len(c)))
+
+    def _file_at(self, base: str, module: str) -> str | None:
+        rel = module.replace(".", "/") if module else ""
+        stem = posixpath.join(base, rel) if rel else base
+        for cand in (f"{stem}.py", posixpath.join(stem, "__init__.py")):
+            cand = posixpath.normpath(cand) if cand else cand
+            if cand in self.files:
+                return cand
+        return None
+
+    # -- facts -----------------------------------------------------------------------------
+    def facts(self, path: str) -> dict[str, Symbol]:
+        """Name -> symbol for everything module ``path`` defines or imports from the project."""
+        cached = self._facts.get(path)
+        if cached is not None:
+            return cached
+        if path in self._busy or path not in self.files:
+            return {}
+        self._busy.add(path)
+        try:
+            raw = _parse_raw(self.files[path])
+            result = {} if raw is None else _ModuleEval(self, path, raw).symbols()
+        finally:
+            self._busy.discard(path)
+        self._facts[path] = result
+        return result
+
+    def imported_symbols(self, path: str, imports: Iterable[_Import]) -> dict[str, Symbol]:
+        """Local dotted name -> symbol for the project imports of module ``path``."""
+        out: dict[str, Symbol] = {}
+        for imp in imports:
+            if imp.name is None:  # import a.b [as c]
+                target = self.resolve_module(path, imp.module, 0)
+                if target is None:
+                    continue
+                prefix = imp.local
+                for name, sym in self.facts(target).items():
+                    if sym.kind != "module":
+                        out[f"{prefix}.{name}"] = sym
+                continue
+            target = self.resolve_module(path, imp.module, imp.level)
+            if imp.name == "*":
+                if target is None:
+                    continue
+                raw = _parse_raw(self.files[target])
+                facts = self.facts(target)
+                public = set(raw.public) if raw is not None else set()
+                for name, sym in facts.items():
+                    if (name in public or not name.startswith("_")) and sym.kind != "module":
+                        out.setdefault(name, sym)
+                continue
+            sym = self.facts(target).get(imp.name) if target is not None else None
+            if sym is not None:
+                out[imp.local] = sym
+                continue
+            # ``from pkg import models``: a submodule
+            sub = (self.resolve_module(path, f"{imp.module}.{imp.name}" if imp.module
+                                       else imp.name, imp.level))
+            if sub is not None and sub != path:
+                for name, s in self.facts(sub).items():
+                    if s.kind != "module":
+                        out[f"{imp.local}.{name}"] = s
+        return out
+
+    def view(self, path: str, text: str | None = None) -> ProjectView | None:
+        """The project facts for the file at ``path`` (its text defaults to the indexed one);
+        None when it imports nothing the index knows something about."""
+        path = path.replace("\\", "/")
+        if text is None and path in self._views:
+            return self._views[path]
+        source = self.files.get(path) if text is None else text
+        view = None
+        if source and self._may_import_project(source, path):
+            if path in self.files and text is None:
+                raw = _parse_raw(source)
+                imports = raw.imports if raw is not None else []
+            else:
+                imports = _imports_of_text(source)
+            symbols = {k: v for k, v in self.imported_symbols(path, imports).items() if v.useful}
+            if symbols:
+                view = ProjectView(symbols)
+        if text is None:
+            self._views[path] = view
+        return view
+
+    def _may_import_project(self, source: str, path: str) -> bool:
+        for m in _IMPORT_LINE.finditer(source):
+            dots, mod, plain = m.groups()
+            if dots:
+                return True
+            root = (mod or plain or "").split(".", 1)[0]
+            if root in self._roots and root not in TF_ROOTS and (
+                    root not in _EXTERNAL or root in self._top):
+                return True
+        return False
+
+
+def _imports_of_text(text: str) -> list[_Import]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _imports_of(ast.parse(text))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluating one module's definitions (over ast)
+# --------------------------------------------------------------------------------------------
+
+
+class _ModuleEval:
+    """The kinds of one module's functions, classes and values, following its imports.
+
+    A small counterpart of :class:`~leakwatt.mining.rules.values.ValueKinds` over ``ast``: the
+    index has to cover whole repositories, and most of their modules are never parsed by
+    libcst. Inside a function a name has the kind of its last assignment; names assigned inside
+    ``with tf.GradientTape()`` from a call are tensors (the tape records tensor operations).
+    """
+
+    def __init__(self, index: ProjectIndex, path: str, raw: _Raw) -> None:
+        self.index = index
+        self.path = path
+        self.raw = raw
+        self.aliases: dict[str, str] = {}
+        for imp in raw.imports:
+            root = imp.module.split(".", 1)[0]
+            if imp.level or root not in TF_ROOTS:
+                continue
+            if imp.name is None:
+                self.aliases[imp.local] = imp.module if imp.local != imp.module else root
+                if imp.local == imp.module:
+                    self.aliases[root] = root
+            elif imp.name != "*":
+                self.aliases[imp.local] = f"{imp.module}.{imp.name}"
+        self.imported = index.imported_symbols(path, raw.imports)
+        self.fn_memo: dict[str, Symbol] = {}
+        self.busy: set[str] = set()
+        self.model_classes: set[str] = set()
+        self._find_model_classes()
+
+    def qn(self, expr: ast.expr) -> str | None:
+        text = _dotted(expr)
+        if text is None:
+            return None
+        head, _, rest = text.partition(".")
+        base = self.aliases.get(head)
+        if base is None:
+            return None
+        return canonical(f"{base}.{rest}" if rest else base)
+
+    def _find_model_classes(self) -> None:
+        changed = True
+        while changed:
+            changed = False
+            for name, cls in self.raw.classes.items():
+                if name in self.model_classes:
+                    continue
+                for base in cls.bases:
+                    sym = self.imported.get(_dotted(base) or "")
+                    if is_model_base(self.qn(base)) or (
+                            isinstance(base, ast.Name) and base.id in self.model_classes) or (
+                            sym is not None and sym.kind == "class" and sym.returns == MODEL):
+                        self.model_classes.add(name)
+                        changed = True
+                        break
+
+    def symbols(self) -> dict[str, Symbol]:
+        out: dict[str, Symbol] = dict(self.imported)  # re-exports (``from .a import f``)
+        for name in self.raw.functions:
+            out[name] = self.function(name)
+        for name in self.raw.classes:
+            out[name] = Symbol("class", MODEL if name in self.model_classes else UNKNOWN,
+                               origin=f"{self.path}:{name}")
+        for name, value in self.raw.values.items():
+            kind = self.kind(value, None)
+            out[name] = Symbol("value", kind if kind in _VALUE_KINDS else UNKNOWN,
+                               origin=f"{self.path}:{name}")
+        return out
+
+    # -- functions -------------------------------------------------------------------------
+    def function(self, name: str) -> Symbol:
+        if name in self.fn_memo:
+            return self.fn_memo[name]
+        if name in self.busy:
+            return Symbol("function")
+        self.busy.add(name)
+        node = self.raw.functions[name]
+        scope = _Scope(node)
+        kinds = [self.kind(r, scope) for r in scope.returns]
+        result = UNKNOWN
+        for pref in (MODEL, SCALAR, TENSOR, GRADS, CONTAINER):
+            if pref in kinds:
+                result = TENSOR if pref == CONTAINER else pref
+                break
+        elements: tuple[str, ...] = ()
+        tuples = [r for r in scope.returns if isinstance(r, ast.Tuple)]
+        if tuples and len(tuples) == len(scope.returns) and len(
+                {len(t.elts) for t in tuples}) == 1:
+            per = []
+            for i in range(len(tuples[0].elts)):
+                ks = [self.kind(t.elts[i], scope) for t in tuples]
+                definite = [k for k in ks if k]
+                per.append(definite[0] if definite and all(k == definite[0] for k in definite)
+                           else UNKNOWN)
+            elements = tuple(per)
+        clears = any(self.call_clears(c) for c in scope.unconditional_calls)
+        sym = Symbol("function", result, elements, clears, f"{self.path}:{name}")
+        self.busy.discard(name)
+        self.fn_memo[name] = sym
+        return sym
+
+    def call_clears(self, call: ast.Call) -> bool:
+        if is_clear(self.qn(call.func)):
+            return True
+        if isinstance(call.func, ast.Name) and call.func.id in self.raw.functions:
+            return self.function(call.func.id).clears
+        sym = self.imported.get(_dotted(call.func) or "")
+        return sym is not None and sym.clears
+
+    # -- expressions -----------------------------------------------------------------------
+    def kind(self, expr: ast.expr, scope: _Scope | None, depth: int = 0) -> str:
+        if depth > 12:
+            return UNKNOWN
+        if isinstance(expr, ast.Call):
+            return self.call_kind(expr, scope, depth + 1)
+        if isinstance(expr, ast.Name):
+            if scope is not None:
+                if expr.id in scope.tapes:
+                    return TAPE
+                if expr.id in scope.tape_values:
+                    return TENSOR
+                value = scope.last.get(expr.id)
+                if value is not None:
+                    if isinstance(value, tuple):  # an element of an unpacked call
+                        src, idx = value
+                        return self.element_kind(src, idx, scope, depth + 1)
+                    return self.kind(value, scope, depth + 1)
+                if expr.id in scope.params:
+                    return UNKNOWN
+            if expr.id in self.raw.values and scope is not None:
+                return self.kind(self.raw.values[expr.id], None, depth + 1)
+            sym = self.imported.get(expr.id)
+            if sym is not None and sym.kind == "value":
+                return sym.returns
+            return UNKNOWN
+        if isinstance(expr, ast.Tuple | ast.List):
+            kinds = [self.kind(e, scope, depth + 1) for e in expr.elts]
+            return CONTAINER if any(k in TENSORISH for k in kinds) else UNKNOWN
+        if isinstance(expr, ast.BinOp):
+            ks = {self.kind(expr.left, scope, depth + 1), self.kind(expr.right, scope, depth + 1)}
+            if ks & {TENSOR, GRADS}:
+                return TENSOR
+            return SCALAR if SCALAR in ks else UNKNOWN
+        if isinstance(expr, ast.Subscript):
+            k = self.kind(expr.value, scope, depth + 1)
+            return TENSOR if k in (TENSOR, GRADS, CONTAINER) else SCALAR if k == SCALAR else UNKNOWN
+        if isinstance(expr, ast.Constant):
+            return PLAIN
+        return UNKNOWN
+
+    def element_kind(self, call: ast.expr, idx: int, scope: _Scope | None, depth: int) -> str:
+        if isinstance(call, ast.Call):
+            sym = self.callee_symbol(call.func)
+            if sym is not None and sym.elements and idx < len(sym.elements):
+                return sym.elements[idx]
+        k = self.kind(call, scope, depth)
+        return TENSOR if k in (TENSOR, GRADS, CONTAINER) else UNKNOWN
+
+    def callee_symbol(self, func: ast.expr) -> Symbol | None:
+        if isinstance(func, ast.Name):
+            if func.id in self.raw.functions:
+                return self.function(func.id)
+            if func.id in self.raw.classes:
+                return Symbol("class", MODEL if func.id in self.model_classes else UNKNOWN)
+        return self.imported.get(_dotted(func) or "")
+
+    def call_kind(self, call: ast.Call, scope: _Scope | None, depth: int) -> str:
+        func = call.func
+        qn = self.qn(func)
+        if qn is not None:
+            return qualified_kind(qn)
+        if isinstance(func, ast.Name) and func.id in _CONVERSIONS:
+            return PLAIN
+        sym = self.callee_symbol(func)
+        if sym is not None:
+            return sym.returns if sym.kind in ("function", "class") else _called(sym.returns)
+        if isinstance(func, ast.Attribute):
+            recv = self.kind(func.value, scope, depth)
+            method = func.attr
+            if recv == TAPE:
+                return GRADS if method == "gradient" else UNKNOWN
+            if recv == MODEL:
+                return PLAIN if method in _MODEL_PLAIN else TENSOR if method in (
+                    "call", "__call__", "predict_step") else UNKNOWN
+            if recv == METRIC:
+                return SCALAR if method == "result" else UNKNOWN
+            if recv in (TENSOR, SCALAR):
+                return PLAIN if method in _TO_PLAIN else recv
+            return UNKNOWN
+        if isinstance(func, ast.Name):
+            return _called(self.kind(func, scope, depth))
+        return UNKNOWN
+
+
+def _called(kind: str) -> str:
+    if kind in (MODEL, LAYER):
+        return TENSOR
+    if kind in (LOSSFN, METRIC):
+        return SCALAR
+    return UNKNOWN
+
+
+class _Scope:
+    """One function's bindings (last assignment of each name), returns, the names assigned
+    from calls inside a ``GradientTape`` block, and its unconditional calls."""
+
+    def __init__(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        a = node.args
+        self.params = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
+        if a.vararg:
+            self.params.add(a.vararg.arg)
+        if a.kwarg:
+            self.params.add(a.kwarg.arg)
+        self.last: dict[str, ast.expr | tuple[ast.expr, int]] = {}
+        self.returns: list[ast.expr] = []
+        self.tape_values: set[str] = set()
+        self.tapes: set[str] = set()
+        self.unconditional_calls: list[ast.Call] = []
+        self._walk(node.body, in_tape=False, unconditional=True)
+
+    def _walk(self, body: list[ast.stmt], in_tape: bool, unconditional: bool) -> None:
+        for stmt in body:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            if isinstance(stmt, ast.Return) and stmt.value is not None:
+                self.returns.append(stmt.value)
+            elif isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for t in targets:
+                    self._bind(t, stmt.value, in_tape)
+            elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) \
+                    and unconditional:
+                self.unconditional_calls.append(stmt.value)
+            if isinstance(stmt, ast.With | ast.AsyncWith):
+                tape = in_tape
+                for item in stmt.items:
+                    text = _dotted(item.context_expr.func) if isinstance(
+                        item.context_expr, ast.Call) else None
+                    if text and text.rsplit(".", 1)[-1] == "GradientTape":
+                        tape = True
+                        if isinstance(item.optional_vars, ast.Name):
+                            self.tapes.add(item.optional_vars.id)
+                self._walk(stmt.body, tape, unconditional)
+            elif isinstance(stmt, ast.Try):
+                self._walk(stmt.body, in_tape, unconditional)
+                for h in stmt.handlers:
+                    self._walk(h.body, in_tape, False)
+                self._walk(stmt.orelse, in_tape, False)
+                self._walk(stmt.finalbody, in_tape, unconditional)
+            elif isinstance(stmt, ast.If | ast.For | ast.While | ast.AsyncFor):
+                self._walk(stmt.body, in_tape, False)
+                self._walk(stmt.orelse, in_tape, False)
+
+    def _bind(self, target: ast.expr, value: ast.expr, in_tape: bool) -> None:
+        if isinstance(target, ast.Name):
+            self.last[target.id] = value
+            self.tape_values.discard(target.id)
+            if in_tape and isinstance(value, ast.Call):
+                self.tape_values.add(target.id)
+        elif isinstance(target, ast.Tuple | ast.List):
+            for i, el in enumerate(target.elts):
+                if isinstance(el, ast.Name):
+                    if isinstance(value, ast.Tuple | ast.List) and i < len(value.elts):
+                        self.last[el.id] = value.elts[i]
+                    else:
+                        self.last[el.id] = (value, i)
+                    self.tape_values.discard(el.id)
+                    if in_tape and isinstance(value, ast.Call):
+                        self.tape_values.add(el.id)
+
+
+def build_index(files: Mapping[str, str]) -> ProjectIndex:
+    """A :class:`ProjectIndex` over ``files`` (relative path -> source text)."""
+    return ProjectIndex(files)
+
+
+__all__ = ["ProjectIndex", "ProjectView", "Symbol", "build_index", "module_names"]
