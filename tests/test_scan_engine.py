@@ -121,3 +121,12 @@ def test_rule_catalogue_is_generated_and_current() -> None:
 
 def test_detector_version_is_a_string() -> None:
     assert isinstance(scan.DETECTOR_VERSION, str) and scan.DETECTOR_VERSION
+
+
+def test_indentation_error_with_an_exponent_is_not_called_python2() -> None:
+    src = "import tensorflow as tf\n\ndef f():\n    eps = 1e-08\n  return eps\n"
+    with pytest.raises(ScanError) as err:
+        scan_source(src, "bad.py")
+    assert "Python 2" not in str(err.value) and "indentation error at line 5" in str(err.value)
+    with pytest.raises(ScanError, match=r"Python 2 source \(print statement at line 3\)"):
+        scan_source("import keras\nx = 1e-08\nprint 'x'\n", "old.py")
