@@ -16,6 +16,14 @@ pre-filter changes no finding (whole-file scan of every file; slow). Timings on 
 vary by 15-20 %: compare figures from the same run only.
 
     .venv/bin/python benchmarks/scan_speed.py [--tree PATH] [--repeat N] [--verify]
+
+``--scaling`` instead checks that the scan time of one file grows linearly with its length: a
+generated valid TF/Keras file of 10k and of 40k lines (the same mix of helper functions, a
+model class, a training loop with findings), each scanned by the engine (pre-filter, libcst,
+rules), best of ``--repeat``; the ratio should be near 4 (a quadratic path gives 16). Exit 1
+when it is above 6.
+
+    .venv/bin/python benchmarks/scan_speed.py --scaling [--repeat N]
 """
 
 from __future__ import annotations
@@ -112,15 +120,67 @@ def run_semgrep(semgrep: str, rules: Path, files: list[Path], jobs: int) -> dict
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+def scaling_source(lines: int) -> str:
+    """A valid Python file of about ``lines`` lines: helper functions calling each other, model
+    classes and a training loop that builds a model per iteration (an IMR finding per block)."""
+    head = "import tensorflow as tf\nfrom tensorflow import keras\n\n"
+    block = ("def helper_{i}(x, scale={i}):\n"
+             "    y = x * scale + {i}\n"
+             "    if y > 10:\n"
+             "        y = helper_{j}(y - 1)\n"
+             "    return y\n\n"
+             "class Net{i}(keras.Model):\n"
+             "    def __init__(self):\n"
+             "        super().__init__()\n"
+             "        self.dense = keras.layers.Dense({i} % 7 + 1)\n\n"
+             "    def call(self, x):\n"
+             "        return self.dense(x)\n\n"
+             "for trial_{i} in range(3):\n"
+             "    model = keras.Sequential([keras.layers.Dense(helper_{i}(2))])\n"
+             "    model.fit(xs, ys)\n\n")
+    per = block.count("\n")
+    n = max(1, (lines - head.count("\n")) // per)
+    return head + "".join(block.format(i=i, j=max(0, i - 1)) for i in range(n))
+
+
+def line_scaling(repeat: int = 3, sizes: tuple[int, int] = (10_000, 40_000)) -> int:
+    """Print the scan time of a ``sizes[0]``- and a ``sizes[1]``-line file and their ratio;
+    1 when the ratio is above 6 (not linear), else 0."""
+    from leakwatt.mining.scan import scan_source
+
+    times = []
+    for lines in sizes:
+        text = scaling_source(lines)
+        best = float("inf")
+        findings = 0
+        for _ in range(max(1, repeat)):
+            start = time.perf_counter()
+            findings = len(scan_source(text, f"scaling_{lines}.py"))
+            best = min(best, time.perf_counter() - start)
+        times.append(best)
+        print(f"{text.count(chr(10)):>6} lines, {len(text) / 1e6:.2f} MB: {best:7.2f} s "
+              f"(best of {max(1, repeat)}), {findings} finding(s)")
+    ratio = times[1] / times[0]
+    print(f"ratio {sizes[1] // 1000}k/{sizes[0] // 1000}k lines: {ratio:.2f} "
+          f"(linear: {sizes[1] / sizes[0]:.0f}; quadratic: {(sizes[1] / sizes[0]) ** 2:.0f})")
+    return 0 if ratio <= 6 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=None,
                         help="folder to scan (default: keras 3.15 sources, keras/src)")
-    parser.add_argument("--semgrep-rules", type=Path, default=SEMGREP_RULES)
+    parser.add_argument("--semgrep-rules", type=Path, default=SEMGREP_RULES,
+                        help="semgrep rules to time against (default: the two leak rules)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool; medians shown")
     parser.add_argument("--verify", action="store_true",
                         help="also check that the pre-filter changes no finding (slow)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="only check that scan time is linear in a file's line count")
     args = parser.parse_args(argv)
+    if args.scaling:
+        print(machine())
+        return line_scaling(args.repeat if args.repeat > 1 else 3)
 
     import libcst as cst
 

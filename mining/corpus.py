@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,14 @@ from leakwatt.contracts import CORPUS
 from leakwatt.mining.clone import (
     SHA_RE,
     CloneError,
+    find_mirror,
     is_local,
     normalise_url,
     repo_parts,
     resolve_head,
     validate_url,
 )
+from leakwatt.mining.git import has_commit
 
 CORPUS_COLUMNS = list(CORPUS.columns)
 REQUIRED_COLUMNS = ("url", "commit")
@@ -79,6 +82,24 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
     return header, rows
 
 
+def credentials_problem(url: str) -> str | None:
+    """Why ``url`` may not be stored (it carries a password or an access token), or None.
+
+    ``https://user:pass@host/...`` and ``https://TOKEN@host/...`` would be copied into
+    repos.csv, the logs and every clone's config; ``ssh://git@host/...`` and ``git@host:...``
+    name an ssh login, not a secret, and are kept.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return None
+    if parts.password is not None or parts.scheme.lower() in ("http", "https", "ftp", "ftps",
+                                                               "git"):
+        host = parts.netloc.rsplit("@", 1)[1]
+        return (f"the URL carries credentials before @{host} (not stored: give the URL without "
+                "them and let git's credential helper supply them)")
+    return None
+
+
 def _row_problems(row: dict[str, str]) -> list[tuple[str, str]]:
     """(field, problem) pairs for one row."""
     problems: list[tuple[str, str]] = []
@@ -87,6 +108,8 @@ def _row_problems(row: dict[str, str]) -> list[tuple[str, str]]:
     url = row.get("url", "")
     if not url:
         problems.append(("url", "missing"))
+    elif credentials_problem(url):
+        problems.append(("url", str(credentials_problem(url))))
     else:
         try:
             validate_url(url)
@@ -207,11 +230,17 @@ def add_repository(path: str | os.PathLike[str], url: str, commit: str | None = 
     with ``git ls-remote``; offline, that fails with a message asking for ``--commit``.
     """
     path = Path(path)
+    secret = credentials_problem(url)
+    if secret:
+        raise LeakwattError(secret)
     url = validate_url(url)
     if commit is not None:
         commit = commit.strip().lower()
         if not SHA_RE.fullmatch(commit):
             raise LeakwattError(f"commit {commit!r}: expected a full 40-character sha")
+        if verify_commit(url, commit, mirror_dir) is False:
+            raise LeakwattError(f"commit {commit[:12]} is not in {url} (checked in its local "
+                                "copy); pin a commit of the repository")
     entries = load_corpus(path) if path.exists() else []
     key = normalise_url(url)
     for existing in entries:
@@ -228,21 +257,33 @@ def add_repository(path: str | os.PathLike[str], url: str, commit: str | None = 
             raise LeakwattError(f"cannot pin {url}: {exc.reason}") from None
     entry = CorpusEntry(url=url, commit=commit, name=name, domain=domain, why=why, stars=stars)
     if path.exists():
-        text = path.read_text(encoding="utf-8-sig")
-        if text and not text.endswith("\n"):
-            text += "\n"
-        # keep the user's file (comments, extra columns) as is; append one row in its order
+        # Append one row in the file's column order and line ending; the other lines (comments,
+        # extra columns, CRLF) are not rewritten.
         header, _ = _read_rows(path)
+        data = path.read_bytes()
+        newline = "\r\n" if b"\r\n" in data.split(b"\n", 1)[0] + b"\n" else "\n"
         values = {"url": entry.url, "commit": entry.commit, "name": entry.name,
                   "domain": entry.domain, "why": entry.why,
                   "stars": "" if entry.stars is None else str(entry.stars)}
         buf = io.StringIO(newline="")
-        csv.writer(buf, lineterminator="\n").writerow([values.get(col, "") for col in header])
-        atomic_write_text(path, text + buf.getvalue())
+        csv.writer(buf, lineterminator=newline).writerow([values.get(col, "") for col in header])
+        lead = newline if data and not data.endswith(b"\n") else ""
+        with open(path, "ab") as fh:
+            fh.write((lead + buf.getvalue()).encode("utf-8"))
     else:
         write_corpus(path, [entry])
     return entry
 
 
-__all__ = ["CORPUS_COLUMNS", "CorpusEntry", "add_repository", "check_corpus", "default_name",
-           "load_corpus", "write_corpus"]
+def verify_commit(url: str, commit: str, mirror_dir: str | os.PathLike[str] | None = None
+                  ) -> bool | None:
+    """Whether ``commit`` is in the repository, checked in its local path or mirror; None when
+    there is no local copy to check (the pin is then verified when mining clones it)."""
+    local = Path(os.path.expanduser(url)) if is_local(url) else find_mirror(url, mirror_dir)
+    if local is None or not local.is_dir():
+        return None
+    return has_commit(local, commit)
+
+
+__all__ = ["CORPUS_COLUMNS", "CorpusEntry", "add_repository", "check_corpus",
+           "credentials_problem", "default_name", "load_corpus", "verify_commit", "write_corpus"]

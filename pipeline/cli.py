@@ -48,7 +48,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from leakwatt.mining.corpus import add_repository, check_corpus
+    from leakwatt.mining.corpus import add_repository, check_corpus, verify_commit
 
     if args.action == "check":
         problems = check_corpus(Path(args.corpus))
@@ -59,6 +59,10 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     entry = add_repository(Path(args.corpus), args.url, commit=args.commit, name=args.name,
                            domain=args.domain, why=args.why, mirror_dir=args.mirror_dir)
     print(f"added {entry.url} @ {entry.commit} to {args.corpus}")
+    if args.commit and verify_commit(entry.url, entry.commit, args.mirror_dir) is None:
+        print(f"leakwatt: warning: commit {entry.commit[:12]} not verified (no local copy of "
+              f"{entry.url}; give --mirror-dir, or `leakwatt mine` checks it when it clones)",
+              file=sys.stderr)
     return 0
 
 

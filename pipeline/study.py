@@ -5,16 +5,22 @@ Another profile (``profiles/<name>.yaml``) is applied by writing the merged valu
 params.yaml for the length of the run -- DVC tracks params by file, and `dvc repro` has no
 per-run override -- and restoring the user's bytes afterwards, even on error or Ctrl-C. A copy is
 kept in ``.dvc/tmp/`` first, so a run killed hard is repaired by the next `leakwatt study`.
+SIGINT or SIGTERM to `leakwatt study` stops the `dvc repro` it started (and the stage processes
+under it: dvc runs in its own process group, which gets the signal), then params.yaml is
+restored and leakwatt exits with 128 + the signal number.
 DVC's run cache makes switching back and forth cheap: a profile's stages already run with the
 same params and deps are restored, not re-run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +69,49 @@ def dvc_executable() -> str:
     return found
 
 
+#: Seconds the pipeline gets to stop after SIGTERM before it is killed.
+STOP_GRACE_S = 20.0
+
+
+def run_pipeline(command: Sequence[str], root: Path) -> int:
+    """Run ``command`` (``dvc repro``) in its own process group and return its exit code.
+
+    On SIGINT or SIGTERM the whole group (dvc and the stage it is running) gets SIGTERM, then
+    SIGKILL after :data:`STOP_GRACE_S`; the return value is then ``128 + signal``. Without
+    this, a stopped `leakwatt study` left `dvc repro` measuring on its own.
+    """
+    proc = subprocess.Popen(list(command), cwd=root, env=dvc_env(), start_new_session=True)
+    received: list[int] = []
+
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def stop(signum: int, frame: object) -> None:
+        first = not received
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        if first:  # the wait below has no timeout: a timer kills what outlives the grace
+            timer = threading.Timer(STOP_GRACE_S, kill)
+            timer.daemon = True
+            timer.start()
+
+    main = threading.current_thread() is threading.main_thread()
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if main else {}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if received:
+        kill()  # stage processes left in the group
+        _log(f"stopped by {signal.Signals(received[0]).name}: the pipeline was stopped")
+        return 128 + received[0]
+    return code
+
+
 def profile_params_text(root: Path, profile: str) -> str:
     """The params.yaml text a profile run uses: the user's values with the profile's overlaid."""
     merged = deep_merge(read_yaml(root / "params.yaml"), profile_overrides(profile, root))
@@ -82,7 +131,7 @@ def run_study(root: Path, profile: str = "full", dvc_args: Sequence[str] = ()) -
     command = [dvc_executable(), "repro", *dvc_args]
     if profile == "full":
         _log(f"running the full study: {' '.join(command)}")
-        return subprocess.call(command, cwd=root, env=dvc_env())
+        return run_pipeline(command, root)
 
     user_file = root / "params.yaml"
     backup = backup_path(root)
@@ -94,7 +143,7 @@ def run_study(root: Path, profile: str = "full", dvc_args: Sequence[str] = ()) -
         _log(f"profile {profile}: running {' '.join(command)} with profiles/{profile}.yaml "
              f"over params.yaml ({len(params.measure.devices)} device(s), "
              f"{params.measure.repetitions} repetitions, scale {params.reproduce.scale})")
-        return subprocess.call(command, cwd=root, env=dvc_env())
+        return run_pipeline(command, root)
     finally:
         os.replace(backup, user_file)
         _log("params.yaml restored to your version")

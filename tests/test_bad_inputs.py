@@ -409,3 +409,237 @@ def test_mirror_missing_the_pinned_py_blob_names_it(tmp_path: Path) -> None:
         (row,) = list(csv.DictReader(fh))
     assert row["status"] == "blob_missing", row
     assert f"train.py (blob {sha[:12]})" in row["reason"]
+
+
+# -- corpus ---------------------------------------------------------------------------------
+
+def _crlf_corpus(path: Path) -> bytes:
+    data = ("url,commit,name,domain,why\r\n"
+            "https://github.com/a/one," + "a" * 40 + ",a/one,cv,first\r\n"
+            "# a comment line\r\n"
+            "https://github.com/b/two," + "b" * 40 + ",b/two,nlp,second\r\n").encode()
+    path.write_bytes(data)
+    return data
+
+
+def test_corpus_add_appends_to_a_crlf_corpus_without_rewriting_it(tmp_path: Path) -> None:
+    from fixtures.mining.gitrepo import GitRepo
+
+    from leakwatt.mining.corpus import add_repository, load_corpus
+
+    corpus = tmp_path / "corpus.csv"
+    before = _crlf_corpus(corpus)
+    repo = GitRepo(tmp_path / "local")
+    repo.write("a.py", "x = 1\n")
+    pin = repo.commit("one")
+    add_repository(corpus, str(repo.path), commit=pin, name="local")
+    after = corpus.read_bytes()
+    assert after.startswith(before)  # append only: not one earlier byte changed
+    assert after[len(before):] == f"{repo.path},{pin},local,,\r\n".encode()
+    assert [e.name for e in load_corpus(corpus)] == ["a/one", "b/two", "local"]
+
+
+def test_corpus_add_refuses_a_made_up_commit_it_can_check(tmp_path: Path) -> None:
+    from fixtures.mining.gitrepo import GitRepo
+
+    from leakwatt.common import LeakwattError
+    from leakwatt.mining.corpus import add_repository
+
+    corpus = tmp_path / "corpus.csv"
+    before = _crlf_corpus(corpus)
+    repo = GitRepo(tmp_path / "local")
+    repo.write("a.py", "x = 1\n")
+    repo.commit("one")
+    with pytest.raises(LeakwattError, match="is not in"):
+        add_repository(corpus, str(repo.path), commit="c" * 40, name="local")
+    assert corpus.read_bytes() == before
+
+
+def test_corpus_add_flags_a_commit_it_cannot_check(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.csv"
+    _crlf_corpus(corpus)
+    proc = subprocess.run([sys.executable, "-m", "leakwatt.pipeline.cli", "corpus", "add",
+                           "https://github.com/c/three", "--commit", "d" * 40,
+                           "--corpus", str(corpus)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "commit dddddddddddd not verified" in proc.stderr
+
+
+@pytest.mark.parametrize("url", ["https://user:pass@github.com/a/b",
+                                 "https://ghp_token123@github.com/a/b"])
+def test_urls_with_credentials_are_refused(tmp_path: Path, url: str) -> None:
+    from leakwatt.common import LeakwattError
+    from leakwatt.mining.corpus import add_repository, load_corpus
+
+    corpus = tmp_path / "corpus.csv"
+    before = _crlf_corpus(corpus)
+    with pytest.raises(LeakwattError, match="carries credentials") as info:
+        add_repository(corpus, url, commit="e" * 40, name="x")
+    assert "pass" not in str(info.value) and "ghp_" not in str(info.value)
+    assert corpus.read_bytes() == before
+    corpus.write_bytes(before + f"{url},{'e' * 40},x,,\r\n".encode())
+    with pytest.raises(LeakwattError, match="carries credentials"):
+        load_corpus(corpus)
+
+
+# -- measurement ----------------------------------------------------------------------------
+
+def _measure_cli(out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "leakwatt.pipeline.cli", "measure", "--pair",
+                           "paper-imr", "--scale", "tiny", "--repetitions", "1", "--warmup", "0",
+                           "--cooldown", "0", "--no-progress", "--out", str(out),
+                           "--params", str(Path(__file__).parents[1] / "params.yaml")],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_read_only_measurement_output_fails_before_measuring(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        proc = _measure_cli(ro)
+    finally:
+        ro.chmod(0o755)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"leakwatt: error: {ro}: output folder is read-only; nothing measured")
+    assert list(ro.iterdir()) == []
+    out = tmp_path / "out"  # only runs.csv read-only: no run may be measured and then lost
+    out.mkdir()
+    runs = out / "runs.csv"
+    runs.write_text("pair_id\n")
+    runs.chmod(0o444)
+    proc = _measure_cli(out)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "runs.csv: read-only; nothing measured" in proc.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["runs.csv"]
+
+
+def test_torn_runs_row_ending_in_a_newline_is_measured_again(tmp_path: Path) -> None:
+    from leakwatt.pipeline.harness.store import RUN_KEY, RUNS_COLUMNS, AppendStore
+
+    path = tmp_path / "runs.csv"
+    store = AppendStore(path, RUNS_COLUMNS, RUN_KEY)
+    full = {c: "" for c in RUNS_COLUMNS}
+    good = dict(full, pair_id="p1", variant="smelly", rep=1, device="cpu", framework="keras3",
+                status="ok")
+    store.append(good)
+    kept = path.read_bytes()
+    # a row torn mid-write whose fragment still ends in a newline: too few cells
+    torn = ["p1", "clean", "1", "cpu", "keras3", "ok"]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(",".join(torn) + "\n")
+    store = AppendStore(path, RUNS_COLUMNS, RUN_KEY)
+    assert path.read_bytes() == kept
+    assert (tmp_path / "runs.csv.torn").read_text() == ",".join(torn) + "\n"
+    assert len(store.keys()) == 1
+
+
+# -- params ---------------------------------------------------------------------------------
+
+def test_stage_commands_run_outside_the_project_on_built_in_defaults(tmp_path: Path) -> None:
+    (tmp_path / "corpus.csv").write_text("url,commit,name,domain,why\n")
+    cmd = [sys.executable, "-m", "leakwatt.pipeline.cli", "mine", "--corpus", "corpus.csv",
+           "--out", "out", "--no-history"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "built-in defaults" in line]
+    assert notes == [f"leakwatt: no params.yaml in {tmp_path}; using the built-in defaults "
+                     "(choose a file with --params)"]
+    assert (tmp_path / "out" / "repos.csv").is_file()
+    (tmp_path / "mine.yaml").write_text("mine:\n  jobs: 1\n")
+    proc = subprocess.run(cmd + ["--params", "mine.yaml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "built-in defaults" not in proc.stderr
+    proc = subprocess.run(cmd + ["--params", "nope.yaml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "nope.yaml" in proc.stderr
+
+
+def test_stage_entry_points_use_the_defaults_without_a_params_file(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]
+                                                                  ) -> None:
+    from leakwatt.params import Params
+    from leakwatt.pipeline.stages._args import run_stage, stage_parser
+
+    monkeypatch.chdir(tmp_path)
+    seen: list[Params] = []
+    assert run_stage(stage_parser("mine", "test"), lambda a, p: seen.append(p), []) == 0
+    assert seen == [Params()]
+    assert "using the built-in defaults" in capsys.readouterr().err
+
+
+# -- study ----------------------------------------------------------------------------------
+
+# A stubbed long stage (sleeps instead of measuring): what matters is that `leakwatt study`
+# stops the `dvc repro` it started and what runs under it, whatever the stage does; a real
+# demo study takes minutes and its stages cannot be made to wait for the signal.
+LONG_DVC_YAML = """\
+stages:
+  long:
+    cmd: python -c "import os, time; open('stage.pid', 'w').write(str(os.getpid())); time.sleep(120)"
+    params:
+      - measure.repetitions
+    outs:
+      - never.txt
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie left for an init that does not reap is gone
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stopping_study_stops_dvc_and_restores_params(tmp_path: Path, repo_root: Path,
+                                                      sig: str) -> None:
+    import shutil
+    import signal
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    shutil.copy(repo_root / "params.yaml", root / "params.yaml")
+    shutil.copytree(repo_root / "profiles", root / "profiles")
+    (root / "dvc.yaml").write_text(LONG_DVC_YAML, encoding="utf-8")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([str(Path(sys.executable).with_name("dvc")), "init", "-q"], cwd=root,
+                   check=True)
+    before = (root / "params.yaml").read_bytes()
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    study = subprocess.Popen([sys.executable, "-m", "leakwatt.pipeline.cli", "study",
+                              "--profile", "demo"], cwd=root, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (root / "stage.pid").exists() or not (root / "stage.pid").read_text():
+        assert study.poll() is None and time.monotonic() < deadline, study.communicate()
+        time.sleep(0.2)
+    stage = int((root / "stage.pid").read_text())
+    assert (root / "params.yaml").read_bytes() != before  # the demo values are in place
+    study.send_signal(getattr(signal, sig))
+    _, err = study.communicate(timeout=60)
+    assert study.returncode == 128 + getattr(signal, sig), err
+    assert f"stopped by {sig}" in err
+    assert (root / "params.yaml").read_bytes() == before
+    for _ in range(50):
+        if not _alive(stage):
+            break
+        time.sleep(0.1)
+    assert not _alive(stage), "the stage dvc ran is still running"
+
+
+# -- plots ----------------------------------------------------------------------------------
+
+def test_dvc_plots_output_is_ignored_and_the_offline_view_is_named(repo_root: Path) -> None:
+    proc = subprocess.run(["git", "check-ignore", "-q", "dvc_plots/index.html"], cwd=repo_root)
+    assert proc.returncode == 0, "dvc_plots/ is not git-ignored"
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    assert "**Plots offline.**" in readme and "reports/report.html" in readme
+    html = [p for p in (repo_root / "analysis").glob("*.py")
+            if "base64" in p.read_text(encoding="utf-8")]
+    assert html, "the report no longer embeds its figures: it would not be an offline view"

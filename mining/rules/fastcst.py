@@ -122,6 +122,18 @@ def _locate(module: cst.Module, source: str, paths: list[tuple[int, ...]]
         return None
     lines: list[str] | None = None
     out: dict[tuple[int, ...], tuple[cst.CSTNode, int, str]] = {}
+    prefix: dict[int, list[int]] = {}  # body -> running ast statement counts (linear, once)
+
+    def ast_index(body: Sequence[cst.BaseStatement], index: int) -> int:
+        counts = prefix.get(id(body))
+        if counts is None:
+            counts = [0]
+            for s in body:
+                counts.append(counts[-1] + (len(s.body) if isinstance(s, cst.SimpleStatementLine)
+                                            else 1))
+            prefix[id(body)] = counts
+        return counts[min(index, len(body))]
+
     for path in paths:
         cst_body: Sequence[cst.BaseStatement] = module.body
         ast_body: list[ast.stmt] = body
@@ -133,7 +145,7 @@ def _locate(module: cst.Module, source: str, paths: list[tuple[int, ...]]
                         node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                     return None
                 cst_body, ast_body = stmt.body.body, node.body  # type: ignore[assignment]
-            k = _ast_index(cst_body, idx)
+            k = ast_index(cst_body, idx)
             if idx >= len(cst_body) or k >= len(ast_body):
                 return None
             stmt, node = cst_body[idx], ast_body[k]

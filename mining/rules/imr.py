@@ -331,6 +331,12 @@ class _Analysis:
         self.kinds = kinds_for(ctx)
         self.subclasses = model_subclasses(ctx)
         self.reported: set[int] = set()
+        #: per function: ids of its loops some call inside which clears the session, and its
+        #: calls and stores that can keep a model (computed once: asking per construction
+        #: site made long module-level scripts quadratic)
+        self._clearing_loops: dict[int, set[int]] = {}
+        self._keepers: dict[int, tuple[list[CallSite], list]] = {}
+        self._training: dict[tuple[int, int], str] = {}
 
     # -- classification -------------------------------------------------------------------
     def direct_ctor(self, site: CallSite) -> str:
@@ -380,9 +386,19 @@ class _Analysis:
         return self.ctx.reaches(fn, lambda s: is_clear(s.qn), "clear")
 
     def loop_clears(self, fn: FuncInfo, loop: Loop) -> bool:
-        return any(loop in s.loops and self.site_clears(s) for s in fn.calls)
+        clearing = self._clearing_loops.get(id(fn))
+        if clearing is None:
+            clearing = self._clearing_loops[id(fn)] = {
+                id(lp) for s in fn.calls if s.loops and self.site_clears(s) for lp in s.loops}
+        return id(loop) in clearing
 
     def training_api(self, fn: FuncInfo, loop: Loop | None) -> str:
+        key = (id(fn), id(loop))
+        if key not in self._training:
+            self._training[key] = self._training_api(fn, loop)
+        return self._training[key]
+
+    def _training_api(self, fn: FuncInfo, loop: Loop | None) -> str:
         found = ""
         for s in fn.calls:
             if loop is not None and loop not in s.loops:
@@ -411,12 +427,18 @@ class _Analysis:
         if not names:
             return False
         fn = site.func
-        for s in fn.calls:
-            if loop in s.loops and s.method in _APPEND and any(
+        keepers = self._keepers.get(id(fn))
+        if keepers is None:
+            keepers = self._keepers[id(fn)] = (
+                [s for s in fn.calls if s.method in _APPEND],
+                [ev for ev in fn.assigns + fn.aug_assigns if ev.value is not None and (
+                    isinstance(ev.target, cst.Subscript) or ev.kind == "aug")])
+        for s in keepers[0]:
+            if loop in s.loops and any(
                     isinstance(a.value, cst.Name) and a.value.value in names for a in s.node.args):
                 return True
-        for ev in fn.assigns + fn.aug_assigns:
-            if loop not in ev.loops or ev.value is None:
+        for ev in keepers[1]:
+            if loop not in ev.loops:
                 continue
             if isinstance(ev.target, cst.Subscript) and isinstance(ev.value, cst.Name) \
                     and ev.value.value in names:
