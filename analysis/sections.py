@@ -160,12 +160,12 @@ def paper_table(stats: pd.DataFrame, intensity: dict[str, float] | None = None) 
     intensity = intensity or {}
     metric, test = primary_label(stats)
     headers = ["smell", f"paper kWh ({paper.DEVICE})", "paper CO2 kg", "paper change",
-               "this study: pair (device, framework)", f"clean {metric} (mean)",
+               "framework", "this study: pair (device)", f"clean {metric} (mean)",
                f"smelly {metric} (mean)", "clean CO2 kg", "smelly CO2 kg",
                "change [95 % CI]", f"p_adj ({TEST_NAMES.get(test, test)})", "n"]
     rows: list[list[Any]] = [["clean baseline", f"{paper.CLEAN.energy_kwh:.6f}",
-                              f"{paper.CLEAN.emissions_kg:.6f}", "—", "each pair's clean variant",
-                              "", "", "", "", "", "", ""]]
+                              f"{paper.CLEAN.emissions_kg:.6f}", "—", "",
+                              "each pair's clean variant", "", "", "", "", "", "", ""]]
     smells = list(paper.SMELLS) + sorted(set(energy["smell"]) - set(paper.SMELLS))
     for smell in smells:
         ref = paper.SMELLS.get(smell)
@@ -176,12 +176,12 @@ def paper_table(stats: pd.DataFrame, intensity: dict[str, float] | None = None) 
                      if ref else ["—", "—", "not in the paper"])
         mine = energy[energy["smell"] == smell].sort_values(["pair_id", "device", "framework"])
         if mine.empty:
-            rows.append([smell, *ref_cells, "not measured in this study", *[""] * 7])
+            rows.append([smell, *ref_cells, "", "not measured in this study", *[""] * 7])
             continue
         for r in mine.itertuples():
             k = intensity.get(r.device) if metric == "energy_kwh" else None
             rows.append([
-                smell, *ref_cells, f"{r.pair_id} ({r.device}, {r.framework})",
+                smell, *ref_cells, r.framework, f"{r.pair_id} ({r.device})",
                 fmt(r.mean_clean), fmt(r.mean_smelly),
                 fmt(r.mean_clean * k) if k and isnum(r.mean_clean) else "",
                 fmt(r.mean_smelly * k) if k and isnum(r.mean_smelly) else "",
