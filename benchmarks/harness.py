@@ -11,6 +11,10 @@ its overhead on whole-process wall time (tracker start/stop included), and the c
 variation of CodeCarbon's energy over the repeated identical tracked runs.
 
     python benchmarks/harness.py [--reps 8] [--interval 0.5] [--size 700] [--loops 300]
+
+With ``--first-vs-later RUNS.csv`` (a runs.csv measured with ``--warmup 0`` and at least two
+repetitions) it instead prints, per framework level, how much longer each cell's first counted
+run was than its later ones (measured window and start-up): the data behind ``measure.warmup``.
 """
 
 from __future__ import annotations
@@ -72,6 +76,38 @@ def pct(a: float, b: float) -> float:
     return 100.0 * (a - b) / b
 
 
+def first_vs_later(runs_csv: Path) -> int:
+    """Each (pair, variant, framework) cell's rep-1 run against the median of its later reps."""
+    import pandas as pd
+
+    runs = pd.read_csv(runs_csv)
+    runs = runs[runs["status"] == "ok"]
+    cell = ["pair_id", "variant", "framework"]
+    print(f"{runs_csv}: {len(runs)} ok runs; load average at start "
+          f"{runs['load_start'].min():.1f}-{runs['load_start'].max():.1f}")
+    print("framework     cells  first/later window (median, range)  first/later start-up  "
+          "first-of-invocation window / its cell's later")
+    for framework, group in runs.groupby("framework"):
+        ratios, startups = [], []
+        for _, runs_of_cell in group.groupby(cell):
+            first = runs_of_cell[runs_of_cell["rep"] == 1]
+            later = runs_of_cell[runs_of_cell["rep"] > 1]
+            if first.empty or later.empty:
+                continue
+            ratios.append(float(first["duration_s"].iloc[0] / later["duration_s"].median()))
+            startups.append(float(first["startup_s"].iloc[0] / later["startup_s"].median()))
+        if not ratios:
+            continue
+        opener = group.sort_values("order").iloc[0]
+        same = group[(group[cell] == opener[cell]).all(axis=1) & (group["rep"] > 1)]
+        lead = (f"{opener['duration_s'] / same['duration_s'].median():.2f}" if len(same)
+                else "n/a")
+        print(f"{framework:13s} {len(ratios):5d}  {statistics.median(ratios):5.2f} "
+              f"({min(ratios):.2f}-{max(ratios):.2f})                  "
+              f"{statistics.median(startups):5.2f}                 {lead}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=8)
@@ -79,7 +115,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=700)
     parser.add_argument("--loops", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2606)
+    parser.add_argument("--first-vs-later", type=Path, metavar="RUNS_CSV",
+                        help="print first-run vs later-run durations of a runs.csv instead")
     args = parser.parse_args()
+    if args.first_vs_later:
+        return first_vs_later(args.first_vs_later)
 
     with tempfile.TemporaryDirectory(prefix="leakwatt-bench-") as tmp:
         work = Path(tmp)

@@ -16,7 +16,7 @@ import yaml
 
 from leakwatt.common import LeakwattError
 
-PROFILES = ("full", "demo", "gpu")
+PROFILES = ("full", "demo", "reference", "gpu")
 #: ``mine.rules`` default: every rule the miner has registered. The floor does not know the
 #: rule ids (leakwatt.mining.rules.REGISTRY does); the miner validates them.
 ALL_RULES = ("all",)

@@ -133,3 +133,49 @@ def test_rss_growth_starts_at_ready():
     series = [(t * 0.5, 200.0 + 10.0 * t * 0.5, None) for t in range(4)]
     series += [(t * 0.5, 500.0 + 2.0 * t * 0.5, None) for t in range(4, 21)]
     assert rss_growth_mb_per_s(series, ready_s=2.0) == pytest.approx(2.0)
+
+
+def test_levels_and_devices_a_pair_does_not_list_are_skipped_and_said(tmp_path, capsys):
+    from leakwatt.params import MeasureParams
+    from leakwatt.pipeline.harness import measure_pairs
+
+    for pid, meta in (("gpuonly", '{"devices": ["gpu"]}'), ("eager", '{"frameworks": ["keras3"]}')):
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "meta.json").write_text(meta)
+        for variant in ("smelly", "clean"):
+            (tmp_path / pid / f"{variant}.py").write_text("")
+    pd.DataFrame([{"pair_id": p, "smell": "IMR", "smelly_path": f"{p}/smelly.py",
+                   "clean_path": f"{p}/clean.py"} for p in ("gpuonly", "eager")]).to_csv(
+        tmp_path / "pairs.csv", index=False)
+    params = MeasureParams(repetitions=1, warmup=0, idle_baseline=False,
+                           frameworks=("keras2",))
+    runs = measure_pairs(tmp_path, None, tmp_path / "out", "cpu", "tiny", params,
+                         show_progress=False)
+    assert runs.empty
+    env = pd.read_json(tmp_path / "out" / "environment.json", typ="series")
+    reasons = {(s["pair_id"], s["framework"]): s["reason"] for s in env["measurement"]["skipped"]}
+    assert reasons == {("gpuonly", "keras2"): "gpuonly/meta.json lists devices gpu only",
+                       ("eager", "keras2"): "eager/meta.json lists frameworks keras3 only"}
+    assert "skipping eager under keras2" in capsys.readouterr().err
+
+
+def test_measurement_profiles(repo_root):
+    from leakwatt.params import FRAMEWORKS, load_params
+
+    full = load_params(repo_root / "params.yaml")
+    assert full.measure.frameworks == FRAMEWORKS  # dvc repro runs every level by default
+    demo = load_params(repo_root / "params.yaml", "demo")
+    assert demo.measure.frameworks == ("keras3",)  # the demo stays about 5 minutes
+    reference = load_params(repo_root / "params.yaml", "reference")
+    assert reference.measure.devices == ("cpu",) and reference.measure.repetitions >= 10
+    assert reference.measure.frameworks == FRAMEWORKS and reference.reproduce.scale == "tiny"
+    from leakwatt.pipeline.repros import BUILTIN_PAIRS
+
+    paper = {p for p, spec in BUILTIN_PAIRS.items() if spec.source == "paper"}
+    assert set(reference.reproduce.pairs) == paper  # every paper pair, nothing else built in
+    gpu = load_params(repo_root / "params.yaml", "gpu")
+    assert gpu.measure.devices == ("gpu",) and gpu.reproduce.scale == "paper"
+    with pytest.raises(LeakwattError, match=r"frameworks: 'keras4' is not one of"):
+        from leakwatt.params import params_from_dict
+
+        params_from_dict({"measure": {"frameworks": ["keras3", "keras4"]}}, "p.yaml")

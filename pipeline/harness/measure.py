@@ -6,8 +6,8 @@ are added. Warm-up runs (``params.warmup`` per pair, variant and framework, run 
 missing block of an invocation) go to ``warmup.csv`` and are never counted. The idle baseline of
 block ``rep`` (the first ``IDLE_REPS_MAX`` blocks) runs inside that block, at a seeded position in
 its second half, so it sees the machine in the same state as the runs around it. A cooldown
-sleep follows every run. A framework level that a pair's ``meta.json`` does not list is skipped
-and the skip is logged and kept in ``environment.json`` (``measurement.skipped``).
+sleep follows every run. A framework level (or device) that a pair's ``meta.json`` does not list
+is skipped, and the skip is logged and kept in ``environment.json`` (``measurement.skipped``).
 """
 
 from __future__ import annotations
@@ -391,6 +391,13 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
                 "reason": f"{pid}/meta.json lists frameworks {', '.join(levels)} only"}
                for pid, levels in supported.items() for fw in params.frameworks
                if fw not in levels]
+    for pid in list(supported):
+        devices = pair_meta(pairs_dir, pid).get("devices") or ["cpu", "gpu"]
+        if device not in devices:  # e.g. an XLA recompilation pair that only means something on GPU
+            skipped += [{"pair_id": pid, "framework": fw,
+                         "reason": f"{pid}/meta.json lists devices {', '.join(devices)} only"}
+                        for fw in params.frameworks if fw in supported[pid]]
+            supported[pid] = ()
     for skip in skipped:
         print(f"leakwatt: measure: skipping {skip['pair_id']} under {skip['framework']}: "
               f"{skip['reason']}", file=sys.stderr, flush=True)
