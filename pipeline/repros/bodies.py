@@ -130,8 +130,9 @@ $imports    round_losses, weights, model = [], None, None
     for _ in range(cfg["rounds"]):
 $release        model = build_model(keras)
         model.compile(optimizer=make_optimizer(keras), loss=make_loss(keras)$compile_extra)
-        if weights is not None:
-            model.set_weights(weights)
+        if weights is None:  # round 1 sets its own initial weights too, so every round
+            weights = model.get_weights()  # builds the same ops (the graph-mode leak count)
+        model.set_weights(weights)
 $train
         weights = model.get_weights()
         record_leak(imr_leak_count())
