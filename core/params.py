@@ -57,7 +57,7 @@ class MineParams:
 
 @dataclass(frozen=True)
 class ReproduceParams:
-    pairs: tuple[str, ...] = ("paper-imr", "paper-imr-once", "paper-utr")
+    pairs: tuple[str, ...] = ("paper-imr", "paper-imr-del", "paper-imr-once", "paper-imr-xla", "paper-utr")
     scale: str = "paper"
     equivalence_check: bool = True
     equivalence_rtol: float = 1e-4

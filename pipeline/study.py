@@ -50,11 +50,17 @@ def restore_interrupted(root: Path) -> bool:
     return True
 
 
-def dvc_env() -> dict[str, str]:
-    """The environment for `dvc repro`: no analytics, and this interpreter first on PATH so that
-    the stages' `python -m leakwatt.pipeline.stages.X` run with the same installed leakwatt."""
+#: Names the profile of a `leakwatt study` run for its stages (the report's Reproduce section).
+PROFILE_ENV = "LEAKWATT_PROFILE"
+
+
+def dvc_env(profile: str = "full") -> dict[str, str]:
+    """The environment for `dvc repro`: no analytics, the profile named in ``LEAKWATT_PROFILE``,
+    and this interpreter first on PATH so that the stages' `python -m leakwatt.pipeline.stages.X`
+    run with the same installed leakwatt."""
     env = dict(os.environ)
     env["DVC_NO_ANALYTICS"] = "1"
+    env[PROFILE_ENV] = profile
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
@@ -73,14 +79,14 @@ def dvc_executable() -> str:
 STOP_GRACE_S = 20.0
 
 
-def run_pipeline(command: Sequence[str], root: Path) -> int:
+def run_pipeline(command: Sequence[str], root: Path, profile: str = "full") -> int:
     """Run ``command`` (``dvc repro``) in its own process group and return its exit code.
 
     On SIGINT or SIGTERM the whole group (dvc and the stage it is running) gets SIGTERM, then
     SIGKILL after :data:`STOP_GRACE_S`; the return value is then ``128 + signal``. Without
     this, a stopped `leakwatt study` left `dvc repro` measuring on its own.
     """
-    proc = subprocess.Popen(list(command), cwd=root, env=dvc_env(), start_new_session=True)
+    proc = subprocess.Popen(list(command), cwd=root, env=dvc_env(profile), start_new_session=True)
     received: list[int] = []
 
     def kill() -> None:
@@ -131,7 +137,7 @@ def run_study(root: Path, profile: str = "full", dvc_args: Sequence[str] = ()) -
     command = [dvc_executable(), "repro", *dvc_args]
     if profile == "full":
         _log(f"running the full study: {' '.join(command)}")
-        return run_pipeline(command, root)
+        return run_pipeline(command, root, profile)
 
     user_file = root / "params.yaml"
     backup = backup_path(root)
@@ -143,7 +149,7 @@ def run_study(root: Path, profile: str = "full", dvc_args: Sequence[str] = ()) -
         _log(f"profile {profile}: running {' '.join(command)} with profiles/{profile}.yaml "
              f"over params.yaml ({len(params.measure.devices)} device(s), "
              f"{params.measure.repetitions} repetitions, scale {params.reproduce.scale})")
-        return run_pipeline(command, root)
+        return run_pipeline(command, root, profile)
     finally:
         os.replace(backup, user_file)
         _log("params.yaml restored to your version")

@@ -9,6 +9,7 @@ inside the subcommand that runs.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,7 +65,7 @@ def report_failed_repositories(repos_csv: Path) -> None:
 
 
 #: repository statuses that mean a checkout was obtained (the rest: nothing was cloned).
-CLONED = ("ok", "no_python", "empty", "history_failed")
+CLONED = ("ok", "no_python", "empty", "history_failed", "blob_missing")
 
 
 def stop_without_data(repos_csv: Path, params: MineParams) -> None:
@@ -165,7 +166,11 @@ def report(analysis_dir: Path, runs_paths: Sequence[Path], pairs_dir: Path | Non
     log(f"wrote {out_dir / 'report.md'} and {out_dir / 'report.html'}")
 
 
-def default_commands() -> list[str]:
-    return ["leakwatt study  # = dvc repro (full profile)",
-            "leakwatt study --profile demo  # offline demo",
-            "dvc metrics show", "dvc plots show"]
+def default_commands(profile: str | None = None) -> list[str]:
+    """The commands that reproduce this report: the profile `leakwatt study` ran it under
+    (``LEAKWATT_PROFILE``, set by :func:`leakwatt.pipeline.study.dvc_env`), else a plain
+    `dvc repro`, i.e. the full study."""
+    profile = profile or os.environ.get("LEAKWATT_PROFILE") or "full"
+    study = ("leakwatt study  # = dvc repro (full profile)" if profile == "full"
+             else f"leakwatt study --profile {profile}  # profiles/{profile}.yaml over params.yaml")
+    return [study, "dvc metrics show", "dvc plots show"]

@@ -77,3 +77,24 @@ def test_invalid_profile_params_write_nothing(project: Path) -> None:
 def test_not_a_dvc_project(tmp_path: Path) -> None:
     with pytest.raises(LeakwattError, match="not a leakwatt DVC project"):
         run_study(tmp_path, "demo")
+
+
+def test_stages_are_told_the_profile_they_run_under(project: Path) -> None:
+    (project / "dvc.yaml").write_text(
+        "stages:\n  who:\n    cmd: python -c \"import os, pathlib; "
+        "pathlib.Path('who.txt').write_text(os.environ['LEAKWATT_PROFILE'])\"\n"
+        "    params:\n      - measure.repetitions\n    outs:\n      - who.txt\n", encoding="utf-8")
+    assert run_study(project, "demo") == 0
+    assert (project / "who.txt").read_text() == "demo"
+    assert run_study(project, "full") == 0
+    assert (project / "who.txt").read_text() == "full"
+
+
+def test_report_commands_name_the_profile_that_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leakwatt.pipeline.workflow import default_commands
+
+    monkeypatch.setenv("LEAKWATT_PROFILE", "demo")
+    assert default_commands()[0].startswith("leakwatt study --profile demo")
+    assert not any("full profile" in c for c in default_commands())
+    monkeypatch.delenv("LEAKWATT_PROFILE")
+    assert "full profile" in default_commands()[0]
