@@ -18,7 +18,7 @@ import pandas as pd
 
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
 from leakwatt.contracts import PAIRS, UNREPRODUCED
-from leakwatt.pipeline.repros import bodies, templates
+from leakwatt.pipeline.repros import bodies, graph_smells, process_smells, templates
 from leakwatt.pipeline.repros.templates import ProgramSpec
 
 PAIRS_COLUMNS = list(PAIRS.columns)
@@ -56,6 +56,9 @@ class PairSpec:
     model_api: str = "sequential"
     source: str = "paper"
     instances: tuple[dict[str, Any], ...] = field(default=())
+    #: the workload when it is not the shared CNN (a TF1 graph, a search over small models...)
+    architecture: str = ""
+    n_params: int = 0
 
     @property
     def leak_evidence(self) -> str:
@@ -150,6 +153,9 @@ class Family:
     what_differs: str
     autofix: str
     frameworks: tuple[str, ...] = FRAMEWORKS
+    #: the workload when it is not the shared CNN (meta.json ``architecture``/``n_params``)
+    architecture: str = ""
+    n_params: int = 0
 
 
 def _imr_family(loop: str, api: str) -> Family:
@@ -208,8 +214,12 @@ FAMILIES: dict[str, Family] = {f.family: f for f in (
            "TF1-compat session per fold never closed vs the same session in a `with` block",
            "clean.py opens each fold's session in a `with` block (the rule's autofix)",
            "yes: the US autofix turns `sess = Session()` and the rest of its block into a "
-           "`with` block"),
+           "`with` block", architecture=US_ARCHITECTURE, n_params=US_PARAMS),
 )}
+#: issue 14's catalogue families, defined beside their bodies (graph_smells: UGE, GCB;
+#: process_smells: UP, US session-in-loop)
+FAMILIES.update({spec["family"]: Family(**spec)
+                 for module in (graph_smells, process_smells) for spec in module.FAMILY_SPECS})
 
 #: (rule, variant) -> the families that reproduce it. Every variant a rule reports and is not
 #: listed here goes to unreproduced.csv with the reason (tests/test_repros_mapping.py scans the
@@ -225,6 +235,8 @@ VARIANT_FAMILIES: dict[tuple[str, str], tuple[str, ...]] = {
     ("US", "session-no-close"): ("us-session-with",),
     ("US", "session-close-conditional"): ("us-session-with",),
     ("US", "session-as-default"): ("us-session-with",),
+    **graph_smells.VARIANT_FAMILIES,
+    **process_smells.VARIANT_FAMILIES,
 }
 #: IMR variants that build one model per fold/trial (a fresh start each time).
 _FOLD_VARIANTS = {"kfold", "search-objective", "build-fn"}
@@ -304,8 +316,8 @@ def families_from_instances(instances: pd.DataFrame) -> tuple[list[PairSpec], pd
         apis = Counter(_MODEL_API_ALIASES.get(_norm(r.get("model_api")), "sequential")
                        for r in rows)
         model_api = sorted(apis.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-        if family.smell == "US":
-            model_api = "sequential"  # the session body trains its own TF1 graph, no Keras model
+        if family.architecture:
+            model_api = "sequential"  # the body trains its own workload, not the shared CNN
         description = (f"{len(rows)} mined {family.smell} instance(s): {family.summary} "
                        f"({model_api} model)")
         specs.append(PairSpec(
@@ -313,7 +325,8 @@ def families_from_instances(instances: pd.DataFrame) -> tuple[list[PairSpec], pd
             description=description, what_differs=family.what_differs,
             smelly_body=family.smelly_body, clean_body=family.clean_body,
             estimand=family.estimand, autofix=family.autofix, frameworks=family.frameworks,
-            model_api=model_api, source="mined", instances=tuple(_instance_ref(r) for r in rows)))
+            model_api=model_api, source="mined", instances=tuple(_instance_ref(r) for r in rows),
+            architecture=family.architecture, n_params=family.n_params))
     unreproduced = pd.DataFrame(
         [{"rule": r, "variant": v, "loop_kind": lk, "training_api": ta, "instances": n,
           "reason": reason}
@@ -340,9 +353,9 @@ def _meta(spec: PairSpec, scale: str) -> dict[str, Any]:
         "devices": list(spec.devices),
         "autofix": spec.autofix,
         "work_counters": list(bodies.WORK_KEYS),
-        "architecture": US_ARCHITECTURE if spec.smell == "US" else templates.CNN_DESCRIPTION,
+        "architecture": spec.architecture or templates.CNN_DESCRIPTION,
         "model_api": spec.model_api,
-        "n_params": US_PARAMS if spec.smell == "US" else templates.CNN_PARAMS,
+        "n_params": spec.n_params or templates.CNN_PARAMS,
         "data": {
             "kind": "synthetic CIFAR-10-shaped (seeded class prototypes + Gaussian noise); real "
                     f"CIFAR-10 when --data or ${templates.DATA_ENV} names a local .npz with "

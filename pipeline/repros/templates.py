@@ -30,6 +30,7 @@ import textwrap
 from dataclasses import dataclass
 from string import Template
 
+from leakwatt.pipeline.repros import graph_smells, process_smells  # noqa: F401 (register bodies)
 from leakwatt.pipeline.repros.bodies import BODIES
 
 #: Workload size per scale. ``rounds`` is epochs for epoch loops, folds/trials for the others.
