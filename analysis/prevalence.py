@@ -30,6 +30,7 @@ from leakwatt.contracts import (
     LIFETIMES,
     OVERVIEW,
     PREVALENCE,
+    PREVALENCE_BY_ERA,
     REPOS,
     SURVIVAL,
 )
@@ -38,6 +39,9 @@ PREVALENCE_COLUMNS = list(PREVALENCE.columns)
 LIFETIME_COLUMNS = list(LIFETIMES.columns)
 SURVIVAL_COLUMNS = list(SURVIVAL.columns)
 OVERVIEW_COLUMNS = list(OVERVIEW.columns)
+BY_ERA_COLUMNS = list(PREVALENCE_BY_ERA.columns)
+#: instances.csv ``era`` (leakwatt.mining.era) -> the name the by-era table uses
+ERA_NAMES = {"tf1": "tf1", "tf2": "tf2", "": "unknown"}
 REPOS_REQUIRED = REPOS.required
 INSTANCES_REQUIRED = INSTANCES.required
 EVENTS_REQUIRED = EVENTS.required
@@ -292,7 +296,44 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
         "note": (f"{outside} instance(s) outside ok repositories not counted" if outside
                  else ""),
     }], columns=OVERVIEW_COLUMNS)
-    return {"prevalence": table, "survival": survival, "lifetimes": life, "overview": overview}
+    return {"prevalence": table, "survival": survival, "lifetimes": life, "overview": overview,
+            "by_era": prevalence_by_era(repos, instances)}
+
+
+def prevalence_by_era(repos: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
+    """Instances per rule and era of the file they were found in (``era`` of instances.csv:
+    ``tf1`` graph-mode code, ``tf2`` eager code, ``unknown`` when the file names neither, or
+    when instances.csv predates the column), over the repositories mined successfully.
+
+    ``share_of_rule`` is the era's share of the rule's instances, ``share_repos_affected`` the
+    share of the ok repositories with at least one instance of the rule in a file of that era.
+    No per-KLOC rate: mining counts lines per repository, not per era.
+    """
+    _require(repos, REPOS_REQUIRED, "repos.csv")
+    _require(instances, INSTANCES_REQUIRED, "instances.csv")
+    ok = _text(repos, "status") == OK_STATUS
+    keys = _repo_keys(repos.reset_index(drop=True))
+    ok_urls = set(_text(repos, "url")[ok])
+    inst = instances.reset_index(drop=True).copy()
+    inst["_url"] = _text(inst, "repo").map(keys)
+    inst = inst[inst["_url"].isin(ok_urls)]
+    inst["rule"] = _text(inst, "rule")
+    era = _text(inst, "era") if "era" in inst.columns else pd.Series("", index=inst.index)
+    unknown = sorted(set(era) - set(ERA_NAMES))
+    if unknown:
+        raise LeakwattError(f"instances.csv: era {unknown[0]!r} is not one of tf1, tf2 or empty")
+    inst["_era"] = era.map(ERA_NAMES)
+    n_ok = int(ok.sum())
+    rows = []
+    for rule, mine in inst[inst["rule"] != ""].groupby("rule", sort=True):
+        for name in ("tf1", "tf2", "unknown"):
+            part = mine[mine["_era"] == name]
+            affected = int(part["_url"].nunique())
+            rows.append({"rule": rule, "era": name, "instances": len(part),
+                         "share_of_rule": len(part) / len(mine) if len(mine) else math.nan,
+                         "repos_affected": affected,
+                         "share_repos_affected": affected / n_ok if n_ok else math.nan})
+    return pd.DataFrame(rows, columns=BY_ERA_COLUMNS)
 
 
 def _read(path: Path, required: bool = True) -> pd.DataFrame | None:
@@ -331,11 +372,12 @@ def prevalence_from_dir(mined_dir: Path) -> dict[str, pd.DataFrame]:
 
 #: table name in :func:`prevalence`'s result -> its contract (and file name in analyze's output).
 TABLES = {"prevalence": PREVALENCE, "survival": SURVIVAL, "lifetimes": LIFETIMES,
-          "overview": OVERVIEW}
+          "overview": OVERVIEW, "by_era": PREVALENCE_BY_ERA}
 
 
 def write_prevalence(mined_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Write ``prevalence.csv``, ``survival.csv``, ``lifetimes.csv`` and ``overview.csv``."""
+    """Write ``prevalence.csv``, ``prevalence_by_era.csv``, ``survival.csv``, ``lifetimes.csv``
+    and ``overview.csv``."""
     tables = prevalence_from_dir(mined_dir)
     out_dir = Path(out_dir)
     for name, table in TABLES.items():
@@ -362,6 +404,7 @@ def read_prevalence(analysis_dir: Path) -> dict[str, pd.DataFrame] | None:
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise LeakwattError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
         tables[name] = table.validate(frame, str(path))
+    tables["by_era"]["era"] = tables["by_era"]["era"].fillna("unknown").astype(str)
     for name in ("prevalence", "overview"):
         if "note" in tables[name].columns:
             tables[name]["note"] = tables[name]["note"].fillna("").astype(str)
@@ -375,6 +418,7 @@ def read_prevalence(analysis_dir: Path) -> dict[str, pd.DataFrame] | None:
 
 __all__ = [
     "LIFETIME_COLUMNS", "OVERVIEW_COLUMNS", "PREVALENCE_COLUMNS", "SURVIVAL_COLUMNS",
-    "kaplan_meier", "km_median", "lifetimes", "prevalence", "prevalence_from_dir", "read_mined",
+    "kaplan_meier", "km_median", "lifetimes", "prevalence", "prevalence_by_era",
+    "prevalence_from_dir", "read_mined",
     "read_prevalence", "write_prevalence",
 ]

@@ -516,7 +516,11 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
         "fixed / file deleted", "median days to removal", "median commits to removal",
         "KM median days", "still present", "note"], rows))
     parts.append("Medians to removal cover removed instances only; the Kaplan-Meier median "
-                 "also counts instances still present (censored at the last commit seen).")
+                 "also counts instances still present (censored at the pinned commit's date, or "
+                 "at the last commit seen when repos.csv has no `pin_date`).")
+    by_era = tables.get("by_era")
+    if by_era is not None and len(by_era):
+        parts.append(era_table(by_era))
     parts += [figure_md(figs, name) for name in ("prevalence", "survival") if figs.get(name)]
     return "\n\n".join(parts)
 
@@ -525,7 +529,7 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
 FIGURES: dict[str, tuple[str, str]] = {
     "forest": ("% change in energy per pair, with the paper's results",
                "Change in energy, smelly vs clean, per pair and device: the mean change with its "
-               "95 % paired-bootstrap CI (blue) and the paper's two results on an "
+               "95 % t-interval on the ratio of means (delta method; blue) and the paper's two results on an "
                f"{paper.DEVICE} (orange diamonds; the paper published no CI)."),
     "energy": ("Energy per variant per pair",
                "Energy of each completed run (Wh) per variant; grey lines join the clean and "
@@ -544,6 +548,27 @@ FIGURES: dict[str, tuple[str, str]] = {
                  "since the instance was introduced, with 95 % CIs (shaded); + marks instances "
                  "still present at the last commit seen (censored)."),
 }
+
+
+def era_table(by_era: pd.DataFrame) -> str:
+    """Instances per rule split by the era of their file (``prevalence_by_era.csv``)."""
+    eras = ("tf1", "tf2", "unknown")
+    cells: dict[tuple[str, str], Any] = {(str(r.rule), str(r.era)): r for r in by_era.itertuples()}
+    rows = []
+    for rule in sorted({str(r) for r in by_era["rule"]}):
+        row: list[Any] = [rule]
+        for era in eras:
+            r = cells.get((rule, era))
+            row.append("" if r is None else
+                       f"{int(r.instances)} ({fmt_share(r.share_of_rule)}); "
+                       f"{int(r.repos_affected)} repos ({fmt_share(r.share_repos_affected)})")
+        rows.append(row)
+    return ("Instances per rule by the era of the file they were found in (`era` of "
+            "instances.csv: `tf1` is graph-mode code with sessions, placeholders or "
+            "`tf.compat.v1`; `tf2` is eager TensorFlow/Keras code; `unknown` names neither). "
+            "Each cell: instances (share of the rule's instances); repositories with at least "
+            "one (share of the repositories mined).\n\n"
+            + md_table(["rule", "TF1 graph code", "TF2 eager code", "unknown"], rows))
 
 
 def figure_md(figs: dict[str, Path | None], name: str) -> str:
@@ -657,7 +682,7 @@ def build_markdown(title: str, runs: pd.DataFrame, stats: pd.DataFrame, summary:
     return "\n\n".join(md) + "\n"
 
 __all__ = ["build_markdown", "carbon_intensity", "data_source_sentence", "environment_section",
-           "failures_section", "figure_md", "flatten", "headline_section", "idle_threat",
+           "era_table", "failures_section", "figure_md", "flatten", "headline_section", "idle_threat",
            "library_versions", "load_sentence", "paper_table", "pooled_estimates",
            "pooled_section", "power_source_paragraph", "prevalence_section", "primary_label",
            "primary_rows", "stats_table", "summary_table", "threats"]

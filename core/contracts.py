@@ -279,6 +279,13 @@ _PREVALENCE_COLUMNS = (
 PREVALENCE = Table("prevalence.csv", "analyze", columns=_PREVALENCE_COLUMNS,
                    required=_PREVALENCE_COLUMNS)
 
+_BY_ERA_COUNTS = ("rule", "era", "instances", "share_of_rule", "repos_affected",
+                  "share_repos_affected")
+PREVALENCE_BY_ERA = Table("prevalence_by_era.csv", "analyze",
+                          columns=_BY_ERA_COUNTS,
+                          required=("rule", "era", "instances"),
+                          values={"era": _set("tf1", "tf2", "unknown")})
+
 LIFETIMES = Table(
     "lifetimes.csv", "analyze",
     columns=("repo", "rule", "path", "function", "introduced_commit", "introduced_date",
@@ -311,19 +318,20 @@ PLOT_SURVIVAL = Table("plots/survival.csv", "report", columns=("rule", "days", "
 TABLES: tuple[Table, ...] = (
     CORPUS, LABELS, REPOS, INSTANCES, EVENTS, LEAK_COMMITS, SCAN_ERRORS, PAIRS, EQUIVALENCE,
     UNREPRODUCED, RUNS, WARMUP, IDLE, SERIES, STATS, SUMMARY, FAILURES, CONTROLS, PREVALENCE,
-    LIFETIMES,
-    SURVIVAL, OVERVIEW, PLOT_PCT_CHANGE, PLOT_ENERGY_RUNS, PLOT_SURVIVAL,
+    PREVALENCE_BY_ERA, LIFETIMES, SURVIVAL, OVERVIEW, PLOT_PCT_CHANGE, PLOT_ENERGY_RUNS,
+    PLOT_SURVIVAL,
 )
 #: the tables each stage writes, by file name.
 MINE_OUTPUTS = {t.file: t for t in (REPOS, INSTANCES, EVENTS, LEAK_COMMITS, SCAN_ERRORS)}
 ANALYZE_OUTPUTS = {t.file: t for t in (STATS, SUMMARY, FAILURES, CONTROLS, PREVALENCE,
-                                        LIFETIMES, SURVIVAL, OVERVIEW)}
+                                        PREVALENCE_BY_ERA, LIFETIMES, SURVIVAL, OVERVIEW)}
 
 __all__ = [
     "ANALYZE_OUTPUTS", "CONTROLS", "CORPUS", "CPU_POWER_SOURCES", "DATA_SOURCES", "EQUIVALENCE",
     "EVENTS", "FAILURES", "FAMILIES", "FRAMEWORKS", "IDLE",
     "INSTANCES", "LABELS", "LEAK_COMMITS", "LIFETIMES", "MINE_OUTPUTS", "OVERVIEW",
-    "PAIRS", "PLOT_ENERGY_RUNS", "PLOT_PCT_CHANGE", "PLOT_SURVIVAL", "PREVALENCE", "REPOS",
+    "PAIRS", "PLOT_ENERGY_RUNS", "PLOT_PCT_CHANGE", "PLOT_SURVIVAL", "PREVALENCE",
+    "PREVALENCE_BY_ERA", "REPOS",
     "REPO_STATUSES", "RUNS", "RUN_MEASURES", "RUN_STATUSES", "SCALES", "SCAN_ERRORS", "SERIES",
     "STATS", "STATS_STATUSES", "SUMMARY", "SURVIVAL", "TABLES", "TESTS", "Table", "UNREPRODUCED",
     "VARIANTS", "WARMUP", "WINDOW_STARTS", "WORK_COUNTERS",

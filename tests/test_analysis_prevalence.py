@@ -206,3 +206,41 @@ def test_still_present_instances_are_censored_at_the_pin_date():
     censored = life[~life["removed"]].iloc[0]
     assert censored["function"] == "f" and censored["days"] == pytest.approx(20.5)
     assert censored["end_date"].startswith("2021-01-21T12:00:00")
+
+
+def test_prevalence_by_era_splits_each_rule_by_the_era_of_its_files(tmp_path: Path):
+    from leakwatt.analysis.prevalence import prevalence_by_era, read_prevalence
+
+    instances = _instances().assign(era=["tf1", "tf2", "tf1", "", "tf1"])
+    table = prevalence_by_era(_repos(), instances)
+    cells = {(r.rule, r.era): (r.instances, r.repos_affected) for r in table.itertuples()}
+    # repo "b" is matched by name; repo d failed, so its tf1 instance is not counted
+    assert cells[("IMR", "tf1")] == (2, 2)
+    assert cells[("IMR", "tf2")] == (1, 1)
+    assert cells[("IMR", "unknown")] == (0, 0)
+    assert cells[("UTR", "unknown")] == (1, 1)
+    imr = table[table["rule"] == "IMR"]
+    assert imr["share_of_rule"].tolist() == pytest.approx([2 / 3, 1 / 3, 0.0])
+    assert imr["share_repos_affected"].tolist() == pytest.approx([2 / 3, 1 / 3, 0.0])
+
+    # an instances.csv from before the era column: every instance is of unknown era
+    old = prevalence_by_era(_repos(), _instances())
+    assert set(old.loc[old["instances"] > 0, "era"]) == {"unknown"}
+
+    with pytest.raises(LeakwattError, match="era 'tf3'"):
+        prevalence_by_era(_repos(), instances.assign(era="tf3"))
+
+    mined = tmp_path / "mined"
+    mined.mkdir()
+    _repos().to_csv(mined / "repos.csv", index=False)
+    instances.to_csv(mined / "instances.csv", index=False)
+    _events().to_csv(mined / "events.csv", index=False)
+    write_prevalence(mined, tmp_path / "out")
+    back = read_prevalence(tmp_path / "out")
+    assert back is not None
+    assert back["by_era"]["era"].tolist() == table["era"].tolist()
+
+    from leakwatt.analysis.sections import prevalence_section
+
+    text = prevalence_section(back, {})
+    assert "TF1 graph code" in text and "2 (67 %); 2 repos (67 %)" in text

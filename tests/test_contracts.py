@@ -94,7 +94,8 @@ def test_writers_take_their_headers_from_the_contracts() -> None:
     assert list(STATS.columns) == stats.STATS_COLUMNS
     assert {name: t.file for name, t in prevalence.TABLES.items()} == {
         "prevalence": "prevalence.csv", "survival": "survival.csv",
-        "lifetimes": "lifetimes.csv", "overview": "overview.csv"}
+        "lifetimes": "lifetimes.csv", "overview": "overview.csv",
+        "by_era": "prevalence_by_era.csv"}
 
 
 def test_contract_columns_lead_their_tables_and_are_never_dropped() -> None:
