@@ -120,7 +120,7 @@ INSTANCES = Table(
 EVENTS = Table(
     "events.csv", "mine",
     columns=("repo", "rule", "path", "event", "commit", "date", "message", "function",
-             "snippet", "removal", "line", "seq", "instance"),
+             "snippet", "removal", "line", "seq", "instance", "via"),
     contract=("repo", "rule", "path", "event", "commit", "date"),
     required=("repo", "rule", "path", "event", "commit", "date"),
     values={"event": _set("introduced", "removed"),

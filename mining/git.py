@@ -196,15 +196,16 @@ def _decode_path(raw: bytes) -> str:
 
 
 def changed_files(repo: PathLike, commits: list[tuple[str, str | None]],
-                  pathspec: list[str]) -> dict[str, list[Change]]:
+                  pathspec: list[str], renames: bool = True) -> dict[str, list[Change]]:
     """The files matching ``pathspec`` that each ``(commit, parent)`` changes (parent None: a
     root commit), all in one ``git diff-tree --stdin``. Rename detection runs among the
-    matching paths only, so no other blob is ever read."""
+    matching paths only, so no other blob is ever read; ``renames=False`` turns it off (a
+    rename is then a deletion and an addition, and git reads no blob at all)."""
     if not commits:
         return {}
     lines = "".join(f"{c} {p}\n" if p else f"{c}\n" for c, p in commits).encode()
-    stdout = _checked(["diff-tree", "--stdin", "-r", "-M", "--root", "--no-abbrev", "-z",
-                       "--raw", "--", *pathspec], repo, input=lines)
+    stdout = _checked(["diff-tree", "--stdin", "-r", *(["-M"] if renames else []), "--root",
+                       "--no-abbrev", "-z", "--raw", "--", *pathspec], repo, input=lines)
     out: dict[str, list[Change]] = {}
     tokens = stdout.split(b"\0")
     current: list[Change] | None = None

@@ -9,9 +9,19 @@ within a file (or a file that git sees as renamed) produces no event. A finding 
 but not before is ``introduced``; one present before but not after is ``removed``, with
 ``removal = "deleted_file"`` when the commit deleted the file and ``"code_changed"`` otherwise.
 
+Files are scanned with the project facts they receive (:mod:`leakwatt.mining.rules.project`),
+as at the pin: each commit's project index is its parent's, updated with the ``.py`` files the
+commit changed (:meth:`ProjectIndex.with_changes`). The findings of a file depend on the index
+facts it resolves through, so a commit that changes only ``models.py`` (``create_model()``
+stops building a Keras model, or starts calling ``clear_session()``) also compares, before and
+after, every file whose view of the project it changed (``train.py``, whose blob did not
+change); those events name the changed modules in ``via``. Scans are cached by (blob, file
+kind, fingerprint of the project facts), not by blob alone.
+
 Comparing each commit with its own parent (rather than keeping one running state) keeps the
 events right on branchy histories: merges add no events, because every change they bring in
-was already seen on the branch that made it.
+was already seen on the branch that made it (a merge still updates the index its children
+start from).
 
 Commits whose messages speak of leaks (memory leak, OOM, ``clear_session``, ``gc.collect`` ...)
 are collected as ``leak_commits``.
@@ -29,7 +39,16 @@ from pathlib import Path
 from typing import Any
 
 from leakwatt.contracts import EVENTS, LEAK_COMMITS
-from leakwatt.mining.git import BlobReader, Change, changed_files, list_commits
+from leakwatt.mining.git import (
+    MODE_SUBMODULE,
+    BlobReader,
+    Change,
+    CommitInfo,
+    changed_files,
+    list_commits,
+    list_tree,
+)
+from leakwatt.mining.rules.project import ProjectIndex, ProjectView
 
 PY_SUFFIXES = (".py", ".ipynb")
 
@@ -73,19 +92,32 @@ def first_line(message: str, limit: int = 200) -> str:
 PYTHON_PATHSPEC = [":(icase)*.py", ":(icase)*.ipynb"]
 
 
-def _scan_one(task: tuple[bytes, str, list[str] | None, int]) -> tuple[list[Any], bool]:
+def _scan_one(task: tuple[bytes, str, list[str] | None, int, ProjectView | None]
+              ) -> tuple[list[Any], bool]:
     from leakwatt.mining.scan import scan_bytes
 
-    data, path, rules, max_bytes = task
-    result = scan_bytes(data, path, rules=rules, max_bytes=max_bytes)
+    data, path, rules, max_bytes, view = task
+    result = scan_bytes(data, path, rules=rules, max_bytes=max_bytes, project=view)
     return list(result.findings), bool(result.error)
 
 
-class BlobScanner:
-    """Findings of git blobs by (blob sha, file kind), each blob scanned once.
+def fingerprint(view: ProjectView | None) -> str:
+    """The key part for the project facts a scan received ("" for none)."""
+    return view.fingerprint if view is not None else ""
 
-    ``prefetch`` scans a batch of blobs up front, in ``jobs`` worker processes when more than
-    one is allowed; ``findings`` answers from what was scanned (scanning on a miss).
+
+#: ``(blob, path, project view)``: one scan the walk needs.
+ScanItem = tuple[str, str, ProjectView | None]
+
+
+class BlobScanner:
+    """Findings of git blobs by (blob sha, file kind, project facts), each scanned once.
+
+    A file's findings depend on its bytes and on the project facts it resolves calls through
+    (the fingerprint of its :class:`ProjectView`), so the same blob is scanned again when an
+    imported module's facts change, and never otherwise. ``prefetch`` scans a batch up front,
+    in ``jobs`` worker processes when more than one is allowed; ``findings`` answers from what
+    was scanned (scanning on a miss).
     """
 
     def __init__(self, reader: BlobReader, rules: Iterable[str] | None, max_bytes: int,
@@ -94,42 +126,43 @@ class BlobScanner:
         self.rules = list(rules) if rules is not None else None
         self.max_bytes = max_bytes
         self.jobs = max(1, jobs)
-        self._found: dict[tuple[str, str], list[Any] | None] = {}
+        self._found: dict[tuple[str, str, str], list[Any] | None] = {}
         self.scans = 0
         self.errors = 0
         self.missing = 0
 
     @staticmethod
-    def key(blob: str, path: str) -> tuple[str, str]:
-        return blob, os.path.splitext(path)[1].lower()
+    def key(blob: str, path: str, view: ProjectView | None = None) -> tuple[str, str, str]:
+        return blob, os.path.splitext(path)[1].lower(), fingerprint(view)
 
-    def _task(self, blob: str, path: str) -> tuple[bytes, str, list[str] | None, int] | None:
+    def _task(self, blob: str, path: str, view: ProjectView | None
+              ) -> tuple[bytes, str, list[str] | None, int, ProjectView | None] | None:
         data = self.reader.read(blob)
         if data is None:
-            self._found[self.key(blob, path)] = None
+            self._found[self.key(blob, path, view)] = None
             self.missing += 1
             return None
-        return data, path, self.rules, self.max_bytes
+        return data, path, self.rules, self.max_bytes, view
 
-    def _store(self, key: tuple[str, str], found: list[Any], error: bool) -> None:
+    def _store(self, key: tuple[str, str, str], found: list[Any], error: bool) -> None:
         self._found[key] = found
         self.scans += 1
         self.errors += int(error)
 
-    def prefetch(self, items: Iterable[tuple[str, str]]) -> None:
-        """Scan every not yet scanned ``(blob, path)`` of ``items``."""
-        todo: dict[tuple[str, str], str] = {}
-        for blob, path in items:
-            key = self.key(blob, path)
+    def prefetch(self, items: Iterable[ScanItem]) -> None:
+        """Scan every not yet scanned ``(blob, path, view)`` of ``items``."""
+        todo: dict[tuple[str, str, str], tuple[str, ProjectView | None]] = {}
+        for blob, path, view in items:
+            key = self.key(blob, path, view)
             if key not in self._found and key not in todo:
-                todo[key] = path
+                todo[key] = (path, view)
         if self.jobs <= 1 or len(todo) < 4 * self.jobs:
-            for (blob, _), path in todo.items():
-                self.findings(blob, path)
+            for (blob, _, _), (path, view) in todo.items():
+                self.findings(blob, path, view)
             return
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        pending: dict[Any, tuple[str, str]] = {}
+        pending: dict[Any, tuple[str, str, str]] = {}
         queue = iter(todo.items())
         with ProcessPoolExecutor(max_workers=self.jobs) as pool:
             while True:
@@ -137,24 +170,25 @@ class BlobScanner:
                     nxt = next(queue, None)
                     if nxt is None:
                         break
-                    (blob, _), path = nxt
-                    task = self._task(blob, path)
+                    key, (path, view) = nxt
+                    task = self._task(key[0], path, view)
                     if task is not None:
-                        pending[pool.submit(_scan_one, task)] = nxt[0]
+                        pending[pool.submit(_scan_one, task)] = key
                 if not pending:
                     break
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     self._store(pending.pop(future), *future.result())
 
-    def findings(self, blob: str | None, path: str | None) -> list[Any] | None:
-        """Findings of ``blob`` as file ``path``; [] for no blob or a non-Python path, None
-        when the blob is missing from the repository."""
+    def findings(self, blob: str | None, path: str | None,
+                 view: ProjectView | None = None) -> list[Any] | None:
+        """Findings of ``blob`` as file ``path`` with the project facts ``view``; [] for no
+        blob or a non-Python path, None when the blob is missing from the repository."""
         if blob is None or not path or not is_python_path(path):
             return []
-        key = self.key(blob, path)
+        key = self.key(blob, path, view)
         if key not in self._found:
-            task = self._task(blob, path)
+            task = self._task(blob, path, view)
             if task is not None:
                 self._store(key, *_scan_one(task))
         found = self._found[key]
@@ -186,70 +220,265 @@ class HistoryResult:
     leak_commits: list[dict[str, Any]] = field(default_factory=list)
     scan_errors: int = 0
     missing_blobs: int = 0
+    #: file comparisons made because an imported module changed (the file's blob did not)
+    dependent_checks: int = 0
 
 
 #: Commits whose blobs are scanned together (bounds the memory of a parallel batch).
 CHUNK_COMMITS = 256
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One file of a commit, before and after, with the project facts of each side.
+
+    ``via``: the changed project modules that made a file whose blob did not change worth
+    comparing (``;``-separated); empty when the commit changed the file itself."""
+
+    change: Change
+    before: ProjectView | None = None
+    after: ProjectView | None = None
+    via: str = ""
+
+    def scans(self) -> Iterable[ScanItem]:
+        ch = self.change
+        for blob, path, view in ((ch.old_blob, ch.old_path, self.before),
+                                 (ch.new_blob, ch.new_path, self.after)):
+            if blob and path and is_python_path(path):
+                yield blob, path, view
+
+
+@dataclass
+class _Tree:
+    """What the walk keeps of one commit's tree: its project index, the blob of every
+    ``.py``/``.ipynb`` path, and each notebook's code and project view (the index caches the
+    views of ``.py`` files itself)."""
+
+    index: ProjectIndex
+    blobs: dict[str, str]
+    notebooks: dict[str, tuple[str | None, ProjectView | None]]
+
+
+def _is_notebook(path: str) -> bool:
+    return path.lower().endswith(".ipynb")
+
+
+class ProjectTracker:
+    """The project index of each commit of a walk, derived from its (first) parent's.
+
+    :meth:`advance` takes the commits in topological order. A commit's tree is kept until
+    its last child in the walk has been advanced; a parent outside the walk (a root of a
+    ``max_commits`` window) is read from git once (``ls-tree``).
+    """
+
+    def __init__(self, repo_path: Path, reader: BlobReader, max_bytes: int,
+                 commits: list[CommitInfo]) -> None:
+        self.repo_path = repo_path
+        self.reader = reader
+        self.max_bytes = max_bytes
+        self._children = Counter(c.parents[0] for c in commits if c.parents)
+        self._trees: dict[str, _Tree] = {}
+        self.dependent_checks = 0
+
+    # -- reading ---------------------------------------------------------------------------
+    def _text(self, blob: str | None) -> str | None:
+        """A ``.py`` blob's text as the pin scan's index reads it (None: missing, over
+        ``max_bytes`` or not UTF-8)."""
+        data = self.reader.read(blob) if blob else None
+        if data is None or len(data) > self.max_bytes:
+            return None
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return None
+
+    def _notebook_code(self, blob: str | None) -> str | None:
+        from leakwatt.mining.notebook import NotebookError, notebook_source
+
+        data = self.reader.read(blob) if blob else None
+        if data is None:
+            return None
+        try:
+            return notebook_source(data.decode("utf-8-sig")).source
+        except (NotebookError, UnicodeDecodeError):
+            return None
+
+    def _from_git(self, sha: str) -> _Tree:
+        blobs = {}
+        for entry in list_tree(self.repo_path, sha):
+            path = entry.path.decode("utf-8", "backslashreplace")
+            if entry.kind == "blob" and entry.mode != MODE_SUBMODULE and is_python_path(path):
+                blobs[path] = entry.sha
+        texts = {p: self._text(b) for p, b in blobs.items() if p.endswith(".py")}
+        index = ProjectIndex({p: t for p, t in texts.items() if t is not None})
+        notebooks = {}
+        for path, blob in blobs.items():
+            if _is_notebook(path):
+                code = self._notebook_code(blob)
+                notebooks[path] = (code, index.view(path, code) if code else None)
+            else:
+                index.view(path)  # every file's view is recorded (see ProjectIndex)
+        return _Tree(index, blobs, notebooks)
+
+    def _tree(self, sha: str | None) -> _Tree:
+        if sha is None:
+            return _Tree(ProjectIndex({}), {}, {})
+        tree = self._trees.get(sha)
+        if tree is None:
+            tree = self._trees[sha] = self._from_git(sha)
+        return tree
+
+    # -- advancing -------------------------------------------------------------------------
+    def advance(self, commit: CommitInfo, changes: list[Change] | None) -> list[Comparison]:
+        """Move to ``commit`` (``changes``: its ``.py``/``.ipynb`` changes against its first
+        parent) and return the comparisons its events come from (none for a merge)."""
+        parent = commit.parents[0] if commit.parents else None
+        old = self._tree(parent)
+        new, comparisons = self._apply(old, changes or [])
+        if parent is not None:
+            self._children[parent] -= 1
+            if self._children[parent] <= 0:
+                self._trees.pop(parent, None)
+        if self._children[commit.sha] > 0:
+            self._trees[commit.sha] = new
+        return comparisons if len(commit.parents) <= 1 else []
+
+    def _apply(self, old: _Tree, changes: list[Change]) -> tuple[_Tree, list[Comparison]]:
+        if not changes:
+            return old, []
+        blobs = dict(old.blobs)
+        notebooks = dict(old.notebooks)
+        texts: dict[str, str | None] = {}
+        for ch in changes:  # removals first: a path may be removed and added by one commit
+            if ch.old_path and ch.old_path != ch.new_path:
+                blobs.pop(ch.old_path, None)
+                notebooks.pop(ch.old_path, None)
+                if ch.old_path.endswith(".py"):
+                    texts[ch.old_path] = None
+        for ch in changes:
+            path = ch.new_path
+            if not path or not is_python_path(path):
+                continue
+            if ch.new_blob:
+                blobs[path] = ch.new_blob
+            else:
+                blobs.pop(path, None)
+            if path.endswith(".py"):
+                texts[path] = self._text(ch.new_blob)
+        index = old.index.with_changes(texts) if texts else old.index
+        comparisons = []
+        touched = set()
+        for ch in changes:
+            touched.update(p for p in (ch.old_path, ch.new_path) if p)
+            before = self._old_view(old, ch.old_path)
+            after = None
+            if ch.new_path and _is_notebook(ch.new_path):
+                code = self._notebook_code(ch.new_blob)
+                after = index.view(ch.new_path, code) if code else None
+                notebooks[ch.new_path] = (code, after)
+            elif ch.new_path:
+                after = index.view(ch.new_path)
+            comparisons.append(Comparison(ch, before, after))
+        for path in sorted(index.stale_views if texts else ()):
+            if path in touched or path not in blobs:
+                continue
+            before = self._old_view(old, path)
+            if _is_notebook(path):
+                code = notebooks.get(path, (None, None))[0]
+                after = index.view(path, code) if code else None
+                notebooks[path] = (code, after)
+            else:
+                after = index.view(path)
+            if fingerprint(before) == fingerprint(after):
+                continue
+            via = sorted((old.index.modules_read(path) | index.modules_read(path)) & set(texts))
+            self.dependent_checks += 1
+            blob = blobs[path]
+            comparisons.append(Comparison(Change("M", path, path, blob, blob), before, after,
+                                          ";".join(via)))
+        return _Tree(index, blobs, notebooks), comparisons
+
+    @staticmethod
+    def _old_view(old: _Tree, path: str | None) -> ProjectView | None:
+        if not path:
+            return None
+        if _is_notebook(path):
+            return old.notebooks.get(path, (None, None))[1]
+        return old.index.view(path)
+
+
 def walk_history(repo_path: str | os.PathLike[str], pin: str, repo: str = "",
                  rules: Iterable[str] | None = None, max_commits: int = 0,
-                 max_bytes: int = 1_048_576, jobs: int = 1) -> HistoryResult:
+                 max_bytes: int = 1_048_576, jobs: int = 1,
+                 project: bool = True) -> HistoryResult:
     """Events and leak-related commits of ``repo_path`` up to ``pin`` (inclusive).
 
     ``max_commits`` > 0 keeps only the newest N commits (topological order); each kept commit is
     still compared with its own parent, so the window only limits how far back events go.
     ``repo`` fills the ``repo`` column of the rows. ``jobs`` > 1 scans the blobs of each batch
     of commits in that many worker processes (the events do not depend on it).
+    ``project=False`` scans every file alone, without the project index (each file as if it
+    were the whole project: what the walk did before the index; kept for comparisons).
     """
     path = Path(repo_path)
     result = HistoryResult()
-    commits = [(c.sha, c.parents, c.date, c.message)
-               for c in list_commits(path, pin, max_commits)]
+    commits = list_commits(path, pin, max_commits)
     result.commits = len(commits)
-    singles = [(h, parents[0] if parents else None) for h, parents, _, _ in commits
-               if len(parents) <= 1]
+    singles = [(c.sha, c.parents[0] if c.parents else None) for c in commits
+               if len(c.parents) <= 1]
     changes = changed_files(path, singles, PYTHON_PATHSPEC)
+    if project:  # merges add no events, but their children's index starts from them
+        merges = [(c.sha, c.parents[0]) for c in commits if len(c.parents) > 1]
+        changes.update(changed_files(path, merges, PYTHON_PATHSPEC, renames=False))
     origin: dict[str, str] = {}  # current path -> path where its history started (renames)
     with BlobReader(path) as reader:
         scanner = BlobScanner(reader, rules, max_bytes, jobs=jobs)
+        tracker = ProjectTracker(path, reader, max_bytes, commits) if project else None
         for chunk_start in range(0, len(commits), CHUNK_COMMITS):
             chunk = commits[chunk_start:chunk_start + CHUNK_COMMITS]
-            scanner.prefetch((blob, p) for h, _, _, _ in chunk for ch in changes.get(h, ())
-                             for blob, p in ((ch.old_blob, ch.old_path),
-                                             (ch.new_blob, ch.new_path))
-                             if blob and p and is_python_path(p))
-            for offset, (sha, parents, date, message) in enumerate(chunk):
-                _commit_events(result, scanner, origin, repo, chunk_start + offset, sha,
-                               parents, date, message, changes.get(sha))
+            plans = []
+            for commit in chunk:
+                found = changes.get(commit.sha)
+                if tracker is not None:
+                    plans.append(tracker.advance(commit, found))
+                else:
+                    plans.append([Comparison(ch) for ch in found or ()]
+                                 if len(commit.parents) <= 1 else [])
+            scanner.prefetch(item for plan in plans for cmp in plan for item in cmp.scans())
+            for offset, (commit, plan) in enumerate(zip(chunk, plans, strict=True)):
+                _commit_events(result, scanner, origin, repo, chunk_start + offset, commit,
+                               bool(changes.get(commit.sha)), plan)
     result.scan_errors = scanner.errors
     result.missing_blobs = scanner.missing
+    result.dependent_checks = tracker.dependent_checks if tracker is not None else 0
     return result
 
 
 def _commit_events(result: HistoryResult, scanner: BlobScanner, origin: dict[str, str],
-                   repo: str, seq: int, sha: str, parents: tuple[str, ...], date: str,
-                   message: str, changes: list[Change] | None) -> None:
+                   repo: str, seq: int, commit: CommitInfo, python: bool,
+                   comparisons: list[Comparison]) -> None:
+    sha, date, message = commit.sha, commit.date, commit.message
     terms = leak_terms(message)
     if terms:
         result.leak_commits.append({"repo": repo, "commit": sha, "date": date,
                                     "message": first_line(message), "matched": ";".join(terms)})
-    if not changes or len(parents) > 1:
+    if not python or len(commit.parents) > 1:
         return
     result.python_commits += 1
-    for ch in changes:
+    for cmp in comparisons:
+        ch = cmp.change
         old_path, new_path = ch.old_path, ch.new_path
         if old_path and new_path and old_path != new_path:
             origin[new_path] = origin.pop(old_path, old_path)
-        before = scanner.findings(ch.old_blob, old_path) if old_path else []
-        after = scanner.findings(ch.new_blob, new_path) if new_path else []
+        before = scanner.findings(ch.old_blob, old_path, cmp.before) if old_path else []
+        after = scanner.findings(ch.new_blob, new_path, cmp.after) if new_path else []
         if before is None or after is None:  # a blob the snapshot lacks: no events guessed
             continue
         before_keys = Counter(finding_key(f) for f in before)
         after_keys = Counter(finding_key(f) for f in after)
         deleted = ch.status == "D" or not is_python_path(new_path)
         base = {"repo": repo, "commit": sha, "date": date, "message": first_line(message),
-                "seq": seq}
+                "seq": seq, "via": cmp.via}
         for event, findings, keys, other, where in (
                 ("removed", before, before_keys, after_keys, old_path),
                 ("introduced", after, after_keys, before_keys, new_path)):
@@ -273,6 +502,6 @@ def _commit_events(result: HistoryResult, scanner: BlobScanner, origin: dict[str
             origin.pop(old_path, None)
 
 
-__all__ = ["EVENT_COLUMNS", "HistoryResult", "LEAK_COMMIT_COLUMNS", "LEAK_MESSAGE_RE",
-           "PYTHON_PATHSPEC",
+__all__ = ["EVENT_COLUMNS", "BlobScanner", "Comparison", "HistoryResult", "LEAK_COMMIT_COLUMNS",
+           "LEAK_MESSAGE_RE", "PYTHON_PATHSPEC", "ProjectTracker", "fingerprint",
            "first_line", "is_python_path", "leak_terms", "normalise_snippet", "walk_history"]

@@ -42,7 +42,7 @@ from leakwatt.mining.rules import select_rules
 from leakwatt.mining.rules.project import ProjectIndex, ProjectView
 from leakwatt.params import MineParams
 
-MINE_FORMAT = 2  # bump when the per-repository result layout or its meaning changes
+MINE_FORMAT = 3  # bump when the per-repository result layout or its meaning changes
 
 # Output file -> header, from the stage table contracts (leakwatt.contracts).
 OUTPUTS = {name: list(table.columns) for name, table in MINE_OUTPUTS.items()}

@@ -144,7 +144,7 @@ def test_parallel_blob_scans_give_the_same_events(tmp_path, monkeypatch):
 
     def spy(self, items):
         items = list(items)
-        pools.append(self.jobs > 1 and len({self.key(b, p) for b, p in items}) >= 4 * self.jobs)
+        pools.append(self.jobs > 1 and len({self.key(*item) for item in items}) >= 4 * self.jobs)
         return real_pool(self, items)
 
     monkeypatch.setattr(history, "CHUNK_COMMITS", 6)  # two batches

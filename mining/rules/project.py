@@ -268,19 +268,39 @@ def module_names(path: str) -> list[str]:
 
 @dataclass
 class ProjectIndex:
-    """The modules of one repository commit or scanned folder (paths relative to its root)."""
+    """The modules of one repository commit or scanned folder (paths relative to its root).
+
+    Every computation of a module's facts or a file's view records what it read from the
+    index (see :meth:`with_changes`): the index keys it probed (``f:<path>``: a file's
+    existence or text; ``n:<module>``: the files a dotted module name may denote; ``r:<root>``
+    / ``t:<root>``: whether a top-level name belongs to the project) and the modules whose
+    facts it used. An index derived for a commit keeps every cached result whose record the
+    commit's changes do not touch, and names the views that may differ in ``stale_views``.
+    """
 
     files: Mapping[str, str]
     _by_name: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _facts: dict[str, dict[str, Symbol] | None] = field(default_factory=dict, repr=False)
     _busy: set[str] = field(default_factory=set, repr=False)
     _views: dict[str, ProjectView | None] = field(default_factory=dict, repr=False)
+    #: consumer (``m:<path>``: a module's facts; ``v:<path>``: a file's view) -> index keys read
+    _probes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    #: consumer -> module paths whose facts it used
+    _deps: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _stack: list[tuple[set[str], set[str]]] = field(default_factory=list, repr=False)
+    #: set by :meth:`with_changes`: paths whose view may differ from the previous index's
+    stale_views: frozenset[str] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
+        if self._by_name:  # derived by ``with_changes``: files normalised, names indexed
+            return
         self.files = {p.replace("\\", "/"): t for p, t in self.files.items() if p.endswith(".py")}
         for path in self.files:
             for name in module_names(path):
                 self._by_name.setdefault(name, []).append(path)
+        self._derive_roots()
+
+    def _derive_roots(self) -> None:
         self._roots = frozenset(n.split(".", 1)[0] for n in self._by_name)
         #: names importable from the project root or from beside some file
         self._top = frozenset(n for n, paths in self._by_name.items() if "." not in n and any(
@@ -288,14 +308,90 @@ class ProjectIndex:
 
     def with_changes(self, changed: Mapping[str, str | None]) -> ProjectIndex:
         """The index after a commit: ``changed`` maps paths to their new text (None: deleted).
-        Unchanged modules are not parsed again (the parse cache is keyed by content)."""
+
+        Cached facts and views are kept unless what they read changed: a changed file's text,
+        a file added or removed where an import probed for one, a module name or top-level
+        name that now denotes other files, or the facts of a module they used (transitively).
+        ``stale_views`` of the result names the files whose view was dropped: those, and only
+        those, may see other project facts than in this index."""
         files = dict(self.files)
-        for path, text in changed.items():
+        keys: set[str] = set()
+        moved: list[str] = []  # paths added or removed
+        for raw_path, text in changed.items():
+            path = raw_path.replace("\\", "/")
+            if not path.endswith(".py"):
+                continue
+            old = files.get(path)
             if text is None:
                 files.pop(path, None)
             else:
                 files[path] = text
-        return ProjectIndex(files)
+            if old != text:
+                keys.add(f"f:{path}")
+            if (old is None) != (text is None):
+                moved.append(path)
+        if not keys:
+            return self._carry(ProjectIndex(files, _by_name=dict(self._by_name)), set(), True)
+        by_name = dict(self._by_name)
+        for path in moved:
+            for name in module_names(path):
+                keys.add(f"n:{name}")
+                paths = [p for p in by_name.get(name, ()) if p != path]
+                if path in files:
+                    paths.append(path)
+                if paths:
+                    by_name[name] = paths
+                else:
+                    by_name.pop(name, None)
+        new = ProjectIndex(files, _by_name=by_name) if by_name else ProjectIndex(files)
+        if by_name and moved:
+            new._derive_roots()
+        elif by_name:
+            new._roots, new._top = self._roots, self._top
+        keys.update(f"r:{r}" for r in self._roots ^ new._roots)
+        keys.update(f"t:{t}" for t in self._top ^ new._top)
+        invalid = {c for c, read in self._probes.items() if not read.isdisjoint(keys)}
+        if any(c.startswith("m:") for c in invalid):  # and whatever used those modules' facts
+            users: dict[str, list[str]] = {}
+            for consumer, modules in self._deps.items():
+                for m in modules:
+                    users.setdefault(m, []).append(consumer)
+            todo = [c[2:] for c in invalid if c.startswith("m:")]
+            while todo:
+                for consumer in users.get(todo.pop(), ()):
+                    if consumer not in invalid:
+                        invalid.add(consumer)
+                        if consumer.startswith("m:"):
+                            todo.append(consumer[2:])
+        return self._carry(new, invalid, False)
+
+    def _carry(self, new: ProjectIndex, invalid: set[str], same: bool) -> ProjectIndex:
+        """Copy into ``new`` the cached results not in ``invalid`` (consumer ids)."""
+        if same:
+            new._roots, new._top = self._roots, self._top
+        for consumer, read in self._probes.items():
+            if consumer not in invalid:
+                new._probes[consumer] = read
+                new._deps[consumer] = self._deps.get(consumer, frozenset())
+        new._facts = {p: f for p, f in self._facts.items() if f"m:{p}" not in invalid}
+        new._views = {p: v for p, v in self._views.items() if f"v:{p}" not in invalid}
+        new.stale_views = frozenset(c[2:] for c in invalid if c.startswith("v:"))
+        return new
+
+    def modules_read(self, path: str) -> frozenset[str]:
+        """The modules whose facts the view of ``path`` used, directly or through others."""
+        seen: set[str] = set()
+        todo = list(self._deps.get(f"v:{path}", ()))
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(self._deps.get(f"m:{m}", ()))
+        return frozenset(seen)
+
+    def _read(self, key: str) -> None:
+        if self._stack:
+            self._stack[-1][0].add(key)
 
     # -- resolution ------------------------------------------------------------------------
     def resolve_module(self, importer: str, module: str, level: int) -> str | None:
@@ -306,19 +402,22 @@ class ProjectIndex:
             for _ in range(level - 1):
                 base = posixpath.dirname(base)
             return self._file_at(base, module)
-        if not module or module.split(".", 1)[0] in TF_ROOTS:
+        root = module.split(".", 1)[0]
+        if not module or root in TF_ROOTS:
             return None
-        if module.split(".", 1)[0] not in self._roots:
+        self._read(f"r:{root}")
+        if root not in self._roots:
             return None
-        if module.split(".", 1)[0] in _EXTERNAL:  # ``import math`` beside ops/math.py
+        if root in _EXTERNAL:  # ``import math`` beside ops/math.py
             return self._file_at("", module)
         found = self._file_at(here, module) or self._file_at("", module)
         if found:
             return found
+        self._read(f"n:{module}")
         cands = self._by_name.get(module, [])
         if not cands:
             return None
-        return max(cands, key=lambda c: (len(posixpath.commonpath([c, importer]))
+        return max(sorted(cands), key=lambda c: (len(posixpath.commonpath([c, importer]))
                                          if "/" in c and "/" in importer else 0, -len(c)))
 
     def _file_at(self, base: str, module: str) -> str | None:
@@ -326,6 +425,7 @@ class ProjectIndex:
         stem = posixpath.join(base, rel) if rel else base
         for cand in (f"{stem}.py", posixpath.join(stem, "__init__.py")):
             cand = posixpath.normpath(cand) if cand else cand
+            self._read(f"f:{cand}")
             if cand in self.files:
                 return cand
         return None
@@ -333,17 +433,22 @@ class ProjectIndex:
     # -- facts -----------------------------------------------------------------------------
     def facts(self, path: str) -> dict[str, Symbol]:
         """Name -> symbol for everything module ``path`` defines or imports from the project."""
+        if self._stack:
+            self._stack[-1][1].add(path)
         cached = self._facts.get(path)
         if cached is not None:
             return cached
         if path in self._busy or path not in self.files:
             return {}
         self._busy.add(path)
+        self._stack.append(({f"f:{path}"}, set()))
         try:
             raw = _parse_raw(self.files[path])
             result = {} if raw is None else _ModuleEval(self, path, raw).symbols()
         finally:
             self._busy.discard(path)
+            read, used = self._stack.pop()
+            self._probes[f"m:{path}"], self._deps[f"m:{path}"] = frozenset(read), frozenset(used)
         self._facts[path] = result
         return result
 
@@ -392,15 +497,21 @@ class ProjectIndex:
             return self._views[path]
         source = self.files.get(path) if text is None else text
         view = None
-        if source and self._may_import_project(source, path):
-            if path in self.files and text is None:
-                raw = _parse_raw(source)
-                imports = raw.imports if raw is not None else []
-            else:
-                imports = _imports_of_text(source)
-            symbols = {k: v for k, v in self.imported_symbols(path, imports).items() if v.useful}
-            if symbols:
-                view = ProjectView(symbols)
+        self._stack.append(({f"f:{path}"}, set()))
+        try:
+            if source and self._may_import_project(source, path):
+                if path in self.files and text is None:
+                    raw = _parse_raw(source)
+                    imports = raw.imports if raw is not None else []
+                else:
+                    imports = _imports_of_text(source)
+                symbols = {k: v for k, v in self.imported_symbols(path, imports).items()
+                           if v.useful}
+                if symbols:
+                    view = ProjectView(symbols)
+        finally:
+            read, used = self._stack.pop()
+            self._probes[f"v:{path}"], self._deps[f"v:{path}"] = frozenset(read), frozenset(used)
         if text is None:
             self._views[path] = view
         return view
@@ -411,8 +522,12 @@ class ProjectIndex:
             if dots:
                 return True
             root = (mod or plain or "").split(".", 1)[0]
-            if root in self._roots and root not in TF_ROOTS and (
-                    root not in _EXTERNAL or root in self._top):
+            if root in TF_ROOTS:
+                continue
+            self._read(f"r:{root}")
+            if root in _EXTERNAL:
+                self._read(f"t:{root}")
+            if root in self._roots and (root not in _EXTERNAL or root in self._top):
                 return True
         return False
 
