@@ -196,7 +196,9 @@ RUNS = Table(
              *(f"work_{c}" for c in WORK_COUNTERS),
              "window_start", "startup_s", "process_duration_s", "process_energy_kwh",
              "process_cpu_energy_kwh", "process_ram_energy_kwh", "process_gpu_energy_kwh",
-             "load_start", "load_end"),
+             "load_start", "load_end",
+             # issue 14: worker processes count (UP), so the whole process tree is measured
+             "tree_cpu_s", "tree_peak_procs"),
     contract=_RUNS_CONTRACT,
     required=_RUNS_CONTRACT,
     # cpu_power_source is open: CodeCarbon names its own modes (CPU_POWER_SOURCES are the usual)

@@ -242,7 +242,8 @@ def _row(run: PlannedRun, outcome: RunOutcome, device: str, scale: str, started:
            "country_iso_code": params.country_iso_code,
            "carbon_intensity_kg_per_kwh": params.carbon_intensity_kg_per_kwh,
            "sample_interval_s": params.sample_interval_s,
-           "load_start": round(loads[0], 2), "load_end": round(loads[1], 2)}
+           "load_start": round(loads[0], 2), "load_end": round(loads[1], 2),
+           "tree_cpu_s": outcome.tree_cpu_s, "tree_peak_procs": outcome.tree_peak_procs}
     row.update(_program_fields(_result(outcome), run, evidence))
     if outcome.status != "ok":
         row["final_loss"] = None
@@ -294,7 +295,7 @@ def environment(device: str, nvml: Nvml | None) -> dict[str, Any]:
         pass
     versions: dict[str, str | None] = {}
     for dist in ("tensorflow", "keras", "tf-keras", "codecarbon", "numpy", "pandas", "psutil",
-                 "nvidia-ml-py", "leakwatt"):
+                 "scikit-learn", "nvidia-ml-py", "leakwatt"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

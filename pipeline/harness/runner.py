@@ -9,6 +9,12 @@ the run as a second meter.
 Samples are kept only while the program runs: the child reports when its program ended (on the
 shared monotonic clock), and a sample taken after that, or one of 0 MB (a process being torn
 down), is dropped -- such a point once made an exiting process look like a 42 % memory drop.
+
+The whole process tree is measured, not only the child: worker processes a program starts (a
+scikit-learn search with ``n_jobs=-1``) count in the RSS, in ``tree_peak_procs`` (the most
+processes the tree had at once) and in ``tree_cpu_s`` (see :class:`TreeWatch`). Descendants still
+running when the child has exited (a worker pool the program never shut down) are killed then,
+so that they do not burn CPU into the next run.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -40,6 +47,10 @@ class RunOutcome:
     nvml_energy_kwh: float | None = None
     #: seconds from the child's start to the program's ready() (None: it never called it)
     ready_s: float | None = None
+    #: CPU seconds of the child and all its descendants (:class:`TreeWatch`)
+    tree_cpu_s: float | None = None
+    #: the most processes (the child included) alive in its tree at one sample
+    tree_peak_procs: int | None = None
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -141,6 +152,56 @@ def _rss_mb(procs: list[psutil.Process]) -> float | None:
     return total / 2**20 if seen else None
 
 
+class TreeWatch:
+    """CPU time and process count of a child's process tree, for worker processes' share.
+
+    ``tree_cpu_s`` = the child's own CPU time and that of every descendant the tree waited for
+    (exact: the harness's ``RUSAGE_CHILDREN`` grows by the reaped child's usage, which on Linux
+    includes its waited-for descendants; the harness runs one child at a time) + for every
+    descendant seen by the sampler that outlived the child (never waited for: a worker pool left
+    running), its own and its waited-for children's CPU time as read right after the child
+    exited. A descendant that ended unwaited between the last sample and the child's exit is
+    missed, so the figure is a lower bound. ``tree_peak_procs``: the most processes of the tree,
+    the child included and zombies not, at one sample.
+    """
+
+    def __init__(self) -> None:
+        self.peak_procs = 0
+        self.descendants: dict[tuple[int, float], psutil.Process] = {}
+        self._before = _children_cpu_s()
+
+    def sample(self, procs: list[psutil.Process]) -> None:
+        alive = 0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    alive += 1
+                if p is not procs[0]:
+                    self.descendants.setdefault((p.pid, p.create_time()), p)
+        self.peak_procs = max(self.peak_procs, alive)
+
+    def finish(self) -> tuple[float, int]:
+        """After the child was reaped: (tree_cpu_s, tree_peak_procs); descendants still running
+        are killed."""
+        total = _children_cpu_s() - self._before
+        leftovers = []
+        for p in self.descendants.values():
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()  # readable for a zombie too
+                total += times.user + times.system + times.children_user + times.children_system
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    leftovers.append(p)
+        for p in leftovers:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        return round(total, 3), self.peak_procs
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _kill_tree(proc: psutil.Process) -> None:
     for p in reversed(_tree(proc)):
         with contextlib.suppress(psutil.Error):
@@ -158,6 +219,7 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
     series: list[tuple[float, float, float | None]] = []
     killed = ""
     with open(log_path, "w", encoding="utf-8") as log:
+        watch = TreeWatch()
         start = time.monotonic()  # the child reports its marks on this same clock
         popen = subprocess.Popen([sys.executable, "-m", "leakwatt.pipeline.harness.child", *args],
                                  stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -165,6 +227,7 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
         while True:
             elapsed = time.monotonic() - start
             procs = _tree(proc)
+            watch.sample(procs)
             rss = _rss_mb(procs)
             gpu = nvml.process_mem_mb({p.pid for p in procs}) if nvml else None
             if rss is not None and popen.poll() is None:
@@ -183,6 +246,7 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=sample_interval_s)
         wall = time.monotonic() - start
+        tree_cpu_s, tree_peak_procs = watch.finish()
     report: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError), open(report_path, encoding="utf-8") as fh:
         report = json.load(fh)
@@ -201,7 +265,8 @@ def run_child(args: list[str], env: dict[str, str], report_path: Path, log_path:
     return RunOutcome(status=status, error=error, wall_s=wall, report=report, series=series,
                       exit_code=popen.returncode,
                       rapl_energy_kwh=_rapl_delta_kwh(rapl_before, _read_rapl_uj()),
-                      nvml_energy_kwh=nvml_kwh, ready_s=ready_s)
+                      nvml_energy_kwh=nvml_kwh, ready_s=ready_s, tree_cpu_s=tree_cpu_s,
+                      tree_peak_procs=tree_peak_procs)
 
 
 def _program_samples(series: list[tuple[float, float, float | None]], report: dict[str, Any],
