@@ -17,8 +17,10 @@ _SEARCHES = frozenset({"GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchC
                        "HalvingRandomSearchCV"})
 _CROSS_VAL = frozenset({"cross_val_score", "cross_validate", "cross_val_predict",
                         "learning_curve", "validation_curve", "permutation_test_score"})
-_WRAPPERS = frozenset({"KerasClassifier", "KerasRegressor"})
+_WRAPPERS = frozenset({"KerasClassifier", "KerasRegressor", "SKLearnClassifier",
+                       "SKLearnRegressor"})
 _WRAPPER_ROOTS = frozenset({"keras", "tensorflow", "scikeras"})
+_FRAMEWORK_ROOTS = ("keras", "tensorflow")
 
 
 class UnnecessaryParallelism(Rule):
@@ -27,9 +29,11 @@ class UnnecessaryParallelism(Rule):
     ``GridSearchCV``, ``RandomizedSearchCV`` (and the halving searches) and ``cross_val_score``,
     ``cross_validate``, ``cross_val_predict``, ``learning_curve``, ``validation_curve`` with
     ``n_jobs=-1`` (or a literal > 1, ``os.cpu_count()``, or a name bound to one) over a
-    ``KerasClassifier``/``KerasRegressor`` (the ``tf.keras``/Keras 2 wrappers or scikeras, also
-    inside a ``Pipeline``) start one worker process per job, and every worker imports
-    TensorFlow and builds its own models: memory grows with the number of workers while
+    ``KerasClassifier``/``KerasRegressor`` (the ``tf.keras``/Keras 2 wrappers or scikeras; Keras
+    3's ``keras.wrappers.SKLearnClassifier``/``SKLearnRegressor``; a module class written as a
+    scikit-learn estimator, with a base from ``sklearn``, whose methods call Keras or
+    TensorFlow; also inside a ``Pipeline``) start one worker process per job, and every worker
+    imports TensorFlow and builds its own models: memory grows with the number of workers while
     TensorFlow, which already uses every core in one process, gets no faster. Not reported:
     ``n_jobs=-1`` over scikit-learn estimators (where it helps), ``n_jobs=1``/``None`` over
     Keras models, estimators the module does not show to be Keras wrappers. The finding is at
@@ -43,7 +47,9 @@ class UnnecessaryParallelism(Rule):
     MESSAGE = ("Search or cross-validation over a Keras model with n_jobs != 1: each worker "
                "process imports TensorFlow and builds its own models (memory grows per worker, "
                "TensorFlow already uses every core). Use n_jobs=1")
-    SEEDS = Seeds(calls=_SEARCHES | _CROSS_VAL)
+    #: ``def fit``: the methods of a hand-written wrapper class (kept for the pre-filter, which
+    #: otherwise keeps a used class's header and dunder methods only)
+    SEEDS = Seeds(calls=_SEARCHES | _CROSS_VAL, defs=frozenset({"fit"}))
     VARIANTS = {
         "search-n-jobs": "GridSearchCV/RandomizedSearchCV over a Keras wrapper with n_jobs != 1",
         "cross-val-n-jobs": "cross_val_score/cross_validate/... over a Keras wrapper with "
@@ -76,6 +82,19 @@ class UnnecessaryParallelism(Rule):
             import tensorflow as tf
             scores = cross_val_score(LogisticRegression(), X, y, cv=10, n_jobs=-1)
             """)),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+            from sklearn.base import BaseEstimator
+            from sklearn.model_selection import GridSearchCV
+
+            class Centroid(BaseEstimator):
+                def fit(self, X, y):
+                    self.centre_ = np.mean(X, axis=0)
+                    return self
+
+            grid = GridSearchCV(Centroid(), {}, n_jobs=-1)
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -107,6 +126,29 @@ class UnnecessaryParallelism(Rule):
             pipe = Pipeline([("scale", StandardScaler()), ("net", KerasClassifier(model=build))])
             search = RandomizedSearchCV(pipe, dist, n_iter=20, n_jobs=N_JOBS)
             """), line=8, variant="search-n-jobs"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            from sklearn.base import BaseEstimator, ClassifierMixin
+            from sklearn.model_selection import cross_val_score
+
+            class KerasMLP(BaseEstimator, ClassifierMixin):
+                def __init__(self, units=32):
+                    self.units = units
+
+                def fit(self, X, y):
+                    self.model_ = tf.keras.Sequential([tf.keras.layers.Dense(self.units)])
+                    self.model_.compile(loss="mse")
+                    self.model_.fit(X, y)
+                    return self
+
+            scores = cross_val_score(KerasMLP(), X, y, cv=5, n_jobs=-1)
+            """), line=15, variant="cross-val-n-jobs"),
+        Invalid(dedent("""
+            import keras
+            from sklearn.model_selection import GridSearchCV
+            clf = keras.wrappers.SKLearnClassifier(model=build, fit_kwargs={"epochs": 5})
+            grid = GridSearchCV(clf, params, cv=3, n_jobs=-1)
+            """), line=4, variant="search-n-jobs"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -152,9 +194,21 @@ def _parallel(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: i
 def _is_wrapper_call(ctx: ModuleContext, call: cst.Call) -> bool:
     qn = ctx.names.resolve(call.func)
     if qn is None:
-        return False
+        return isinstance(call.func, cst.Name) and _keras_estimator_class(ctx, call.func.value)
     root, _, rest = qn.partition(".")
     return root in _WRAPPER_ROOTS and rest.rsplit(".", 1)[-1] in _WRAPPERS
+
+
+def _keras_estimator_class(ctx: ModuleContext, name: str) -> bool:
+    """``name`` is a module class written as a scikit-learn estimator (a base resolving into
+    ``sklearn``) whose methods call Keras or TensorFlow: a hand-written Keras wrapper, as code
+    written since the ``tf.keras`` wrappers were removed (TensorFlow 2.12) has."""
+    cls = ctx.classes.get(name)
+    if cls is None or not any((ctx.names.resolve(base) or "").startswith("sklearn.")
+                              for base in cls.bases):
+        return False
+    return any(site.func.class_name == name and site.qn is not None
+               and site.qn.split(".", 1)[0] in _FRAMEWORK_ROOTS for site in ctx.calls)
 
 
 def _keras_wrapper(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: int,

@@ -3,7 +3,8 @@
 A program is assembled from named blocks (header, data, model builder, training body, result
 writer) with :class:`string.Template` placeholders, so that the generated ``smelly.py`` and
 ``clean.py`` of a pair share every line except the training body, and each generated file is a
-plain, readable, self-contained script (numpy + TensorFlow/Keras only; no leakwatt import).
+plain, readable, self-contained script (numpy + TensorFlow/Keras; the UP programs also
+scikit-learn and psutil, both dependencies of leakwatt; no leakwatt import).
 
 All of this is leakwatt's own code. Mined code is never copied here nor run.
 
