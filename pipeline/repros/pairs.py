@@ -62,7 +62,10 @@ class PairSpec:
 
     @property
     def leak_evidence(self) -> str:
-        return bodies.LEAK_EVIDENCE[self.smelly_body.split("_", 1)[0]]
+        # the longest registered prefix: one smell's families may count different things
+        name = self.smelly_body
+        prefix = max((p for p in bodies.LEAK_EVIDENCE if name.startswith(p + "_")), key=len)
+        return bodies.LEAK_EVIDENCE[prefix]
 
     @property
     def has_autofix(self) -> bool:
