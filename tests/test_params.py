@@ -74,3 +74,15 @@ def test_missing_params_file(tmp_path: Path) -> None:
 def test_unknown_profile(repo_root: Path) -> None:
     with pytest.raises(LeakwattError, match="unknown profile 'fast'"):
         load_params(repo_root / "params.yaml", "fast")
+
+
+def test_empty_builtin_pairs_make_a_mined_only_study(tmp_path: Path) -> None:
+    """reproduce.pairs may be empty (pairs from mined instances only); with no instances either,
+    reproduce stops in one line instead of writing an empty pairs table."""
+    from leakwatt.pipeline.repros.pairs import build_pairs
+
+    params = load_params(write_params(tmp_path, {"reproduce": {"pairs": [], "scale": "tiny"}}))
+    assert params.reproduce.pairs == ()
+    with pytest.raises(LeakwattError, match="no pairs to build"):
+        build_pairs(tmp_path / "pairs", params.reproduce.pairs, "tiny")
+    assert not (tmp_path / "pairs" / "pairs.csv").exists()
