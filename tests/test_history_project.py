@@ -222,3 +222,25 @@ def test_index_names_the_views_a_change_can_alter():
     untouched = index.with_changes({"util.py": UNRELATED + "\nX = 1\n"})
     assert untouched.stale_views == {"util.py"}
     assert untouched.view("train.py") is index.view("train.py")  # carried over, not recomputed
+    # models.py changed but its facts did not: train.py's view is kept (early cut-off)
+    same_facts = index.with_changes({"models.py": MODELS.replace("Dense(1)", "Dense(2)")})
+    assert same_facts.stale_views == {"models.py"}
+    assert same_facts.view("train.py") is index.view("train.py")
+
+
+def test_views_hold_only_the_names_a_file_spells():
+    index = ProjectIndex({"models.py": MODELS + "\n\ndef other():\n    return create_model()\n",
+                          "train.py": TRAIN, "pkg/__init__.py": "import models\n",
+                          "run.py": "import pkg\n\nm = pkg.models.create_model()\n"})
+    assert set(index.view("train.py").symbols) == {"create_model"}  # not ``other``
+    assert set(index.view("run.py").symbols) == {"pkg.models.create_model"}
+    assert index.view("run.py", "import pkg\n") is None
+
+
+def test_a_change_that_keeps_the_facts_compares_no_dependent_file(tmp_path):
+    repo, _, second = kfold_repo(tmp_path)
+    third = repo.write("models.py", MODELS + "\n\ndef describe():\n    return 'mlp'\n").commit(
+        "describe the model")
+    result = walk_history(repo.path, third, repo="r", rules=["IMR"])
+    assert imr(result) == [("introduced", second, "train.py", "", "")]
+    assert result.dependent_checks == 0

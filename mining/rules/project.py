@@ -44,8 +44,9 @@ import posixpath
 import re
 import sys
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from leakwatt.mining.rules.api import TF_ROOTS
 from leakwatt.mining.rules.names import canonical
@@ -102,7 +103,7 @@ class Symbol:
     clears: bool = False
     origin: str = ""
 
-    @property
+    @cached_property
     def useful(self) -> bool:
         return bool(self.returns or self.clears or any(self.elements))
 
@@ -127,7 +128,7 @@ class ProjectView:
         """The local names (first part of each dotted name) that carry project facts."""
         return frozenset(k.split(".", 1)[0] for k in self.symbols)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears)
                            for k, s in self.symbols.items()))
@@ -135,7 +136,162 @@ class ProjectView:
 
 
 # --------------------------------------------------------------------------------------------
-# One module's raw facts (cached by content hash)
+# Namespaces: what a module's names stand for, without flattening what it imports
+# --------------------------------------------------------------------------------------------
+
+
+class _Node:
+    """One dotted-name part: the symbol the name up to here stands for (None: no symbol) and
+    the parts that may follow it."""
+
+    __slots__ = ("children", "entry")
+
+    def __init__(self, entry: Symbol | None = None,
+                 children: dict[str, _Node] | None = None) -> None:
+        self.entry = entry
+        self.children: dict[str, _Node] = children if children is not None else {}
+
+
+def _same(a: _Node, b: _Node) -> bool:
+    """Whether two namespaces hold the same names with the same symbols."""
+    if a is b:
+        return True
+    if a.entry != b.entry or a.children.keys() != b.children.keys():
+        return False
+    return all(_same(child, b.children[part]) for part, child in a.children.items())
+
+
+class Namespace(Mapping[str, Symbol]):
+    """A module's names (dotted: ``utils.create_model``) -> symbols, as a tree of name parts.
+
+    ``import utils`` makes every name of ``utils`` (its own and what it imports in turn) a
+    name here, prefixed: flattened, the names multiply with every level of modules importing
+    modules (``inference.attention_model.model.model_helper.utils.print_out``). The tree shares
+    the imported module's own namespace instead (copied only where a later import or
+    definition changes a name under it), and lookups walk it; a file's view keeps only the
+    names its code spells.
+    """
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: _Node | None = None) -> None:
+        self.root = root if root is not None else _Node()
+
+    def node(self, dotted: str) -> _Node | None:
+        node: _Node | None = self.root
+        for part in dotted.split("."):
+            node = node.children.get(part)
+            if node is None:
+                return None
+        return node
+
+    def get(self, dotted: str, default: Symbol | None = None) -> Symbol | None:  # type: ignore[override]
+        node = self.node(dotted) if dotted else None
+        return node.entry if node is not None and node.entry is not None else default
+
+    def __getitem__(self, dotted: str) -> Symbol:
+        found = self.get(dotted)
+        if found is None:
+            raise KeyError(dotted)
+        return found
+
+    def __iter__(self) -> Iterator[str]:  # every dotted name (can be many: see the class doc)
+        todo: list[tuple[str, _Node]] = [("", self.root)]
+        while todo:
+            prefix, node = todo.pop()
+            for part, child in node.children.items():
+                name = f"{prefix}{part}"
+                if child.entry is not None:
+                    yield name
+                if child.children:
+                    todo.append((f"{name}.", child))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Namespace):
+            return _same(self.root, other.root)
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def spelled(self, words: set[str]) -> dict[str, Symbol]:
+        """The names whose every part is one of ``words`` -> their symbols."""
+        out: dict[str, Symbol] = {}
+        todo: list[tuple[str, _Node]] = [("", self.root)]
+        while todo:
+            prefix, node = todo.pop()
+            kids = node.children
+            for part in ([w for w in words if w in kids] if len(words) < len(kids)
+                         else [k for k in kids if k in words]):
+                child = kids[part]
+                name = f"{prefix}{part}"
+                if child.entry is not None:
+                    out[name] = child.entry
+                if child.children:
+                    todo.append((f"{name}.", child))
+        return out
+
+
+class _Builder:
+    """A namespace under construction. Nodes it made are its own; the others belong to the
+    namespaces of imported modules and are copied before anything under them changes."""
+
+    def __init__(self, base: Namespace | None = None) -> None:
+        self.root = _Node(None, dict(base.root.children) if base is not None else {})
+        self._own = {id(self.root)}
+
+    def _child(self, node: _Node, part: str) -> _Node:
+        """``node``'s child ``part`` (``node`` is own), made or copied to be own."""
+        child = node.children.get(part)
+        if child is None:
+            child = node.children[part] = _Node()
+        elif id(child) in self._own:
+            return child
+        else:
+            child = node.children[part] = _Node(child.entry, dict(child.children))
+        self._own.add(id(child))
+        return child
+
+    def set(self, dotted: str, symbol: Symbol) -> None:
+        """``names[dotted] = symbol`` (the names under ``dotted`` stay)."""
+        node = self.root
+        for part in dotted.split("."):
+            node = self._child(node, part)
+        node.entry = symbol
+
+    def put(self, prefix: str, source: _Node, overwrite: bool = True) -> None:
+        """``names[prefix + "." + n] = s`` for every name ``n`` of ``source`` (``prefix`` ""
+        puts them at the top); ``overwrite=False`` keeps names already here (setdefault)."""
+        if not source.children:
+            return
+        node = self.root
+        if prefix:
+            for part in prefix.split("."):
+                node = self._child(node, part)
+        self._merge(node, source, overwrite)
+
+    def _merge(self, node: _Node, source: _Node, overwrite: bool) -> None:
+        for part, theirs in source.children.items():
+            if part not in node.children:
+                node.children[part] = theirs  # shared until something under it changes
+                continue
+            mine = self._child(node, part)
+            if theirs.entry is not None and (overwrite or mine.entry is None):
+                mine.entry = theirs.entry
+            if theirs.children:
+                self._merge(mine, theirs, overwrite)
+
+    def namespace(self) -> Namespace:
+        return Namespace(self.root)
+
+
+_EMPTY = Namespace()
+
+
+# --------------------------------------------------------------------------------------------
+# One module's raw facts
 # --------------------------------------------------------------------------------------------
 
 
@@ -151,31 +307,31 @@ class _Import:
 class _Raw:
     imports: list[_Import]
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
-    classes: dict[str, ast.ClassDef]
+    #: class name -> its bases (only these are read: the bodies are not kept, so a class-heavy
+    #: module costs the index little memory)
+    classes: dict[str, list[ast.expr]]
     values: dict[str, ast.expr]
     public: list[str]
 
 
-_RAW_CACHE: dict[str, _Raw | None] = {}
-_RAW_CACHE_MAX = 4096
-
-
 def _parse_raw(text: str) -> _Raw | None:
-    key = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
-    if key in _RAW_CACHE:
-        return _RAW_CACHE[key]
+    """One module's raw facts (None: not valid Python). Each :class:`ProjectIndex` keeps the
+    raws of its own files (and an index derived for a commit those of its unchanged files):
+    no process-wide cache, whose old versions' syntax trees would only feed the garbage
+    collector in a history walk."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        raw = None
-    else:
-        raw = _raw_from_tree(tree)
-    if len(_RAW_CACHE) >= _RAW_CACHE_MAX:
-        _RAW_CACHE.clear()
-    _RAW_CACHE[key] = raw
-    return raw
+        return None
+    return _raw_from_tree(tree)
+
+
+#: Identifiers (and other word tokens) of a source: a view keeps only the symbols whose every
+#: dotted part occurs in the file, since rules look symbols up by the dotted names the code
+#: spells out (``models.create_model``).
+_WORD = re.compile(r"\w+")
 
 
 def _statements(body: list[ast.stmt]) -> Iterable[ast.stmt]:
@@ -208,13 +364,13 @@ def _imports_of(tree: ast.Module) -> list[_Import]:
 
 def _raw_from_tree(tree: ast.Module) -> _Raw:
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
-    classes: dict[str, ast.ClassDef] = {}
+    classes: dict[str, list[ast.expr]] = {}
     values: dict[str, ast.expr] = {}
     for stmt in _top_statements(tree.body):
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             functions[stmt.name] = stmt
         elif isinstance(stmt, ast.ClassDef):
-            classes[stmt.name] = stmt
+            classes[stmt.name] = list(stmt.bases)
         elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
                 stmt.targets[0], ast.Name):
             values[stmt.targets[0].id] = stmt.value
@@ -271,18 +427,22 @@ class ProjectIndex:
     """The modules of one repository commit or scanned folder (paths relative to its root).
 
     Every computation of a module's facts or a file's view records what it read from the
-    index (see :meth:`with_changes`): the index keys it probed (``f:<path>``: a file's
-    existence or text; ``n:<module>``: the files a dotted module name may denote; ``r:<root>``
-    / ``t:<root>``: whether a top-level name belongs to the project) and the modules whose
-    facts it used. An index derived for a commit keeps every cached result whose record the
-    commit's changes do not touch, and names the views that may differ in ``stale_views``.
+    index (see :meth:`with_changes`): the index keys it probed (``f:<path>``: its own file's
+    text; ``e:<path>``: whether a file exists; ``n:<module>``: the files a dotted module name
+    may denote; ``r:<root>`` / ``t:<root>``: whether a top-level name belongs to the project)
+    and the modules whose facts it used (whose text reaches it through those facts). An
+    index derived for a commit keeps every cached result whose record the commit's changes do
+    not touch (or, early cut-off, whose modules' facts came out the same), and names the
+    views that may differ in ``stale_views``.
     """
 
     files: Mapping[str, str]
     _by_name: dict[str, list[str]] = field(default_factory=dict, repr=False)
-    _facts: dict[str, dict[str, Symbol] | None] = field(default_factory=dict, repr=False)
+    _facts: dict[str, Namespace] = field(default_factory=dict, repr=False)
     _busy: set[str] = field(default_factory=set, repr=False)
     _views: dict[str, ProjectView | None] = field(default_factory=dict, repr=False)
+    _raws: dict[str, _Raw | None] = field(default_factory=dict, repr=False)
+    _words: dict[str, set[str]] = field(default_factory=dict, repr=False)
     #: consumer (``m:<path>``: a module's facts; ``v:<path>``: a file's view) -> index keys read
     _probes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     #: consumer -> module paths whose facts it used
@@ -330,6 +490,7 @@ class ProjectIndex:
                 keys.add(f"f:{path}")
             if (old is None) != (text is None):
                 moved.append(path)
+                keys.add(f"e:{path}")
         if not keys:
             return self._carry(ProjectIndex(files, _by_name=dict(self._by_name)), set(), True)
         by_name = dict(self._by_name)
@@ -350,7 +511,8 @@ class ProjectIndex:
             new._roots, new._top = self._roots, self._top
         keys.update(f"r:{r}" for r in self._roots ^ new._roots)
         keys.update(f"t:{t}" for t in self._top ^ new._top)
-        invalid = {c for c, read in self._probes.items() if not read.isdisjoint(keys)}
+        direct = {c for c, read in self._probes.items() if not read.isdisjoint(keys)}
+        invalid = set(direct)
         if any(c.startswith("m:") for c in invalid):  # and whatever used those modules' facts
             users: dict[str, list[str]] = {}
             for consumer, modules in self._deps.items():
@@ -363,7 +525,48 @@ class ProjectIndex:
                         invalid.add(consumer)
                         if consumer.startswith("m:"):
                             todo.append(consumer[2:])
-        return self._carry(new, invalid, False)
+        self._carry(new, invalid, False)
+        self._settle(new, direct, invalid)
+        return new
+
+    def _settle(self, new: ProjectIndex, direct: set[str], invalid: set[str]) -> None:
+        """Early cut-off: a dropped view (or module's facts) that read nothing the change
+        touched itself is restored when the facts of every module it used came out the same
+        in ``new`` (those modules are re-evaluated, deepest first); ``new.stale_views`` keeps
+        the views that were not restored. A change to ``utils.py`` that leaves its functions'
+        facts as they were re-evaluates ``utils.py`` only, not everything importing it."""
+        memo: dict[str, bool] = {}
+
+        def same(module: str) -> bool:  # the facts of ``module`` are the same in both
+            consumer = f"m:{module}"
+            if consumer not in invalid:
+                return True
+            if module in memo:
+                return memo[module]
+            memo[module] = False  # an import cycle back to here: treated as changed
+            old = self._facts.get(module)
+            if old is not None and consumer not in direct and module not in new._facts and all(
+                    same(m) for m in self._deps.get(consumer, ())):
+                new._facts[module] = old
+                new._probes[consumer] = self._probes[consumer]
+                new._deps[consumer] = self._deps[consumer]
+                result = True
+            else:
+                result = old is not None and new.facts(module) == old
+            memo[module] = result
+            return result
+
+        stale = set()
+        for consumer in sorted(c for c in invalid if c.startswith("v:")):
+            path = consumer[2:]
+            if consumer not in direct and path in self._views and all(
+                    same(m) for m in self._deps.get(consumer, ())):
+                new._views[path] = self._views[path]
+                new._probes[consumer] = self._probes[consumer]
+                new._deps[consumer] = self._deps[consumer]
+            else:
+                stale.add(path)
+        new.stale_views = frozenset(stale)
 
     def _carry(self, new: ProjectIndex, invalid: set[str], same: bool) -> ProjectIndex:
         """Copy into ``new`` the cached results not in ``invalid`` (consumer ids)."""
@@ -375,6 +578,9 @@ class ProjectIndex:
                 new._deps[consumer] = self._deps.get(consumer, frozenset())
         new._facts = {p: f for p, f in self._facts.items() if f"m:{p}" not in invalid}
         new._views = {p: v for p, v in self._views.items() if f"v:{p}" not in invalid}
+        new._raws = {p: r for p, r in self._raws.items() if new.files.get(p) is self.files.get(p)}
+        new._words = {p: w for p, w in self._words.items()
+                      if new.files.get(p) is self.files.get(p)}
         new.stale_views = frozenset(c[2:] for c in invalid if c.startswith("v:"))
         return new
 
@@ -388,6 +594,11 @@ class ProjectIndex:
                 seen.add(m)
                 todo.extend(self._deps.get(f"m:{m}", ()))
         return frozenset(seen)
+
+    def _raw(self, path: str) -> _Raw | None:
+        if path not in self._raws:
+            self._raws[path] = _parse_raw(self.files[path])
+        return self._raws[path]
 
     def _read(self, key: str) -> None:
         if self._stack:
@@ -425,13 +636,13 @@ class ProjectIndex:
         stem = posixpath.join(base, rel) if rel else base
         for cand in (f"{stem}.py", posixpath.join(stem, "__init__.py")):
             cand = posixpath.normpath(cand) if cand else cand
-            self._read(f"f:{cand}")
+            self._read(f"e:{cand}")
             if cand in self.files:
                 return cand
         return None
 
     # -- facts -----------------------------------------------------------------------------
-    def facts(self, path: str) -> dict[str, Symbol]:
+    def facts(self, path: str) -> Namespace:
         """Name -> symbol for everything module ``path`` defines or imports from the project."""
         if self._stack:
             self._stack[-1][1].add(path)
@@ -439,12 +650,12 @@ class ProjectIndex:
         if cached is not None:
             return cached
         if path in self._busy or path not in self.files:
-            return {}
+            return _EMPTY
         self._busy.add(path)
         self._stack.append(({f"f:{path}"}, set()))
         try:
-            raw = _parse_raw(self.files[path])
-            result = {} if raw is None else _ModuleEval(self, path, raw).symbols()
+            raw = self._raw(path)
+            result = _EMPTY if raw is None else _ModuleEval(self, path, raw).symbols()
         finally:
             self._busy.discard(path)
             read, used = self._stack.pop()
@@ -452,42 +663,48 @@ class ProjectIndex:
         self._facts[path] = result
         return result
 
-    def imported_symbols(self, path: str, imports: Iterable[_Import]) -> dict[str, Symbol]:
-        """Local dotted name -> symbol for the project imports of module ``path``."""
-        out: dict[str, Symbol] = {}
+    def imported_symbols(self, path: str, imports: Iterable[_Import],
+                         words: set[str] | None = None) -> Namespace:
+        """Local dotted name -> symbol for the project imports of module ``path``. With
+        ``words``, imports whose local name is not spelled by them are left out (the caller
+        keeps only spelled names: the others would be dropped anyway)."""
+        out = _Builder()
         for imp in imports:
+            if words is not None and imp.name != "*" and not all(
+                    part in words for part in imp.local.split(".")):
+                continue
             if imp.name is None:  # import a.b [as c]
                 target = self.resolve_module(path, imp.module, 0)
-                if target is None:
-                    continue
-                prefix = imp.local
-                for name, sym in self.facts(target).items():
-                    if sym.kind != "module":
-                        out[f"{prefix}.{name}"] = sym
+                if target is not None:
+                    out.put(imp.local, self.facts(target).root)
                 continue
             target = self.resolve_module(path, imp.module, imp.level)
             if imp.name == "*":
                 if target is None:
                     continue
-                raw = _parse_raw(self.files[target])
-                facts = self.facts(target)
+                raw = self._raw(target)
                 public = set(raw.public) if raw is not None else set()
-                for name, sym in facts.items():
-                    if (name in public or not name.startswith("_")) and sym.kind != "module":
-                        out.setdefault(name, sym)
+                star = _Node()
+                for name, node in self.facts(target).root.children.items():
+                    hidden = name.startswith("_")
+                    entry = node.entry if name in public or not hidden else None
+                    children = {} if hidden else node.children
+                    if entry is node.entry and children is node.children:
+                        star.children[name] = node
+                    elif entry is not None or children:
+                        star.children[name] = _Node(entry, children)
+                out.put("", star, overwrite=False)
                 continue
             sym = self.facts(target).get(imp.name) if target is not None else None
             if sym is not None:
-                out[imp.local] = sym
+                out.set(imp.local, sym)
                 continue
             # ``from pkg import models``: a submodule
             sub = (self.resolve_module(path, f"{imp.module}.{imp.name}" if imp.module
                                        else imp.name, imp.level))
             if sub is not None and sub != path:
-                for name, s in self.facts(sub).items():
-                    if s.kind != "module":
-                        out[f"{imp.local}.{name}"] = s
-        return out
+                out.put(imp.local, self.facts(sub).root)
+        return out.namespace()
 
     def view(self, path: str, text: str | None = None) -> ProjectView | None:
         """The project facts for the file at ``path`` (its text defaults to the indexed one);
@@ -501,12 +718,17 @@ class ProjectIndex:
         try:
             if source and self._may_import_project(source, path):
                 if path in self.files and text is None:
-                    raw = _parse_raw(source)
+                    raw = self._raw(path)
                     imports = raw.imports if raw is not None else []
                 else:
                     imports = _imports_of_text(source)
-                symbols = {k: v for k, v in self.imported_symbols(path, imports).items()
-                           if v.useful}
+                words = self._words.get(path) if text is None else None
+                if words is None:
+                    words = set(_WORD.findall(source))
+                    if text is None:
+                        self._words[path] = words
+                symbols = {k: v for k, v in self.imported_symbols(path, imports, words)
+                           .spelled(words).items() if v.useful}
                 if symbols:
                     view = ProjectView(symbols)
         finally:
@@ -590,10 +812,10 @@ class _ModuleEval:
         changed = True
         while changed:
             changed = False
-            for name, cls in self.raw.classes.items():
+            for name, bases in self.raw.classes.items():
                 if name in self.model_classes:
                     continue
-                for base in cls.bases:
+                for base in bases:
                     sym = self.imported.get(_dotted(base) or "")
                     if is_model_base(self.qn(base)) or (
                             isinstance(base, ast.Name) and base.id in self.model_classes) or (
@@ -602,18 +824,18 @@ class _ModuleEval:
                         changed = True
                         break
 
-    def symbols(self) -> dict[str, Symbol]:
-        out: dict[str, Symbol] = dict(self.imported)  # re-exports (``from .a import f``)
+    def symbols(self) -> Namespace:
+        out = _Builder(self.imported)  # re-exports (``from .a import f``)
         for name in self.raw.functions:
-            out[name] = self.function(name)
+            out.set(name, self.function(name))
         for name in self.raw.classes:
-            out[name] = Symbol("class", MODEL if name in self.model_classes else UNKNOWN,
-                               origin=f"{self.path}:{name}")
+            out.set(name, Symbol("class", MODEL if name in self.model_classes else UNKNOWN,
+                                 origin=f"{self.path}:{name}"))
         for name, value in self.raw.values.items():
             kind = self.kind(value, None)
-            out[name] = Symbol("value", kind if kind in _VALUE_KINDS else UNKNOWN,
-                               origin=f"{self.path}:{name}")
-        return out
+            out.set(name, Symbol("value", kind if kind in _VALUE_KINDS else UNKNOWN,
+                                 origin=f"{self.path}:{name}"))
+        return out.namespace()
 
     # -- functions -------------------------------------------------------------------------
     def function(self, name: str) -> Symbol:
@@ -822,4 +1044,4 @@ def build_index(files: Mapping[str, str]) -> ProjectIndex:
     return ProjectIndex(files)
 
 
-__all__ = ["ProjectIndex", "ProjectView", "Symbol", "build_index", "module_names"]
+__all__ = ["Namespace", "ProjectIndex", "ProjectView", "Symbol", "build_index", "module_names"]
