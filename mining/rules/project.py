@@ -44,6 +44,7 @@ import posixpath
 import re
 import sys
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -314,18 +315,32 @@ class _Raw:
     public: list[str]
 
 
+#: Recently parsed texts (by content): a history walk meets a text again at merges (the
+#: branch's versions, re-read), reverts, and the pin it scanned first. Small, since every
+#: index keeps the parses of its own files; a large cache of old versions' syntax trees only
+#: slows the garbage collector down.
+_RECENT: OrderedDict[str, _Raw | None] = OrderedDict()
+_RECENT_MAX = 256
+
+
 def _parse_raw(text: str) -> _Raw | None:
-    """One module's raw facts (None: not valid Python). Each :class:`ProjectIndex` keeps the
-    raws of its own files (and an index derived for a commit those of its unchanged files):
-    no process-wide cache, whose old versions' syntax trees would only feed the garbage
-    collector in a history walk."""
+    """One module's raw facts (None: not valid Python)."""
+    key = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+    if key in _RECENT:
+        _RECENT.move_to_end(key)
+        return _RECENT[key]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    return _raw_from_tree(tree)
+        raw = None
+    else:
+        raw = _raw_from_tree(tree)
+    _RECENT[key] = raw
+    if len(_RECENT) > _RECENT_MAX:
+        _RECENT.popitem(last=False)
+    return raw
 
 
 #: Identifiers (and other word tokens) of a source: a view keeps only the symbols whose every
