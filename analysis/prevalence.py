@@ -249,7 +249,7 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
     for rule in rules:
         mine = inst_ok[inst_ok["rule"] == rule]
         lt = life[life["rule"] == rule]
-        removed = lt[lt["removed"]]
+        removed = lt[lt["removed"].astype(bool)]  # an empty object column would select columns
         fixed = int((removed["removal"] == "code_changed").sum())
         deleted = int((removed["removal"] == "deleted_file").sum())
         notes = []
@@ -267,7 +267,7 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
             "removed_deleted_file": deleted,
             "share_fixed": fixed / n_removed if n_removed else math.nan,
             "share_deleted": deleted / n_removed if n_removed else math.nan,
-            "still_present": int((~lt["removed"]).sum()),
+            "still_present": int((~lt["removed"].astype(bool)).sum()),
             "median_survival_days": float(removed["days"].median()) if n_removed else math.nan,
             "median_survival_commits": (float(removed["commits"].median())
                                         if n_removed and removed["commits"].notna().any()

@@ -125,6 +125,17 @@ def test_headers_only_inputs():
     assert tables["overview"].iloc[0]["repos_total"] == 0
 
 
+def test_instances_without_history_events():
+    """`mine --no-history` writes instances and a headers-only events.csv: prevalence per rule,
+    nothing introduced or removed, no survival curve."""
+    tables = prevalence(_repos(), _instances(), pd.DataFrame(columns=EVENT_COLUMNS))
+    rows = {r.rule: r for r in tables["prevalence"].itertuples()}
+    assert rows["IMR"].instances == 3 and rows["UTR"].instances == 1
+    assert rows["IMR"].introduced == 0 and rows["IMR"].removed == 0
+    assert rows["IMR"].still_present == 0 and math.isnan(rows["IMR"].km_median_days)
+    assert tables["survival"].empty and tables["lifetimes"].empty
+
+
 def test_bad_event_rows_name_the_line():
     events = _events()
     events.loc[2, "date"] = "yesterday"
