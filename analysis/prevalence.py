@@ -228,17 +228,10 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
     _require(repos, REPOS_REQUIRED, "repos.csv")
     _require(instances, INSTANCES_REQUIRED, "instances.csv")
     repos = repos.reset_index(drop=True)
-    instances = instances.reset_index(drop=True)
     kloc = _numbers(repos, "kloc", "repos.csv")
     ok = _text(repos, "status") == OK_STATUS
-    keys = _repo_keys(repos)
-    ok_urls = set(_text(repos, "url")[ok])
     kloc_ok = float(kloc[ok].fillna(0).sum())
-
-    inst = instances.copy()
-    inst["_url"] = _text(inst, "repo").map(keys)
-    inst["rule"] = _text(inst, "rule")
-    inst_ok = inst[inst["_url"].isin(ok_urls)]
+    inst, inst_ok = _ok_instances(repos, instances)
     outside = len(inst) - len(inst_ok)
 
     life, unmatched = lifetimes(events, repos)
@@ -297,7 +290,19 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
                  else ""),
     }], columns=OVERVIEW_COLUMNS)
     return {"prevalence": table, "survival": survival, "lifetimes": life, "overview": overview,
-            "by_era": prevalence_by_era(repos, instances)}
+            "by_era": _by_era(inst_ok, int(ok.sum()))}
+
+
+def _ok_instances(repos: pd.DataFrame, instances: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All instances (``_url`` matched through repos.csv, ``rule`` as text) and those of the
+    repositories mined successfully."""
+    ok = _text(repos, "status") == OK_STATUS
+    ok_urls = set(_text(repos, "url")[ok])
+    inst = instances.reset_index(drop=True).copy()
+    inst["_url"] = _text(inst, "repo").map(_repo_keys(repos.reset_index(drop=True)))
+    inst["rule"] = _text(inst, "rule")
+    return inst, inst[inst["_url"].isin(ok_urls)]
 
 
 def prevalence_by_era(repos: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
@@ -311,19 +316,17 @@ def prevalence_by_era(repos: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFr
     """
     _require(repos, REPOS_REQUIRED, "repos.csv")
     _require(instances, INSTANCES_REQUIRED, "instances.csv")
-    ok = _text(repos, "status") == OK_STATUS
-    keys = _repo_keys(repos.reset_index(drop=True))
-    ok_urls = set(_text(repos, "url")[ok])
-    inst = instances.reset_index(drop=True).copy()
-    inst["_url"] = _text(inst, "repo").map(keys)
-    inst = inst[inst["_url"].isin(ok_urls)]
-    inst["rule"] = _text(inst, "rule")
+    _, inst_ok = _ok_instances(repos, instances)
+    return _by_era(inst_ok, int((_text(repos, "status") == OK_STATUS).sum()))
+
+
+def _by_era(inst_ok: pd.DataFrame, n_ok: int) -> pd.DataFrame:
+    inst = inst_ok.copy()
     era = _text(inst, "era") if "era" in inst.columns else pd.Series("", index=inst.index)
     unknown = sorted(set(era) - set(ERA_NAMES))
     if unknown:
         raise LeakwattError(f"instances.csv: era {unknown[0]!r} is not one of tf1, tf2 or empty")
     inst["_era"] = era.map(ERA_NAMES)
-    n_ok = int(ok.sum())
     rows = []
     for rule, mine in inst[inst["rule"] != ""].groupby("rule", sort=True):
         for name in ("tf1", "tf2", "unknown"):
