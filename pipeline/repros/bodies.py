@@ -432,7 +432,8 @@ BODIES["dir_dataset_once"] = _COUNTING + _DIR_HELPERS + Template(_DIR_DATASET).s
 
 # --------------------------------------------------------------------------- US
 
-_US_HELPERS = '''\
+#: the model a session body returns (program source; the US and catalogue session bodies share it)
+SESSION_MODEL = '''\
 class SessionModel:
     """The weights read out of the last session (what the result's weights summary reads)."""
 
@@ -443,6 +444,9 @@ class SessionModel:
         return self.weights
 
 
+'''
+
+_US_HELPERS = SESSION_MODEL + '''\
 def track_sessions(tf):
     """A WeakSet that every tf.compat.v1 session constructed from now on is added to."""
     import weakref
@@ -517,9 +521,14 @@ return sum(losses) / len(losses), sess.run(variables)
 '''
 
 
-def _indent(text: str, spaces: int) -> str:
+def indent_lines(text: str, spaces: int) -> str:
+    """``text`` with every non-blank line indented by ``spaces`` (program source assembly)."""
     return "".join(" " * spaces + line if line.strip() else line
-                   for line in text.splitlines(keepends=True)).rstrip("\n")
+                   for line in text.splitlines(keepends=True))
+
+
+def _indent(text: str, spaces: int) -> str:
+    return indent_lines(text, spaces).rstrip("\n")
 
 
 BODIES["us_session_no_close"] = _US_HELPERS + Template(_US_BODY).substitute(

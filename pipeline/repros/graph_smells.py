@@ -58,18 +58,7 @@ LEAK_EVIDENCE: dict[str, str] = {
 
 # --------------------------------------------------------------------------- shared helpers
 
-_SESSION_MODEL = '''\
-class SessionModel:
-    """The weights read out of the last session (what the result's weights summary reads)."""
-
-    def __init__(self, weights):
-        self.weights = weights
-
-    def get_weights(self):
-        return self.weights
-
-
-'''
+_SESSION_MODEL = bodies.SESSION_MODEL
 
 _SOFTMAX = _SESSION_MODEL + '''\
 FLAT_FEATURES = INPUT_SHAPE[0] * INPUT_SHAPE[1] * INPUT_SHAPE[2]
@@ -127,11 +116,6 @@ _READ_ARRAYS = '''\
 '''
 
 
-def _indent(text: str, spaces: int) -> str:
-    return "".join(" " * spaces + line if line.strip() else line
-                   for line in text.splitlines(keepends=True))
-
-
 # --------------------------------------------------------------------------- UGE, TF1 graph
 
 _UGE_GRAPH = '''\
@@ -173,11 +157,11 @@ batch_loss = tf.reduce_mean(
 BODIES["uge_graph_ops_in_loop"] = _SOFTMAX + Template(_UGE_GRAPH).substitute(
     doc="SMELL (UGE graph-op-in-loop): the step loop builds the op that logs the batch's loss "
         "again\n    before every sess.run, so the graph grows by a copy of it every step",
-    once="", finalize="", per_step=_indent(_UGE_OPS, 16))
+    once="", finalize="", per_step=bodies.indent_lines(_UGE_OPS, 16))
 BODIES["uge_graph_ops_once"] = _SOFTMAX + Template(_UGE_GRAPH).substitute(
     doc="FIX (UGE): the op that logs the batch's loss is built once before the loop and the "
         "graph is\n    finalized (any new operation would raise)",
-    once=_indent(_UGE_OPS, 8), finalize="    graph.finalize()\n", per_step="")
+    once=bodies.indent_lines(_UGE_OPS, 8), finalize="    graph.finalize()\n", per_step="")
 
 # --------------------------------------------------------------------------- UGE, TF2 retracing
 
@@ -259,10 +243,10 @@ _MAKE_FUNCTION = "train_step = tf.function(step_fn)\n"
 BODIES["uge_function_per_step"] = _STEP_HELPERS + Template(_UGE_FUNCTION).substitute(
     doc="SMELL (UGE function-per-step): tf.function(step_fn) is created again before every "
         "step, so\n    every step traces the step function into a new graph",
-    once="", per_step=_indent(_MAKE_FUNCTION, 12))
+    once="", per_step=bodies.indent_lines(_MAKE_FUNCTION, 12))
 BODIES["uge_function_once"] = _STEP_HELPERS + Template(_UGE_FUNCTION).substitute(
     doc="FIX (UGE): tf.function(step_fn) is created once before the loop (one trace)",
-    once=_indent(_MAKE_FUNCTION, 4), per_step="")
+    once=bodies.indent_lines(_MAKE_FUNCTION, 4), per_step="")
 
 # --------------------------------------------------------------------------- GCB, TF1 graph
 
@@ -312,17 +296,17 @@ $load            losses = []
 BODIES["gcb_graph_constant"] = _SOFTMAX + _DATA_HELPERS + Template(_GCB_GRAPH).substitute(
     doc="SMELL (GCB graph-constant): each fold's training arrays enter its TF1 graph as "
         "tf.constant\n    (copied into the GraphDef), the step slices its batch out of them",
-    data=_indent("data_x = tf.constant(x_train[keep])\n"
+    data=bodies.indent_lines("data_x = tf.constant(x_train[keep])\n"
                  "data_y = tf.constant(y_train[keep])", 12), load="")
 BODIES["gcb_graph_variable"] = _SOFTMAX + _DATA_HELPERS + Template(_GCB_GRAPH).substitute(
     doc="FIX (GCB): each fold's arrays are fed once through placeholders into non-trainable "
         "variables\n    (TF1's remedy: no copy in the GraphDef); the step slices its batch out of "
         "them",
-    data=_indent("x_in = tf1.placeholder(tf.float32, (len(keep), *INPUT_SHAPE))\n"
+    data=bodies.indent_lines("x_in = tf1.placeholder(tf.float32, (len(keep), *INPUT_SHAPE))\n"
                  "y_in = tf1.placeholder(tf.int64, (len(keep),))\n"
                  "data_x = tf1.Variable(x_in, trainable=False, collections=[])\n"
                  "data_y = tf1.Variable(y_in, trainable=False, collections=[])", 12),
-    load=_indent("sess.run([data_x.initializer, data_y.initializer],\n"
+    load=bodies.indent_lines("sess.run([data_x.initializer, data_y.initializer],\n"
                  "         feed_dict={x_in: x_train[keep], y_in: y_train[keep]})\n", 12))
 
 # --------------------------------------------------------------------------- GCB, tf.function
@@ -381,8 +365,8 @@ BODIES["gcb_function_closure"] = _STEP_HELPERS + _DATA_HELPERS + Template(
     doc="SMELL (GCB function-constant / closure): each fold's tf.function reads the fold's "
         "NumPy arrays\n    from its closure and turns them into tensors with tf.constant, so its "
         "trace embeds them as\n    constants; the step slices its batch out of them",
-    data=_indent("x_fold = x_train[keep]\ny_fold = y_train[keep]\n", 8), params="low",
-    slices=_indent("xb = tf.constant(x_fold)[low:low + n]\n"
+    data=bodies.indent_lines("x_fold = x_train[keep]\ny_fold = y_train[keep]\n", 8), params="low",
+    slices=bodies.indent_lines("xb = tf.constant(x_fold)[low:low + n]\n"
                    "yb = tf.constant(y_fold)[low:low + n]", 12),
     args="tf.constant(low)")
 BODIES["gcb_function_argument"] = _STEP_HELPERS + _DATA_HELPERS + Template(
@@ -390,9 +374,9 @@ BODIES["gcb_function_argument"] = _STEP_HELPERS + _DATA_HELPERS + Template(
     doc="FIX (GCB): each fold's arrays are converted to tensors eagerly and passed to the "
         "tf.function\n    as arguments (no copy in its graph); the step slices its batch out of "
         "them",
-    data=_indent("x_fold = tf.convert_to_tensor(x_train[keep])\n"
+    data=bodies.indent_lines("x_fold = tf.convert_to_tensor(x_train[keep])\n"
                  "y_fold = tf.convert_to_tensor(y_train[keep])\n", 8), params="xs, ys, low",
-    slices=_indent("xb = xs[low:low + n]\nyb = ys[low:low + n]", 12),
+    slices=bodies.indent_lines("xb = xs[low:low + n]\nyb = ys[low:low + n]", 12),
     args="x_fold, y_fold, tf.constant(low)")
 
 # --------------------------------------------------------------------------- families

@@ -53,12 +53,12 @@ LEAK_EVIDENCE: dict[str, str] = {
 #: configurations (learning rates), UP_FOLDS folds each.
 UP_FOLDS = 2
 UP_UNITS = 32
+UP_PARAMS = 32 * 32 * 3 * UP_UNITS + UP_UNITS + UP_UNITS * 10 + 10
 UP_ARCHITECTURE = (
     f"scikit-learn GridSearchCV over a Keras classifier wrapped by the program itself: Flatten > "
-    f"Dense({UP_UNITS}, relu) > Dense(10) logits (98,666 parameters; seeded Glorot initializers), "
+    f"Dense({UP_UNITS}, relu) > Dense(10) logits ({UP_PARAMS:,} parameters; seeded Glorot initializers), "
     f"plain SGD, 1 epoch per fit; one learning rate per round (LEARNING_RATE x (r + 1) / rounds), "
     f"{UP_FOLDS}-fold KFold (no shuffling), scored by mean cross-entropy, refit on all samples")
-UP_PARAMS = 32 * 32 * 3 * UP_UNITS + UP_UNITS + UP_UNITS * 10 + 10
 
 _UP_HELPERS = '''\
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -240,17 +240,7 @@ SESSION_ARCHITECTURE = (
     "initializer again restarts a fold exactly as a fresh session does")
 SESSION_PARAMS = 30730
 
-_SESSION_HELPERS = '''\
-class SessionModel:
-    """The weights read out of the last session (what the result's weights summary reads)."""
-
-    def __init__(self, weights):
-        self.weights = weights
-
-    def get_weights(self):
-        return self.weights
-
-
+_SESSION_HELPERS = bodies.SESSION_MODEL + '''\
 def count_sessions(tf):
     """Count every tf.compat.v1 session constructed from now on in WORK["sessions_created"];
     the returned WeakSet holds them (for open_sessions)."""
@@ -331,11 +321,6 @@ weights = sess.run(variables)
 '''
 
 
-def _indent(text: str, spaces: int) -> str:
-    return "".join(" " * spaces + line if line.strip() else line
-                   for line in text.splitlines(keepends=True))
-
-
 def _session_body(kind: str, count: str) -> str:
     """``kind``: ``per-fold`` (a ``with`` session per fold), ``kept`` (a session per fold,
     appended to a list) or ``once`` (one ``with`` session around the loop)."""
@@ -343,22 +328,22 @@ def _session_body(kind: str, count: str) -> str:
     if kind == "per-fold":
         doc = ("SMELL (US session-in-loop): a tf.compat.v1 session is created for every fold "
                "(closed at the\n    end of the fold by its `with` block)")
-        loop = ("for fold in range(folds):\n" + _indent(_FOLD, 4)
-                + "    with tf1.Session() as sess:\n" + _indent(_FOLD_TRAIN, 8)
+        loop = ("for fold in range(folds):\n" + bodies.indent_lines(_FOLD, 4)
+                + "    with tf1.Session() as sess:\n" + bodies.indent_lines(_FOLD_TRAIN, 8)
                 + "    " + record)
     elif kind == "kept":
         doc = ("SMELL (US session-in-loop-kept): a tf.compat.v1 session is created for every "
                "fold and kept\n    in a list (never closed), so every session stays alive")
-        loop = ("kept = []\nfor fold in range(folds):\n" + _indent(_FOLD, 4)
-                + "    sess = tf1.Session()\n    kept.append(sess)\n" + _indent(_FOLD_TRAIN, 4)
+        loop = ("kept = []\nfor fold in range(folds):\n" + bodies.indent_lines(_FOLD, 4)
+                + "    sess = tf1.Session()\n    kept.append(sess)\n" + bodies.indent_lines(_FOLD_TRAIN, 4)
                 + "    " + record)
     else:
         doc = ("FIX (US session-in-loop): one tf.compat.v1 session created before the loop and "
                "reused by\n    every fold (the initializer runs again at the start of each fold)")
         loop = ("with tf1.Session() as sess:\n    for fold in range(folds):\n"
-                + _indent(_FOLD, 8) + _indent(_FOLD_TRAIN, 8) + "        " + record)
+                + bodies.indent_lines(_FOLD, 8) + bodies.indent_lines(_FOLD_TRAIN, 8) + "        " + record)
     return _SESSION_HELPERS + Template(_SESSION_BODY).substitute(
-        doc=doc, loop=_indent(loop, 8).rstrip("\n"))
+        doc=doc, loop=bodies.indent_lines(loop, 8).rstrip("\n"))
 
 
 _CREATED = 'WORK["sessions_created"]'
