@@ -198,7 +198,14 @@ RUNS = Table(
              "process_cpu_energy_kwh", "process_ram_energy_kwh", "process_gpu_energy_kwh",
              "load_start", "load_end",
              # issue 14: worker processes count (UP), so the whole process tree is measured
-             "tree_cpu_s", "tree_peak_procs"),
+             "tree_cpu_s", "tree_peak_procs",
+             # issue 18: the dose study. instrumented: 1 for a control run (the leak counted every
+             # round), 0 for a measured run (no control code ran: control_calls 0); dose: leak
+             # events (rounds x events_per_round); round_end_s: seconds from ready() to the end of
+             # every round (JSON list); first_variant: which variant of the cell ran first in
+             # its block (counterbalanced)
+             "instrumented", "dose", "rounds", "samples", "batch_size", "events_per_round",
+             "control_calls", "round_end_s", "first_variant", "block_position"),
     contract=_RUNS_CONTRACT,
     required=_RUNS_CONTRACT,
     # cpu_power_source is open: CodeCarbon names its own modes (CPU_POWER_SOURCES are the usual)

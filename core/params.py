@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 
 from leakwatt.common import LeakwattError
 
-PROFILES = ("full", "demo", "reference", "gpu")
+PROFILES = ("full", "demo", "reference", "gpu", "dose")
 #: ``mine.rules`` default: every rule the miner has registered. The floor does not know the
 #: rule ids (leakwatt.mining.rules.REGISTRY does); the miner validates them.
 ALL_RULES = ("all",)
@@ -84,6 +85,14 @@ class MeasureParams:
     timeout_s: float = 7200.0
     memory_limit_mb: int = 16384
     idle_baseline: bool = True
+    # issue 18, the dose study (docs/measure.md, "Dose-response"); doses empty = one dose, the
+    # scale's rounds (the study before issue 18). Each dose is a number of rounds; the highest
+    # dose gets ``repetitions`` counted blocks, the others ``low_dose_repetitions``.
+    doses: tuple[int, ...] = ()
+    low_dose_repetitions: int = 6
+    control_runs: int = 2          # instrumented runs per pair x level x variant, lowest dose
+    aa_pairs: tuple[str, ...] = ()  # pairs whose clean program is also measured against itself
+    min_window_s: float = 10.0     # the workload is sized so the lowest dose's window is longer
 
     def check(self, where: str) -> None:
         for device in self.devices:
@@ -102,6 +111,17 @@ class MeasureParams:
             raise LeakwattError(f"{where}.sample_interval_s: must be > 0, got {self.sample_interval_s}")
         _at_least(where, "timeout_s", self.timeout_s, 1)
         _at_least(where, "memory_limit_mb", self.memory_limit_mb, 64)
+        for dose in self.doses:
+            if isinstance(dose, bool) or not isinstance(dose, int) or dose < 1:
+                raise LeakwattError(f"{where}.doses: each dose is a whole number of rounds >= 1, "
+                                    f"got {dose!r}")
+        if len(set(self.doses)) != len(self.doses):
+            raise LeakwattError(f"{where}.doses: {list(self.doses)} names a dose twice")
+        _at_least(where, "low_dose_repetitions", self.low_dose_repetitions, 1)
+        _at_least(where, "control_runs", self.control_runs, 0)
+        if not (self.min_window_s >= 0 and math.isfinite(self.min_window_s)):
+            raise LeakwattError(f"{where}.min_window_s: must be a finite number >= 0, "
+                                f"got {self.min_window_s}")
         if len(self.country_iso_code) != 3 or not self.country_iso_code.isalpha():
             raise LeakwattError(
                 f"{where}.country_iso_code: expected a 3-letter ISO code, got {self.country_iso_code!r}")
@@ -188,7 +208,8 @@ def _coerce(where: str, key: str, value: Any, hint: Any) -> Any:
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise LeakwattError(f"{where}.{key}: expected a list, got {value!r}")
-        return tuple(_coerce(where, key, item, str) for item in value)
+        args = typing.get_args(hint)
+        return tuple(_coerce(where, key, item, args[0] if args else str) for item in value)
     if hint is bool:
         if not isinstance(value, bool):
             raise LeakwattError(f"{where}.{key}: expected true or false, got {value!r}")

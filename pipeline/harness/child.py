@@ -106,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--country", default="USA")
     parser.add_argument("--interval", type=float, default=0.5)
+    # the dose study (docs/measure.md, "Dose-response"): rounds, each round's samples, and
+    # whether this is a control run that counts the leak (never a measured one)
+    parser.add_argument("--rounds", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=0)
+    parser.add_argument("--instrumented", action="store_true")
     args = parser.parse_args(argv)
     _die_with_parent()
 
@@ -147,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv = [args.program, "--scale", args.scale, "--out", args.result]
             if args.framework != "keras3":
                 sys.argv += ["--framework", args.framework]
+            if args.rounds:
+                sys.argv += ["--rounds", str(args.rounds)]
+            if args.samples:
+                sys.argv += ["--samples", str(args.samples)]
+            if args.instrumented:
+                sys.argv.append("--instrumented")
             sys.path.insert(0, os.path.dirname(os.path.abspath(args.program)))
             runpy.run_path(args.program, run_name="__main__")
     except SystemExit as exc:

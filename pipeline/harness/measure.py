@@ -369,6 +369,10 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
     this device for the measured pairs. Pairs that ``equivalence.csv`` marks other than
     equivalent are skipped and listed in ``environment.json``.
     """
+    if params.doses:  # the dose study (issue 18): its own run table, resumable the same way
+        from leakwatt.pipeline.harness.dose import measure_doses
+
+        return measure_doses(pairs_dir, pair_ids, out_dir, device, scale, params, show_progress)
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     if scale not in SCALES:
         raise LeakwattError(f"scale {scale!r} is not one of {', '.join(SCALES)}")

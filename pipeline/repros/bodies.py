@@ -10,8 +10,9 @@ footer. All of this is leakwatt's own code; mined code is never copied here.
 
 Every body
 
-* calls ``record_leak(count)`` once at the end of every round with its family's positive control
-  (:data:`LEAK_EVIDENCE` says what is counted), and
+* calls ``record_leak(lambda: count)`` once at the end of every round with its family's
+  positive control (:data:`LEAK_EVIDENCE` says what is counted): the round's end is timestamped
+  in every run, the callable is called only in instrumented (control) runs, and
 * counts the work it does in ``WORK``: ``train_steps`` (batches trained, counted by a callback
   or the loop), ``optimizer_updates`` (the optimizer's own ``iterations`` counter),
   ``examples_seen`` (training examples) and ``examples_predicted`` (inference examples). The
@@ -135,7 +136,7 @@ $release        model = build_model(keras)
         model.set_weights(weights)
 $train
         weights = model.get_weights()
-        record_leak(imr_leak_count())
+        record_leak(lambda: imr_leak_count())
     return round_losses, model
 '''
 
@@ -155,7 +156,7 @@ $release        low, high = fold * fold_size, (fold + 1) * fold_size
         model.set_weights(initial)
 $train
         model.evaluate(x[low:high], y[low:high], verbose=0)
-        record_leak(imr_leak_count())
+        record_leak(lambda: imr_leak_count())
     return round_losses, model
 '''
 
@@ -187,7 +188,7 @@ def train(keras, tf, x, y, cfg):
     for _ in range(cfg["rounds"]):
         history = fit_counted(keras, tf, model, x, y, cfg)
         round_losses.append(float(history.history["loss"][-1]))
-        record_leak(imr_leak_count())
+        record_leak(lambda: imr_leak_count())
     return round_losses, model
 '''
 BODIES["imr_epochs_once"] = _COUNTING + _IMR_LEAK + Template(_IMR_ONCE).substitute(
@@ -234,7 +235,7 @@ $store
             WORK["train_steps"] += 1
             WORK["examples_seen"] += int(xb.shape[0])
         round_losses.append(sum(step_losses) / len(step_losses))
-        record_leak(tensor_bytes(kept))
+        record_leak(lambda: tensor_bytes(kept))
     WORK["optimizer_updates"] += optimizer_updates(keras, tf, optimizer)
     return round_losses, model
 '''
@@ -294,7 +295,7 @@ def train(keras, tf, x, y, cfg):
             WORK["train_steps"] += 1
             WORK["examples_seen"] += int(xb.shape[0])
         round_losses.append(tf.reduce_mean(tf.stack(all_losses[first:])))
-        record_leak(tensor_bytes([all_losses, all_logits, round_grads]))
+        record_leak(lambda: tensor_bytes([all_losses, all_logits, round_grads]))
     WORK["optimizer_updates"] += optimizer_updates(keras, tf, optimizer)
     return [float(v) for v in round_losses], model
 '''
@@ -313,7 +314,7 @@ def train(keras, tf, x, y, cfg):
             WORK["train_steps"] += 1
             WORK["examples_seen"] += int(xb.shape[0])
         round_losses.append(sum(step_losses) / len(step_losses))
-        record_leak(tensor_bytes(step_losses))
+        record_leak(lambda: tensor_bytes(step_losses))
     WORK["optimizer_updates"] += optimizer_updates(keras, tf, optimizer)
     return round_losses, model
 '''
@@ -322,7 +323,11 @@ def train(keras, tf, x, y, cfg):
 
 _DIR_HELPERS = '''\
 def count_datasets(tf):
-    """Count every tf.data dataset constructed from now on in WORK["datasets_built"]."""
+    """Count every tf.data dataset constructed from now on in WORK["datasets_built"]
+    (control runs only: a measured run's tf.data is left untouched)."""
+    if not INSTRUMENTED:
+        return
+    control_call()
     base = tf.data.Dataset
     original = base.__init__
 
@@ -362,7 +367,7 @@ def train(keras, tf, x, y, cfg):
         start = (r * n) % (len(x) - n + 1)
 $predict
         round_losses.append(mean_loss(logits, y[start:start + n]))
-        record_leak(dir_leak_count())
+        record_leak(lambda: dir_leak_count())
     return round_losses, model
 '''
 _PER_SAMPLE = '''\
@@ -405,7 +410,7 @@ def train(keras, tf, x, y, cfg):
     for r, start in enumerate(starts):
         logits = all_logits[r * n:(r + 1) * n]
         round_losses.append(mean_loss(logits, y[start:start + n]))
-        record_leak(dir_leak_count())
+        record_leak(lambda: dir_leak_count())
     return round_losses, model
 '''
 
@@ -419,7 +424,7 @@ $before    round_losses = []
     for _ in range(cfg["rounds"]):
 $inside        history = fit_counted(keras, tf, model, dataset, None, cfg)
         round_losses.append(float(history.history["loss"][-1]))
-        record_leak(dir_leak_count())
+        record_leak(lambda: dir_leak_count())
     return round_losses, model
 '''
 _DATASET = 'dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(cfg["batch_size"])\n'
@@ -448,10 +453,14 @@ class SessionModel:
 
 _US_HELPERS = SESSION_MODEL + '''\
 def track_sessions(tf):
-    """A WeakSet that every tf.compat.v1 session constructed from now on is added to."""
+    """A WeakSet that every tf.compat.v1 session constructed from now on is added to (control
+    runs only: a measured run's sessions are left untouched, and the set stays empty)."""
     import weakref
 
     sessions = weakref.WeakSet()
+    if not INSTRUMENTED:
+        return sessions
+    control_call()
     cls = tf.compat.v1.Session
     original = cls.__init__
 
@@ -465,6 +474,7 @@ def track_sessions(tf):
 
 def open_sessions(sessions):
     """US's positive control: the tracked sessions not closed yet (``_closed``: TF's own flag)."""
+    control_call()
     return sum(1 for session in list(sessions) if not session._closed)
 
 
@@ -505,7 +515,7 @@ $session
         low, high = fold * fold_size, (fold + 1) * fold_size
         fold_loss, weights = run_fold(list(range(0, low)) + list(range(high, len(x))))
         round_losses.append(fold_loss)
-        record_leak(open_sessions(sessions))
+        record_leak(lambda: open_sessions(sessions))
     return round_losses, SessionModel(weights)
 '''
 _US_ROUND = '''\

@@ -82,7 +82,11 @@ DATA_CONST_BYTES = 1024
 
 
 def data_const_bytes(graph):
-    """GCB's positive control: bytes of the graph's Const nodes of at least DATA_CONST_BYTES."""
+    """GCB's positive control: bytes of the graph's Const nodes of at least DATA_CONST_BYTES
+    (0 without walking the graph in a measured, uninstrumented run)."""
+    if not INSTRUMENTED:
+        return 0
+    control_call()
     total = 0
     for op in graph.get_operations():
         if op.type == "Const":
@@ -146,7 +150,7 @@ $per_step                losses.append(float(sess.run(batch_loss, feed_dict=feed
                 WORK["optimizer_updates"] += 1
                 WORK["examples_seen"] += len(xb)
             round_losses.append(sum(losses) / len(losses))
-            record_leak(len(graph.get_operations()))
+            record_leak(lambda: len(graph.get_operations()))
         weights = sess.run([w, b])
     return round_losses, SessionModel(weights)
 '''
@@ -198,7 +202,7 @@ def train(keras, tf, x, y, cfg):
             WORK["train_steps"] += 1
             WORK["examples_seen"] += int(xb.shape[0])
         round_losses.append(sum(losses) / len(losses))
-        record_leak(train_step.experimental_get_tracing_count())
+        record_leak(lambda: train_step.experimental_get_tracing_count())
     WORK["optimizer_updates"] += optimizer_updates(keras, tf, optimizer)
     return round_losses, model
 '''
@@ -235,7 +239,7 @@ $per_step            loss = train_step(xb, yb)
             WORK["train_steps"] += 1
             WORK["examples_seen"] += int(xb.shape[0])
         round_losses.append(sum(losses) / len(losses))
-        record_leak(WORK["traces"])
+        record_leak(lambda: WORK["traces"])
     WORK["optimizer_updates"] += optimizer_updates(keras, tf, optimizer)
     return round_losses, model
 '''
@@ -290,7 +294,7 @@ $load            losses = []
             list(range(0, low)) + list(range(high, len(x_train))))
         round_losses.append(fold_loss)
         embedded += fold_bytes
-        record_leak(embedded)
+        record_leak(lambda: embedded)
     return round_losses, SessionModel(weights)
 '''
 BODIES["gcb_graph_constant"] = _SOFTMAX + _DATA_HELPERS + Template(_GCB_GRAPH).substitute(
@@ -356,7 +360,7 @@ $slices
         traced.clear()
         round_losses.append(fold_loss)
         embedded += fold_bytes
-        record_leak(embedded)
+        record_leak(lambda: embedded)
     WORK["optimizer_updates"] += optimizer_updates(keras, tf, optimizer)
     return round_losses, model
 '''

@@ -210,7 +210,7 @@ def train(keras, tf, x, y, cfg):
             if pid != me:
                 in_workers += 1
                 workers.add(pid)
-        record_leak(in_workers)
+        record_leak(lambda: in_workers)
     for key, value in best.work_.items():
         WORK[key] += value
     WORK["worker_processes"] = len(workers)
@@ -324,7 +324,7 @@ weights = sess.run(variables)
 def _session_body(kind: str, count: str) -> str:
     """``kind``: ``per-fold`` (a ``with`` session per fold), ``kept`` (a session per fold,
     appended to a list) or ``once`` (one ``with`` session around the loop)."""
-    record = f"record_leak({count})\n"
+    record = f"record_leak(lambda: {count})\n"
     if kind == "per-fold":
         doc = ("SMELL (US session-in-loop): a tf.compat.v1 session is created for every fold "
                "(closed at the\n    end of the fold by its `with` block)")

@@ -77,6 +77,8 @@ leakwatt study, not code taken from the paper (arXiv 2606.19799) or from any min
 Usage: python $variant.py --scale tiny|small|paper --out RESULT.json [--deterministic]
        [--data CIFAR10.npz]   (or env $data_env; default: synthetic CIFAR-10-shaped data)
        [--framework keras3|keras2|keras2-graph]   (default keras3)
+       [--rounds N] [--samples N]   (the dose and each round's workload; default: the scale's)
+       [--instrumented]   (a control run: count the leak every round; never in a measured run)
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -106,8 +109,14 @@ READY_HOOK_ENV = "LEAKWATT_READY_HOOK"
 FRAMEWORK = ""
 tf = None
 keras = None
-#: one leak count per round, appended by the body through record_leak()
+#: one leak count per round, appended by the body through record_leak() (instrumented runs only)
 LEAK_COUNTS: list[float] = []
+#: time.perf_counter() at the end of every round, appended by record_leak() in every run
+ROUND_ENDS: list[float] = []
+#: --instrumented: the positive control runs (a control run); else no control code runs at all
+INSTRUMENTED = False
+#: calls of the control helpers (graph_op_count, live_keras_models, tensor_bytes, ...)
+CONTROL_CALLS = [0]
 #: work done, counted by the body (train_steps, optimizer_updates, examples_seen, predict_calls)
 WORK = collections.Counter()
 _READY = []
@@ -146,7 +155,7 @@ def ready():
     """Call once, right before the measured loop: imports, data and setup are done."""
     if _READY:
         return
-    _READY.append(True)
+    _READY.append(time.perf_counter())
     hook = os.environ.get(READY_HOOK_ENV, "")
     if hook:
         import importlib
@@ -156,17 +165,32 @@ def ready():
 
 
 def record_leak(count):
-    """The leak count of one round (what is counted: the pair's meta.json, leak_evidence)."""
-    LEAK_COUNTS.append(float(count))
+    """The end of one round: its timestamp, always, and the leak count, in instrumented runs only.
+
+    The timestamp is one time.perf_counter() call (no GC, no heap walk), so a measured run yields
+    the duration of every round. ``count`` is a callable returning the round's positive control
+    (what is counted: the pair's meta.json, leak_evidence); it is called only when the program
+    runs with --instrumented, never inside a measured (uninstrumented) window.
+    """
+    ROUND_ENDS.append(time.perf_counter())
+    if INSTRUMENTED:
+        LEAK_COUNTS.append(float(count() if callable(count) else count))
+
+
+def control_call():
+    """Every control helper counts its own calls: an uninstrumented run's result records 0."""
+    CONTROL_CALLS[0] += 1
 
 
 def graph_op_count():
     """Operations in TensorFlow's default graph (0 in eager mode while nothing builds a graph)."""
+    control_call()
     return len(tf.compat.v1.get_default_graph().get_operations())
 
 
 def live_keras_models():
     """Keras models still alive after a full garbage collection."""
+    control_call()
     gc.collect()
     return sum(1 for obj in gc.get_objects() if isinstance(obj, keras.Model))
 
@@ -175,6 +199,7 @@ def tensor_bytes(container):
     """Bytes of the tensors, variables and numpy arrays held in a (nested) list/tuple/dict."""
     import numpy as np
 
+    control_call()
     total, stack = 0, [container]
     while stack:
         item = stack.pop()
@@ -200,7 +225,16 @@ def parse_args(argv):
                         help="a local CIFAR-10 .npz with x_train/y_train (optional)")
     parser.add_argument("--framework", choices=FRAMEWORKS, default="keras3",
                         help="Keras 3, Keras 2 (tf_keras) or Keras 2 in graph mode")
-    return parser.parse_args(argv)
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="rounds (the dose: how many times the leak happens); 0 = the scale's")
+    parser.add_argument("--samples", type=int, default=0,
+                        help="training samples (each round's workload); 0 = the scale's")
+    parser.add_argument("--instrumented", action="store_true",
+                        help="a control run: count the leak every round (never in a measured run)")
+    args = parser.parse_args(argv)
+    if args.rounds < 0 or args.samples < 0:
+        parser.error("--rounds and --samples must be >= 0")
+    return args
 
 
 def load_data(samples, data_path):
@@ -336,7 +370,11 @@ def leak_evidence():
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    cfg = SCALES[args.scale]
+    global INSTRUMENTED
+    cfg = dict(SCALES[args.scale])
+    cfg["rounds"] = args.rounds or cfg["rounds"]
+    cfg["samples"] = args.samples or cfg["samples"]
+    INSTRUMENTED = bool(args.instrumented)
     tf, keras = import_framework(args.framework)
 
     keras.utils.set_random_seed(SEED)
@@ -351,6 +389,9 @@ def main(argv=None):
               "framework": FRAMEWORK, "tf_version": str(tf.__version__),
               "keras_version": keras_version(), "leak_evidence": leak_evidence(),
               "leak_counts": list(LEAK_COUNTS), "work": dict(WORK),
+              "instrumented": int(INSTRUMENTED), "control_calls": CONTROL_CALLS[0],
+              "samples": cfg["samples"], "batch_size": cfg["batch_size"],
+              "round_end_s": [t - _READY[0] for t in ROUND_ENDS] if _READY else [],
               "rounds": len(round_losses), "round_losses": round_losses,
               "final_loss": round_losses[-1], **weights_summary(model)}
     tmp = args.out + ".tmp"
