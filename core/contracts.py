@@ -205,7 +205,10 @@ RUNS = Table(
              # every round (JSON list); first_variant: which variant of the cell ran first in
              # its block (counterbalanced)
              "instrumented", "dose", "rounds", "samples", "batch_size", "events_per_round",
-             "control_calls", "round_end_s", "first_variant", "block_position"),
+             "control_calls", "round_end_s", "first_variant", "block_position",
+             # CPU seconds of the program's process (every thread) from ready() to the end of
+             # every round (JSON list) and in the whole window (time.process_time)
+             "round_cpu_s", "window_cpu_s"),
     contract=_RUNS_CONTRACT,
     required=_RUNS_CONTRACT,
     # cpu_power_source is open: CodeCarbon names its own modes (CPU_POWER_SOURCES are the usual)

@@ -73,7 +73,7 @@ AA_SMELL = "AA"
 CALIBRATION_ROUNDS = 3
 CALIBRATION_BATCHES = (8, 32)
 #: the workload is sized for this multiple of ``min_window_s`` (round time varies run to run)
-WINDOW_MARGIN = 1.3
+WINDOW_MARGIN = 1.2
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,9 @@ def _dose_fields(run: DoseRun, result: dict[str, Any], samples: int,
                  batch: int) -> dict[str, Any]:
     events = events_per_round(run.smell if run.smell != AA_SMELL else "", samples, batch)
     ends = [t for t in (_number(v) for v in result.get("round_end_s") or []) if t is not None]
-    return {"instrumented": run.instrumented, "rounds": run.rounds, "samples": samples,
+    cpu = [t for t in (_number(v) for v in result.get("round_cpu_s") or []) if t is not None]
+    return {"round_cpu_s": json.dumps([round(t, 4) for t in cpu]) if result else None,
+            "window_cpu_s": cpu[-1] if cpu else None,"instrumented": run.instrumented, "rounds": run.rounds, "samples": samples,
             "batch_size": batch, "events_per_round": events, "dose": run.rounds * events,
             "control_calls": result.get("control_calls") if result else None,
             "round_end_s": json.dumps([round(t, 4) for t in ends]) if result else None,

@@ -111,8 +111,10 @@ tf = None
 keras = None
 #: one leak count per round, appended by the body through record_leak() (instrumented runs only)
 LEAK_COUNTS: list[float] = []
-#: time.perf_counter() at the end of every round, appended by record_leak() in every run
+#: time.perf_counter() and time.process_time() (CPU seconds of every thread of this process) at
+#: the end of every round, appended by record_leak() in every run
 ROUND_ENDS: list[float] = []
+ROUND_CPU: list[float] = []
 #: --instrumented: the positive control runs (a control run); else no control code runs at all
 INSTRUMENTED = False
 #: calls of the control helpers (graph_op_count, live_keras_models, tensor_bytes, ...)
@@ -155,7 +157,7 @@ def ready():
     """Call once, right before the measured loop: imports, data and setup are done."""
     if _READY:
         return
-    _READY.append(time.perf_counter())
+    _READY.append((time.perf_counter(), time.process_time()))
     hook = os.environ.get(READY_HOOK_ENV, "")
     if hook:
         import importlib
@@ -173,6 +175,7 @@ def record_leak(count):
     runs with --instrumented, never inside a measured (uninstrumented) window.
     """
     ROUND_ENDS.append(time.perf_counter())
+    ROUND_CPU.append(time.process_time())
     if INSTRUMENTED:
         LEAK_COUNTS.append(float(count() if callable(count) else count))
 
@@ -391,7 +394,8 @@ def main(argv=None):
               "leak_counts": list(LEAK_COUNTS), "work": dict(WORK),
               "instrumented": int(INSTRUMENTED), "control_calls": CONTROL_CALLS[0],
               "samples": cfg["samples"], "batch_size": cfg["batch_size"],
-              "round_end_s": [t - _READY[0] for t in ROUND_ENDS] if _READY else [],
+              "round_end_s": [t - _READY[0][0] for t in ROUND_ENDS] if _READY else [],
+              "round_cpu_s": [t - _READY[0][1] for t in ROUND_CPU] if _READY else [],
               "rounds": len(round_losses), "round_losses": round_losses,
               "final_loss": round_losses[-1], **weights_summary(model)}
     tmp = args.out + ".tmp"
