@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from leakwatt.analysis import figures, paper
+from leakwatt.analysis.dose_report import dose_figure, read_dose_tables
 from leakwatt.analysis.markup import json_safe, to_html
 from leakwatt.analysis.prevalence import read_prevalence
 from leakwatt.analysis.runs import load_runs
@@ -162,10 +163,13 @@ def render_report(stats_dir: Path, runs_paths: Sequence[Path], out_dir: Path,
     equivalence = (_read_csv(Path(equivalence_path), EQUIVALENCE)
                    if equivalence_path is not None else None)
     tables = read_prevalence(stats_dir)
+    dose = read_dose_tables(stats_dir)
 
     fig_dir = out_dir / "figures"
     dpi = params.figure_dpi
     figs: dict[str, Path | None] = {
+        "dose": (dose_figure(dose, fig_dir / "dose_response.png", dpi)
+                 if dose is not None else None),
         "energy": figures.energy_per_pair(runs, fig_dir / "energy_per_pair.png", dpi),
         "forest": figures.forest(stats, fig_dir / "forest.png", dpi),
         "memory": figures.memory(runs, fig_dir / "memory.png", dpi),
@@ -196,11 +200,17 @@ def render_report(stats_dir: Path, runs_paths: Sequence[Path], out_dir: Path,
                              "repos_ok": int(overview["repos_ok"]),
                              "kloc": float(overview["kloc"]),
                              "instances": int(overview["instances"])}
+    if dose is not None:
+        metrics["dose"] = {
+            f"{r.pair_id}/{r.framework}/{r.metric}": {
+                "per_event": r.a_linear, "ci_low": r.a_linear_ci_low,
+                "ci_high": r.a_linear_ci_high, "event": r.event}
+            for r in dose["cost_model"].itertuples()}
     metrics = json_safe(metrics)
 
     text = build_markdown(params.title, runs, stats, summary, failures, equivalence, tables,
                           envs, figs, commands, metrics, alpha, controls=controls,
-                          estimands=read_estimands(pairs_dir))
+                          estimands=read_estimands(pairs_dir), dose=dose)
     atomic_write_text(out_dir / "report.md", text)
     atomic_write_text(out_dir / "report.html", to_html(text, out_dir, params.title))
     atomic_write_json(out_dir / "metrics.json", metrics)

@@ -22,7 +22,7 @@ RUNS_REQUIRED = RUNS.required
 TEXT_COLUMNS = ("pair_id", "smell", "variant", "device", "status")
 MEASURE_COLUMNS = RUN_MEASURES
 #: optional runs.csv columns that are analysed like the contract metrics when present.
-OPTIONAL_METRICS = ("rss_growth_mb_per_s", "rapl_energy_kwh")
+OPTIONAL_METRICS = ("rss_growth_mb_per_s", "rapl_energy_kwh", "window_cpu_s", "tree_cpu_s")
 #: optional numeric columns that may be negative (a shrinking RSS has negative growth).
 SIGNED_COLUMNS = ("rss_growth_mb_per_s",)
 KEY = ("pair_id", "device", "framework", "variant", "rep")
@@ -113,6 +113,9 @@ def validate_runs(df: pd.DataFrame, source: str = "runs.csv") -> pd.DataFrame:
         out["scale"] = out["scale"].where(~_blank(out["scale"]), "").astype(str)
     if "error" in out.columns:
         out["error"] = out["error"].where(~_blank(out["error"]), "").astype(str)
+    for col in ("rounds", "instrumented", "dose"):
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col].where(~_blank(out[col]), np.nan), errors="coerce")
     _check_duplicates(out)
     _check_smell(out)
     return out
@@ -122,12 +125,30 @@ def _where(df: pd.DataFrame, i: Any) -> str:
     return f"{df.at[i, '_source']}: line {df.at[i, '_line']}"
 
 
+def run_key(df: pd.DataFrame) -> list[str]:
+    """The columns that identify a run: :data:`KEY`, plus the dose (``rounds``) and the run kind
+    (``instrumented``) where the frame has them (issue 18: a control run shares its rep)."""
+    return [*KEY, *(c for c in ("rounds", "instrumented") if c in df.columns)]
+
+
+def run_kind(df: pd.DataFrame) -> pd.Series:
+    """Per run: ``measured`` (instrumented 0: no control code ran in its window), ``control``
+    (instrumented 1: the leak was counted every round; never priced) or ``legacy`` (no
+    ``instrumented`` value: measured before issue 18, the control inside the window)."""
+    if "instrumented" not in df.columns:
+        return pd.Series("legacy", index=df.index)
+    flag = pd.to_numeric(df["instrumented"], errors="coerce")
+    return pd.Series(np.select([flag == 0, flag == 1], ["measured", "control"], "legacy"),
+                     index=df.index)
+
+
 def _check_duplicates(df: pd.DataFrame) -> None:
-    dup = df.duplicated(list(KEY), keep="first")
+    key_cols = run_key(df)
+    dup = df.duplicated(key_cols, keep="first")
     if dup.any():
         i = dup.idxmax()
-        key = {k: df.at[i, k] for k in KEY}
-        same = (df[list(KEY)] == pd.Series(key)).all(axis=1)
+        key = {k: df.at[i, k] for k in key_cols}
+        same = (df[key_cols] == pd.Series(key)).all(axis=1)
         first = same.idxmax()
         described = ", ".join(f"{k}={v}" for k, v in key.items())
         raise LeakwattError(
@@ -345,4 +366,5 @@ def load_runs(runs_paths: Sequence[str | Path], idle_paths: Sequence[str | Path]
 
 __all__ = ["DEFAULT_FRAMEWORK", "KEY", "MEASURE_COLUMNS", "OPTIONAL_METRICS", "RUNS_REQUIRED",
            "add_net_energy", "combine_runs", "drop_after_exit", "foreign_load", "load_runs",
-           "read_runs", "recompute_rss_growth", "rss_growth", "series_file", "validate_runs"]
+           "read_runs", "recompute_rss_growth", "rss_growth", "run_key", "run_kind", "series_file",
+           "validate_runs"]

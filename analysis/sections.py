@@ -201,8 +201,8 @@ def _reliable(r: Any) -> bool:
 
 def stats_table(stats: pd.DataFrame) -> str:
     headers = ["pair (device, framework)", "metric", "test", "family", "n",
-               "% change [95 % CI]", "p", "p_adj", "effect size", "Shapiro p", "power",
-               "pairs for 5 %", "status", "note"]
+               "% change [95 % CI, unadjusted]", "p", "p_adj (Holm)", "effect size",
+               "Shapiro p", "pairs for 5 %", "status", "note"]
     rows = []
     for r in stats.itertuples():
         ci = fmt_ci(r.ci_low, r.ci_high)
@@ -213,7 +213,7 @@ def stats_table(stats: pd.DataFrame) -> str:
             f"{fmt_pct(r.pct_change)} {ci}".strip(), fmt_p(r.p_value),
             fmt_p(r.p_adj),
             f"{fmt(r.effect_size, 3)} ({r.effect_size_name})" if isnum(r.effect_size) else "",
-            fmt_p(r.shapiro_p), fmt(r.power, 2), fmt(r.n_needed, 6), r.status,
+            fmt_p(r.shapiro_p), fmt(r.n_needed, 6), r.status,
             r.note if isinstance(r.note, str) else ""])
     return md_table(headers, rows)
 
@@ -527,6 +527,10 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
 
 #: figure key -> (alt text, caption); the report numbers the figures it shows in this order.
 FIGURES: dict[str, tuple[str, str]] = {
+    "dose": ("Time overhead against dose, per pair and Keras level",
+             "Mean paired difference of the measured window (smelly - clean, seconds) at each "
+             "dose with its 95 % t-interval, and the fitted cost curve a·dose + b·dose² "
+             "(`cost_model.csv`)."),
     "forest": ("% change in energy per pair, with the paper's results",
                "Change in energy, smelly vs clean, per pair and device: the mean change with its "
                "95 % t-interval on the ratio of means (delta method; blue) and the paper's two results on an "
@@ -641,9 +645,15 @@ def build_markdown(title: str, runs: pd.DataFrame, stats: pd.DataFrame, summary:
                    figs: dict[str, Path | None], commands: Sequence[str],
                    metrics: dict[str, Any], alpha: float,
                    controls: pd.DataFrame | None = None,
-                   estimands: dict[str, str] | None = None) -> str:
+                   estimands: dict[str, str] | None = None,
+                   dose: dict[str, pd.DataFrame] | None = None) -> str:
     md: list[str] = [f"# {title}", power_source_paragraph(runs, stats)]
     md.append("## Headline\n\n" + headline_section(stats, controls, alpha))
+    if dose is not None:
+        from leakwatt.analysis.dose_report import dose_section
+
+        md.append("## Cost per leak event (dose-response)\n\n"
+                  + dose_section(dose, figure_md(figs, "dose") if figs.get("dose") else ""))
     md.append("## The paper beside this study\n\n"
               f"The paper ({paper.SOURCE}) trained a {paper.WORKLOAD} on an {paper.DEVICE}, "
               f"measured with {paper.METER}. This study's numbers are means over complete "
@@ -662,10 +672,11 @@ def build_markdown(title: str, runs: pd.DataFrame, stats: pd.DataFrame, summary:
               "t-test with Cohen's d_z; Wilcoxon signed-rank (zero differences handled by "
               "Pratt's method) with the matched-pairs rank-biserial correlation. `family`: the "
               "primary rows are Holm-adjusted (p_adj) as one family; exploratory rows show "
-              "their unadjusted p only. A CI marked unreliable rests on fewer repetitions than "
-              "`analyze.min_ci_n`. Power is the achieved power of the test at the observed "
-              "effect and the alpha its family gives it, `pairs for 5 %` the pairs needed to "
-              "detect a 5 % change with 80 % power.\n\n"
+              "their unadjusted p only; `calibration` rows are A/A cells (the clean program "
+              "against itself). Confidence intervals are unadjusted 95 % intervals. A CI marked "
+              "unreliable rests on fewer repetitions than `analyze.min_ci_n`. `pairs for 5 %` is "
+              "the pairs needed to detect a 5 % change with 80 % power at the alpha the row's "
+              "family gives it (no post-hoc power is reported: it restates the p-value).\n\n"
               + (stats_table(stats) if len(stats) else "No comparison could be made."))
     md.append("## Failures and excluded pairs\n\n" + failures_section(stats, failures,
                                                                       equivalence))

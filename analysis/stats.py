@@ -53,7 +53,13 @@ import pandas as pd
 from scipy import stats as sps
 
 from leakwatt.analysis.paired import compare_pair, holm
-from leakwatt.analysis.runs import OPTIONAL_METRICS, foreign_load, load_runs, validate_runs
+from leakwatt.analysis.runs import (
+    OPTIONAL_METRICS,
+    foreign_load,
+    load_runs,
+    run_kind,
+    validate_runs,
+)
 from leakwatt.common import atomic_write_csv
 from leakwatt.contracts import CONTROLS, FAILURES, STATS, SUMMARY, VARIANTS
 
@@ -69,6 +75,8 @@ DERIVED_METRICS = ("emissions_kg",)
 PRIMARY_METRIC = "energy_kwh"
 PRIMARY_TEST = "paired_t"
 UNIT = ["pair_id", "device", "framework"]
+#: the smell of an A/A cell (the clean program as both variants; docs/analysis.md)
+AA_SMELL = "AA"
 STATS_COLUMNS = list(STATS.columns)
 SUMMARY_COLUMNS = list(SUMMARY.columns)
 FAILURES_COLUMNS = list(FAILURES.columns)
@@ -186,20 +194,27 @@ def _available(runs: pd.DataFrame, device: str, metric: str) -> str:
 def paired_stats(runs: pd.DataFrame,
                  metrics: Sequence[str] = DEFAULT_METRICS,
                  alpha: float = 0.05, min_complete_reps: int = 3, detectable_pct: float = 5.0,
-                 min_ci_n: int = 5, primary_metric: str = PRIMARY_METRIC,
+                 min_ci_n: int = 5, primary_metric: str | Mapping[str, str] = PRIMARY_METRIC,
                  primary_test: str = PRIMARY_TEST,
-                 foreign: pd.Series | None = None) -> StatsResult:
+                 foreign: pd.Series | None = None,
+                 controls_from: pd.DataFrame | None = None) -> StatsResult:
     """Paired tests for every ``(pair_id, device, framework)`` x metric of a runs frame.
 
     ``foreign`` (optional, aligned with ``runs``) flags runs measured under foreign load; each
-    row counts them in ``n_foreign_load``.
+    row counts them in ``n_foreign_load``. ``primary_metric`` is one metric, or one per device
+    (:func:`primary_metrics`). Rows of an A/A cell (smell ``AA``, the clean program against
+    itself) are family ``calibration``: never in the primary family. ``controls_from``: the
+    runs the positive controls are computed from (default ``runs``).
     """
     if "_line" not in runs.columns or "_source" not in runs.columns:
         runs = validate_runs(runs)
     runs = _units(runs)
     metrics = [m for m in metrics if m not in DERIVED_METRICS]
-    if primary_metric not in metrics:
-        metrics = [primary_metric, *metrics]
+    primary_of = (dict(primary_metric) if isinstance(primary_metric, Mapping)
+                  else {str(d): primary_metric for d in runs["device"].unique()})
+    for metric in sorted(set(primary_of.values()), reverse=True):
+        if metric not in metrics:
+            metrics = [metric, *metrics]
     skipped: list[dict[str, Any]] = []
     devices = sorted(runs["device"].unique())
     skip_reason = {(d, m): _available(runs, d, m) for d in devices for m in metrics}
@@ -240,7 +255,9 @@ def paired_stats(runs: pd.DataFrame,
                     why_empty=key["why_empty"], framework=key["framework"], min_ci_n=min_ci_n,
                     power_alpha=power_alpha)
             rows = compare(alpha)
-            if key["metric"] == primary_metric and primary_alpha != alpha:
+            is_primary = (key["metric"] == primary_of.get(key["device"])
+                          and key["smell"] != AA_SMELL)
+            if is_primary and primary_alpha != alpha:
                 rows = [adj if adj["test"] == primary_test else row
                         for row, adj in zip(rows, compare(primary_alpha), strict=True)]
             for row in rows:
@@ -250,9 +267,10 @@ def paired_stats(runs: pd.DataFrame,
 
     def table(primary_alpha: float) -> pd.DataFrame:
         frame = pd.DataFrame(rows_for(primary_alpha), columns=STATS_COLUMNS)
-        frame["family"] = np.where(
-            (frame["metric"] == primary_metric) & (frame["test"] == primary_test),
-            "primary", "exploratory")
+        primary = (frame["metric"] == frame["device"].map(primary_of)) & (
+            frame["test"] == primary_test)
+        frame["family"] = np.select([frame["smell"] == AA_SMELL, primary],
+                                    ["calibration", "primary"], "exploratory")
         return frame
 
     stats = table(alpha)
@@ -268,8 +286,9 @@ def paired_stats(runs: pd.DataFrame,
     skipped_df = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
     failures = list_failures(runs, metrics, skipped_df)
     summary = summarize(stats, alpha=alpha, runs=runs, skipped=skipped_df)
+    controls = positive_controls(runs if controls_from is None else _units(controls_from), alpha)
     return StatsResult(stats=stats, failures=failures, summary=summary, skipped=skipped_df,
-                       controls=positive_controls(runs, alpha))
+                       controls=controls)
 
 
 def _why(group: pd.DataFrame, reps: list[int], no_value: int, metric: str) -> str:
@@ -409,15 +428,75 @@ def analyze(runs_paths: Sequence[Path], out_dir: Path, params: AnalyzeParams,
             ) -> StatsResult:
     """The ``analyze`` stage: write stats.csv, summary.csv, failures.csv and controls.csv."""
     runs = load_runs(runs_paths, idle_paths)
-    foreign = foreign_load(runs, core_counts(runs_paths) if cores is None else cores,
+    kind = run_kind(runs)
+    # issue 18: priced runs carry no instrumentation; the controls come from the control runs.
+    # Runs from before (no `instrumented` value) are both, as they were measured.
+    controls_from = runs[kind == "control"] if (kind == "control").any() else runs[kind == "legacy"]
+    cost = runs[kind != "control"]
+    cost = highest_dose(cost)
+    foreign = foreign_load(cost, core_counts(runs_paths) if cores is None else cores,
                            params.max_load)
     result = paired_stats(
-        runs, metrics=analysis_metrics(runs), alpha=params.alpha,
+        cost, metrics=analysis_metrics(cost), alpha=params.alpha,
         min_complete_reps=params.min_complete_reps, detectable_pct=params.detectable_pct,
-        min_ci_n=params.min_ci_n, primary_metric=params.primary.metric,
-        primary_test=params.primary.test, foreign=foreign)
+        min_ci_n=params.min_ci_n, primary_metric=primary_metrics(cost, params.primary),
+        primary_test=params.primary.test, foreign=foreign, controls_from=controls_from)
+    result.stats = _with_dose(result.stats, cost)
     write_result(result, Path(out_dir))
+    if is_dose_study(runs):
+        from leakwatt.analysis.dose import dose_analysis
+
+        dose_analysis(runs, Path(out_dir), params)
     return result
+
+
+def is_dose_study(runs: pd.DataFrame) -> bool:
+    """Runs of the dose study (issue 18): some unit measured at more than one dose."""
+    if "rounds" not in runs.columns:
+        return False
+    measured = runs[run_kind(runs) == "measured"]
+    if measured.empty:
+        return False
+    return bool((_units(measured).groupby(UNIT)["rounds"].nunique() > 1).any())
+
+
+def highest_dose(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of each unit's highest dose (``rounds``), where a unit has several: stats.csv is
+    the classic paired analysis of the dose with the most repetitions; the dose-response tables
+    (:mod:`leakwatt.analysis.dose`) use every dose."""
+    if "rounds" not in runs.columns or runs["rounds"].isna().all():
+        return runs
+    runs = _units(runs)
+    top = runs.groupby(UNIT)["rounds"].transform("max")
+    return runs[(runs["rounds"] == top) | top.isna()]
+
+
+def _with_dose(stats: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    if "rounds" not in runs.columns or runs["rounds"].isna().all():
+        return stats
+    runs = _units(runs)
+    per_unit = runs.groupby(UNIT).agg(rounds=("rounds", "max"), dose=("dose", "max")
+                                      if "dose" in runs.columns else ("rounds", "max"))
+    keyed = stats.set_index(UNIT)
+    for col in ("rounds", "dose"):
+        keyed[col] = per_unit[col].reindex(keyed.index).to_numpy()
+    return keyed.reset_index()[STATS_COLUMNS]
+
+
+def primary_metrics(runs: pd.DataFrame, primary: Any) -> dict[str, str]:
+    """The pre-registered primary metric of each device, by how its energy was obtained:
+    ``primary.metric`` (energy) where a hardware counter measured it (CPU: RAPL; GPU: NVML),
+    ``primary.metric_estimated`` (time, by default) where CodeCarbon estimated it (no counter:
+    its energy is duration x a near-constant power, an estimate, not a measurement)."""
+    out: dict[str, str] = {}
+    estimated = getattr(primary, "metric_estimated", "") or primary.metric
+    for device, group in runs.groupby("device"):
+        col = "gpu_power_source" if device == "gpu" else "cpu_power_source"
+        sources = set(group.get(col, pd.Series(dtype=str)).dropna().astype(str)) - {"", "nan"}
+        wanted = ("nvml",) if device == "gpu" else ("rapl",)
+        counted = bool(sources) and all(any(w in src for w in wanted) for src in sources)
+        out[str(device)] = primary.metric if counted else estimated
+    return out
 
 
 def write_result(result: StatsResult, out_dir: Path) -> None:

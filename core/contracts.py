@@ -238,7 +238,7 @@ TESTS = ("paired_t", "wilcoxon")
 STATS_STATUSES = _set("tested", "insufficient data", "all failed", "constant")
 #: ``primary``: the pre-registered metric x test (analyze.primary), Holm-adjusted as one family;
 #: ``exploratory``: every other row (unadjusted p only).
-FAMILIES = _set("primary", "exploratory")
+FAMILIES = _set("primary", "exploratory", "calibration")
 _STATS_CONTRACT = ("pair_id", "smell", "metric", "test", "n", "pct_change", "ci_low", "ci_high",
                    "p_value", "p_adj", "effect_size")
 
@@ -246,14 +246,15 @@ STATS = Table(
     "stats.csv", "analyze",
     columns=(*_STATS_CONTRACT,
              "device", "effect_size_name", "statistic", "mean_smelly", "mean_clean",
-             "median_smelly", "median_clean", "mean_diff", "sd_diff", "shapiro_p", "power",
+             "median_smelly", "median_clean", "mean_diff", "sd_diff", "shapiro_p",
              "n_needed", "n_failed", "status", "note", "framework", "family", "ci_reliable",
-             "power_alpha", "log_ratio", "log_ratio_se", "n_foreign_load"),
+             "power_alpha", "log_ratio", "log_ratio_se", "n_foreign_load", "ci_adjusted",
+             "rounds", "dose"),
     contract=_STATS_CONTRACT,
     # every column: the report reads the descriptive ones too
     required=(*_STATS_CONTRACT,
               "device", "effect_size_name", "statistic", "mean_smelly", "mean_clean",
-              "median_smelly", "median_clean", "mean_diff", "sd_diff", "shapiro_p", "power",
+              "median_smelly", "median_clean", "mean_diff", "sd_diff", "shapiro_p",
               "n_needed", "n_failed", "status", "note"),
     values={"test": frozenset(TESTS), "status": STATS_STATUSES,
             "effect_size_name": _set("cohen_dz", "rank_biserial"),
@@ -282,6 +283,53 @@ CONTROLS = Table(
              "growth_clean", "diff", "ci_low", "ci_high", "manifested", "note"),
     required=("pair_id", "device", "framework", "manifested"),
     values={"manifested": _set("yes", "no", "unknown")})
+
+# issue 18: the dose-response tables of a dose study (leakwatt.analysis.dose)
+_DOSE_UNIT = ("pair_id", "smell", "device", "framework")
+DOSE_STATS = Table(
+    "dose_stats.csv", "analyze",
+    columns=(*_DOSE_UNIT, "rounds", "dose", "metric", "n", "mean_smelly", "mean_clean",
+             "mean_diff", "sd_diff", "diff_ci_low", "diff_ci_high", "pct_change", "ci_low",
+             "ci_high", "ci_adjusted", "p_value", "p_adj", "mde_pct", "family"),
+    required=(*_DOSE_UNIT, "rounds", "dose", "metric", "n", "family"),
+    values={"family": FAMILIES})
+COST_MODEL = Table(
+    "cost_model.csv", "analyze",
+    columns=(*_DOSE_UNIT, "metric", "event", "n", "doses", "a", "a_ci_low", "a_ci_high", "b",
+             "b_ci_low", "b_ci_high", "b_p", "order_effect", "order_p", "r2", "a_linear",
+             "a_linear_ci_low", "a_linear_ci_high", "marginal_low", "marginal_low_ci_low",
+             "marginal_low_ci_high", "marginal_high", "marginal_high_ci_low",
+             "marginal_high_ci_high", "bend_dose", "note"),
+    required=(*_DOSE_UNIT, "metric", "n"))
+HELDOUT = Table(
+    "heldout.csv", "analyze",
+    columns=(*_DOSE_UNIT, "metric", "heldout_dose", "fit_doses", "n_fit", "n_heldout", "model",
+             "predicted", "predicted_ci_low", "predicted_ci_high", "measured", "measured_ci_low",
+             "measured_ci_high", "predicted_pct", "measured_pct", "within", "intervals_overlap",
+             "note"),
+    required=(*_DOSE_UNIT, "metric", "heldout_dose"))
+ROUND_COSTS = Table(
+    "round_costs.csv", "analyze",
+    columns=(*_DOSE_UNIT, "rounds", "round", "n", "smelly_s", "clean_s", "diff_s", "diff_ci_low",
+             "diff_ci_high", "slope_smelly", "slope_clean", "slope_diff", "slope_diff_ci_low",
+             "slope_diff_ci_high"),
+    required=(*_DOSE_UNIT, "round", "diff_s"))
+AA_TABLE = Table(
+    "aa.csv", "analyze",
+    columns=("pair_id", "device", "framework", "rounds", "metric", "n", "pct_change", "ci_low",
+             "ci_high", "p_value", "false_positive", "fpr_observed", "fpr_ci_low", "fpr_ci_high",
+             "tests", "mde_pct", "mde_pct_median_cells", "drift_pct_per_block"),
+    required=("pair_id", "metric", "p_value", "fpr_observed"))
+PAPER_PLACEMENT = Table(
+    "paper_placement.csv", "analyze",
+    columns=(*_DOSE_UNIT, "paper_dose", "max_measured_dose", "extrapolation_factor",
+             "predicted_overhead_s", "predicted_overhead_linear_s",
+             "predicted_overhead_linear_ci_low_s", "predicted_overhead_linear_ci_high_s",
+             "paper_clean_s_extrapolated", "predicted_pct", "predicted_pct_linear", "paper_pct",
+             "dose_for_paper_pct", "note"),
+    required=(*_DOSE_UNIT, "paper_dose", "predicted_pct"))
+DOSE_OUTPUTS = {t.file: t for t in (DOSE_STATS, COST_MODEL, HELDOUT, ROUND_COSTS, AA_TABLE,
+                                     PAPER_PLACEMENT)}
 
 _PREVALENCE_COLUMNS = (
     "rule", "repos_ok", "repos_affected", "share_repos_affected", "instances", "kloc",
@@ -329,7 +377,8 @@ PLOT_SURVIVAL = Table("plots/survival.csv", "report", columns=("rule", "days", "
 #: every table, in the order data flows.
 TABLES: tuple[Table, ...] = (
     CORPUS, LABELS, REPOS, INSTANCES, EVENTS, LEAK_COMMITS, SCAN_ERRORS, PAIRS, EQUIVALENCE,
-    UNREPRODUCED, RUNS, WARMUP, IDLE, SERIES, STATS, SUMMARY, FAILURES, CONTROLS, PREVALENCE,
+    UNREPRODUCED, RUNS, WARMUP, IDLE, SERIES, STATS, SUMMARY, FAILURES, CONTROLS, DOSE_STATS,
+    COST_MODEL, HELDOUT, ROUND_COSTS, AA_TABLE, PAPER_PLACEMENT, PREVALENCE,
     PREVALENCE_BY_ERA, LIFETIMES, SURVIVAL, OVERVIEW, PLOT_PCT_CHANGE, PLOT_ENERGY_RUNS,
     PLOT_SURVIVAL,
 )
@@ -339,6 +388,8 @@ ANALYZE_OUTPUTS = {t.file: t for t in (STATS, SUMMARY, FAILURES, CONTROLS, PREVA
                                         PREVALENCE_BY_ERA, LIFETIMES, SURVIVAL, OVERVIEW)}
 
 __all__ = [
+    "AA_TABLE", "COST_MODEL", "DOSE_OUTPUTS", "DOSE_STATS", "HELDOUT", "PAPER_PLACEMENT",
+    "ROUND_COSTS",
     "ANALYZE_OUTPUTS", "CONTROLS", "CORPUS", "CPU_POWER_SOURCES", "DATA_SOURCES", "EQUIVALENCE",
     "EVENTS", "FAILURES", "FAMILIES", "FRAMEWORKS", "IDLE",
     "INSTANCES", "LABELS", "LEAK_COMMITS", "LIFETIMES", "MINE_OUTPUTS", "OVERVIEW",

@@ -100,7 +100,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     frameworks = (tuple(f.strip() for f in args.frameworks.split(",") if f.strip())
                   if args.frameworks is not None else None)
     mp = _replace(params.measure, repetitions=args.repetitions, warmup=args.warmup,
-                  cooldown_s=args.cooldown, frameworks=frameworks)
+                  cooldown_s=args.cooldown, frameworks=frameworks,
+                  control_runs=args.control_runs)
     mp.check("measure (with the command-line flags)")
     out = Path(args.out)
     if args.pairs:
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frameworks", metavar="LEVELS",
                    help="comma-separated Keras levels: keras3,keras2,keras2-graph "
                         "(default: params measure.frameworks)")
+    p.add_argument("--control-runs", type=int, metavar="N",
+                   help="instrumented runs per program that count the leak, outside every "
+                        "measured window (default: params measure.control_runs)")
     p.add_argument("--no-progress", action="store_true", help="do not print a progress line")
     p.set_defaults(func=cmd_measure)
 

@@ -36,7 +36,8 @@ def test_stage_family_holm_over_primary_rows_only_and_no_emissions_rows(tmp_path
     assert set(stats["family"]) == {"primary", "exploratory"}
     primary = stats[stats["family"] == "primary"]
     assert len(primary) == 2 and set(primary["pair_id"]) == {"paper-imr", "paper-utr"}
-    assert set(primary["metric"]) == {"energy_kwh"} and set(primary["test"]) == {"paired_t"}
+    # issue 18: CodeCarbon estimated the energy (cpu_load, no RAPL): the primary outcome is time
+    assert set(primary["metric"]) == {"duration_s"} and set(primary["test"]) == {"paired_t"}
     np.testing.assert_allclose(primary["p_adj"],
                                multipletests(primary["p_value"], method="holm")[1])
     # a Holm over the whole table would give larger p_adj: the family really is smaller
@@ -47,6 +48,16 @@ def test_stage_family_holm_over_primary_rows_only_and_no_emissions_rows(tmp_path
     assert stats.loc[stats["family"] == "exploratory", "p_adj"].isna().all()
     assert "emissions_kg" not in set(stats["metric"])
     assert set(stats["framework"]) == {"keras3"}     # no framework column: Keras 3
+
+
+def test_primary_metric_follows_the_power_source(tmp_path):
+    """Energy is primary only where a hardware counter measured it (RAPL here)."""
+    measured = synthetic_runs(n=6, effect=1.03, noise=0.03, source="rapl")
+    measured.to_csv(tmp_path / "runs.csv", index=False)
+    analyze([tmp_path / "runs.csv"], tmp_path / "out", AnalyzeParams())
+    stats = pd.read_csv(tmp_path / "out" / "stats.csv")
+    assert set(stats.loc[stats["family"] == "primary", "metric"]) == {"energy_kwh"}
+    assert "power" not in stats.columns and (stats["ci_adjusted"] == False).all()  # noqa: E712
 
 
 def test_primary_params_choose_the_family():

@@ -49,6 +49,7 @@ import argparse, json
 parser = argparse.ArgumentParser()
 parser.add_argument("--scale"); parser.add_argument("--out"); parser.add_argument("--framework")
 parser.add_argument("--deterministic", action="store_true")
+parser.add_argument("--instrumented", action="store_true")
 args = parser.parse_args()
 work = {"train_steps": 24, "optimizer_updates": STEPS, "examples_seen": 768}
 json.dump({"round_losses": [2.3, 2.2], "final_loss": 2.2, "weights_abs_sums": [1.0, 2.0],

@@ -56,8 +56,10 @@ from leakwatt.pipeline.harness.measure import (
     _write_series,
     check_device,
     environment,
+    events_per_round,
     pair_meta,
     supported_frameworks,
+    timing_fields,
 )
 from leakwatt.pipeline.harness.runner import Nvml, RunOutcome, child_env, run_child
 from leakwatt.pipeline.harness.store import RUN_KEY, RUNS_COLUMNS, AppendStore, ensure_writable
@@ -92,14 +94,6 @@ class DoseRun:
     first_variant: str
     block_position: int
     base_pair: str
-
-
-def events_per_round(smell: str, samples: int, batch_size: int) -> int:
-    """Leak events in one round: a UTR round keeps the tensors of every one of its training
-    steps; every other family leaks once per round (IMR: one model rebuilt and not released)."""
-    if smell == "UTR":
-        return max(1, math.ceil(samples / batch_size))
-    return 1
 
 
 def _first_variant(seed: int, device: str, cell: tuple[str, str, int, int], rep: int) -> str:
@@ -226,14 +220,9 @@ def calibrate_workload(out_dir: Path, combo: tuple[str, str, str, str, str], dev
 def _dose_fields(run: DoseRun, result: dict[str, Any], samples: int,
                  batch: int) -> dict[str, Any]:
     events = events_per_round(run.smell if run.smell != AA_SMELL else "", samples, batch)
-    ends = [t for t in (_number(v) for v in result.get("round_end_s") or []) if t is not None]
-    cpu = [t for t in (_number(v) for v in result.get("round_cpu_s") or []) if t is not None]
-    return {"round_cpu_s": json.dumps([round(t, 4) for t in cpu]) if result else None,
-            "window_cpu_s": cpu[-1] if cpu else None,"instrumented": run.instrumented, "rounds": run.rounds, "samples": samples,
-            "batch_size": batch, "events_per_round": events, "dose": run.rounds * events,
-            "control_calls": result.get("control_calls") if result else None,
-            "round_end_s": json.dumps([round(t, 4) for t in ends]) if result else None,
-            "first_variant": run.first_variant, "block_position": run.block_position}
+    fields = timing_fields(result, run.instrumented, run.rounds, samples, batch, events)
+    fields.update(first_variant=run.first_variant, block_position=run.block_position)
+    return fields
 
 
 def measure_doses(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path, device: str,

@@ -49,6 +49,8 @@ from leakwatt.pipeline.repros.pairs import pair_meta, read_pairs
 from leakwatt.pipeline.repros.templates import SCALES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: a measurement's run key: the runs.csv key plus the run kind (a control run shares its rep)
+MEASURE_KEY = (*RUN_KEY, "instrumented")
 IDLE_REPS_MAX = 3
 VARIANTS = ("smelly", "clean")
 
@@ -62,6 +64,8 @@ class PlannedRun:
     order: int
     program: str
     framework: str = "keras3"
+    #: 1: a control run (the program counts its leak every round; never priced), 0: measured
+    instrumented: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,13 @@ class IdleSlot:
 
 def plan_runs(pairs: pd.DataFrame, repetitions: int, seed: int, device: str,
               frameworks: Sequence[str] = ("keras3",),
-              supported: Mapping[str, Sequence[str]] | None = None) -> list[PlannedRun]:
+              supported: Mapping[str, Sequence[str]] | None = None,
+              control_runs: int = 0) -> list[PlannedRun]:
     """The full run table in execution order (block by block, shuffled within a block).
 
-    ``supported`` maps a pair id to the framework levels it runs under (all when absent)."""
+    ``supported`` maps a pair id to the framework levels it runs under (all when absent).
+    ``control_runs`` instrumented runs of every cell follow the measured blocks (rep 1..n,
+    ``instrumented`` 1): the positive control is counted there, never in a measured window."""
     supported = supported or {}
     cells = sorted((str(r["pair_id"]), str(r["smell"]), v, str(r[f"{v}_path"]), fw)
                    for r in pairs.to_dict("records") for v in VARIANTS for fw in frameworks
@@ -88,6 +95,11 @@ def plan_runs(pairs: pd.DataFrame, repetitions: int, seed: int, device: str,
         for i, (pair_id, smell, variant, program, fw) in enumerate(block):
             plan.append(PlannedRun(pair_id, smell, variant, rep, (rep - 1) * len(cells) + i + 1,
                                    program, fw))
+    for rep in range(1, control_runs + 1):
+        block = list(cells)
+        random.Random(f"{seed}:{device}:{rep}:control").shuffle(block)
+        for pair_id, smell, variant, program, fw in block:
+            plan.append(PlannedRun(pair_id, smell, variant, rep, len(plan) + 1, program, fw, 1))
     return plan
 
 
@@ -183,6 +195,8 @@ def _run_program(run: PlannedRun, work: Path, device: str, scale: str,
     args = _child_args(params, device, work / "tmp" / f"{log_name}.report.json")
     args += ["--program", run.program, "--scale", scale, "--result", str(result),
              "--framework", run.framework]
+    if run.instrumented:
+        args.append("--instrumented")
     (work / "tmp").mkdir(parents=True, exist_ok=True)
     outcome = run_child(args, child_env(device), work / "tmp" / f"{log_name}.report.json",
                         work / "logs" / f"{log_name}.log", params.timeout_s,
@@ -224,6 +238,28 @@ def _program_fields(result: dict[str, Any], run: PlannedRun, evidence: str) -> d
     return fields
 
 
+def timing_fields(result: dict[str, Any], instrumented: int, rounds: int, samples: int,
+                  batch_size: int, events_per_round: int) -> dict[str, Any]:
+    """The run kind, the dose and the program's own per-round clock (issue 18's columns)."""
+    ends = [t for t in (_number(v) for v in result.get("round_end_s") or []) if t is not None]
+    cpu = [t for t in (_number(v) for v in result.get("round_cpu_s") or []) if t is not None]
+    return {"instrumented": instrumented, "rounds": rounds, "samples": samples,
+            "batch_size": batch_size, "events_per_round": events_per_round,
+            "dose": rounds * events_per_round,
+            "control_calls": result.get("control_calls") if result else None,
+            "round_end_s": json.dumps([round(t, 4) for t in ends]) if result else None,
+            "round_cpu_s": json.dumps([round(t, 4) for t in cpu]) if result else None,
+            "window_cpu_s": cpu[-1] if cpu else None}
+
+
+def events_per_round(smell: str, samples: int, batch_size: int) -> int:
+    """Leak events in one round: a UTR round keeps the tensors of every one of its training
+    steps; every other family leaks once per round (IMR: one model rebuilt and not released)."""
+    if smell == "UTR":
+        return max(1, -(-samples // batch_size))
+    return 1
+
+
 def _write_series(path: Path, series: list[tuple[float, float, float | None]]) -> None:
     frame = pd.DataFrame(series, columns=list(SERIES.columns))
     atomic_write_csv(path, frame, columns=list(SERIES.columns))
@@ -244,7 +280,12 @@ def _row(run: PlannedRun, outcome: RunOutcome, device: str, scale: str, started:
            "sample_interval_s": params.sample_interval_s,
            "load_start": round(loads[0], 2), "load_end": round(loads[1], 2),
            "tree_cpu_s": outcome.tree_cpu_s, "tree_peak_procs": outcome.tree_peak_procs}
-    row.update(_program_fields(_result(outcome), run, evidence))
+    result = _result(outcome)
+    row.update(_program_fields(result, run, evidence))
+    cfg = SCALES.get(scale, SCALES["tiny"])
+    row.update(timing_fields(result, getattr(run, "instrumented", 0), cfg["rounds"],
+                             cfg["samples"], cfg["batch_size"],
+                             events_per_round(run.smell, cfg["samples"], cfg["batch_size"])))
     if outcome.status != "ok":
         row["final_loss"] = None
     row.update(_energy_fields(outcome, params))
@@ -329,8 +370,10 @@ def environment(device: str, nvml: Nvml | None) -> dict[str, Any]:
 
 def _idle_target(runs: pd.DataFrame, device: str) -> float | None:
     """Seconds an idle run lasts: the median measured window of the ``ok`` clean runs so far."""
+    measured = pd.to_numeric(runs.get("instrumented", pd.Series(0, index=runs.index)),
+                             errors="coerce").fillna(0) == 0
     ok_clean = runs[(runs["device"] == device) & (runs["variant"] == "clean")
-                    & (runs["status"] == "ok")]["duration_s"].dropna()
+                    & (runs["status"] == "ok") & measured]["duration_s"].dropna()
     return None if ok_clean.empty else float(statistics.median(ok_clean))
 
 
@@ -382,9 +425,10 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
     pairs = pairs[~pairs["pair_id"].isin(list(excluded))]
     ensure_writable(out_dir, ("runs.csv", "warmup.csv", "idle.csv"))
     for name in ("runs.csv", "warmup.csv"):
+        # rows measured before issue 18 ran their control inside the window: instrumented 1
         upgrade_columns(out_dir / name, RUNS_COLUMNS,
-                        {"framework": "keras3", "window_start": "process"})
-    store = AppendStore(out_dir / "runs.csv", RUNS_COLUMNS, RUN_KEY)
+                        {"framework": "keras3", "window_start": "process", "instrumented": "1"})
+    store = AppendStore(out_dir / "runs.csv", RUNS_COLUMNS, MEASURE_KEY)
     existing = store.read()
     other_scale = existing[(existing["device"] == device) & (existing["scale"] != scale)]
     if not other_scale.empty:
@@ -408,12 +452,13 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
               f"{skip['reason']}", file=sys.stderr, flush=True)
     done = store.keys()
     full_plan = plan_runs(pairs, params.repetitions, params.seed, device, params.frameworks,
-                          supported)
+                          supported, params.control_runs)
     plan = [r for r in full_plan
-            if (r.pair_id, r.variant, r.rep, device, r.framework) not in done]
+            if (r.pair_id, r.variant, r.rep, device, r.framework, r.instrumented) not in done]
     warmups: list[PlannedRun] = []
     if plan:
-        cells = sorted({(r.pair_id, r.smell, r.variant, r.program, r.framework) for r in plan})
+        cells = sorted({(r.pair_id, r.smell, r.variant, r.program, r.framework) for r in plan
+                        if not r.instrumented})
         random.Random(f"{params.seed}:{device}:warmup").shuffle(cells)
         warmups = [PlannedRun(p, s, v, -(k + 1), 0, prog, fw)
                    for k in range(params.warmup) for (p, s, v, prog, fw) in cells]
@@ -440,7 +485,8 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
         progress: Any = tqdm(total=total, desc=f"measure {device}", unit="run")
     else:
         progress = _NoProgress()
-    warm_store = AppendStore(out_dir / "warmup.csv", RUNS_COLUMNS, RUN_KEY) if warmups else None
+    warm_store = (AppendStore(out_dir / "warmup.csv", RUNS_COLUMNS, MEASURE_KEY) if warmups
+                  else None)
     evidence = {pid: str(pair_meta(pairs_dir, pid).get("leak_evidence") or "none recorded")
                 for pid in pairs["pair_id"]}
     work = out_dir
@@ -460,6 +506,7 @@ def measure_pairs(pairs_dir: Path, pair_ids: Sequence[str] | None, out_dir: Path
             run = item
             counted = run.rep > 0
             name = (f"{run.pair_id}__{run.variant}__{device}__{run.framework}__"
+                    f"{'control__' if run.instrumented else ''}"
                     f"{'r' + str(run.rep) if counted else 'warmup' + str(-run.rep)}")
             progress.set_postfix_str(f"{run.pair_id}/{run.variant}/{run.framework} "
                                      f"{'rep ' + str(run.rep) if counted else 'warm-up'}")

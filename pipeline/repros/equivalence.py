@@ -39,12 +39,19 @@ STATUSES = ("equivalent", "different", "unequal_work", "crashed")
 
 def run_program(program: Path, scale: str, result_path: Path, timeout_s: float,
                 deterministic: bool = True, framework: str | None = None,
-                device: str = "cpu") -> tuple[dict[str, Any] | None, str, float]:
+                device: str = "cpu", instrumented: bool = True
+                ) -> tuple[dict[str, Any] | None, str, float]:
     """Run one generated program in a fresh subprocess (GPUs hidden unless ``device`` is gpu)
-    under ``framework``; (result, error, seconds)."""
+    under ``framework``; (result, error, seconds).
+
+    ``instrumented`` (default): the program counts its leak every round (``leak_counts``). The
+    equivalence check is never a measured run, so its results also carry the pair's positive
+    control; the harness's measured runs never pass ``--instrumented``."""
     cmd = [sys.executable, str(program), "--scale", scale, "--out", str(result_path)]
     if deterministic:
         cmd.append("--deterministic")
+    if instrumented:
+        cmd.append("--instrumented")
     if framework is not None:
         cmd += ["--framework", framework]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
