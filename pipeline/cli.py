@@ -143,11 +143,60 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 # --- parser ------------------------------------------------------------------------------------
 
+#: the study's commands and the modules they need beyond the linter (pip install
+#: "leakwatt[study]"); `scan` and `rules` need only the light install
+STUDY_COMMANDS = ("mine", "reproduce", "measure", "analyze", "report", "study")
+STUDY_MODULES = ("pandas", "numpy", "scipy", "statsmodels", "matplotlib", "markdown_it", "tqdm",
+                 "psutil", "codecarbon", "dvc", "tensorflow", "tf_keras", "sklearn")
+
+
+def missing_study_modules() -> list[str]:
+    """The study's modules this environment cannot import (found, not imported: cheap)."""
+    from importlib.util import find_spec
+
+    missing = []
+    for name in STUDY_MODULES:
+        try:
+            found = find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("leakwatt")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from leakwatt.mining.rules import RULES
+    from leakwatt.mining.rules.catalogue import rule_listing, rule_markdown
+
+    out = args.stdout if hasattr(args, "stdout") else sys.stdout
+    if not args.rule:
+        out.write(rule_listing())
+        return 0
+    code = args.rule.upper()
+    if code not in RULES:
+        print(f"leakwatt rules: unknown rule {args.rule!r} (rules: {', '.join(RULES)})",
+              file=sys.stderr)
+        return 2
+    out.write(rule_markdown(code) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leakwatt",
         description="Find resource-leak smells in TensorFlow/Keras code and measure their energy "
                     "and CO2 cost (a repeatable generalisation of arXiv 2606.19799).")
+    parser.add_argument("--version", action="version", version=f"leakwatt {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from leakwatt.mining import lint
@@ -159,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=lint.EXIT_CODES)
     lint.add_arguments(p)
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("rules", help="list the rules, or explain one (leakwatt rules IMR)",
+                       description="Without an id: every rule with its name, variants and "
+                                   "whether it has an autofix. With an id: what it finds, why "
+                                   "it costs, examples, the fix.")
+    p.add_argument("rule", nargs="?", help=f"a rule id ({', '.join(rule_ids())})")
+    p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("corpus", help="check the corpus file or add a repository to it",
                        description="Validate data/corpus.csv or append a validated, pinned row.")
@@ -270,6 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dvc_args = args.dvc_args[1:]
     if args.command == "corpus" and args.action == "add" and not args.url:
         parser.error("corpus add needs a URL")
+    if args.command in STUDY_COMMANDS:
+        missing = missing_study_modules()
+        if missing:
+            print(f"leakwatt {args.command}: the study is not installed (missing: "
+                  f"{', '.join(missing)}); install it with: pip install \"leakwatt[study]\"",
+                  file=sys.stderr)
+            return 2
     try:
         return int(args.func(args))
     except LeakwattError as exc:

@@ -76,3 +76,69 @@ def test_packages_stand_on_the_floor_and_not_on_pipeline() -> None:
         if bad:
             upward.append(f"{path.relative_to(ROOT)}: {sorted(bad)}")
     assert upward == []
+
+
+LIGHT_SMELLY = ("import tensorflow as tf\n"
+                "for i in range(3):\n"
+                "    model = tf.keras.Sequential([tf.keras.layers.Dense(1)])\n"
+                "    model.fit(x, y)\n")
+
+
+@pytest.mark.slow
+def test_the_light_install_is_the_linter_without_the_study(tmp_path: Path) -> None:
+    """Issue 20: `pip install .` into a fresh venv (from PyPI: libcst, PyYAML) installs no
+    TensorFlow, DVC or CodeCarbon; `leakwatt scan` finds a smell without importing TensorFlow or
+    pandas; a study command stops in one line naming the extra."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT)], check=True, cwd=tmp_path,
+                   timeout=900)
+    listed = subprocess.run([str(py), "-m", "pip", "list", "--format=freeze"], check=True,
+                            capture_output=True, text=True).stdout.lower()
+    names = {line.split("==")[0] for line in listed.splitlines()}
+    assert {"leakwatt", "libcst", "pyyaml"} <= names
+    assert not names & {"tensorflow", "tf-keras", "dvc", "codecarbon", "pandas", "scikit-learn"}
+    (tmp_path / "train.py").write_text(LIGHT_SMELLY)
+    probe = ("import sys\nfrom leakwatt.pipeline.cli import main\n"
+             "code = main(['scan', 'train.py', '--format', 'json'])\n"
+             "assert 'tensorflow' not in sys.modules and 'pandas' not in sys.modules\n"
+             "sys.exit(code)\n")
+    scan = subprocess.run([str(py), "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert scan.returncode == 1, scan.stderr
+    assert '"IMR"' in scan.stdout
+    version = subprocess.run([str(venv / "bin" / "leakwatt"), "--version"], capture_output=True,
+                             text=True, check=True).stdout
+    assert version.strip() == "leakwatt 0.1.0"
+    study = subprocess.run([str(venv / "bin" / "leakwatt"), "analyze", "--runs", "runs.csv",
+                            "--out", "out"], cwd=tmp_path, capture_output=True, text=True)
+    assert study.returncode == 2 and not study.stdout
+    lines = study.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "leakwatt[study]"' in lines[0], study.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_rules_command_lists_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    from leakwatt.mining.rules import RULES
+    from leakwatt.pipeline.cli import main
+
+    assert main(["rules"]) == 0
+    listing = capsys.readouterr().out
+    assert [line.split()[0] for line in listing.splitlines()[:len(RULES)]] == list(RULES)
+    assert "7 rules" in listing
+    assert main(["rules", "imr"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("## IMR: Improper Model Reuse") and "Reported:" in text
+    assert main(["rules", "XYZ"]) == 2
+    assert "unknown rule 'XYZ'" in capsys.readouterr().err
+
+
+def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    from leakwatt.pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"leakwatt {metadata.version('leakwatt')}"

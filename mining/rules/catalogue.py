@@ -60,6 +60,37 @@ def anchor(cls: type) -> str:
     return re.sub(r"[^\w\- ]", "", heading).replace(" ", "-")
 
 
+def _fixable(cls: type) -> bool:
+    return any(i.expected_replacement for i in cls.INVALID)  # type: ignore[attr-defined]
+
+
+def rule_markdown(code: str) -> str:
+    """One rule's catalogue section: what it finds and why (its docstring), its message, its
+    variants, an example reported, the autofix's result and an example not reported."""
+    cls = RULES[code]
+    out = [f"## {code}: {cls.NAME}", "", inspect.cleandoc(cls.__doc__ or ""), "",
+           f"Message: *{cls.MESSAGE}*", "", "Variants:", ""]
+    out += [f"- `{v}`: {desc}" for v, desc in cls.VARIANTS.items()]
+    first_bad = cls.INVALID[0] if cls.INVALID else None
+    first_good = cls.VALID[1] if len(cls.VALID) > 1 else (cls.VALID[0] if cls.VALID else None)
+    if first_bad is not None:
+        out += ["", "Reported:", "", "```python", first_bad.code.rstrip(), "```"]
+    if first_bad is not None and first_bad.expected_replacement:
+        out += ["", "Autofix result:", "", "```python",
+                first_bad.expected_replacement.rstrip(), "```"]
+    if first_good is not None:
+        out += ["", "Not reported:", "", "```python", first_good.code.rstrip(), "```"]
+    return "\n".join(out)
+
+
+def rule_listing() -> str:
+    """``leakwatt rules``: one line per rule (id, name, autofix, variants)."""
+    width = max(len(cls.NAME) for cls in RULES.values())
+    lines = [f"{code:<4} {cls.NAME:<{width}}  {'autofix' if _fixable(cls) else '       '}  "
+             f"{', '.join(cls.VARIANTS)}" for code, cls in RULES.items()]
+    return "\n".join(lines) + f"\n\n{len(RULES)} rules; `leakwatt rules ID` explains one.\n"
+
+
 def catalogue_markdown() -> str:
     """The rule catalogue (``docs/rules.md``), generated from the rule classes."""
     out = ["# leakwatt rule catalogue", "",
@@ -68,21 +99,10 @@ def catalogue_markdown() -> str:
            "[Adding a rule](#adding-a-rule) is one module and one registry line.", "",
            "| id | name | variants | autofix |", "|---|---|---|---|"]
     for code, cls in RULES.items():
-        fixable = "yes" if any(i.expected_replacement for i in cls.INVALID) else "no"
+        fixable = "yes" if _fixable(cls) else "no"
         out.append(f"| {code} | {cls.NAME} | {', '.join(f'`{v}`' for v in cls.VARIANTS)} | "
                    f"{fixable} |")
-    for code, cls in RULES.items():
-        out += ["", f"## {code}: {cls.NAME}", "", inspect.cleandoc(cls.__doc__ or ""), "",
-                f"Message: *{cls.MESSAGE}*", "", "Variants:", ""]
-        out += [f"- `{v}`: {desc}" for v, desc in cls.VARIANTS.items()]
-        first_bad = cls.INVALID[0] if cls.INVALID else None
-        first_good = cls.VALID[1] if len(cls.VALID) > 1 else (cls.VALID[0] if cls.VALID else None)
-        if first_bad is not None:
-            out += ["", "Reported:", "", "```python", first_bad.code.rstrip(), "```"]
-        if first_bad is not None and first_bad.expected_replacement:
-            out += ["", "Autofix result:", "", "```python",
-                    first_bad.expected_replacement.rstrip(), "```"]
-        if first_good is not None:
-            out += ["", "Not reported:", "", "```python", first_good.code.rstrip(), "```"]
+    for code in RULES:
+        out += ["", rule_markdown(code)]
     out += ["", NOT_WORTH_A_RULE.rstrip(), "", ADDING_A_RULE.rstrip()]
     return "\n".join(out) + "\n"
