@@ -315,9 +315,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-semgrep", action="store_true")
     ap.add_argument("--no-project", action="store_true",
                     help="scan each labelled file alone (no project index)")
+    ap.add_argument("--rules", default="",
+                    help="comma-separated rule ids to score (default: IMR,UTR,DIR,US, or with "
+                         "--all-rules every rule the labels name)")
+    ap.add_argument("--all-rules", action="store_true",
+                    help="score every rule that appears in the labels file")
     args = ap.parse_args(argv)
 
     labels = load_labels(args.labels)
+    rules = RULES
+    if args.rules:
+        rules = tuple(r.strip().upper() for r in args.rules.split(",") if r.strip())
+    elif args.all_rules:
+        order = ("IMR", "UTR", "DIR", "US", "UGE", "GCB", "UP")
+        named = {lab.rule for lab in labels}
+        rules = tuple(r for r in order if r in named) + tuple(sorted(named - set(order)))
     n_true = sum(lab.label for lab in labels)
     repos = {lab.repo for lab in labels}
     print(f"labels: {len(labels)} sites ({n_true} true, {len(labels) - n_true} hard negatives) "
@@ -333,12 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         hits, errors = leakwatt_hits(files, projects)
         for e in errors:
             print(f"note: {e}")
-        res = score(labels, hits, RULES)
+        res = score(labels, hits, rules)
         mode = "files alone" if args.no_project else "with each repository's project index"
         print_table(f"leakwatt (leakwatt.mining.scan.scan_bytes, all rules, {mode})", res,
-                    RULES)
+                    rules)
         if args.verbose:
-            for rule in RULES:
+            for rule in rules:
                 for lab in res[rule]["missed"]:
                     print(f"  MISS {rule} {_where(lab.repo, lab.path, lab.cell, lab.line)}"
                           f"  ({lab.reason})")
