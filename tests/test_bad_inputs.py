@@ -208,7 +208,7 @@ def test_a_file_over_the_time_budget_is_an_error_row(tmp_path: Path) -> None:
     (tmp_path / "ok.py").write_text(SMELLY)
     report = scan_paths([tmp_path], jobs=1, budget_s=0.05)
     assert [e["path"] for e in report.errors] == [str(tmp_path / "slow.py")]
-    assert "over the per-file time budget of 0.05 s" in report.errors[0]["error"]
+    assert "over the time budget of 0.05 s" in report.errors[0]["error"]
     assert len(report.findings) == 1
 
 
