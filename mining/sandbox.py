@@ -230,11 +230,21 @@ class Sandbox(Generic[T, R]):
         self.close()
 
     # -- running ------------------------------------------------------------------------
-    def map(self, tasks: Iterable[T]) -> list[R]:
+    def map(self, tasks: Iterable[T], func: Callable[[T], R] | None = None,
+            failed: Callable[[T, str], R] | None = None) -> list[R]:
         """``func(task)`` for every task, in order; a task that fails gives ``failed(task,
-        reason)``. Tasks are taken from ``tasks`` as workers need them."""
-        if not _SUPPORTED:
-            return [self._in_process(task) for task in tasks]
+        reason)`` (both default to the pool's). Tasks are taken from ``tasks`` as workers need
+        them."""
+        saved = self.func, self.failed
+        self.func, self.failed = func or self.func, failed or self.failed
+        try:
+            if not _SUPPORTED:
+                return [self._in_process(task) for task in tasks]
+            return self._map(tasks)
+        finally:
+            self.func, self.failed = saved
+
+    def _map(self, tasks: Iterable[T]) -> list[R]:
         source = iter(enumerate(tasks))
         held: dict[int, T] = {}
         results: dict[int, R] = {}
