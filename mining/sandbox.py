@@ -266,19 +266,20 @@ class Sandbox(Generic[T, R]):
             return out
 
         def feed(worker: _Worker) -> None:
-            # Two chunks in flight per worker: the next is there when one ends.
-            while len(worker.queue) < 2 * self.chunk:
-                indices = next_chunk()
-                if not indices:
-                    return
-                if not worker.queue:
-                    worker.started = time.monotonic()
-                try:
-                    worker.conn.send((self.func, [(i, held[i]) for i in indices]))
-                except (OSError, ValueError):  # it died: its tasks come back through failure
-                    worker.queue.extend(indices)
-                    return
-                worker.queue.extend(indices)
+            # One chunk at a time, sent to an idle worker only: a worker is then always
+            # reading when it is sent to, so a send never blocks this loop (a chunk of blobs
+            # can be larger than the socket's buffer) while another worker needs killing.
+            if worker.queue:
+                return
+            indices = next_chunk()
+            if not indices:
+                return
+            worker.started = time.monotonic()
+            worker.queue.extend(indices)
+            try:
+                worker.conn.send((self.func, [(i, held[i]) for i in indices]))
+            except (OSError, ValueError):  # it died: its tasks come back through _lost
+                pass
 
         def finish(index: int, result: R) -> None:
             results[index] = result
