@@ -16,10 +16,11 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -440,6 +441,36 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
     }
 
 
+def _quiet_worker() -> None:
+    """Initializer of the repository workers. Ctrl-C reaches every process of the terminal's
+    group: the main process handles it (it stops the pool), so a worker ignores it; the
+    ``SIGTERM`` it then gets unwinds it (``SystemExit``), so its clean-ups run (clone folders,
+    the sandbox's workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_term)
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of repository workers that Ctrl-C stops at once: pending repositories are
+    cancelled and running ones terminated (``shutdown`` alone would wait for them)."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_quiet_worker)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        # No public way to stop running tasks: the pool's processes, as the stdlib keeps them.
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+
+
 def _mine_in_processes(corpus: list[CorpusEntry], todo: list[int],
                        cache_dir: str | os.PathLike[str], params: MineParams, jobs: int,
                        done: Callable[[int, dict[str, Any]], None]) -> None:
@@ -459,7 +490,7 @@ def _mine_in_processes(corpus: list[CorpusEntry], todo: list[int],
         done(i, res)
 
     try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with _process_pool(workers) as pool:
             futures = {pool.submit(mine_repository, corpus[i], cache_dir, params,
                                    max(1, jobs // workers)): i for i in todo}
             for future in as_completed(futures):
@@ -477,7 +508,7 @@ def _mine_in_processes(corpus: list[CorpusEntry], todo: list[int],
         if i in finished:
             continue
         try:
-            with ProcessPoolExecutor(max_workers=1) as alone:
+            with _process_pool(1) as alone:
                 res = alone.submit(mine_repository, corpus[i], cache_dir, params,
                                    max(1, jobs)).result()
         except Exception as exc:  # noqa: BLE001 - this repository kills its worker

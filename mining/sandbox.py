@@ -79,11 +79,26 @@ def _rss_limit(extra_mb: int) -> int:
     return current + extra_mb * 1024 * 1024
 
 
-def _worker_loop(conn: Connection, memory_mb: int | None) -> None:
+def _die_with_parent(parent: int) -> None:
+    """On Linux, have the kernel kill this worker when the process that forked it ends (a
+    scan or mine killed with SIGKILL leaves no worker behind)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(0)
+
+
+def _worker_loop(conn: Connection, memory_mb: int | None, parent: int) -> None:
     """The body of a worker: receive ``(func, [(index, task), ...])``, send ``(index, status,
     value)`` per task; ``None`` ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
     if memory_mb:
         try:
             import resource
@@ -163,13 +178,14 @@ class Sandbox(Generic[T, R]):
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        me = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the caller's code
             code = 0
             try:
                 parent.close()
                 os.dup2(err.fileno(), 2)
-                _worker_loop(Connection(child.detach()), self.memory_mb)
+                _worker_loop(Connection(child.detach()), self.memory_mb, me)
             except BaseException:  # noqa: BLE001 - a worker ends here, whatever happened
                 code = 70
             finally:

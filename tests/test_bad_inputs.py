@@ -992,26 +992,41 @@ def _slow_history_repo(path: Path, commits: int) -> str:
     return repo.git("rev-parse", "main")
 
 
+@_sandboxed
 @pytest.mark.slow
-def test_ctrl_c_during_mine_exits_130_and_says_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_during_mine_exits_130_and_says_interrupted(tmp_path: Path, jobs: int) -> None:
     import signal as _signal
 
-    pin = _slow_history_repo(tmp_path / "long", 3000)
+    lines = ["url,commit,name"]
+    for name in ("long1", "long2"):
+        pin = _slow_history_repo(tmp_path / name, 1500)
+        lines.append(f"{tmp_path / name},{pin},{name}")
     corpus = tmp_path / "corpus.csv"
-    corpus.write_text(f"url,commit,name\n{tmp_path / 'long'},{pin},long\n")
+    corpus.write_text("\n".join(lines) + "\n")
     exe = Path(sys.executable).with_name("leakwatt")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "leakwatt.pipeline.cli"]
     proc = subprocess.Popen([*cmd, "mine", "--corpus", str(corpus), "--out", str(tmp_path / "out"),
-                             "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"],
+                             "--cache-dir", str(tmp_path / "cache"), "--jobs", str(jobs)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not any((tmp_path / "cache").glob("long*")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(1.0)  # into the scan and the history walk
+    time.sleep(1.5)  # into the scan and the history walk
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, _signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.rstrip().splitlines()[-1] == "leakwatt: interrupted"
     assert "Traceback" not in err
+    assert not (tmp_path / "out" / "repos.csv").exists()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # no worker of the run is left behind
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("processes of the interrupted mine are still running")
