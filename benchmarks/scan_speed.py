@@ -24,6 +24,22 @@ rules), best of ``--repeat``; the ratio should be near 4 (a quadratic path gives
 when it is above 6.
 
     .venv/bin/python benchmarks/scan_speed.py --scaling [--repeat N]
+
+``--arguments`` checks that a scan is linear in the number of its arguments (issue 19):
+``N`` small files (default 4,000) scanned through the command line as one folder and as ``N``
+explicit file arguments (what pre-commit passes), alternately, ``--repeat`` times; prints both
+medians and their ratio. Exit 1 when the ratio is above 2.
+
+    .venv/bin/python benchmarks/scan_speed.py --arguments [--files N] [--repeat N]
+
+``--sandbox`` times what the sandbox (``leakwatt.mining.sandbox``: every file in a worker
+process with memory and time limits, and the tokenizer guards before libcst) costs on the
+normal path: the same files (``--tree``, default keras 3.15 sources) scanned by
+``scan_paths`` as it is, and as it was before issue 19 (in this process with one job, a
+``ProcessPoolExecutor`` otherwise; no guards), alternately, ``--repeat`` times each, for
+``--jobs`` 1 and all cores; prints medians and the ratio sandboxed/unsandboxed.
+
+    .venv/bin/python benchmarks/scan_speed.py --sandbox [--tree PATH] [--repeat N]
 """
 
 from __future__ import annotations
@@ -166,6 +182,108 @@ def line_scaling(repeat: int = 3, sizes: tuple[int, int] = (10_000, 40_000)) -> 
     return 0 if ratio <= 6 else 1
 
 
+def argument_scaling(count: int = 4000, repeat: int = 3) -> int:
+    """Print the CLI scan time of ``count`` small files as one folder and as ``count`` explicit
+    arguments (alternating runs, medians) and their ratio; 1 when it is above 2, else 0."""
+    print(f"scan arguments, {dt.datetime.now().isoformat(timespec='seconds')}")
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory(prefix="leakwatt-args-") as tmp:
+        folder = Path(tmp) / "proj"
+        folder.mkdir()
+        for i in range(count):
+            body = (f"import tensorflow as tf\n\n\ndef step_{i}(x):\n    return x * {i}\n"
+                    if i % 10 else
+                    f"import tensorflow as tf\n\nfor trial in range(3):\n"
+                    f"    model = tf.keras.Sequential()\n    model.fit(x{i}, y)\n")
+            (folder / f"m{i:05d}.py").write_text(body)
+        files = sorted(str(p) for p in folder.glob("*.py"))
+        times: dict[str, list[float]] = {"folder": [], "arguments": []}
+        findings: dict[str, int] = {}
+        for _ in range(repeat):
+            for label, paths in (("folder", [str(folder)]), ("arguments", files)):
+                t0 = time.perf_counter()
+                out = subprocess.run([*leakwatt_cmd(), "scan", "--format", "json", *paths],
+                                     capture_output=True, text=True, cwd=ROOT)
+                times[label].append(time.perf_counter() - t0)
+                if out.returncode not in (0, 1):
+                    raise SystemExit(f"leakwatt scan failed ({out.returncode}): "
+                                     f"{out.stderr[-2000:]}")
+                findings[label] = len(json.loads(out.stdout)["findings"])
+    t_folder = statistics.median(times["folder"])
+    t_args = statistics.median(times["arguments"])
+    print(f"{count} files as one folder:        {t_folder:6.2f} s  ({findings['folder']} findings)")
+    print(f"{count} files as {count} arguments: {t_args:6.2f} s  ({findings['arguments']} findings)")
+    print(f"ratio arguments/folder: {t_args / t_folder:.2f} (target: within 2)")
+    print("runs (s): " + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v)
+                                   for k, v in times.items()))
+    if findings["folder"] != findings["arguments"]:
+        print("the two scans found different findings")
+        return 1
+    return 0 if t_args / t_folder <= 2 else 1
+
+
+def sandbox_overhead(tree: Path, repeat: int = 3) -> int:
+    """Print the time of ``scan_paths`` over ``tree`` sandboxed (as it is) and unsandboxed (as
+    it was), alternating, for one job and all cores, and the ratios."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from leakwatt.mining import scan
+
+    files = scan.iter_source_files([tree])
+    print(f"sandbox overhead, {dt.datetime.now().isoformat(timespec='seconds')}")
+    print(f"machine: {machine()}")
+    print(f"tree: {tree} ({len(files)} files)")
+    guard = scan.pathological
+    codes = scan.select_rules(None)
+
+    def before(jobs: int) -> tuple[int, int]:
+        """scan_paths before issue 19: in this process for one job, else a process pool."""
+        scan.pathological = lambda text: None  # type: ignore[assignment]
+        try:
+            views = scan.project_views([tree], files)
+            args = [(str(f), codes, scan.DEFAULT_MAX_BYTES, None, v, scan.DEFAULT_FILE_BUDGET_S)
+                    for f, v in zip(files, views, strict=True)]
+            if jobs <= 1:
+                results = [scan._worker(a) for a in args]
+            else:
+                order = sorted(range(len(files)), key=lambda i: -scan._size(files[i]))
+                chunk = min(8, max(1, len(files) // (jobs * 32)))
+                with ProcessPoolExecutor(max_workers=jobs) as pool:
+                    results = list(pool.map(scan._worker, [args[i] for i in order],
+                                            chunksize=chunk))
+        finally:
+            scan.pathological = guard  # type: ignore[assignment]
+        return sum(len(r.findings) for r in results), sum(1 for r in results if r.error)
+
+    def after(jobs: int) -> tuple[int, int]:
+        report = scan.scan_paths([tree], jobs=jobs)
+        return len(report.findings), len(report.errors)
+
+    cores = os.cpu_count() or 1
+    status = 0
+    for jobs in sorted({1, cores}):
+        times: dict[str, list[float]] = {"unsandboxed": [], "sandboxed": []}
+        counts: dict[str, tuple[int, int]] = {}
+        for _ in range(repeat):
+            for label, fn in (("unsandboxed", before), ("sandboxed", after)):
+                scan.clear_cache()
+                t0 = time.perf_counter()
+                counts[label] = fn(jobs)
+                times[label].append(time.perf_counter() - t0)
+        t_before = statistics.median(times["unsandboxed"])
+        t_after = statistics.median(times["sandboxed"])
+        print(f"--jobs {jobs}: unsandboxed {t_before:6.2f} s ({counts['unsandboxed'][0]} findings, "
+              f"{counts['unsandboxed'][1]} errors); sandboxed {t_after:6.2f} s "
+              f"({counts['sandboxed'][0]} findings, {counts['sandboxed'][1]} errors); "
+              f"ratio {t_after / t_before:.2f}")
+        print("  runs (s): " + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v)
+                                         for k, v in times.items()))
+        if counts["unsandboxed"] != counts["sandboxed"]:
+            print("  the two scans differ in findings or errors")
+            status = 1
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=None,
@@ -177,10 +295,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="also check that the pre-filter changes no finding (slow)")
     parser.add_argument("--scaling", action="store_true",
                         help="only check that scan time is linear in a file's line count")
+    parser.add_argument("--arguments", action="store_true",
+                        help="only time a folder against its files given as arguments")
+    parser.add_argument("--files", type=int, default=4000,
+                        help="files for --arguments (default 4000)")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="only time the sandboxed scan against the unsandboxed one")
     args = parser.parse_args(argv)
     if args.scaling:
         print(machine())
         return line_scaling(args.repeat if args.repeat > 1 else 3)
+    if args.arguments:
+        return argument_scaling(args.files, args.repeat if args.repeat > 1 else 3)
+    if args.sandbox:
+        return sandbox_overhead((args.tree or keras_tree()).resolve(),
+                                args.repeat if args.repeat > 1 else 3)
 
     import libcst as cst
 

@@ -29,6 +29,7 @@ are collected as ``leak_commits``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -49,6 +50,7 @@ from leakwatt.mining.git import (
     list_tree,
 )
 from leakwatt.mining.rules.project import ProjectIndex, ProjectView
+from leakwatt.mining.sandbox import Sandbox
 
 PY_SUFFIXES = (".py", ".ipynb")
 
@@ -92,13 +94,22 @@ def first_line(message: str, limit: int = 200) -> str:
 PYTHON_PATHSPEC = [":(icase)*.py", ":(icase)*.ipynb"]
 
 
-def _scan_one(task: tuple[bytes, str, list[str] | None, int, ProjectView | None]
-              ) -> tuple[list[Any], bool]:
+#: One blob's scan in a sandbox worker: (bytes, path, rules, max bytes, project view, budget).
+ScanTask = tuple[bytes, str, list[str] | None, int, ProjectView | None, float | None]
+
+
+def _scan_one(task: ScanTask) -> tuple[list[Any], bool]:
     from leakwatt.mining.scan import scan_bytes
 
-    data, path, rules, max_bytes, view = task
-    result = scan_bytes(data, path, rules=rules, max_bytes=max_bytes, project=view)
+    data, path, rules, max_bytes, view, budget_s = task
+    result = scan_bytes(data, path, rules=rules, max_bytes=max_bytes, project=view,
+                        budget_s=budget_s)
     return list(result.findings), bool(result.error)
+
+
+def _scan_failed(task: ScanTask, reason: str) -> tuple[list[Any], bool]:
+    """A blob whose scan crashed or overran its worker: no findings, one error."""
+    return [], True
 
 
 def fingerprint(view: ProjectView | None) -> str:
@@ -115,34 +126,44 @@ class BlobScanner:
 
     A file's findings depend on its bytes and on the project facts it resolves calls through
     (the fingerprint of its :class:`ProjectView`), so the same blob is scanned again when an
-    imported module's facts change, and never otherwise. ``prefetch`` scans a batch up front,
-    in ``jobs`` worker processes when more than one is allowed; ``findings`` answers from what
-    was scanned (scanning on a miss).
+    imported module's facts change, and never otherwise. ``prefetch`` scans a batch up front;
+    ``findings`` answers from what was scanned (scanning on a miss). Every scan runs in
+    ``sandbox`` (:mod:`leakwatt.mining.sandbox`): a blob that crashes the parser or overruns
+    ``budget_s`` counts as a scan error and gives no findings.
     """
 
     def __init__(self, reader: BlobReader, rules: Iterable[str] | None, max_bytes: int,
-                 jobs: int = 1) -> None:
+                 jobs: int = 1, sandbox: Sandbox[Any, Any] | None = None,
+                 budget_s: float | None = None) -> None:
         self.reader = reader
         self.rules = list(rules) if rules is not None else None
         self.max_bytes = max_bytes
         self.jobs = max(1, jobs)
+        self.budget_s = budget_s or None
+        self._own = sandbox is None
+        self.sandbox: Sandbox[Any, Any] = sandbox if sandbox is not None else Sandbox(
+            _scan_one, _scan_failed, workers=self.jobs, budget_s=self.budget_s)
         self._found: dict[tuple[str, str, str], list[Any] | None] = {}
         self.scans = 0
         self.errors = 0
         self.missing = 0
 
+    def close(self) -> None:
+        """End the sandbox's workers when this scanner started them."""
+        if self._own:
+            self.sandbox.close()
+
     @staticmethod
     def key(blob: str, path: str, view: ProjectView | None = None) -> tuple[str, str, str]:
         return blob, os.path.splitext(path)[1].lower(), fingerprint(view)
 
-    def _task(self, blob: str, path: str, view: ProjectView | None
-              ) -> tuple[bytes, str, list[str] | None, int, ProjectView | None] | None:
+    def _task(self, blob: str, path: str, view: ProjectView | None) -> ScanTask | None:
         data = self.reader.read(blob)
         if data is None:
             self._found[self.key(blob, path, view)] = None
             self.missing += 1
             return None
-        return data, path, self.rules, self.max_bytes, view
+        return data, path, self.rules, self.max_bytes, view, self.budget_s
 
     def _store(self, key: tuple[str, str, str], found: list[Any], error: bool) -> None:
         self._found[key] = found
@@ -156,29 +177,18 @@ class BlobScanner:
             key = self.key(blob, path, view)
             if key not in self._found and key not in todo:
                 todo[key] = (path, view)
-        if self.jobs <= 1 or len(todo) < 4 * self.jobs:
-            for (blob, _, _), (path, view) in todo.items():
-                self.findings(blob, path, view)
-            return
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        keys: list[tuple[str, str, str]] = []
 
-        pending: dict[Any, tuple[str, str, str]] = {}
-        queue = iter(todo.items())
-        with ProcessPoolExecutor(max_workers=self.jobs) as pool:
-            while True:
-                while len(pending) < 4 * self.jobs:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        break
-                    key, (path, view) = nxt
-                    task = self._task(key[0], path, view)
-                    if task is not None:
-                        pending[pool.submit(_scan_one, task)] = key
-                if not pending:
-                    break
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    self._store(pending.pop(future), *future.result())
+        def tasks() -> Iterable[ScanTask]:  # blobs are read as the workers need them
+            for key, (path, view) in todo.items():
+                task = self._task(key[0], path, view)
+                if task is not None:
+                    keys.append(key)
+                    yield task
+
+        results = self.sandbox.map(tasks(), _scan_one, _scan_failed)
+        for key, (found, error) in zip(keys, results, strict=True):
+            self._store(key, found, error)
 
     def findings(self, blob: str | None, path: str | None,
                  view: ProjectView | None = None) -> list[Any] | None:
@@ -190,7 +200,7 @@ class BlobScanner:
         if key not in self._found:
             task = self._task(blob, path, view)
             if task is not None:
-                self._store(key, *_scan_one(task))
+                self._store(key, *self.sandbox.map([task], _scan_one, _scan_failed)[0])
         found = self._found[key]
         if found is None:
             return None
@@ -410,7 +420,8 @@ class ProjectTracker:
 def walk_history(repo_path: str | os.PathLike[str], pin: str, repo: str = "",
                  rules: Iterable[str] | None = None, max_commits: int = 0,
                  max_bytes: int = 1_048_576, jobs: int = 1,
-                 project: bool = True) -> HistoryResult:
+                 project: bool = True, sandbox: Sandbox[Any, Any] | None = None,
+                 budget_s: float | None = None) -> HistoryResult:
     """Events and leak-related commits of ``repo_path`` up to ``pin`` (inclusive).
 
     ``max_commits`` > 0 keeps only the newest N commits (topological order); each kept commit is
@@ -419,6 +430,8 @@ def walk_history(repo_path: str | os.PathLike[str], pin: str, repo: str = "",
     of commits in that many worker processes (the events do not depend on it).
     ``project=False`` scans every file alone, without the project index (each file as if it
     were the whole project: what the walk did before the index; kept for comparisons).
+    Blobs are scanned in ``sandbox`` (a pool of ``jobs`` sandboxed workers when None; see
+    :mod:`leakwatt.mining.sandbox`), each within ``budget_s`` seconds (None: no limit).
     """
     path = Path(repo_path)
     result = HistoryResult()
@@ -431,8 +444,9 @@ def walk_history(repo_path: str | os.PathLike[str], pin: str, repo: str = "",
         merges = [(c.sha, c.parents[0]) for c in commits if len(c.parents) > 1]
         changes.update(changed_files(path, merges, PYTHON_PATHSPEC, renames=False))
     origin: dict[str, str] = {}  # current path -> path where its history started (renames)
-    with BlobReader(path) as reader:
-        scanner = BlobScanner(reader, rules, max_bytes, jobs=jobs)
+    with BlobReader(path) as reader, contextlib.closing(
+            BlobScanner(reader, rules, max_bytes, jobs=jobs, sandbox=sandbox,
+                        budget_s=budget_s)) as scanner:
         tracker = ProjectTracker(path, reader, max_bytes, commits) if project else None
         for chunk_start in range(0, len(commits), CHUNK_COMMITS):
             chunk = commits[chunk_start:chunk_start + CHUNK_COMMITS]

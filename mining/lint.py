@@ -2,7 +2,14 @@
 
 Exit codes, as ruff's: 0 nothing found; 1 findings, or files that could not be scanned or fixed
 (each listed under ``errors``); 2 usage error (unknown rule id, empty ``--select``, missing
-path).
+path). The output itself failing is neither: 141 when the reader closed the pipe
+(``leakwatt scan | head -1``; quiet, as a Unix tool killed by SIGPIPE), 74 (``EX_IOERR``) with
+one line on stderr when it cannot be written (``> /dev/full``, a full disk).
+
+Every file is parsed and analysed in a sandboxed worker process (:mod:`leakwatt.mining.sandbox`):
+a file that crashes libcst's parser, needs more than ``--file-memory`` MiB or runs past
+``--file-budget`` seconds is an error row naming the cause, and the other files' findings are
+all reported.
 
 ``--fix`` writes a file only where that cannot damage it: the file's own encoding, BOM and line
 endings are kept; a symlink's target is fixed (the link stays a link); the new text is written
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import inspect
 import json
 import os
@@ -28,9 +36,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from leakwatt.common import LeakwattError
+from leakwatt.mining.guards import pathological
 from leakwatt.mining.reading import ReadError, read_regular, source_encoding
 from leakwatt.mining.rules import RULES, Rule, fix_source, parse_rule_list, select_rules
 from leakwatt.mining.rules.catalogue import anchor
+from leakwatt.mining.sandbox import DEFAULT_MEMORY_MB
 from leakwatt.mining.scan import (
     DEFAULT_FILE_BUDGET_S,
     DEFAULT_MAX_BYTES,
@@ -42,7 +52,12 @@ from leakwatt.mining.scan import (
 )
 
 EXIT_CODES = ("exit status: 0 nothing found; 1 findings, or files that could not be scanned "
-              "or fixed; 2 usage error (as ruff)")
+              "or fixed; 2 usage error (as ruff); 74 the output could not be written; "
+              "141 the output pipe was closed")
+#: The output could not be written (sysexits.h ``EX_IOERR``): not "findings" (1).
+EXIT_OUTPUT_ERROR = 74
+#: The reader closed the pipe: what a shell reports for a tool ended by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS",
                         help="a file whose scan takes longer becomes an error "
                              f"(default {DEFAULT_FILE_BUDGET_S:g}; 0: no limit)")
+    parser.add_argument("--file-memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MIB",
+                        help="a file whose scan needs more memory becomes an error "
+                             f"(default {DEFAULT_MEMORY_MB}; 0: no limit)")
 
 
 def _fixable() -> list[str]:
@@ -96,13 +114,16 @@ def run(args: argparse.Namespace) -> int:
             raise LeakwattError("--file-budget must be >= 0")
         if args.jobs < 0:
             raise LeakwattError("--jobs must be >= 0")
+        if getattr(args, "file_memory", DEFAULT_MEMORY_MB) < 0:
+            raise LeakwattError("--file-memory must be >= 0")
         if not 0.0 <= args.min_confidence <= 1.0:
             raise LeakwattError("--min-confidence must be between 0 and 1")
         for p in args.paths:
             if not os.path.lexists(p):
                 raise LeakwattError(f"no such file or directory: {p}")
+        memory_mb = getattr(args, "file_memory", DEFAULT_MEMORY_MB) or None
         report = scan_paths(args.paths, select=codes, jobs=args.jobs, cache_dir=args.cache_dir,
-                            budget_s=args.file_budget or None)
+                            budget_s=args.file_budget or None, memory_mb=memory_mb)
     except LeakwattError as exc:
         return _error(str(exc), err)
     report.findings = [f for f in report.findings if f.confidence >= args.min_confidence]
@@ -116,24 +137,53 @@ def run(args: argparse.Namespace) -> int:
                   f"{', '.join(notebooks)})", file=err)
         if args.fix and fixed_paths:
             rescanned = scan_paths(sorted(fixed_paths), select=codes, jobs=1,
-                                   budget_s=args.file_budget or None)
+                                   budget_s=args.file_budget or None, memory_mb=memory_mb)
             rest = [f for f in report.findings if f.path not in fixed_paths]
             report.findings = rest + [f for f in rescanned.findings
                                       if f.confidence >= args.min_confidence]
             print(f"leakwatt: fixed {len(fixed_paths)} file(s)", file=err)
 
-    if args.format == "json":
-        json.dump(report.to_dict(), out, indent=2)
-        out.write("\n")
-    elif args.format == "sarif":
-        json.dump(to_sarif(report, codes), out, indent=2)
-        out.write("\n")
-    elif not args.diff:
-        _print_text(report, out, err)
-    elif report.errors:
-        for e in report.errors:
-            print(f"{e['path']}: error: {e['error']}", file=err)
+    try:
+        if args.format == "json":
+            json.dump(report.to_dict(), out, indent=2)
+            out.write("\n")
+        elif args.format == "sarif":
+            json.dump(to_sarif(report, codes), out, indent=2)
+            out.write("\n")
+        elif not args.diff:
+            _print_text(report, out, err)
+        elif report.errors:
+            for e in report.errors:
+                print(f"{e['path']}: error: {e['error']}", file=err)
+        out.flush()
+    except OSError as exc:
+        return _output_failed(exc, out, err)
     return 1 if report.findings or report.errors else 0
+
+
+def _output_failed(exc: OSError, out: TextIO, err: TextIO) -> int:
+    """The exit status (and one line) for output that could not be written: quiet for a
+    closed pipe, as Unix tools are; one line for anything else (a full disk, ``/dev/full``).
+    The unwritable stream is pointed at ``/dev/null`` so that Python's own flush at exit
+    does not print a traceback of the same error."""
+    for stream in (out, err):
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError, AttributeError):
+            continue
+        try:
+            stream.flush()
+        except OSError:
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
+    if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+        return EXIT_BROKEN_PIPE
+    with contextlib.suppress(OSError):
+        print(f"leakwatt: error: cannot write the output: {exc.strerror or exc}", file=err)
+        err.flush()
+    return EXIT_OUTPUT_ERROR
 
 
 def _print_text(report: ScanReport, out: TextIO, err: TextIO) -> None:
@@ -167,6 +217,10 @@ def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: b
             source = data.decode(encoding)
         except (ReadError, SyntaxError, LookupError, UnicodeDecodeError):
             continue  # the scan could not read it either: already in errors
+        shape = pathological(source)  # the fix parses the whole file, in this process
+        if shape is not None:
+            report.errors.append({"path": path, "error": f"not fixed: {shape}"})
+            continue
         supp = suppressions(source)
         try:
             new, _ = fix_source(source, path, codes, keep=lambda f, s=supp: (  # type: ignore[misc]

@@ -12,14 +12,17 @@ Outputs (written atomically, headers always present): ``repos.csv``, ``instances
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from leakwatt.mining.git import (
 from leakwatt.mining.history import is_python_path, walk_history
 from leakwatt.mining.rules import select_rules
 from leakwatt.mining.rules.project import ProjectIndex, ProjectView
+from leakwatt.mining.sandbox import DEFAULT_MEMORY_MB, Sandbox
 from leakwatt.params import MineParams
 
 MINE_FORMAT = 3  # bump when the per-repository result layout or its meaning changes
@@ -79,17 +83,46 @@ def _display(path: bytes) -> tuple[str, bool]:
         return path.decode("utf-8", "backslashreplace"), False
 
 
+#: One file of a checkout, scanned in a sandbox worker: (bytes, path, rules, max bytes,
+#: project view, time budget).
+BlobTask = tuple[bytes, str, list[str], int, ProjectView | None, float | None]
+
+
+def scan_blob(task: BlobTask) -> Any:
+    """Scan one blob (run in a sandbox worker; see :mod:`leakwatt.mining.sandbox`)."""
+    from leakwatt.mining.scan import scan_bytes
+
+    data, path, rules, max_bytes, view, budget_s = task
+    return scan_bytes(data, path, rules=rules, max_bytes=max_bytes, project=view,
+                      budget_s=budget_s)
+
+
+def blob_failed(task: BlobTask, reason: str) -> Any:
+    """The error result of a blob whose scan crashed or overran its sandbox worker."""
+    from leakwatt.mining.scan import FileResult
+
+    return FileResult(path=task[1], error=f"{reason}; not scanned")
+
+
+def blob_sandbox(params: MineParams, workers: int = 1) -> Sandbox[BlobTask, Any]:
+    """The sandbox the files of one repository are scanned in (``mine.file_budget_s``)."""
+    return Sandbox(scan_blob, blob_failed, workers=workers,
+                   budget_s=params.file_budget_s or None, memory_mb=DEFAULT_MEMORY_MB)
+
+
 def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
-                  complete: bool = True) -> dict[str, Any]:
+                  complete: bool = True, sandbox: Sandbox[BlobTask, Any] | None = None
+                  ) -> dict[str, Any]:
     """Scan all .py/.ipynb files of the pinned commit; counts, instances and error rows.
 
     Files are read from the repository's object store (``git cat-file``), not the work tree,
     so a clone whose checkout failed can still be scanned. ``complete=False`` (the checkout
     failed) also lists the blobs the snapshot lacks: each becomes a ``scan_errors`` row and
-    ``out["missing"]`` counts them.
+    ``out["missing"]`` counts them. Each file is scanned in ``sandbox`` (one of
+    :func:`blob_sandbox` when None): a file that crashes the parser or overruns its memory or
+    time is a ``scan_errors`` row, and the other files are scanned.
     """
     from leakwatt.mining.era import source_era
-    from leakwatt.mining.scan import scan_bytes
 
     max_bytes = params.max_file_kb * 1024
     out: dict[str, Any] = {"files": 0, "py_files": 0, "notebooks": 0, "parse_errors": 0,
@@ -104,12 +137,15 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
     # A partial clone fetches absent blobs on demand: none of them counts as missing.
     absent = set() if complete or is_partial(work) else missing_objects(
         work, [sha for mode, kind, _, _, sha in tree if kind == "blob"])
+    # The rows in tree order: an error message, or the index of a file's scan.
+    steps: list[tuple[str, str] | int] = []
+    tasks: list[BlobTask] = []
     with BlobReader(work) as reader:
         project, blobs = _project_index(reader, tree, absent, max_bytes)
         for mode, kind, size, raw_path, sha in tree:
             path, utf8 = _display(raw_path)
             if mode == MODE_SUBMODULE:
-                error(path, "skipped: submodule (not scanned)")
+                steps.append((path, "skipped: submodule (not scanned)"))
                 continue
             if kind != "blob":
                 continue
@@ -117,44 +153,57 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
             if sha in absent:
                 out["missing"] += 1
                 _count_missing_python(out, path, sha)
-                error(path, f"missing: blob {sha[:12]} is not in the repository "
-                            "(incomplete snapshot; not scanned)")
+                steps.append((path, f"missing: blob {sha[:12]} is not in the repository "
+                                    "(incomplete snapshot; not scanned)"))
                 continue
             if not is_python_path(path):
                 continue
             if mode == MODE_SYMLINK:
-                error(path, "skipped: symbolic link (not followed)")
+                steps.append((path, "skipped: symbolic link (not followed)"))
                 continue
             out["notebooks" if path.lower().endswith(".ipynb") else "py_files"] += 1
             if not utf8:
-                error(path, "warning: path is not valid UTF-8 (shown with escapes)")
+                steps.append((path, "warning: path is not valid UTF-8 (shown with escapes)"))
             if size is not None and size > max_bytes:
-                error(path, f"skipped: {size} bytes is over max_file_kb ({params.max_file_kb} KiB)")
+                steps.append((path, f"skipped: {size} bytes is over max_file_kb "
+                                    f"({params.max_file_kb} KiB)"))
                 continue
             data = blobs.pop(sha, None) or reader.read(sha)
             if data is None:
                 out["missing"] += 1
                 out["py_files" if path.endswith(".py") else "notebooks"] -= 1
                 _count_missing_python(out, path, sha)
-                error(path, f"missing: blob {sha[:12]} is not in the repository "
-                            "(incomplete snapshot; not scanned)")
+                steps.append((path, f"missing: blob {sha[:12]} is not in the repository "
+                                    "(incomplete snapshot; not scanned)"))
                 continue
             view = project.view(path) if path.endswith(".py") else _notebook_view(project, path,
                                                                                    data)
-            result = scan_bytes(data, path, rules=list(params.rules), max_bytes=max_bytes,
-                                project=view, budget_s=params.file_budget_s or None)
-            out["lines"] += int(result.lines or 0)
-            if result.error:
-                out["parse_errors"] += 1
-                error(path, str(result.error))
-            elif result.skipped:
-                error(path, f"skipped: {result.skipped}")
-            era = source_era(data) if result.findings else ""
-            for finding in result.findings:
-                row = finding.to_dict()
-                row.update({"repo": entry.name, "commit": entry.commit,
-                            "path": path if not row.get("path") else row["path"], "era": era})
-                out["instances"].append(row)
+            steps.append(len(tasks))
+            tasks.append((data, path, list(params.rules), max_bytes, view,
+                          params.file_budget_s or None))
+    if sandbox is None:
+        with blob_sandbox(params) as own:
+            results = own.map(tasks)
+    else:
+        results = sandbox.map(tasks)
+    for step in steps:
+        if not isinstance(step, int):
+            error(*step)
+            continue
+        data, path = tasks[step][0], tasks[step][1]
+        result = results[step]
+        out["lines"] += int(result.lines or 0)
+        if result.error:
+            out["parse_errors"] += 1
+            error(path, str(result.error))
+        elif result.skipped:
+            error(path, f"skipped: {result.skipped}")
+        era = source_era(data) if result.findings else ""
+        for finding in result.findings:
+            row = finding.to_dict()
+            row.update({"repo": entry.name, "commit": entry.commit,
+                        "path": path if not row.get("path") else row["path"], "era": era})
+            out["instances"].append(row)
     return out
 
 
@@ -225,6 +274,20 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
     result: dict[str, Any] = {"repo": row, "instances": [], "events": [], "leak_commits": [],
                               "scan_errors": []}
     try:
+        _mine_into(entry, cache_dir, params, history_jobs, row, result)
+    except CloneError as exc:
+        row["status"], row["reason"] = exc.status, exc.reason
+    except Exception as exc:  # noqa: BLE001 - recorded as the repository's status
+        row["status"] = "error"
+        row["reason"] = f"{type(exc).__name__}: {exc}"[:500]
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def _mine_into(entry: CorpusEntry, cache_dir: str | os.PathLike[str], params: MineParams,
+               history_jobs: int, row: dict[str, Any], result: dict[str, Any]) -> None:
+    """The body of :func:`mine_repository`: fills ``row`` and ``result``; raises on failure."""
+    with contextlib.ExitStack() as stack:
         complete = True
         try:
             work = checkout(entry.url, entry.commit, cache_dir,
@@ -237,7 +300,9 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
                 raise
             work, complete = fallback, False
         row["pin_date"] = pin_date(work, entry.commit)
-        scanned = scan_checkout(work, entry, params, complete=complete)
+        # One pool of sandboxed workers for the pin's files and the history's blobs.
+        sandbox = stack.enter_context(blob_sandbox(params, workers=history_jobs))
+        scanned = scan_checkout(work, entry, params, complete=complete, sandbox=sandbox)
         if not complete:
             row["reason"] = (f"checkout failed, mined from the object store; "
                              f"{scanned['missing']} file(s) missing from the snapshot "
@@ -264,7 +329,8 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
                 history = walk_history(work, entry.commit, repo=entry.name,
                                        rules=list(params.rules), max_commits=params.max_commits,
                                        max_bytes=params.max_file_kb * 1024,
-                                       jobs=history_jobs)
+                                       jobs=history_jobs, sandbox=sandbox,
+                                       budget_s=params.file_budget_s or None)
             except Exception as exc:  # noqa: BLE001 - one repository must not stop the stage
                 row["status"] = "history_failed"
                 row["reason"] = f"history walk failed: {type(exc).__name__}: {exc}"[:500]
@@ -276,13 +342,6 @@ def mine_repository(entry: CorpusEntry, cache_dir: str | os.PathLike[str],
                     row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
                 result["events"] = history.events
                 result["leak_commits"] = history.leak_commits
-    except CloneError as exc:
-        row["status"], row["reason"] = exc.status, exc.reason
-    except Exception as exc:  # noqa: BLE001 - recorded as the repository's status
-        row["status"] = "error"
-        row["reason"] = f"{type(exc).__name__}: {exc}"[:500]
-    row["seconds"] = round(time.perf_counter() - start, 3)
-    return result
 
 
 def pin_date(work: Path, commit: str) -> str:
@@ -309,7 +368,8 @@ _EMPTY_RESULT = {"repo": None, "instances": None, "events": None, "leak_commits"
 
 def _crashed(entry: CorpusEntry, exc: BaseException) -> dict[str, Any]:
     row = {"url": entry.url, "commit": entry.commit, "name": entry.name, "status": "error",
-           "reason": f"worker failed: {type(exc).__name__}: {exc}"[:500], "files": 0,
+           "reason": f"worker failed: {type(exc).__name__}: {exc}"[:500] if str(exc)
+           else f"worker failed: {type(exc).__name__}", "files": 0,
            "kloc": 0.0, "py_files": 0, "notebooks": 0, "parse_errors": 0, "seconds": 0.0,
            "history_commits": 0}
     return {"repo": row, "instances": [], "events": [], "leak_commits": [], "scan_errors": []}
@@ -363,17 +423,7 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
             for i in todo:  # spare cores scan the history blobs of a lone repository
                 done(i, mine_repository(corpus[i], cache_dir, params, history_jobs=jobs))
         else:
-            workers = min(jobs, len(todo))
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(mine_repository, corpus[i], cache_dir, params,
-                                       max(1, jobs // workers)): i for i in todo}
-                for future in as_completed(futures):
-                    i = futures[future]
-                    try:
-                        res = future.result()
-                    except Exception as exc:  # noqa: BLE001 - e.g. a worker killed for memory
-                        res = _crashed(corpus[i], exc)
-                    done(i, res)
+            _mine_in_processes(corpus, todo, cache_dir, params, jobs, done)
     finally:
         bar.close()
     final = [r for r in results if r is not None]
@@ -389,6 +439,81 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
         "failed": [{k: r["repo"][k] for k in ("url", "name", "status", "reason")}
                    for r in final if r["repo"]["status"] not in ("ok", "no_python")],
     }
+
+
+def _quiet_worker() -> None:
+    """Initializer of the repository workers. Ctrl-C reaches every process of the terminal's
+    group: the main process handles it (it stops the pool), so a worker ignores it; the
+    ``SIGTERM`` it then gets unwinds it (``SystemExit``), so its clean-ups run (clone folders,
+    the sandbox's workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_term)
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of repository workers that Ctrl-C stops at once: pending repositories are
+    cancelled and running ones terminated (``shutdown`` alone would wait for them)."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_quiet_worker)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        # No public way to stop running tasks: the pool's processes, as the stdlib keeps them.
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+
+
+def _mine_in_processes(corpus: list[CorpusEntry], todo: list[int],
+                       cache_dir: str | os.PathLike[str], params: MineParams, jobs: int,
+                       done: Callable[[int, dict[str, Any]], None]) -> None:
+    """Mine ``corpus[i]`` for ``i`` in ``todo`` in ``jobs`` worker processes.
+
+    Files are scanned in sandboxes inside the workers, so a file cannot kill one. If a worker
+    dies anyway (the kernel's OOM killer, a bug in a native library), the pool is broken and
+    every repository still pending in it would fail with it: those are mined again, each in
+    a pool of its own, and only a repository that kills its own worker again is an ``error``
+    row. The results already in are kept whatever happens.
+    """
+    workers = min(jobs, len(todo))
+    finished: set[int] = set()
+
+    def take(i: int, res: dict[str, Any]) -> None:
+        finished.add(i)
+        done(i, res)
+
+    try:
+        with _process_pool(workers) as pool:
+            futures = {pool.submit(mine_repository, corpus[i], cache_dir, params,
+                                   max(1, jobs // workers)): i for i in todo}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    res = future.result()
+                except BrokenProcessPool:
+                    continue  # mined again below, alone
+                except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+                    res = _crashed(corpus[i], exc)
+                take(i, res)
+    except BrokenProcessPool:
+        pass
+    for i in todo:
+        if i in finished:
+            continue
+        try:
+            with _process_pool(1) as alone:
+                res = alone.submit(mine_repository, corpus[i], cache_dir, params,
+                                   max(1, jobs)).result()
+        except Exception as exc:  # noqa: BLE001 - this repository kills its worker
+            res = _crashed(corpus[i], exc)
+        take(i, res)
 
 
 def _mine_on_dask(scheduler: str, corpus: list[CorpusEntry], todo: list[int],

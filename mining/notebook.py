@@ -47,6 +47,8 @@ def notebook_source(data: bytes | str) -> NotebookSource:
         nb = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise NotebookError(f"not a valid notebook (JSON error: {exc})") from None
+    except RecursionError:  # ``[[[[...]]]]`` 100,000 deep: json recurses once per level
+        raise NotebookError("not a valid notebook (JSON nested too deeply to read)") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells", []), list):
         raise NotebookError("not a valid notebook (no cell list)")
     lines: list[str] = []

@@ -100,6 +100,8 @@ def decode_source(data: bytes) -> str:
         raise ValueError(f"bad encoding declaration: {' '.join(str(exc).split())}") from None
     try:
         return data.decode(encoding)
+    except LookupError as exc:  # a codec that is not a text encoding: ``# coding: rot13``
+        raise ValueError(f"bad encoding declaration: {' '.join(str(exc).split())}") from None
     except UnicodeDecodeError as exc:
         name = "UTF-8" if encoding.startswith("utf-8") else encoding
         raise ValueError(f"not {name} (byte 0x{data[exc.start]:02x} at offset {exc.start})"
@@ -147,7 +149,7 @@ def time_budget(seconds: float | None) -> Iterator[None]:
         return
 
     def on_alarm(signum: int, frame: object) -> None:
-        raise FileTimeout(f"over the per-file time budget of {seconds:g} s")
+        raise FileTimeout(f"over the time budget of {seconds:g} s")
 
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]

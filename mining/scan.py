@@ -16,7 +16,6 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import libcst as cst
 
 from leakwatt.common import LeakwattError
 from leakwatt.mining import scan_cache
+from leakwatt.mining.guards import pathological
 from leakwatt.mining.notebook import NotebookError, notebook_source
 from leakwatt.mining.prefilter import compact_source, triggered
 from leakwatt.mining.reading import (
@@ -38,6 +38,7 @@ from leakwatt.mining.reading import (
 from leakwatt.mining.rules import Finding, check_module, detector_version, select_rules
 from leakwatt.mining.rules.fastcst import parse_module
 from leakwatt.mining.rules.project import ProjectIndex, ProjectView
+from leakwatt.mining.sandbox import DEFAULT_MEMORY_MB, Sandbox
 
 #: The detector version of this process's rules (a hash of the rule modules, see
 #: :func:`leakwatt.mining.rules.detector_version`); cached findings are keyed on it.
@@ -193,6 +194,9 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
     if reduced is not None and reduced[0] == "":
         return []
     text, numbers = (source, None) if reduced is None else reduced
+    shape = pathological(text)  # shapes that crash or exhaust libcst's native parser
+    if shape is not None:
+        raise ScanError(f"{path}: {shape}")
     try:
         module = parse_module(text)
     except (cst.ParserSyntaxError, RecursionError, ValueError, TypeError) as exc:
@@ -300,7 +304,7 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int,
         result.error = str(exc).removeprefix(f"{path}: ")
     except RecursionError:
         result.error = "nested too deeply to analyse (RecursionError); not scanned"
-    except FileTimeout:
+    except (FileTimeout, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - a rule bug must not end a mining run
         result.error = f"internal error in detector: {type(exc).__name__}: {exc}"[:300]
@@ -370,6 +374,8 @@ def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
             result = _scan_uncached(data, path, codes, max_bytes, project)
     except FileTimeout as exc:  # not cached: a larger budget may finish it
         return FileResult(path=path, error=f"{exc}; not scanned")
+    except MemoryError:  # not cached: a larger memory limit may finish it
+        return FileResult(path=path, error="over the memory limit; not scanned")
     except Exception as exc:  # noqa: BLE001 - whatever a file holds, it is one error row
         return FileResult(path=path, error=f"cannot scan: {type(exc).__name__}: "
                           f"{' '.join(str(exc).split())}"[:300])
@@ -425,10 +431,18 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _worker(args: tuple[str, list[str], int, str | None, ProjectView | None, float | None]
-            ) -> FileResult:
+#: One file's scan in a sandbox worker: (path, rules, max_bytes, cache dir, project, budget).
+ScanTask = tuple[str, list[str], int, str | None, ProjectView | None, float | None]
+
+
+def _worker(args: ScanTask) -> FileResult:
     path, codes, max_bytes, cache_dir, project, budget_s = args
     return scan_file(path, codes, max_bytes, cache_dir, project, budget_s)
+
+
+def _failed(args: ScanTask, reason: str) -> FileResult:
+    """The error row of a file whose scan crashed or overran its worker (never cached)."""
+    return FileResult(path=args[0], error=f"{reason}; not scanned")
 
 
 def _read_text(path: Path, max_bytes: int) -> str | None:
@@ -443,7 +457,9 @@ def project_views(paths: Sequence[str | os.PathLike[str]], files: Sequence[Path]
                   max_bytes: int = DEFAULT_MAX_BYTES) -> list[ProjectView | None]:
     """The project facts of each of ``files``: a scanned folder is one project (its ``.py``
     files, indexed once); an explicit file's project is the ``.py`` files beside it."""
-    roots = [Path(p) for p in paths]
+    # The folders among ``paths``, looked up once: per file, only these can hold it (4,000
+    # explicit files, as pre-commit passes them, made this loop quadratic in the arguments).
+    roots = [r for r in dict.fromkeys(Path(p) for p in paths) if r.is_dir()]
     indexes: dict[Path, ProjectIndex] = {}
 
     def index_for(root: Path, recursive: bool) -> ProjectIndex:
@@ -460,7 +476,7 @@ def project_views(paths: Sequence[str | os.PathLike[str]], files: Sequence[Path]
 
     views: list[ProjectView | None] = []
     for f in files:
-        root = next((r for r in roots if r.is_dir() and (r == f or r in f.parents)), None)
+        root = next((r for r in roots if r == f or r in f.parents), None) if roots else None
         index = index_for(root, True) if root is not None else index_for(f.parent, False)
         base = root if root is not None else f.parent
         views.append(index.view(f.relative_to(base).as_posix()) if f.suffix == ".py"
@@ -482,28 +498,32 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], select: Iterable[str] | 
                ignore: Iterable[str] | None = None, jobs: int = 0,
                cache_dir: str | os.PathLike[str] | None = None,
                max_bytes: int = DEFAULT_MAX_BYTES,
-               budget_s: float | None = DEFAULT_FILE_BUDGET_S) -> ScanReport:
-    """Scan files and folders; parallel over files (``jobs=0``: all cores). A file whose
-    scan runs past ``budget_s`` seconds becomes an error row (None or 0: no budget)."""
+               budget_s: float | None = DEFAULT_FILE_BUDGET_S,
+               memory_mb: int | None = DEFAULT_MEMORY_MB) -> ScanReport:
+    """Scan files and folders in sandboxed worker processes (``jobs=0``: one per core; see
+    :mod:`leakwatt.mining.sandbox`). A file whose scan runs past ``budget_s`` seconds (None or
+    0: no budget), needs more than ``memory_mb`` MiB (None: no limit) or crashes its worker
+    becomes an error row; the other files' results are kept."""
     codes = select_rules(select, ignore)
     files = iter_source_files(paths)
     cdir = str(cache_dir) if cache_dir is not None else None
-    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
+    workers = max(1, min(jobs if jobs > 0 else (os.cpu_count() or 1), len(files)))
     views = project_views(paths, files, max_bytes)
-    args = [(str(f), codes, max_bytes, cdir, v, budget_s)
-            for f, v in zip(files, views, strict=True)]
-    if workers <= 1 or len(files) < 16:
-        results = [_worker(a) for a in args]
-    else:
-        # Forked workers inherit libcst and the rules already imported. Largest files first,
-        # in small chunks, so that both cores stay busy to the end (sizes vary a thousandfold).
-        order = sorted(range(len(files)), key=lambda i: -_size(files[i]))
-        chunk = min(8, max(1, len(files) // (workers * 32)))
-        with ProcessPoolExecutor(max_workers=min(workers, len(files))) as pool:
-            done = list(pool.map(_worker, [args[i] for i in order], chunksize=chunk))
-        results = [done[0]] * len(files)
-        for pos, i in enumerate(order):
-            results[i] = done[pos]
+    args: list[ScanTask] = [(str(f), codes, max_bytes, cdir, v, budget_s)
+                            for f, v in zip(files, views, strict=True)]
+    # Largest files first, in small chunks, so that every worker stays busy to the end
+    # (sizes vary a thousandfold); workers are forked once and inherit libcst and the rules.
+    order = sorted(range(len(files)), key=lambda i: -_size(files[i])) if workers > 1 \
+        else list(range(len(files)))
+    chunk = min(8, max(1, len(files) // (workers * 32)))
+    done: list[FileResult] = []
+    if args:
+        with Sandbox(_worker, _failed, workers=workers, budget_s=budget_s,
+                     memory_mb=memory_mb, chunk=chunk) as sandbox:
+            done = sandbox.map(args[i] for i in order)
+    results = list(done)
+    for pos, i in enumerate(order):
+        results[i] = done[pos]
     report = ScanReport()
     for res in results:
         report.findings.extend(res.findings)

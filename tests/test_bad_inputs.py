@@ -208,7 +208,7 @@ def test_a_file_over_the_time_budget_is_an_error_row(tmp_path: Path) -> None:
     (tmp_path / "ok.py").write_text(SMELLY)
     report = scan_paths([tmp_path], jobs=1, budget_s=0.05)
     assert [e["path"] for e in report.errors] == [str(tmp_path / "slow.py")]
-    assert "over the per-file time budget of 0.05 s" in report.errors[0]["error"]
+    assert "over the time budget of 0.05 s" in report.errors[0]["error"]
     assert len(report.findings) == 1
 
 
@@ -643,3 +643,390 @@ def test_dvc_plots_output_is_ignored_and_the_offline_view_is_named(repo_root: Pa
     html = [p for p in (repo_root / "analysis").glob("*.py")
             if "base64" in p.read_text(encoding="utf-8")]
     assert html, "the report no longer embeds its figures: it would not be an offline view"
+
+
+# ===========================================================================================
+# -- issue 19: parse in a sandbox; linear in the number of arguments -------------------------
+# ===========================================================================================
+# Each pathological file is built here. Where a test must reach libcst's native parser (a
+# crash, a runaway allocation, a parse no signal interrupts), it turns the tokenizer guards off
+# with monkeypatch: the sandbox's workers are forked, so they inherit the patched module.
+
+_HEAD19 = SMELLY  # a smell in every bad file: the pre-filter hands it to libcst
+
+
+def _nested_parens(n: int) -> str:
+    return _HEAD19 + "v = " + "(\n" * n + "1" + "\n)" * n + "\n"
+
+
+def _unary_run(n: int) -> str:
+    return _HEAD19 + "v = (\n" + "-\n" * n + "1)\n"
+
+
+def _conditional_arms(n: int) -> str:
+    return _HEAD19 + "v = (" + "\n if c else ".join(["1"] * (n + 1)) + ")\n"
+
+
+def _call_chain(n: int) -> str:
+    return _HEAD19 + "v = (f" + "\n()" * n + ")\n"
+
+
+def _deep_notebook(path: Path, depth: int) -> None:
+    path.write_text("[" * depth + "]" * depth)
+
+
+def _smelly_folder(path: Path, count: int) -> list[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(count):
+        f = path / f"good{i}.py"
+        f.write_text(SMELLY.replace("m =", f"m{i} =").replace("m.fit", f"m{i}.fit"))
+        files.append(f)
+    return files
+
+
+@pytest.fixture
+def no_guards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand every shape to libcst (what the scan did before the guards)."""
+    from leakwatt.mining import scan
+
+    monkeypatch.setattr(scan, "pathological", lambda text: None)
+
+
+_sandboxed = pytest.mark.skipif(not hasattr(os, "fork"), reason="the sandbox needs fork")
+
+
+@pytest.mark.parametrize(("build", "said"), [
+    (lambda: _nested_parens(3000), "brackets nested more than 200 deep"),
+    (lambda: _unary_run(4000), "more than 200 unary operators in a row"),
+    (lambda: _conditional_arms(2000), "conditional expression of more than 200 arms"),
+    (lambda: _call_chain(4000), "chain of more than 200 calls"),
+], ids=["parens-3000", "unary-4000", "conditional-2000", "calls-4000"])
+def test_pathological_shapes_are_error_rows_without_a_parse(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                            build, said) -> None:
+    from leakwatt.mining import scan
+
+    good = _smelly_folder(tmp_path / "proj", 3)
+    bad = tmp_path / "proj" / "bad.py"
+    bad.write_text(build())
+    started = time.perf_counter()
+    report = scan_paths([tmp_path / "proj"], jobs=1)
+    assert time.perf_counter() - started < 10
+    assert [e["path"] for e in report.errors] == [str(bad)]
+    assert said in report.errors[0]["error"] and "not parsed" in report.errors[0]["error"]
+    assert sorted(f.path for f in report.findings) == sorted(map(str, good))
+
+    def no_parse(text: str) -> None:
+        raise AssertionError("libcst was started")
+
+    monkeypatch.setattr(scan, "parse_module", no_parse)
+    with pytest.raises(scan.ScanError, match=said):
+        scan_source(build(), "bad.py")
+
+
+def test_deep_notebook_json_and_a_rot13_cookie_are_error_rows(tmp_path: Path) -> None:
+    good = _smelly_folder(tmp_path, 2)
+    _deep_notebook(tmp_path / "deep.ipynb", 100_000)
+    (tmp_path / "rot.py").write_text("# coding: rot13\nvzcbeg bf\n")
+    rc, out, err = _scan(str(tmp_path))
+    assert rc == 1
+    assert f"{tmp_path / 'deep.ipynb'}: error: not a valid notebook (JSON nested too deeply" in err
+    assert f"{tmp_path / 'rot.py'}: error: bad encoding declaration: 'rot13'" in err
+    assert sorted(line.split(":")[0] for line in out.splitlines()) == sorted(map(str, good))
+
+
+def test_guards_leave_this_projects_sources_and_fixtures_alone() -> None:
+    from leakwatt.mining.guards import pathological
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for folder in ("mining", "pipeline", "analysis", "core", "benchmarks", "tests")
+             for p in (root / folder).rglob("*.py")]
+    assert len(files) > 100
+    flagged = {str(p): pathological(p.read_text("utf-8", "replace")) for p in files}
+    assert {p: why for p, why in flagged.items() if why} == {}
+
+
+@pytest.mark.slow
+def test_guards_leave_the_keras_sources_alone() -> None:
+    """Real code of a large TF/Keras project (the installed keras) passes every guard."""
+    import importlib.util
+
+    from leakwatt.mining.guards import pathological
+
+    spec = importlib.util.find_spec("keras")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("keras is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(root.rglob("*.py"))
+    assert len(files) > 300
+    flagged = {str(p): pathological(p.read_text("utf-8", "replace")) for p in files}
+    assert {p: why for p, why in flagged.items() if why} == {}
+
+
+def test_guards_tell_operators_from_their_operands() -> None:
+    from leakwatt.mining.guards import pathological
+
+    # Many separate operators are not one long chain: commas end each element.
+    assert pathological("v = [" + ", ".join(["-1"] * 5000) + "]\n") is None
+    assert pathological("v = [" + ", ".join(["a if c else b"] * 5000) + "]\n") is None
+    assert pathological("v = (" + ",\n".join(["x.f().g[0]"] * 5000) + ")\n") is None
+    assert pathological("v = (" + "\n + ".join(["1"] * 900) + ")\n") is None
+    assert pathological("v = (" + "\n + ".join(["1"] * 1100) + ")\n") is not None
+    assert pathological("v = " + "(" * 200 + "1" + ")" * 200 + "\n") is None
+    assert pathological("v = " + "[" * 201 + "1" + "]" * 201 + "\n") is not None
+    assert pathological("def f(:\n") is None  # not tokenizable: the parser reports it
+
+
+@_sandboxed
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_parser_segfault_is_one_error_row_and_every_good_finding_is_kept(
+        tmp_path: Path, no_guards: None, jobs: int) -> None:
+    good = _smelly_folder(tmp_path, 20)
+    (tmp_path / "deep.py").write_text(_nested_parens(3000))
+    rc, out, err = _scan(str(tmp_path), "--jobs", str(jobs))
+    assert rc == 1
+    assert f"{tmp_path / 'deep.py'}: error: crashed: SIGSEGV in the parser; not scanned" in err
+    assert sorted(line.split(":")[0] for line in out.splitlines()) == sorted(map(str, good))
+    assert "20 finding(s) in 21 file(s), 1 error(s)" in err
+
+
+@_sandboxed
+def test_a_runaway_allocation_is_over_the_memory_limit(tmp_path: Path, no_guards: None) -> None:
+    good = _smelly_folder(tmp_path, 2)
+    (tmp_path / "unary.py").write_text(_unary_run(4000))  # 1.8 GB unguarded
+    report = scan_paths([tmp_path], jobs=1, memory_mb=300)
+    assert [e["path"] for e in report.errors] == [str(tmp_path / "unary.py")]
+    assert report.errors[0]["error"].startswith("over the memory limit")
+    assert sorted(f.path for f in report.findings) == sorted(map(str, good))
+
+
+@_sandboxed
+@pytest.mark.slow
+def test_the_time_budget_stops_a_parse_no_signal_interrupts(tmp_path: Path,
+                                                            no_guards: None) -> None:
+    """A 4,000-call chain holds libcst's native parser for 10-25 s: the worker's SIGALRM
+    cannot fire in native code, so the parent kills it at the budget (plus a grace)."""
+    from leakwatt.mining.sandbox import KILL_GRACE_S
+
+    good = _smelly_folder(tmp_path, 2)
+    (tmp_path / "calls.py").write_text(_call_chain(4000))
+    started = time.perf_counter()
+    report = scan_paths([tmp_path], jobs=1, budget_s=3)
+    took = time.perf_counter() - started
+    assert report.errors == [{"path": str(tmp_path / "calls.py"),
+                              "error": "over the time budget of 3 s; not scanned"}]
+    assert sorted(f.path for f in report.findings) == sorted(map(str, good))
+    assert 3 <= took < 3 + KILL_GRACE_S + 2.5, took
+
+
+def test_the_time_budget_flag_on_a_call_chain_ends_at_once(tmp_path: Path) -> None:
+    _smelly_folder(tmp_path, 1)
+    (tmp_path / "calls.py").write_text(_call_chain(4000))
+    started = time.perf_counter()
+    rc, out, err = _scan(str(tmp_path), "--file-budget", "3")
+    assert time.perf_counter() - started < 3
+    assert rc == 1 and out.count(" IMR ") == 1
+    assert f"{tmp_path / 'calls.py'}: error: a chain of more than 200 calls" in err
+
+
+# Module-level task functions: the sandbox sends them to its workers by reference.
+
+def _sandbox_task(task: tuple[str, int]) -> int:
+    import signal as _signal
+
+    what, value = task
+    if what == "segv":
+        os.kill(os.getpid(), _signal.SIGSEGV)
+    if what == "sleep":
+        time.sleep(value)
+    if what == "raise":
+        raise ValueError("bad task")
+    return value * 2
+
+
+def _sandbox_failed(task: tuple[str, int], reason: str) -> str:
+    return f"{task[0]}: {reason}"
+
+
+@_sandboxed
+def test_sandbox_keeps_order_names_each_failure_and_restarts_its_workers() -> None:
+    from leakwatt.mining.sandbox import Sandbox
+
+    tasks = [("ok", 1), ("segv", 0), ("ok", 2), ("sleep", 30), ("ok", 3), ("raise", 0),
+             ("ok", 4)]
+    with Sandbox(_sandbox_task, _sandbox_failed, workers=2, budget_s=0.5, chunk=2) as box:
+        started = time.perf_counter()
+        results = box.map(tasks)
+        assert time.perf_counter() - started < 10
+        assert results == [2, "segv: crashed: SIGSEGV in the parser", 4,
+                           "sleep: over the time budget of 0.5 s", 6,
+                           "raise: internal error: ValueError: bad task", 8]
+        assert box.restarts == 2
+        assert box.map([("ok", 5)]) == [10]  # the pool goes on after its crashes
+
+
+@_sandboxed
+def test_a_scan_starts_one_worker_per_job_not_one_per_file(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from leakwatt.mining.sandbox import Sandbox
+
+    _smelly_folder(tmp_path, 60)
+    started: list[int] = []
+    real = Sandbox._start
+
+    def counting(self):  # type: ignore[no-untyped-def]
+        worker = real(self)
+        started.append(worker.pid)
+        return worker
+
+    monkeypatch.setattr(Sandbox, "_start", counting)
+    report = scan_paths([tmp_path], jobs=2)
+    assert len(report.findings) == 60
+    assert len(started) == 2
+
+
+def _mine_three(tmp_path: Path, jobs: int) -> tuple[dict, Path]:
+    from fixtures.mining.gitrepo import IMR_LOOP, UTR_LOOP, GitRepo
+
+    from leakwatt.mining.corpus import CorpusEntry
+    from leakwatt.mining.mine import mine_corpus
+    from leakwatt.params import MineParams
+
+    corpus = []
+    for name in ("alpha", "bravo", "charlie"):
+        repo = GitRepo(tmp_path / name)
+        repo.write("train.py", IMR_LOOP).commit("train")
+        repo.write("loop.py", UTR_LOOP)
+        if name == "bravo":
+            repo.write("deep.py", _nested_parens(3000))
+        pin = repo.commit("loop")
+        corpus.append(CorpusEntry(url=str(repo.path), commit=pin, name=name))
+    out = tmp_path / "out"
+    summary = mine_corpus(corpus, out, tmp_path / "cache",
+                          MineParams(jobs=jobs, rules=("IMR", "UTR")), progress=False)
+    return summary, out
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@_sandboxed
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_mine_with_a_segfaulting_file_keeps_every_repository(tmp_path: Path, no_guards: None,
+                                                             jobs: int) -> None:
+    summary, out = _mine_three(tmp_path, jobs)
+    repos = _rows(out / "repos.csv")
+    assert [(r["name"], r["status"]) for r in repos] == [
+        ("alpha", "ok"), ("bravo", "ok"), ("charlie", "ok")]
+    assert summary["failed"] == []
+    assert sorted((i["repo"], i["path"], i["rule"]) for i in _rows(out / "instances.csv")) == [
+        (name, path, rule) for name in ("alpha", "bravo", "charlie")
+        for path, rule in (("loop.py", "UTR"), ("train.py", "IMR"))]
+    errors = _rows(out / "scan_errors.csv")
+    assert [(e["repo"], e["path"], e["error"]) for e in errors] == [
+        ("bravo", "deep.py", "crashed: SIGSEGV in the parser; not scanned")]
+    assert [r["parse_errors"] for r in repos] == ["0", "1", "0"]
+    events = _rows(out / "events.csv")
+    assert {e["repo"] for e in events} == {"alpha", "bravo", "charlie"}
+
+
+def test_mine_guards_the_same_file_without_a_crash(tmp_path: Path) -> None:
+    summary, out = _mine_three(tmp_path, 1)
+    (error,) = _rows(out / "scan_errors.csv")
+    assert error["path"] == "deep.py" and "brackets nested more than 200 deep" in error["error"]
+    assert summary["instances"] == 6
+
+
+def _leakwatt(*argv: str, **kwargs: object) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("leakwatt")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "leakwatt.pipeline.cli"]
+    return subprocess.run([*cmd, *argv], **kwargs)  # type: ignore[call-overload,no-any-return]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_scan_output_to_a_full_device_is_one_line_and_its_own_status(tmp_path: Path) -> None:
+    _smelly_folder(tmp_path, 3)
+    with open("/dev/full", "w") as full:
+        res = _leakwatt("scan", str(tmp_path), stdout=full, stderr=subprocess.PIPE, text=True)
+    assert res.returncode == lint.EXIT_OUTPUT_ERROR
+    lines = [ln for ln in res.stderr.splitlines() if not ln.startswith(str(tmp_path))]
+    assert lines[-1] == "leakwatt: error: cannot write the output: No space left on device"
+    assert "Traceback" not in res.stderr
+
+
+def test_scan_into_a_closed_pipe_is_quiet_and_its_own_status(tmp_path: Path) -> None:
+    _smelly_folder(tmp_path, 3)
+    exe = Path(sys.executable).with_name("leakwatt")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "leakwatt.pipeline.cli"]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        res = subprocess.run([*cmd, "scan", "--format", "json", str(tmp_path)], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert res.returncode == lint.EXIT_BROKEN_PIPE
+    assert res.stderr == ""
+
+
+def _slow_history_repo(path: Path, commits: int) -> str:
+    """A repository of ``commits`` commits each changing a smelly file (fast-import)."""
+    from fixtures.mining.gitrepo import GitRepo
+
+    repo = GitRepo(path)
+    stream = []
+    for i in range(commits):
+        body = (SMELLY + f"v{i} = {i}\n").encode()
+        stream += [b"commit refs/heads/main", b"mark :%d" % (i + 1),
+                   b"committer t <t@example.invalid> %d +0000" % (1_704_096_000 + i),
+                   b"data 4", b"step"]
+        if i:
+            stream.append(b"from :%d" % i)
+        stream += [b"M 100644 inline train.py", b"data %d" % len(body), body]
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=path, env=repo.env(),
+                   input=b"\n".join(stream) + b"\n", check=True)
+    return repo.git("rev-parse", "main")
+
+
+@_sandboxed
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_during_mine_exits_130_and_says_interrupted(tmp_path: Path, jobs: int) -> None:
+    import signal as _signal
+
+    lines = ["url,commit,name"]
+    for name in ("long1", "long2"):
+        pin = _slow_history_repo(tmp_path / name, 1500)
+        lines.append(f"{tmp_path / name},{pin},{name}")
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("\n".join(lines) + "\n")
+    exe = Path(sys.executable).with_name("leakwatt")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "leakwatt.pipeline.cli"]
+    proc = subprocess.Popen([*cmd, "mine", "--corpus", str(corpus), "--out", str(tmp_path / "out"),
+                             "--cache-dir", str(tmp_path / "cache"), "--jobs", str(jobs)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not any((tmp_path / "cache").glob("long*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # into the scan and the history walk
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, _signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.rstrip().splitlines()[-1] == "leakwatt: interrupted"
+    assert "Traceback" not in err
+    assert not (tmp_path / "out" / "repos.csv").exists()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # no worker of the run is left behind
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("processes of the interrupted mine are still running")
