@@ -4,11 +4,13 @@ Exit codes, as ruff's: 0 nothing found; 1 findings, or files that could not be s
 (each listed under ``errors``); 2 usage error (unknown rule id, empty ``--select``, missing
 path).
 
-``--fix`` writes a file only where that cannot damage it: the file's own encoding, BOM and line
-endings are kept; a symlink's target is fixed (the link stays a link); the new text is written
-to a temporary file beside the target and read back, then copied into the file in place, so its
-mode, owner and hard links are kept; a read-only file is refused. A file that cannot be fixed
-is an error row and the others are still fixed. Notebooks are not fixed (one line says so).
+``--fix`` writes a file only where that cannot damage it: the file's own encoding, BOM, line
+endings and final line ending are kept; a symlink's target is fixed (the link stays a link); the
+new text is written to a temporary file beside the target, fsync'ed, read back and renamed over
+it with the target's mode and owner (a hard-linked file is rewritten in place, room claimed
+first); a read-only file is refused. Whatever fails (a full disk, a read-only folder) leaves the
+file byte-identical and is an error row; the others are still fixed. A file given under several
+names is fixed, and reported after the fix, once. Notebooks are not fixed (one line says so).
 """
 
 from __future__ import annotations
@@ -115,9 +117,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"leakwatt: notebooks are not fixed ({len(notebooks)} with findings: "
                   f"{', '.join(notebooks)})", file=err)
         if args.fix and fixed_paths:
+            # Each fixed file is rescanned once, under the first of its names; what was found
+            # under its other names (a symlink, ./a.py) is not reported again.
+            aliases = set().union(*fixed_paths.values())
             rescanned = scan_paths(sorted(fixed_paths), select=codes, jobs=1,
                                    budget_s=args.file_budget or None)
-            rest = [f for f in report.findings if f.path not in fixed_paths]
+            rest = [f for f in report.findings if f.path not in aliases]
             report.findings = rest + [f for f in rescanned.findings
                                       if f.confidence >= args.min_confidence]
             print(f"leakwatt: fixed {len(fixed_paths)} file(s)", file=err)
@@ -155,12 +160,21 @@ class FixError(LeakwattError):
 
 
 def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: bool,
-                 out: TextIO | None) -> set[str]:
+                 out: TextIO | None) -> dict[str, set[str]]:
     """Fix (``write``) or diff (``out``) the files with findings; a file that cannot be fixed
-    becomes an error row of ``report`` and the rest are still fixed. The paths changed."""
+    becomes an error row of ``report`` and the rest are still fixed.
+
+    A file given under several names (a symlink, ``./a.py`` and ``a.py``, a hard link) is
+    fixed and diffed once, under the first of its names. Returns, per file changed, that name
+    -> all the names it was given under.
+    """
     paths = sorted({f.path for f in report.findings if f.cell is None})
-    changed: set[str] = set()
+    names: dict[tuple[int, int] | str, list[str]] = {}
     for path in paths:
+        names.setdefault(_identity(path), []).append(path)
+    changed: dict[str, set[str]] = {}
+    for aliases in names.values():
+        path = aliases[0]
         try:
             data = read_regular(path, DEFAULT_MAX_BYTES)
             encoding = source_encoding(data)
@@ -185,16 +199,31 @@ def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: b
             except FixError as exc:
                 report.errors.append({"path": path, "error": f"not fixed: {exc}"})
                 continue
-        changed.add(path)
+        changed[path] = set(aliases)
     return changed
 
 
+def _identity(path: str) -> tuple[int, int] | str:
+    """What makes two names one file: device and inode (its real path when it cannot be
+    stat'ed)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
 def write_fixed(path: str | os.PathLike[str], text: str, encoding: str, old: bytes) -> None:
-    """Write the fixed ``text`` over ``path`` without damaging the file (see the module doc).
+    """Write the fixed ``text`` over ``path`` so that no failure can damage the file.
 
     ``encoding`` is the one the file was read with (``utf-8-sig`` keeps a BOM) and ``old`` its
-    bytes then: a file changed since is not overwritten. Not :func:`atomic_write_text`: a
-    rename would replace a symlink with a file, split hard links and lose the mode.
+    bytes then: a file changed since is not overwritten. The new bytes go to a temporary file
+    in the file's own folder, are fsync'ed and read back, and the temporary file is renamed
+    over the target (a symlink's target: the link stays a link), with the target's mode and
+    owner. A file with several hard links cannot be renamed over without splitting them; it is
+    rewritten in place, see :func:`_rewrite_in_place`. Every failure (no space, a read-only
+    file or folder, a file changed meanwhile) is a :class:`FixError` and leaves the file as it
+    was, byte for byte.
     """
     real = os.path.realpath(path)
     try:
@@ -216,28 +245,104 @@ def write_fixed(path: str | os.PathLike[str], text: str, encoding: str, old: byt
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".leakwatt-fix-", suffix=".tmp")
     except OSError as exc:
         raise FixError(f"cannot write beside it in {folder}: {exc.strerror or exc}") from None
+    renamed = False
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with open(tmp, "rb") as fh:
-            if fh.read() != payload:
-                raise FixError("the temporary copy did not read back intact; not written")
         try:
-            with open(real, "r+b") as fh:
-                if fh.read() != old:
-                    raise FixError("changed while it was being fixed; not written")
-                fh.seek(0)
-                fh.write(payload)
-                fh.truncate()
-                fh.flush()
-                os.fsync(fh.fileno())
+            _write_all(fd, payload)
+            os.fsync(fd)
+            if _read_all(tmp) != payload:
+                raise FixError("the temporary copy did not read back intact; not written")
+            if st.st_nlink > 1:
+                os.close(fd)
+                fd = -1
+                os.unlink(tmp)  # frees the room the in-place rewrite needs
+                tmp = ""
+                _rewrite_in_place(real, payload, old)
+                return
+            with contextlib.suppress(OSError):  # keep mode and owner (chown: root only)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                os.fchown(fd, st.st_uid, st.st_gid)
+            os.close(fd)
+            fd = -1
+            if _read_all(real) != old:
+                raise FixError("changed while it was being fixed; not written")
+            os.replace(tmp, real)
+            renamed = True
+            _fsync_dir(folder)
         except OSError as exc:
             raise FixError(f"cannot write: {exc.strerror or exc}") from None
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if tmp and not renamed:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_all(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename durable (best effort: not every platform can open a folder)."""
+    with contextlib.suppress(OSError):
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _rewrite_in_place(real: str, payload: bytes, old: bytes) -> None:
+    """Rewrite a hard-linked file in place without ever leaving it damaged.
+
+    The room is claimed first: the part of ``payload`` beyond the old length is written past
+    the old end (on ENOSPC the file is truncated back to its old length, i.e. unchanged); only
+    then is the head overwritten, which reuses blocks the file already holds. Should that still
+    fail, the old bytes are put back before the error is raised.
+    """
+    fd = os.open(real, os.O_RDWR)
+    try:
+        if _read_fd(fd) != old:
+            raise FixError("changed while it was being fixed; not written")
+        if len(payload) > len(old):
+            try:
+                os.lseek(fd, len(old), os.SEEK_SET)
+                _write_all(fd, payload[len(old):])
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, len(old))
+                raise
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            _write_all(fd, payload[:len(old)] if len(payload) > len(old) else payload)
+            os.ftruncate(fd, len(payload))
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.lseek(fd, 0, os.SEEK_SET)
+                _write_all(fd, old)
+                os.ftruncate(fd, len(old))
+                os.fsync(fd)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int) -> bytes:
+    chunks = []
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def sarif_name(cls: type[Rule]) -> str:

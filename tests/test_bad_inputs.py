@@ -643,3 +643,134 @@ def test_dvc_plots_output_is_ignored_and_the_offline_view_is_named(repo_root: Pa
     html = [p for p in (repo_root / "analysis").glob("*.py")
             if "base64" in p.read_text(encoding="utf-8")]
     assert html, "the report no longer embeds its figures: it would not be an offline view"
+
+
+# ============================================================================================
+# Issue 19, items 3-8: atomic --fix, reports that embed only their own figures, validated
+# caches, parameters checked before work, output faults, inputs normalised or flagged.
+# ============================================================================================
+
+# -- item 3: --fix is atomic ----------------------------------------------------------------
+
+PAGE = 4096
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 64 KiB tmpfs, so that a full disk is a full disk (not a patched os.write)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill needs root (CI and the project's runs are root)")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(mnt: Path, free: int) -> None:
+    """Leave exactly ``free`` bytes available on ``mnt``."""
+    vfs = os.statvfs(mnt)
+    room = vfs.f_bavail * vfs.f_frsize
+    with open(mnt / "filler", "wb") as fh:
+        fh.write(b"\0" * (room - free))
+        fh.flush()
+        os.fsync(fh.fileno())
+    vfs = os.statvfs(mnt)
+    assert vfs.f_bavail * vfs.f_frsize == free
+
+
+def _page_edge_smelly() -> str:
+    """A smelly file two bytes short of two pages: the fix makes it grow onto a third."""
+    pad = "# " + "x" * 76 + "\n"
+    body = SMELLY
+    while len(body) + len(pad) <= 2 * PAGE - 2:
+        body = pad + body
+    return body + "#" * (2 * PAGE - 2 - len(body) - 1) + "\n"
+
+
+@pytest.mark.parametrize("hard_link", [False, True], ids=["file", "hard-linked"])
+@pytest.mark.parametrize("free", [0, 2 * PAGE, 3 * PAGE, 8 * PAGE])
+def test_fix_on_a_full_disk_leaves_the_file_byte_identical(tiny_disk: Path, free: int,
+                                                          hard_link: bool) -> None:
+    target = tiny_disk / "model.py"
+    text = _page_edge_smelly()
+    target.write_text(text)
+    if hard_link:
+        os.link(target, tiny_disk / "other_name.py")
+    before = target.read_bytes()
+    _fill(tiny_disk, free)
+    rc, _, err = _scan(str(target), "--fix", "--select", "IMR")
+    after = target.read_bytes()
+    assert "Traceback" not in err
+    leftovers = [p.name for p in tiny_disk.iterdir() if p.name.startswith(".leakwatt-fix-")]
+    assert leftovers == []
+    if after == before:
+        assert rc == 1 and f"{target}: error: not fixed: cannot write" in err, err
+        assert "No space left on device" in err
+    else:  # room enough: fixed whole, never cut
+        assert free >= 3 * PAGE, (free, err)
+        assert FIXED_LINE in after.decode() and len(after) > len(before)
+        assert after.decode().replace(FIXED_LINE + "\n", "", 1) == text
+    if hard_link:
+        assert os.path.samefile(target, tiny_disk / "other_name.py")
+    if free == 0:
+        assert after == before
+
+
+def test_fix_on_a_read_only_mount_is_a_row_and_the_file_is_untouched(tiny_disk: Path) -> None:
+    target = tiny_disk / "model.py"
+    target.write_text(SMELLY)
+    proc = subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {proc.stderr.strip()}")
+    rc, _, err = _scan(str(target), "--fix")
+    assert rc == 1 and "Traceback" not in err
+    assert f"{target}: error: not fixed: read-only file" in err
+    assert target.read_text() == SMELLY
+
+
+def test_fix_keeps_the_final_cr_of_a_cr_only_file(tmp_path: Path) -> None:
+    f = tmp_path / "cr.py"
+    f.write_bytes(SMELLY.replace("\n", "\r").encode())
+    rc, _, err = _scan(str(f), "--fix")
+    assert rc == 0, err
+    data = f.read_bytes()
+    assert data.endswith(b"m.fit(x, y)\r") and b"\n" not in data
+    assert FIXED_LINE.encode() + b"\r" in data
+
+
+def test_imr_fix_never_releases_a_model_built_in_a_while_header(tmp_path: Path) -> None:
+    f = tmp_path / "walrus.py"
+    src = ("import tensorflow as tf\n"
+           "def build():\n"
+           "    return tf.keras.Sequential()\n"
+           "while (m := tf.keras.Sequential()) is not None:\n"
+           "    m.fit(x, y)\n")
+    f.write_text(src)
+    rc, out, _ = _scan(str(f), "--select", "IMR")
+    assert rc == 1 and "walrus.py:4:" in out  # still reported
+    rc, out, _ = _scan(str(f), "--diff", "--select", "IMR")
+    assert "clear_session" not in out  # but no fix that would release m before m.fit
+    _scan(str(f), "--fix", "--select", "IMR")
+    assert f.read_text() == src
+
+
+def test_a_file_given_under_several_names_is_fixed_and_reported_once(tmp_path: Path,
+                                                                     monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a.py").write_text(SMELLY)
+    os.symlink("a.py", tmp_path / "alias.py")
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _scan("a.py", "./a.py", "alias.py", str(tmp_path / "a.py"), "--fix",
+                         "--format", "json", "--select", "IMR")
+    assert "Traceback" not in err and "changed while" not in err, err
+    assert err.count("fixed 1 file(s)") == 1
+    text = (tmp_path / "a.py").read_text()
+    assert text.count("clear_session") == 1
+    assert json.loads(out)["findings"] == [] and json.loads(out)["errors"] == []
+    assert rc == 0
