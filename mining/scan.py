@@ -17,7 +17,7 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -240,14 +240,40 @@ def _with_path(result: FileResult, path: str) -> FileResult:
 
 
 def _load_disk(cache_dir: Path, key: str) -> FileResult | None:
+    """The disk cache's result for ``key``, or None (a miss) when the entry is absent, not
+    sealed for ``key`` (:func:`scan_cache.unseal`) or not the shape of a result."""
     raw = scan_cache.load(cache_dir, key)
     if raw is None:
         return None
     try:
-        raw["findings"] = [Finding(**f) for f in raw["findings"]]
-        return FileResult(**raw)
+        findings = raw["findings"]
+        if not isinstance(findings, list) or not all(_typed(Finding, f) for f in findings):
+            return None
+        if not _typed(FileResult, {**raw, "findings": None}):
+            return None
+        return FileResult(**{**raw, "findings": [Finding(**f) for f in findings]})
     except (TypeError, KeyError):
         return None
+
+
+#: The JSON types a cached result's fields may hold, by their annotation.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "str | None": (str, type(None)),
+    "int | None": (int, type(None)), "list[Finding]": (type(None),)}
+
+
+def _typed(cls: type, raw: object) -> bool:
+    """Whether ``raw`` is a dict with exactly ``cls``'s dataclass fields, each of its type."""
+    if not isinstance(raw, dict):
+        return False
+    spec = {f.name: str(f.type) for f in fields(cls)}
+    if set(raw) != set(spec):
+        return False
+    for name, value in raw.items():
+        allowed = _FIELD_TYPES.get(spec[name])
+        if allowed is None or isinstance(value, bool) or not isinstance(value, allowed):
+            return False
+    return True
 
 def _decode(data: bytes, notebook: bool = False) -> str:
     """A notebook is JSON (UTF-8); Python source is read as PEP 263 says (a coding cookie

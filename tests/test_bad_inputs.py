@@ -774,3 +774,90 @@ def test_a_file_given_under_several_names_is_fixed_and_reported_once(tmp_path: P
     assert text.count("clear_session") == 1
     assert json.loads(out)["findings"] == [] and json.loads(out)["errors"] == []
     assert rc == 0
+
+
+# -- item 5: caches are validated -----------------------------------------------------------
+
+def _only_entry(cache: Path) -> Path:
+    files = [p for p in cache.rglob("*.json")]
+    assert len(files) == 1, files
+    return files[0]
+
+
+def _reseal(file: Path, change) -> None:  # type: ignore[no-untyped-def]
+    """Change an entry's content and seal it again with a matching checksum (as a cache
+    written by a buggy or older leakwatt would be)."""
+    from leakwatt.mining import scan_cache
+
+    raw = json.loads(file.read_text())
+    file.write_text(json.dumps(scan_cache.seal(raw["key"], change(raw["entry"]))))
+
+
+@pytest.mark.parametrize("tamper", ["wrong-typed line", "no findings, old checksum",
+                                    "a list", "other schema", "another key"])
+def test_an_invalid_scan_cache_entry_is_a_miss_and_rescanned(tmp_path: Path, tamper: str) -> None:
+    from leakwatt.mining import scan as scan_module
+
+    src = tmp_path / "m.py"
+    src.write_text(SMELLY)
+    cache = tmp_path / "cache"
+    scan_module.clear_cache()
+    rc, first, _ = _scan(str(src), "--cache-dir", str(cache), "--format", "json")
+    assert rc == 1
+    entry = _only_entry(cache)
+    raw = json.loads(entry.read_text())
+    if tamper == "wrong-typed line":
+        def change(e):  # type: ignore[no-untyped-def]
+            e["findings"][0]["line"] = "3"
+            return e
+        _reseal(entry, change)
+    elif tamper == "no findings, old checksum":
+        raw["entry"]["findings"] = []
+        entry.write_text(json.dumps(raw))
+    elif tamper == "a list":
+        entry.write_text(json.dumps([raw]))
+    elif tamper == "other schema":
+        raw["schema"] = 1
+        entry.write_text(json.dumps(raw))
+    else:
+        raw["key"] = "0" * 64
+        entry.write_text(json.dumps(raw))
+    scan_module.clear_cache()  # a new process: only the disk cache is left
+    rc, again, err = _scan(str(src), "--cache-dir", str(cache), "--format", "json")
+    assert "Traceback" not in err
+    assert rc == 1 and json.loads(again) == json.loads(first)
+    from leakwatt.mining import scan_cache
+
+    rewritten = scan_cache.load(cache, _only_entry(cache).stem)  # the rescan sealed it anew
+    assert rewritten is not None and len(rewritten["findings"]) == 1
+
+
+@pytest.mark.parametrize("tamper", ["instances not a list", "instance row not a dict",
+                                    "rewritten without its checksum"])
+def test_an_invalid_mine_results_cache_entry_is_mined_again(tmp_path: Path, tamper: str) -> None:
+    from fixtures.mining.gitrepo import IMR_LOOP, GitRepo
+
+    from leakwatt.mining.corpus import CorpusEntry
+    from leakwatt.mining.mine import mine_corpus
+    from leakwatt.params import MineParams
+
+    repo = GitRepo(tmp_path / "r")
+    repo.write("train.py", IMR_LOOP).commit("loop")
+    corpus = [CorpusEntry(url=str(repo.path), commit=repo.git("rev-parse", "HEAD"), name="r")]
+    kw = {"cache_dir": tmp_path / "clones", "params": MineParams(jobs=1, history=False),
+          "results_cache_dir": tmp_path / "results", "progress": False}
+    first = mine_corpus(corpus, tmp_path / "out1", **kw)
+    assert first["mined"] == 1 and first["instances"] >= 1
+    entry = _only_entry(tmp_path / "results")
+    if tamper == "instances not a list":
+        _reseal(entry, lambda e: {**e, "instances": "none"})
+    elif tamper == "instance row not a dict":
+        _reseal(entry, lambda e: {**e, "instances": [["IMR", 3]]})
+    else:
+        raw = json.loads(entry.read_text())
+        raw["entry"]["instances"] = []
+        entry.write_text(json.dumps(raw))
+    second = mine_corpus(corpus, tmp_path / "out2", **kw)
+    assert (second["mined"], second["cached"]) == (1, 0)
+    assert (tmp_path / "out2" / "instances.csv").read_text() == \
+        (tmp_path / "out1" / "instances.csv").read_text()
