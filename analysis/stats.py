@@ -54,7 +54,7 @@ from scipy import stats as sps
 
 from leakwatt.analysis.paired import compare_pair, holm
 from leakwatt.analysis.runs import OPTIONAL_METRICS, foreign_load, load_runs, validate_runs
-from leakwatt.common import atomic_write_csv
+from leakwatt.common import LeakwattError, atomic_write_csv
 from leakwatt.contracts import CONTROLS, FAILURES, STATS, SUMMARY, VARIANTS
 
 if TYPE_CHECKING:
@@ -218,6 +218,13 @@ def paired_stats(runs: pd.DataFrame,
         n_foreign = int(foreign.loc[group.index].sum()) if foreign is not None else 0
         for metric in metrics:
             if skip_reason[(device, metric)]:
+                if metric == primary_metric:  # listed as "no data", never left out silently
+                    cells.append(({"pair_id": str(pair_id), "smell": smell,
+                                   "device": str(device), "framework": str(framework),
+                                   "metric": metric, "n_failed": n_failed, "why_empty": "",
+                                   "n_foreign_load": n_foreign,
+                                   "no_data": skip_reason[(device, metric)]},
+                                  np.array([]), np.array([])))
                 continue
             s = smelly.loc[reps, metric].to_numpy(float) if reps else np.array([])
             c = clean.loc[reps, metric].to_numpy(float) if reps else np.array([])
@@ -240,7 +247,10 @@ def paired_stats(runs: pd.DataFrame,
                     why_empty=key["why_empty"], framework=key["framework"], min_ci_n=min_ci_n,
                     power_alpha=power_alpha)
             rows = compare(alpha)
-            if key["metric"] == primary_metric and primary_alpha != alpha:
+            if key.get("no_data"):
+                for row in rows:
+                    row.update(status="no data", note=f"no data: {key['no_data']}")
+            elif key["metric"] == primary_metric and primary_alpha != alpha:
                 rows = [adj if adj["test"] == primary_test else row
                         for row, adj in zip(rows, compare(primary_alpha), strict=True)]
             for row in rows:
@@ -345,11 +355,11 @@ def summarize(stats: pd.DataFrame, alpha: float = 0.05, runs: pd.DataFrame | Non
     for (smell, device, framework, metric), group in stats.groupby(
             ["smell", "device", "framework", "metric"], sort=True):
         per_pair = group.drop_duplicates("pair_id")
-        usable = per_pair[~per_pair["status"].isin(["insufficient data", "all failed"])]
+        usable = per_pair[~per_pair["status"].isin(["insufficient data", "all failed", "no data"])]
         pct = usable["pct_change"].dropna()
         tested = group[group["status"] == "tested"]
         sig = tested[tested["p_adj"] < alpha]
-        left_out = per_pair[per_pair["status"].isin(["insufficient data", "all failed"])]
+        left_out = per_pair[per_pair["status"].isin(["insufficient data", "all failed", "no data"])]
         note = ""
         if len(left_out):
             note = "not tested: " + ", ".join(
@@ -409,10 +419,15 @@ def analyze(runs_paths: Sequence[Path], out_dir: Path, params: AnalyzeParams,
             ) -> StatsResult:
     """The ``analyze`` stage: write stats.csv, summary.csv, failures.csv and controls.csv."""
     runs = load_runs(runs_paths, idle_paths)
+    metrics = analysis_metrics(runs)
+    if params.primary.metric not in metrics or params.primary.metric not in runs.columns:
+        raise LeakwattError(
+            f"analyze.primary.metric: {params.primary.metric!r} is not a metric of the runs "
+            f"table (valid: {', '.join(m for m in metrics if m in runs.columns)})")
     foreign = foreign_load(runs, core_counts(runs_paths) if cores is None else cores,
                            params.max_load)
     result = paired_stats(
-        runs, metrics=analysis_metrics(runs), alpha=params.alpha,
+        runs, metrics=metrics, alpha=params.alpha,
         min_complete_reps=params.min_complete_reps, detectable_pct=params.detectable_pct,
         min_ci_n=params.min_ci_n, primary_metric=params.primary.metric,
         primary_test=params.primary.test, foreign=foreign)

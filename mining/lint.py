@@ -20,6 +20,7 @@ import contextlib
 import difflib
 import inspect
 import json
+import math
 import os
 import re
 import stat
@@ -29,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from leakwatt.common import LeakwattError
+from leakwatt.common import LeakwattError, cap_jobs
 from leakwatt.mining.reading import ReadError, read_regular, source_encoding
 from leakwatt.mining.rules import RULES, Rule, fix_source, parse_rule_list, select_rules
 from leakwatt.mining.rules.catalogue import anchor
@@ -94,12 +95,14 @@ def run(args: argparse.Namespace) -> int:
         codes = select_rules(select, ignore)
         if not codes:
             raise LeakwattError("no rule left to run after --ignore")
-        if args.file_budget < 0:
-            raise LeakwattError("--file-budget must be >= 0")
+        if not math.isfinite(args.file_budget) or args.file_budget < 0:
+            raise LeakwattError(f"--file-budget must be a finite number >= 0 (0: no limit), "
+                                f"got {args.file_budget}")
         if args.jobs < 0:
             raise LeakwattError("--jobs must be >= 0")
-        if not 0.0 <= args.min_confidence <= 1.0:
+        if not 0.0 <= args.min_confidence <= 1.0:  # NaN fails too
             raise LeakwattError("--min-confidence must be between 0 and 1")
+        args.jobs = cap_jobs(args.jobs, "--jobs", err)
         for p in args.paths:
             if not os.path.lexists(p):
                 raise LeakwattError(f"no such file or directory: {p}")
