@@ -16,6 +16,7 @@ names is fixed, and reported after the fix, once. Notebooks are not fixed (one l
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import difflib
 import inspect
@@ -26,12 +27,14 @@ import re
 import stat
 import sys
 import tempfile
+import urllib.parse
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 from leakwatt.common import LeakwattError, cap_jobs
-from leakwatt.mining.reading import ReadError, read_regular, source_encoding
+from leakwatt.mining.reading import ReadError, read_regular, source_encoding, wide_bom
 from leakwatt.mining.rules import RULES, Rule, fix_source, parse_rule_list, select_rules
 from leakwatt.mining.rules.catalogue import anchor
 from leakwatt.mining.scan import (
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         notebooks = sorted({f.path for f in report.findings if f.cell is not None})
         if notebooks:
             print(f"leakwatt: notebooks are not fixed ({len(notebooks)} with findings: "
-                  f"{', '.join(notebooks)})", file=err)
+                  f"{', '.join(map(shown, notebooks))})", file=err)
         if args.fix and fixed_paths:
             # Each fixed file is rescanned once, under the first of its names; what was found
             # under its other names (a symlink, ./a.py) is not reported again.
@@ -134,28 +137,45 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report.to_dict(), out, indent=2)
         out.write("\n")
     elif args.format == "sarif":
-        json.dump(to_sarif(report, codes), out, indent=2)
+        json.dump(to_sarif(report, codes, sarif_root(args.paths)), out, indent=2)
         out.write("\n")
     elif not args.diff:
         _print_text(report, out, err)
     elif report.errors:
         for e in report.errors:
-            print(f"{e['path']}: error: {e['error']}", file=err)
+            print(f"{shown(e['path'])}: error: {shown(e['error'])}", file=err)
     return 1 if report.findings or report.errors else 0
 
 
 def _print_text(report: ScanReport, out: TextIO, err: TextIO) -> None:
     for f in sorted(report.findings, key=lambda f: (f.path, f.cell or 0, f.line, f.col)):
-        where = f"{f.path}:{f.line}:{f.col}" if f.cell is None else \
-            f"{f.path}:cell {f.cell}:{f.line}:{f.col}"
+        where = f"{shown(f.path)}:{f.line}:{f.col}" if f.cell is None else \
+            f"{shown(f.path)}:cell {f.cell}:{f.line}:{f.col}"
         print(f"{where}: {f.rule} {f.message} [{f.variant}, confidence {f.confidence:.2f}]",
               file=out)
     for e in report.errors:
-        print(f"{e['path']}: error: {e['error']}", file=err)
+        print(f"{shown(e['path'])}: error: {shown(e['error'])}", file=err)
     for s in report.skipped:
-        print(f"{s['path']}: skipped: {s['reason']}", file=err)
+        print(f"{shown(s['path'])}: skipped: {shown(s['reason'])}", file=err)
     print(f"leakwatt: {len(report.findings)} finding(s) in {report.files_scanned} file(s), "
           f"{len(report.errors)} error(s), {len(report.skipped)} skipped", file=err)
+
+
+def shown(text: str) -> str:
+    """``text`` (a file name, an error) safe for a terminal line: control characters (a
+    newline that would forge a finding line, an ANSI escape) and other unprintable ones are
+    written as Python escapes (``\\n``, ``\\x1b``); every printable character, accented
+    ones included, is kept."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii")
+                       if ord(ch) > 0xFF or ch in "\n\r\t" else f"\\x{ord(ch):02x}")
+    return "".join(out)
 
 
 class FixError(LeakwattError):
@@ -195,7 +215,7 @@ def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: b
         if out is not None:
             out.writelines(difflib.unified_diff(
                 source.splitlines(keepends=True), new.splitlines(keepends=True),
-                fromfile=f"a/{path}", tofile=f"b/{path}"))
+                fromfile=f"a/{shown(path)}", tofile=f"b/{shown(path)}"))
         if write:
             try:
                 write_fixed(path, new, encoding, data)
@@ -239,7 +259,7 @@ def write_fixed(path: str | os.PathLike[str], text: str, encoding: str, old: byt
             real, os.W_OK):
         raise FixError("read-only file (make it writable to fix it)")
     try:
-        payload = text.encode(encoding)
+        payload = _encode_like(text, encoding, old)
     except UnicodeEncodeError as exc:
         raise FixError(f"the fix cannot be written in the file's encoding {encoding}: "
                        f"{exc.reason}") from None
@@ -281,6 +301,18 @@ def write_fixed(path: str | os.PathLike[str], text: str, encoding: str, old: byt
         if tmp and not renamed:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def _encode_like(text: str, encoding: str, old: bytes) -> bytes:
+    """``text`` in ``encoding``; a UTF-16/32 file keeps its own BOM and byte order (the
+    ``utf-16`` codec would write the machine's)."""
+    if wide_bom(old) is None:
+        return text.encode(encoding)
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+                       (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if old.startswith(bom):
+            return bom + text.encode(codec)
+    return text.encode(encoding)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -392,8 +424,34 @@ def _sarif_rule(code: str, cls: type[Rule], base: str | None) -> dict[str, Any]:
     return rule
 
 
-def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, Any]:
-    """A SARIF 2.1.0 log of the report (one run, one result per finding)."""
+def sarif_root(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """The folder SARIF locations are relative to: the deepest folder holding every scanned
+    path (a folder given, or the folder of a file given)."""
+    folders = [os.path.abspath(p) if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))
+               for p in paths]
+    return os.path.commonpath(folders) if folders else os.getcwd()
+
+
+def _artifact(path: str, root: str) -> dict[str, Any]:
+    """A SARIF artifactLocation: the path relative to ``root`` (``%SRCROOT%``), its segments
+    percent-encoded (RFC 3986), never climbing out of the root; a file outside the root (it
+    cannot be, for a root from :func:`sarif_root`) is given as an absolute ``file:`` URI."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, root)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        return {"uri": Path(full).as_uri()}
+    return {"uri": urllib.parse.quote(Path(rel).as_posix(), safe="/"), "uriBaseId": "%SRCROOT%"}
+
+
+def to_sarif(report: ScanReport, codes: list[str] | None = None,
+             root: str | None = None) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of the report (one run, one result per finding). Locations are
+    relative to ``root`` (default: the deepest folder holding every file in the report),
+    declared as ``originalUriBaseIds["%SRCROOT%"]``."""
+    if root is None:
+        root = sarif_root([f.path for f in report.findings]
+                          + [e["path"] for e in report.errors] or ["."])
+    root = os.path.abspath(root)
     base = project_url()
     rules = [_sarif_rule(code, cls, base)
              for code, cls in RULES.items() if codes is None or code in codes]
@@ -404,7 +462,7 @@ def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, An
             "level": "warning",
             "message": {"text": f"{f.message} [{f.variant}]"},
             "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": Path(f.path).as_posix()},
+                "artifactLocation": _artifact(f.path, root),
                 "region": {"startLine": f.line, "startColumn": f.col,
                            "snippet": {"text": f.snippet}}}}],
             "properties": {"variant": f.variant, "confidence": f.confidence,
@@ -412,7 +470,7 @@ def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, An
         })
     notifications = [{"level": "error", "message": {"text": e["error"]},
                       "locations": [{"physicalLocation": {
-                          "artifactLocation": {"uri": Path(e["path"]).as_posix()}}}]}
+                          "artifactLocation": _artifact(e["path"], root)}}]}
                      for e in report.errors]
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -421,6 +479,7 @@ def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, An
             "tool": {"driver": {"name": "leakwatt", "version": DETECTOR_VERSION,
                                 "informationUri": "https://arxiv.org/abs/2606.19799",
                                 "rules": rules}},
+            "originalUriBaseIds": {"%SRCROOT%": {"uri": Path(root).as_uri().rstrip("/") + "/"}},
             "results": results,
             "invocations": [{"executionSuccessful": True,
                              "toolExecutionNotifications": notifications}],
