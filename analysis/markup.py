@@ -1,7 +1,10 @@
 """Markdown and HTML building blocks of the report: number formats, pipe tables, the HTML page.
 
 The HTML is the report's Markdown rendered with markdown-it-py (CommonMark + tables), with every
-local figure embedded as a base64 PNG data URI so the file opens anywhere on its own.
+figure the report drew embedded as a base64 PNG data URI so the file opens anywhere on its own.
+Text from data files is escaped (:func:`inert`, and every table cell) and only the report's own
+figures may be linked or embedded (:func:`to_html`): a runs.csv cell cannot pull a local file
+or a URL into a shared report.
 """
 
 from __future__ import annotations
@@ -64,9 +67,34 @@ def fmt_ci(low: Any, high: Any) -> str:
     return f"[{float(low):+.2f}, {float(high):+.2f}]"
 
 
+#: Characters of Markdown that can start a link, an image, an autolink, a code span or an
+#: escape. Text that came from data files (a runs.csv ``error`` cell can hold whatever a crashed
+#: program printed) is shown with these escaped, so it cannot make the report link to, or
+#: embed, a local file or a URL. (Emphasis characters are left alone: they reference nothing,
+#: and ``pair_id`` stays readable in report.md.)
+_ACTIVE = re.compile(r"[\\`<>\[\]!]")
+#: What the report itself writes into cells with brackets or ``<``: CIs ``[+1.00, +2.00]`` and
+#: p-value bounds ``< 0.0001`` (kept as written: they cannot form a link).
+_OWN_TOKEN = re.compile(r"\[[+-]?[\d.]+(?:e[+-]?\d+)?, [+-]?[\d.]+(?:e[+-]?\d+)?\]|< \d[\d.]*")
+
+
+def inert(value: Any) -> str:
+    """``value`` as Markdown text that renders as itself: every character that could start a
+    link, image, autolink or code span is backslash-escaped and line breaks become spaces (a
+    line of its own could be a link reference definition)."""
+    text = "" if value is None else str(value)
+    text = " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
+    return _ACTIVE.sub(lambda m: "\\" + m.group(0), text)
+
+
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    parts, last = [], 0
+    for m in _OWN_TOKEN.finditer(text):
+        parts += [inert(text[last:m.start()]), m.group(0)]
+        last = m.end()
+    parts.append(inert(text[last:]))
+    return "".join(parts).replace("|", "\\|")
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -109,19 +137,32 @@ def _nowrap(match: re.Match[str]) -> str:
     return f'<span class="n">{match.group(0)}</span>'
 
 
-def to_html(markdown_text: str, out_dir: Path, title: str) -> str:
-    """Render Markdown to a standalone HTML page with every local figure inlined."""
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
+def to_html(markdown_text: str, out_dir: Path, title: str,
+            figures: Sequence[str] = ()) -> str:
+    """Render Markdown to a standalone HTML page with the report's own figures inlined.
+
+    ``figures``: the file names under ``out_dir/figures`` that the report drew. Only those are
+    embedded (as ``figures/<name>``, read from that folder, never through a symlink); any other
+    link or image target (a path, a ``file:`` URL, a figure not drawn by this report) is not
+    rendered as a link or image at all, whatever the Markdown says.
+    """
+    fig_dir = (out_dir / "figures").resolve()
+    allowed = {f"figures/{name}" for name in figures}
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    md.validateLink = lambda url: url in allowed or url.startswith("#")  # type: ignore[method-assign]
+    body = md.render(markdown_text)
 
     def inline(match: re.Match[str]) -> str:
         src = html.unescape(match.group(1))
+        if src not in allowed:
+            return 'src=""'
         path = out_dir / src
-        if src.startswith(("data:", "http:", "https:")) or not path.is_file():
-            return match.group(0)
+        if path.is_symlink() or path.resolve().parent != fig_dir or not path.is_file():
+            return 'src=""'
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         return f'src="data:image/png;base64,{data}"'
 
-    body = re.sub(r'src="([^"]+)"', inline, body)
+    body = re.sub(r'src="([^"]*)"', inline, body)
     body = re.sub(r"<(td|li)>(.*?)</\1>",
                   lambda m: f"<{m[1]}>{NUMBER_TOKEN.sub(_nowrap, m[2])}</{m[1]}>", body)
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -130,5 +171,5 @@ def to_html(markdown_text: str, out_dir: Path, title: str) -> str:
 
 
 
-__all__ = ["fmt", "fmt_ci", "fmt_p", "fmt_pct", "fmt_share", "isnum", "json_safe", "md_table",
-           "to_html"]
+__all__ = ["fmt", "fmt_ci", "fmt_p", "fmt_pct", "fmt_share", "inert", "isnum", "json_safe",
+           "md_table", "to_html"]

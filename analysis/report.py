@@ -212,7 +212,8 @@ def render_report(stats_dir: Path, runs_paths: Sequence[Path], out_dir: Path,
                           envs, figs, commands, metrics, alpha, controls=controls,
                           estimands=read_estimands(pairs_dir), dose=dose)
     atomic_write_text(out_dir / "report.md", text)
-    atomic_write_text(out_dir / "report.html", to_html(text, out_dir, params.title))
+    drawn = [p.name for p in figs.values() if p is not None]
+    atomic_write_text(out_dir / "report.html", to_html(text, out_dir, params.title, drawn))
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
 

@@ -26,6 +26,13 @@ OPTIONAL_METRICS = ("rss_growth_mb_per_s", "rapl_energy_kwh", "window_cpu_s", "t
 #: optional numeric columns that may be negative (a shrinking RSS has negative growth).
 SIGNED_COLUMNS = ("rss_growth_mb_per_s",)
 KEY = ("pair_id", "device", "framework", "variant", "rep")
+#: The largest values one run of one program can plausibly record, far above any real run; a
+#: larger one is a corrupt or hand-edited row (1e308 kWh makes every change +inf %, a rep of
+#: 1e20 wraps to a negative int64), refused with its line rather than analysed.
+MAX_REP = 1_000_000
+VALUE_LIMITS = {"duration_s": 1e8, "peak_rss_mb": 1e9, "rss_growth_mb_per_s": 1e7}
+#: energies (kWh), emissions (kg) and any other numeric column
+DEFAULT_VALUE_LIMIT = 1e6
 #: the framework of runs measured before the framework became a factor (issue 9): Keras 3.
 DEFAULT_FRAMEWORK = "keras3"
 #: idle power counts as measured only from these sources (CPU: Intel RAPL; GPU: NVML).
@@ -87,6 +94,11 @@ def validate_runs(df: pd.DataFrame, source: str = "runs.csv") -> pd.DataFrame:
         i = bad_rep.idxmax()
         raise LeakwattError(
             f"{source}: line {lines[i]}: rep {df.at[i, 'rep']!r} is not a non-negative integer")
+    big_rep = rep > MAX_REP
+    if big_rep.any():
+        i = big_rep.idxmax()
+        raise LeakwattError(f"{source}: line {lines[i]}: rep {df.at[i, 'rep']!r} is out of range "
+                            f"(at most {MAX_REP:,})")
     out["rep"] = rep.astype(int)
 
     numeric = list(MEASURE_COLUMNS) + [c for c in OPTIONAL_METRICS if c in out.columns]
@@ -99,6 +111,12 @@ def validate_runs(df: pd.DataFrame, source: str = "runs.csv") -> pd.DataFrame:
             i = bad.idxmax()
             raise LeakwattError(
                 f"{source}: line {lines[i]}: {col} {raw[i]!r} is not a number")
+        limit = VALUE_LIMITS.get(col, DEFAULT_VALUE_LIMIT)
+        huge = values.abs() > limit
+        if huge.any():
+            i = huge.idxmax()
+            raise LeakwattError(f"{source}: line {lines[i]}: {col} {raw[i]!r} is out of range "
+                                f"(at most {limit:g} for one run)")
         negative = (values < 0) & (out["status"] == "ok")
         if col not in SIGNED_COLUMNS and negative.any():
             i = negative.idxmax()
@@ -175,6 +193,10 @@ def read_runs(path: str | Path) -> pd.DataFrame:
 
 def _read_csv(path: str | Path, what: str) -> pd.DataFrame:
     path = Path(path)
+    if path.is_dir():
+        hint = (f" (it holds {', '.join(str(p) for p in sorted(path.glob('*/runs.csv'))[:3])})"
+                if any(path.glob("*/runs.csv")) else "")
+        raise LeakwattError(f"{path}: is a folder, not a {what}{hint}")
     if not path.is_file():
         raise LeakwattError(f"{path}: {what} not found")
     try:

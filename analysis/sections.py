@@ -17,13 +17,22 @@ from typing import Any
 import pandas as pd
 
 from leakwatt.analysis import paper
-from leakwatt.analysis.markup import fmt, fmt_ci, fmt_p, fmt_pct, fmt_share, isnum, md_table
+from leakwatt.analysis.markup import (
+    fmt,
+    fmt_ci,
+    fmt_p,
+    fmt_pct,
+    fmt_share,
+    inert,
+    isnum,
+    md_table,
+)
 
 ESTIMATED_SOURCES = {"cpu_load", "constant"}
 #: the defaults of analyze.primary, used only for a stats.csv written before ``family`` existed
 HEADLINE_METRIC = "energy_kwh"
 PRIMARY_TEST = "paired_t"
-NOT_TESTED = ("insufficient data", "all failed")
+NOT_TESTED = ("insufficient data", "all failed", "no data")
 LIBRARIES = ("numpy", "pandas", "scipy", "statsmodels", "matplotlib", "markdown-it-py",
              "codecarbon", "tensorflow", "dvc")
 EQUIVALENT = "equivalent"
@@ -80,7 +89,7 @@ def data_source_sentence(runs: pd.DataFrame) -> str:
         return ("The runs do not record their data source (synthetic data or real CIFAR-10); "
                 "they predate the `data_source` column.")
     counts = ok["data_source"].astype(str).str.strip().replace("", "unrecorded").value_counts()
-    described = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    described = ", ".join(f"{inert(k)}: {v}" for k, v in counts.items())
     if set(counts.index) == {"synthetic"}:
         return (f"**The programs trained on synthetic data**, not CIFAR-10 ({described} "
                 "completed runs): the shapes and work match, the learning does not.")
@@ -117,7 +126,7 @@ def _power_sources(runs: pd.DataFrame) -> str:
     if total == 0:
         return ("**No run completed**, so this report has no energy measurement to show; the "
                 "failures are listed below.")
-    described = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    described = ", ".join(f"{inert(k)}: {v}" for k, v in counts.items())
     estimated = int(sum(v for k, v in counts.items() if k in ESTIMATED_SOURCES))
     unknown = int(sum(v for k, v in counts.items()
                       if k not in ESTIMATED_SOURCES and k != "rapl"))
@@ -322,7 +331,8 @@ def failures_section(stats: pd.DataFrame, failures: pd.DataFrame,
                                "consequence"], rows))
     if len(absent):
         parts.append("Metrics not compared at all: " + "; ".join(
-            f"{r.metric} on {r.device} ({r.error})" for r in absent.itertuples()) + ".")
+            f"{inert(r.metric)} on {inert(r.device)} ({inert(r.error)})"
+            for r in absent.itertuples()) + ".")
     untested = stats[stats["status"] != "tested"]
     if len(untested):
         rows = []
@@ -366,7 +376,7 @@ def threats(runs: pd.DataFrame, stats: pd.DataFrame, envs: list[dict[str, Any]],
     if not scales:  # environment.json keeps the scale under "measurement"
         scales = sorted({str(_env_scale(e)) for e in envs if _env_scale(e)})
     if scales and scales != [paper.SCALE]:
-        out.append(f"**Scale.** Workloads ran at scale {', '.join(scales)}, not the paper's "
+        out.append(f"**Scale.** Workloads ran at scale {inert(', '.join(scales))}, not the paper's "
                    f"{paper.WORKLOAD}; absolute energies are not comparable with the paper's, "
                    "and a leak's cost may grow with the number of rounds.")
     elif not scales:
@@ -402,12 +412,12 @@ def threats(runs: pd.DataFrame, stats: pd.DataFrame, envs: list[dict[str, Any]],
     gpu_names = sorted({name for e in envs for name in _env_gpus(e)})
     cpu_names = sorted({str(e.get("cpu_model")) for e in envs if e.get("cpu_model")})
     if "gpu" not in devices:
-        cpu = ", ".join(cpu_names) or "model not recorded"
+        cpu = inert(", ".join(cpu_names)) or "model not recorded"
         out.append(f"**Device.** Measured on CPU only ({cpu}); the paper measured on an "
                    f"{paper.DEVICE} GPU, where leaked "
                    "device memory and host-device traffic behave differently.")
     elif not any("T4" in name for name in gpu_names):
-        out.append(f"**Device.** GPU runs used {', '.join(gpu_names) or 'an unrecorded GPU'}, "
+        out.append(f"**Device.** GPU runs used {inert(', '.join(gpu_names)) or 'an unrecorded GPU'}, "
                    f"not the paper's {paper.DEVICE}.")
     out.append("**Re-implementation.** The pairs are leakwatt's own re-implementations "
                "(`pipeline/repros`); the authors' code, architecture, batch size and injected "
@@ -479,7 +489,7 @@ def environment_section(envs: list[dict[str, Any]], runs: pd.DataFrame) -> str:
         parts.append("No environment file was given to the report.")
     for env in envs:
         flat = flatten({k: v for k, v in env.items() if k != "_source"})
-        parts.append(f"From `{env['_source']}`:")
+        parts.append(f"From {inert(env['_source'])}:")
         parts.append(md_table(["key", "value"], [[k, v] for k, v in sorted(flat.items())]))
     devices = runs.groupby("device")["status"].value_counts().unstack(fill_value=0)
     rows = [[device, *[int(devices.at[device, c]) if c in devices.columns else 0

@@ -60,7 +60,7 @@ from leakwatt.analysis.runs import (
     run_kind,
     validate_runs,
 )
-from leakwatt.common import atomic_write_csv
+from leakwatt.common import LeakwattError, atomic_write_csv
 from leakwatt.contracts import CONTROLS, FAILURES, STATS, SUMMARY, VARIANTS
 
 if TYPE_CHECKING:
@@ -233,6 +233,13 @@ def paired_stats(runs: pd.DataFrame,
         n_foreign = int(foreign.loc[group.index].sum()) if foreign is not None else 0
         for metric in metrics:
             if skip_reason[(device, metric)]:
+                if metric == primary_of.get(str(device)):  # "no data", never left out silently
+                    cells.append(({"pair_id": str(pair_id), "smell": smell,
+                                   "device": str(device), "framework": str(framework),
+                                   "metric": metric, "n_failed": n_failed, "why_empty": "",
+                                   "n_foreign_load": n_foreign,
+                                   "no_data": skip_reason[(device, metric)]},
+                                  np.array([]), np.array([])))
                 continue
             s = smelly.loc[reps, metric].to_numpy(float) if reps else np.array([])
             c = clean.loc[reps, metric].to_numpy(float) if reps else np.array([])
@@ -257,7 +264,10 @@ def paired_stats(runs: pd.DataFrame,
             rows = compare(alpha)
             is_primary = (key["metric"] == primary_of.get(key["device"])
                           and key["smell"] != AA_SMELL)
-            if is_primary and primary_alpha != alpha:
+            if key.get("no_data"):
+                for row in rows:
+                    row.update(status="no data", note=f"no data: {key['no_data']}")
+            elif is_primary and primary_alpha != alpha:
                 rows = [adj if adj["test"] == primary_test else row
                         for row, adj in zip(rows, compare(primary_alpha), strict=True)]
             for row in rows:
@@ -364,11 +374,11 @@ def summarize(stats: pd.DataFrame, alpha: float = 0.05, runs: pd.DataFrame | Non
     for (smell, device, framework, metric), group in stats.groupby(
             ["smell", "device", "framework", "metric"], sort=True):
         per_pair = group.drop_duplicates("pair_id")
-        usable = per_pair[~per_pair["status"].isin(["insufficient data", "all failed"])]
+        usable = per_pair[~per_pair["status"].isin(["insufficient data", "all failed", "no data"])]
         pct = usable["pct_change"].dropna()
         tested = group[group["status"] == "tested"]
         sig = tested[tested["p_adj"] < alpha]
-        left_out = per_pair[per_pair["status"].isin(["insufficient data", "all failed"])]
+        left_out = per_pair[per_pair["status"].isin(["insufficient data", "all failed", "no data"])]
         note = ""
         if len(left_out):
             note = "not tested: " + ", ".join(
@@ -434,10 +444,17 @@ def analyze(runs_paths: Sequence[Path], out_dir: Path, params: AnalyzeParams,
     controls_from = runs[kind == "control"] if (kind == "control").any() else runs[kind == "legacy"]
     cost = runs[kind != "control"]
     cost = highest_dose(cost)
+    metrics = analysis_metrics(cost)
+    for key in ("metric", "metric_estimated"):
+        name = getattr(params.primary, key)
+        if name not in metrics or name not in cost.columns:
+            raise LeakwattError(
+                f"analyze.primary.{key}: {name!r} is not a metric of the runs table (valid: "
+                f"{', '.join(m for m in metrics if m in cost.columns)})")
     foreign = foreign_load(cost, core_counts(runs_paths) if cores is None else cores,
                            params.max_load)
     result = paired_stats(
-        cost, metrics=analysis_metrics(cost), alpha=params.alpha,
+        cost, metrics=metrics, alpha=params.alpha,
         min_complete_reps=params.min_complete_reps, detectable_pct=params.detectable_pct,
         min_ci_n=params.min_ci_n, primary_metric=primary_metrics(cost, params.primary),
         primary_test=params.primary.test, foreign=foreign, controls_from=controls_from)

@@ -235,7 +235,9 @@ SERIES = Table("series/<run>.csv", "measure", columns=("t_s", "rss_mb", "gpu_mem
 # ----------------------------------------------------------------------------- analyze
 
 TESTS = ("paired_t", "wilcoxon")
-STATS_STATUSES = _set("tested", "insufficient data", "all failed", "constant")
+#: ``no data``: the primary metric holds no value but 0 (or none) in every ok run of the
+#: device, so it cannot be compared; its rows say so instead of vanishing from stats.csv.
+STATS_STATUSES = _set("tested", "insufficient data", "all failed", "constant", "no data")
 #: ``primary``: the pre-registered metric x test (analyze.primary), Holm-adjusted as one family;
 #: ``exploratory``: every other row (unadjusted p only).
 FAMILIES = _set("primary", "exploratory", "calibration")

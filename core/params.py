@@ -50,10 +50,10 @@ class MineParams:
             if not isinstance(rule, str) or not rule.isidentifier():
                 raise LeakwattError(f"{where}.rules: {rule!r} is not a rule id")
         _at_least(where, "max_commits", self.max_commits, 0)
-        _at_least(where, "jobs", self.jobs, 0)
-        _at_least(where, "max_file_kb", self.max_file_kb, 1)
-        _at_least(where, "clone_timeout_s", self.clone_timeout_s, 1)
-        _at_least(where, "file_budget_s", self.file_budget_s, 0)
+        _at_least(where, "jobs", self.jobs, 0)  # above the core count: capped, with a note
+        _between(where, "max_file_kb", self.max_file_kb, 1, 1024 * 1024)
+        _between(where, "clone_timeout_s", self.clone_timeout_s, 1, WEEK_S)
+        _between(where, "file_budget_s", self.file_budget_s, 0, DAY_S)
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,7 @@ class ReproduceParams:
         _one_of(where, "scale", self.scale, SCALES)
         # an empty list is allowed: a study of mined instances only (reproduce then stops in one
         # line when the instances give no pair either: build_pairs' "no pairs to build")
-        if not self.equivalence_rtol > 0:
-            raise LeakwattError(f"{where}.equivalence_rtol: must be > 0, got {self.equivalence_rtol}")
+        _between(where, "equivalence_rtol", self.equivalence_rtol, 0, 1, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -103,25 +102,23 @@ class MeasureParams:
             _one_of(where, "frameworks", framework, FRAMEWORKS)
         if len(set(self.frameworks)) != len(self.frameworks):
             raise LeakwattError(f"{where}.frameworks: {list(self.frameworks)} names a level twice")
-        _at_least(where, "repetitions", self.repetitions, 1)
-        _at_least(where, "warmup", self.warmup, 0)
-        _at_least(where, "cooldown_s", self.cooldown_s, 0)
-        _at_least(where, "carbon_intensity_kg_per_kwh", self.carbon_intensity_kg_per_kwh, 0)
-        if not self.sample_interval_s > 0:
-            raise LeakwattError(f"{where}.sample_interval_s: must be > 0, got {self.sample_interval_s}")
-        _at_least(where, "timeout_s", self.timeout_s, 1)
-        _at_least(where, "memory_limit_mb", self.memory_limit_mb, 64)
+        _between(where, "repetitions", self.repetitions, 1, 100_000)
+        _between(where, "warmup", self.warmup, 0, 1000)
+        _between(where, "cooldown_s", self.cooldown_s, 0, DAY_S)
+        # the highest grid intensities are about 1.2 kg/kWh; 10 leaves room for any unit slip
+        _between(where, "carbon_intensity_kg_per_kwh", self.carbon_intensity_kg_per_kwh, 0, 10)
+        _between(where, "sample_interval_s", self.sample_interval_s, 0, 3600, low_open=True)
+        _between(where, "timeout_s", self.timeout_s, 1, WEEK_S)
+        _between(where, "memory_limit_mb", self.memory_limit_mb, 64, 1 << 30)
         for dose in self.doses:
             if isinstance(dose, bool) or not isinstance(dose, int) or dose < 1:
                 raise LeakwattError(f"{where}.doses: each dose is a whole number of rounds >= 1, "
                                     f"got {dose!r}")
         if len(set(self.doses)) != len(self.doses):
             raise LeakwattError(f"{where}.doses: {list(self.doses)} names a dose twice")
-        _at_least(where, "low_dose_repetitions", self.low_dose_repetitions, 1)
-        _at_least(where, "control_runs", self.control_runs, 0)
-        if not (self.min_window_s >= 0 and math.isfinite(self.min_window_s)):
-            raise LeakwattError(f"{where}.min_window_s: must be a finite number >= 0, "
-                                f"got {self.min_window_s}")
+        _between(where, "low_dose_repetitions", self.low_dose_repetitions, 1, 100_000)
+        _between(where, "control_runs", self.control_runs, 0, 1000)
+        _between(where, "min_window_s", self.min_window_s, 0, DAY_S)
         if len(self.country_iso_code) != 3 or not self.country_iso_code.isalpha():
             raise LeakwattError(
                 f"{where}.country_iso_code: expected a 3-letter ISO code, got {self.country_iso_code!r}")
@@ -169,15 +166,13 @@ class AnalyzeParams:
     primary: PrimaryParams = field(default_factory=PrimaryParams)
 
     def check(self, where: str) -> None:
-        if not 0 < self.alpha < 1:
+        if not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
             raise LeakwattError(f"{where}.alpha: must be between 0 and 1, got {self.alpha}")
-        _at_least(where, "bootstrap_resamples", self.bootstrap_resamples, 100)
-        _at_least(where, "min_complete_reps", self.min_complete_reps, 2)
-        _at_least(where, "min_ci_n", self.min_ci_n, 2)
-        if not self.detectable_pct > 0:
-            raise LeakwattError(f"{where}.detectable_pct: must be > 0, got {self.detectable_pct}")
-        if not self.max_load > 0:
-            raise LeakwattError(f"{where}.max_load: must be > 0, got {self.max_load}")
+        _between(where, "bootstrap_resamples", self.bootstrap_resamples, 100, 10_000_000)
+        _between(where, "min_complete_reps", self.min_complete_reps, 2, 100_000)
+        _between(where, "min_ci_n", self.min_ci_n, 2, 100_000)
+        _between(where, "detectable_pct", self.detectable_pct, 0, 1000, low_open=True)
+        _between(where, "max_load", self.max_load, 0, 1000, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -186,7 +181,8 @@ class ReportParams:
     figure_dpi: int = 120
 
     def check(self, where: str) -> None:
-        _at_least(where, "figure_dpi", self.figure_dpi, 30)
+        # 600 dpi is print quality; 100,000 would ask matplotlib for a canvas of gigabytes
+        _between(where, "figure_dpi", self.figure_dpi, 30, 600)
 
 
 @dataclass(frozen=True)
@@ -203,9 +199,28 @@ def _one_of(where: str, key: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise LeakwattError(f"{where}.{key}: {value!r} is not one of {', '.join(allowed)}")
 
 
+#: upper bounds of the time parameters (a larger value is a typo, not a plan)
+DAY_S = 86_400
+WEEK_S = 7 * DAY_S
+
+
 def _at_least(where: str, key: str, value: float, low: float) -> None:
+    if not math.isfinite(value):
+        raise LeakwattError(f"{where}.{key}: must be a finite number, got {value}")
     if value < low:
         raise LeakwattError(f"{where}.{key}: must be >= {low}, got {value}")
+
+
+def _between(where: str, key: str, value: float, low: float, high: float,
+             low_open: bool = False) -> None:
+    """``value`` finite and in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if not math.isfinite(value):
+        raise LeakwattError(f"{where}.{key}: must be a finite number, got {value}")
+    if value < low or (low_open and value == low):
+        raise LeakwattError(f"{where}.{key}: must be {'>' if low_open else '>='} {low:g}, "
+                            f"got {value}")
+    if value > high:
+        raise LeakwattError(f"{where}.{key}: must be <= {high:g}, got {value}")
 
 
 def _coerce(where: str, key: str, value: Any, hint: Any) -> Any:
@@ -227,6 +242,8 @@ def _coerce(where: str, key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise LeakwattError(f"{where}.{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .nan, .inf
+            raise LeakwattError(f"{where}.{key}: must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

@@ -68,7 +68,10 @@ def validate_url(url: str) -> str:
             raise LeakwattError(
                 f"repository URL {url!r}: scheme {scheme!r} is not accepted{hint}; "
                 "use https://, ssh://, git@host:path or a local path")
-        host = parts.netloc.rsplit("@", 1)[-1]
+        user, _, host = parts.netloc.rpartition("@")
+        if user.startswith("-"):
+            raise LeakwattError(f"repository URL {url!r}: user {user!r} looks like a "
+                                "command-line option; refused")
         if not host or not _HOST_RE.fullmatch(host):
             raise LeakwattError(f"repository URL {url!r} has no valid host")
         if not parts.path.strip("/"):
@@ -78,6 +81,9 @@ def validate_url(url: str) -> str:
         return url
     match = _SCP_RE.fullmatch(url)
     if match:
+        if match["user"].startswith("-"):
+            raise LeakwattError(f"repository URL {url!r}: user {match['user']!r} looks like a "
+                                "command-line option; refused")
         if match["path"].startswith("-") or not match["path"].strip("/"):
             raise LeakwattError(f"repository URL {url!r} has an invalid repository path")
         return url
@@ -88,6 +94,66 @@ def validate_url(url: str) -> str:
     raise LeakwattError(
         f"repository URL {url!r} is not accepted: use https://, ssh://, git@host:path "
         "or a local path (absolute, ./, ../ or an existing folder)")
+
+
+#: Hosts whose owner and repository names are case-insensitive (one repository, any case).
+CASE_INSENSITIVE_HOSTS = frozenset({"github.com", "gitlab.com", "bitbucket.org"})
+
+
+def canonical_url(url: str) -> str:
+    """The one spelling ``corpus add`` stores for a remote repository URL (local paths are
+    returned as :func:`validate_url` accepts them).
+
+    ``https://host/owner/name``: host lowercased, without ``www.`` or a trailing dot; no user
+    or credentials; ``.``, ``..`` and empty path segments resolved (a path climbing above the
+    host is refused); no ``.git`` suffix or trailing slash. ``git@host:path`` (scp form) and
+    ``ssh://host/path`` name the same repository as https and are written as https, except
+    an ssh URL with a port, which only ssh reaches (kept as ``ssh://user@host:port/path``).
+    """
+    url = validate_url(url)
+    if is_local(url):
+        return url
+    if "://" in url:
+        parts = urlsplit(url)
+        user, _, hostport = parts.netloc.rpartition("@")
+        scheme, path = parts.scheme.lower(), parts.path
+    else:
+        match = _SCP_RE.fullmatch(url)
+        assert match is not None  # validate_url accepted it and it is not local
+        scheme, user, hostport, path = "ssh", match["user"], match["host"], "/" + match["path"]
+    host, _, port = hostport.partition(":")
+    host = host.lower().rstrip(".")
+    host = host.removeprefix("www.")
+    segments: list[str] = []
+    for seg in path.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if not segments:
+                raise LeakwattError(f"repository URL {url!r}: its path climbs above the host")
+            segments.pop()
+            continue
+        segments.append(seg)
+    if segments:
+        segments[-1] = segments[-1].removesuffix(".git")
+    if not segments or not segments[-1]:
+        raise LeakwattError(f"repository URL {url!r} names no repository path")
+    if scheme == "ssh" and port:  # the login stays: ssh would otherwise use the local user's
+        return f"ssh://{user + '@' if user else ''}{host}:{port}/{'/'.join(segments)}"
+    return f"https://{host}{':' + port if port else ''}/{'/'.join(segments)}"
+
+
+def url_identity(url: str) -> str:
+    """What makes two URLs one repository: the canonical URL, case-folded on hosts whose
+    paths are case-insensitive; a URL that cannot be made canonical is its own identity."""
+    try:
+        canonical = canonical_url(url)
+    except LeakwattError:
+        return url.strip()
+    if is_local(canonical):
+        return normalise_url(canonical)
+    host = urlsplit(canonical).hostname or ""
+    return canonical.lower() if host in CASE_INSENSITIVE_HOSTS else canonical
 
 
 def is_local(url: str) -> bool:

@@ -1,5 +1,9 @@
 """The corpus file: one row per repository, pinned to a full commit sha.
 
+``corpus add`` stores a remote URL in its one canonical spelling
+(:func:`leakwatt.mining.clone.canonical_url`: ``https://host/owner/name``) and refuses a
+repository already present under any spelling (case, ``www.``, ``.git``, ``..``, scp form).
+
 Columns: ``url, commit`` (required) and ``name, domain, why, stars`` (descriptive; ``stars`` may
 be empty). ``name`` identifies the repository in every mining output (``repo`` column) and
 defaults to ``owner/name`` from the URL.
@@ -20,11 +24,12 @@ from leakwatt.contracts import CORPUS
 from leakwatt.mining.clone import (
     SHA_RE,
     CloneError,
+    canonical_url,
     find_mirror,
     is_local,
-    normalise_url,
     repo_parts,
     resolve_head,
+    url_identity,
     validate_url,
 )
 from leakwatt.mining.git import has_commit
@@ -151,7 +156,7 @@ def load_corpus(path: str | os.PathLike[str]) -> list[CorpusEntry]:
             raise LeakwattError(f"{path}: line {line}: field {field}: {problem}")
         url = validate_url(row["url"])
         name = row.get("name") or default_name(url)
-        key = normalise_url(url)
+        key = url_identity(url)
         if key in seen_urls:
             raise LeakwattError(f"{path}: line {line}: field url: duplicate of line {seen_urls[key]}")
         if name in seen_names:
@@ -188,10 +193,7 @@ def check_corpus(path: str | os.PathLike[str]) -> list[str]:
             problems.append(f"{path}: line {line}: field {field}: {problem}")
         url = row.get("url", "")
         if url:
-            try:
-                key = normalise_url(validate_url(url))
-            except LeakwattError:
-                key = url
+            key = url_identity(url)
             if key in seen_urls:
                 problems.append(f"{path}: line {line}: field url: duplicate of line {seen_urls[key]}")
             else:
@@ -233,7 +235,7 @@ def add_repository(path: str | os.PathLike[str], url: str, commit: str | None = 
     secret = credentials_problem(url)
     if secret:
         raise LeakwattError(secret)
-    url = validate_url(url)
+    url = canonical_url(url)
     if commit is not None:
         commit = commit.strip().lower()
         if not SHA_RE.fullmatch(commit):
@@ -242,10 +244,11 @@ def add_repository(path: str | os.PathLike[str], url: str, commit: str | None = 
             raise LeakwattError(f"commit {commit[:12]} is not in {url} (checked in its local "
                                 "copy); pin a commit of the repository")
     entries = load_corpus(path) if path.exists() else []
-    key = normalise_url(url)
+    key = url_identity(url)
     for existing in entries:
-        if normalise_url(existing.url) == key:
-            raise LeakwattError(f"{path}: {url} is already in the corpus "
+        if url_identity(existing.url) == key:
+            same = "" if existing.url == url else f" as {existing.url}"
+            raise LeakwattError(f"{path}: {url} is already in the corpus{same} "
                                 f"(pinned at {existing.commit[:12]})")
     name = (name or default_name(url)).strip()
     if any(e.name == name for e in entries):

@@ -11,33 +11,39 @@ a file that crashes libcst's parser, needs more than ``--file-memory`` MiB or ru
 ``--file-budget`` seconds is an error row naming the cause, and the other files' findings are
 all reported.
 
-``--fix`` writes a file only where that cannot damage it: the file's own encoding, BOM and line
-endings are kept; a symlink's target is fixed (the link stays a link); the new text is written
-to a temporary file beside the target and read back, then copied into the file in place, so its
-mode, owner and hard links are kept; a read-only file is refused. A file that cannot be fixed
-is an error row and the others are still fixed. Notebooks are not fixed (one line says so).
+``--fix`` writes a file only where that cannot damage it: the file's own encoding, BOM, line
+endings and final line ending are kept; a symlink's target is fixed (the link stays a link); the
+new text is written to a temporary file beside the target, fsync'ed, read back and renamed over
+it with the target's mode and owner (a hard-linked file is rewritten in place, room claimed
+first); a read-only file is refused. Whatever fails (a full disk, a read-only folder) leaves the
+file byte-identical and is an error row; the others are still fixed. A file given under several
+names is fixed, and reported after the fix, once. Notebooks are not fixed (one line says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import difflib
 import errno
 import inspect
 import json
+import math
 import os
 import re
 import stat
 import sys
 import tempfile
+import urllib.parse
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from leakwatt.common import LeakwattError
+from leakwatt.common import LeakwattError, cap_jobs
 from leakwatt.mining.guards import pathological
-from leakwatt.mining.reading import ReadError, read_regular, source_encoding
+from leakwatt.mining.reading import ReadError, read_regular, source_encoding, wide_bom
 from leakwatt.mining.rules import RULES, Rule, fix_source, parse_rule_list, select_rules
 from leakwatt.mining.rules.catalogue import anchor
 from leakwatt.mining.sandbox import DEFAULT_MEMORY_MB
@@ -110,14 +116,16 @@ def run(args: argparse.Namespace) -> int:
         codes = select_rules(select, ignore)
         if not codes:
             raise LeakwattError("no rule left to run after --ignore")
-        if args.file_budget < 0:
-            raise LeakwattError("--file-budget must be >= 0")
+        if not math.isfinite(args.file_budget) or args.file_budget < 0:
+            raise LeakwattError(f"--file-budget must be a finite number >= 0 (0: no limit), "
+                                f"got {args.file_budget}")
         if args.jobs < 0:
             raise LeakwattError("--jobs must be >= 0")
         if getattr(args, "file_memory", DEFAULT_MEMORY_MB) < 0:
             raise LeakwattError("--file-memory must be >= 0")
-        if not 0.0 <= args.min_confidence <= 1.0:
+        if not 0.0 <= args.min_confidence <= 1.0:  # NaN fails too
             raise LeakwattError("--min-confidence must be between 0 and 1")
+        args.jobs = cap_jobs(args.jobs, "--jobs", err)
         for p in args.paths:
             if not os.path.lexists(p):
                 raise LeakwattError(f"no such file or directory: {p}")
@@ -134,11 +142,14 @@ def run(args: argparse.Namespace) -> int:
         notebooks = sorted({f.path for f in report.findings if f.cell is not None})
         if notebooks:
             print(f"leakwatt: notebooks are not fixed ({len(notebooks)} with findings: "
-                  f"{', '.join(notebooks)})", file=err)
+                  f"{', '.join(map(shown, notebooks))})", file=err)
         if args.fix and fixed_paths:
+            # Each fixed file is rescanned once, under the first of its names; what was found
+            # under its other names (a symlink, ./a.py) is not reported again.
+            aliases = set().union(*fixed_paths.values())
             rescanned = scan_paths(sorted(fixed_paths), select=codes, jobs=1,
                                    budget_s=args.file_budget or None, memory_mb=memory_mb)
-            rest = [f for f in report.findings if f.path not in fixed_paths]
+            rest = [f for f in report.findings if f.path not in aliases]
             report.findings = rest + [f for f in rescanned.findings
                                       if f.confidence >= args.min_confidence]
             print(f"leakwatt: fixed {len(fixed_paths)} file(s)", file=err)
@@ -148,13 +159,13 @@ def run(args: argparse.Namespace) -> int:
             json.dump(report.to_dict(), out, indent=2)
             out.write("\n")
         elif args.format == "sarif":
-            json.dump(to_sarif(report, codes), out, indent=2)
+            json.dump(to_sarif(report, codes, sarif_root(args.paths)), out, indent=2)
             out.write("\n")
         elif not args.diff:
             _print_text(report, out, err)
         elif report.errors:
             for e in report.errors:
-                print(f"{e['path']}: error: {e['error']}", file=err)
+                print(f"{shown(e['path'])}: error: {shown(e['error'])}", file=err)
         out.flush()
     except OSError as exc:
         return _output_failed(exc, out, err)
@@ -188,16 +199,33 @@ def _output_failed(exc: OSError, out: TextIO, err: TextIO) -> int:
 
 def _print_text(report: ScanReport, out: TextIO, err: TextIO) -> None:
     for f in sorted(report.findings, key=lambda f: (f.path, f.cell or 0, f.line, f.col)):
-        where = f"{f.path}:{f.line}:{f.col}" if f.cell is None else \
-            f"{f.path}:cell {f.cell}:{f.line}:{f.col}"
+        where = f"{shown(f.path)}:{f.line}:{f.col}" if f.cell is None else \
+            f"{shown(f.path)}:cell {f.cell}:{f.line}:{f.col}"
         print(f"{where}: {f.rule} {f.message} [{f.variant}, confidence {f.confidence:.2f}]",
               file=out)
     for e in report.errors:
-        print(f"{e['path']}: error: {e['error']}", file=err)
+        print(f"{shown(e['path'])}: error: {shown(e['error'])}", file=err)
     for s in report.skipped:
-        print(f"{s['path']}: skipped: {s['reason']}", file=err)
+        print(f"{shown(s['path'])}: skipped: {shown(s['reason'])}", file=err)
     print(f"leakwatt: {len(report.findings)} finding(s) in {report.files_scanned} file(s), "
           f"{len(report.errors)} error(s), {len(report.skipped)} skipped", file=err)
+
+
+def shown(text: str) -> str:
+    """``text`` (a file name, an error) safe for a terminal line: control characters (a
+    newline that would forge a finding line, an ANSI escape) and other unprintable ones are
+    written as Python escapes (``\\n``, ``\\x1b``); every printable character, accented
+    ones included, is kept."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii")
+                       if ord(ch) > 0xFF or ch in "\n\r\t" else f"\\x{ord(ch):02x}")
+    return "".join(out)
 
 
 class FixError(LeakwattError):
@@ -205,12 +233,21 @@ class FixError(LeakwattError):
 
 
 def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: bool,
-                 out: TextIO | None) -> set[str]:
+                 out: TextIO | None) -> dict[str, set[str]]:
     """Fix (``write``) or diff (``out``) the files with findings; a file that cannot be fixed
-    becomes an error row of ``report`` and the rest are still fixed. The paths changed."""
+    becomes an error row of ``report`` and the rest are still fixed.
+
+    A file given under several names (a symlink, ``./a.py`` and ``a.py``, a hard link) is
+    fixed and diffed once, under the first of its names. Returns, per file changed, that name
+    -> all the names it was given under.
+    """
     paths = sorted({f.path for f in report.findings if f.cell is None})
-    changed: set[str] = set()
+    names: dict[tuple[int, int] | str, list[str]] = {}
     for path in paths:
+        names.setdefault(_identity(path), []).append(path)
+    changed: dict[str, set[str]] = {}
+    for aliases in names.values():
+        path = aliases[0]
         try:
             data = read_regular(path, DEFAULT_MAX_BYTES)
             encoding = source_encoding(data)
@@ -232,23 +269,38 @@ def _apply_fixes(report: ScanReport, codes: list[str], min_conf: float, write: b
         if out is not None:
             out.writelines(difflib.unified_diff(
                 source.splitlines(keepends=True), new.splitlines(keepends=True),
-                fromfile=f"a/{path}", tofile=f"b/{path}"))
+                fromfile=f"a/{shown(path)}", tofile=f"b/{shown(path)}"))
         if write:
             try:
                 write_fixed(path, new, encoding, data)
             except FixError as exc:
                 report.errors.append({"path": path, "error": f"not fixed: {exc}"})
                 continue
-        changed.add(path)
+        changed[path] = set(aliases)
     return changed
 
 
+def _identity(path: str) -> tuple[int, int] | str:
+    """What makes two names one file: device and inode (its real path when it cannot be
+    stat'ed)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
 def write_fixed(path: str | os.PathLike[str], text: str, encoding: str, old: bytes) -> None:
-    """Write the fixed ``text`` over ``path`` without damaging the file (see the module doc).
+    """Write the fixed ``text`` over ``path`` so that no failure can damage the file.
 
     ``encoding`` is the one the file was read with (``utf-8-sig`` keeps a BOM) and ``old`` its
-    bytes then: a file changed since is not overwritten. Not :func:`atomic_write_text`: a
-    rename would replace a symlink with a file, split hard links and lose the mode.
+    bytes then: a file changed since is not overwritten. The new bytes go to a temporary file
+    in the file's own folder, are fsync'ed and read back, and the temporary file is renamed
+    over the target (a symlink's target: the link stays a link), with the target's mode and
+    owner. A file with several hard links cannot be renamed over without splitting them; it is
+    rewritten in place, see :func:`_rewrite_in_place`. Every failure (no space, a read-only
+    file or folder, a file changed meanwhile) is a :class:`FixError` and leaves the file as it
+    was, byte for byte.
     """
     real = os.path.realpath(path)
     try:
@@ -261,7 +313,7 @@ def write_fixed(path: str | os.PathLike[str], text: str, encoding: str, old: byt
             real, os.W_OK):
         raise FixError("read-only file (make it writable to fix it)")
     try:
-        payload = text.encode(encoding)
+        payload = _encode_like(text, encoding, old)
     except UnicodeEncodeError as exc:
         raise FixError(f"the fix cannot be written in the file's encoding {encoding}: "
                        f"{exc.reason}") from None
@@ -270,28 +322,116 @@ def write_fixed(path: str | os.PathLike[str], text: str, encoding: str, old: byt
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".leakwatt-fix-", suffix=".tmp")
     except OSError as exc:
         raise FixError(f"cannot write beside it in {folder}: {exc.strerror or exc}") from None
+    renamed = False
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with open(tmp, "rb") as fh:
-            if fh.read() != payload:
-                raise FixError("the temporary copy did not read back intact; not written")
         try:
-            with open(real, "r+b") as fh:
-                if fh.read() != old:
-                    raise FixError("changed while it was being fixed; not written")
-                fh.seek(0)
-                fh.write(payload)
-                fh.truncate()
-                fh.flush()
-                os.fsync(fh.fileno())
+            _write_all(fd, payload)
+            os.fsync(fd)
+            if _read_all(tmp) != payload:
+                raise FixError("the temporary copy did not read back intact; not written")
+            if st.st_nlink > 1:
+                os.close(fd)
+                fd = -1
+                os.unlink(tmp)  # frees the room the in-place rewrite needs
+                tmp = ""
+                _rewrite_in_place(real, payload, old)
+                return
+            with contextlib.suppress(OSError):  # keep mode and owner (chown: root only)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                os.fchown(fd, st.st_uid, st.st_gid)
+            os.close(fd)
+            fd = -1
+            if _read_all(real) != old:
+                raise FixError("changed while it was being fixed; not written")
+            os.replace(tmp, real)
+            renamed = True
+            _fsync_dir(folder)
         except OSError as exc:
             raise FixError(f"cannot write: {exc.strerror or exc}") from None
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if tmp and not renamed:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _encode_like(text: str, encoding: str, old: bytes) -> bytes:
+    """``text`` in ``encoding``; a UTF-16/32 file keeps its own BOM and byte order (the
+    ``utf-16`` codec would write the machine's)."""
+    if wide_bom(old) is None:
+        return text.encode(encoding)
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+                       (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if old.startswith(bom):
+            return bom + text.encode(codec)
+    return text.encode(encoding)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_all(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename durable (best effort: not every platform can open a folder)."""
+    with contextlib.suppress(OSError):
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _rewrite_in_place(real: str, payload: bytes, old: bytes) -> None:
+    """Rewrite a hard-linked file in place without ever leaving it damaged.
+
+    The room is claimed first: the part of ``payload`` beyond the old length is written past
+    the old end (on ENOSPC the file is truncated back to its old length, i.e. unchanged); only
+    then is the head overwritten, which reuses blocks the file already holds. Should that still
+    fail, the old bytes are put back before the error is raised.
+    """
+    fd = os.open(real, os.O_RDWR)
+    try:
+        if _read_fd(fd) != old:
+            raise FixError("changed while it was being fixed; not written")
+        if len(payload) > len(old):
+            try:
+                os.lseek(fd, len(old), os.SEEK_SET)
+                _write_all(fd, payload[len(old):])
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, len(old))
+                raise
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            _write_all(fd, payload[:len(old)] if len(payload) > len(old) else payload)
+            os.ftruncate(fd, len(payload))
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.lseek(fd, 0, os.SEEK_SET)
+                _write_all(fd, old)
+                os.ftruncate(fd, len(old))
+                os.fsync(fd)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int) -> bytes:
+    chunks = []
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def sarif_name(cls: type[Rule]) -> str:
@@ -338,8 +478,34 @@ def _sarif_rule(code: str, cls: type[Rule], base: str | None) -> dict[str, Any]:
     return rule
 
 
-def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, Any]:
-    """A SARIF 2.1.0 log of the report (one run, one result per finding)."""
+def sarif_root(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """The folder SARIF locations are relative to: the deepest folder holding every scanned
+    path (a folder given, or the folder of a file given)."""
+    folders = [os.path.abspath(p) if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))
+               for p in paths]
+    return os.path.commonpath(folders) if folders else os.getcwd()
+
+
+def _artifact(path: str, root: str) -> dict[str, Any]:
+    """A SARIF artifactLocation: the path relative to ``root`` (``%SRCROOT%``), its segments
+    percent-encoded (RFC 3986), never climbing out of the root; a file outside the root (it
+    cannot be, for a root from :func:`sarif_root`) is given as an absolute ``file:`` URI."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, root)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        return {"uri": Path(full).as_uri()}
+    return {"uri": urllib.parse.quote(Path(rel).as_posix(), safe="/"), "uriBaseId": "%SRCROOT%"}
+
+
+def to_sarif(report: ScanReport, codes: list[str] | None = None,
+             root: str | None = None) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of the report (one run, one result per finding). Locations are
+    relative to ``root`` (default: the deepest folder holding every file in the report),
+    declared as ``originalUriBaseIds["%SRCROOT%"]``."""
+    if root is None:
+        root = sarif_root([f.path for f in report.findings]
+                          + [e["path"] for e in report.errors] or ["."])
+    root = os.path.abspath(root)
     base = project_url()
     rules = [_sarif_rule(code, cls, base)
              for code, cls in RULES.items() if codes is None or code in codes]
@@ -350,7 +516,7 @@ def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, An
             "level": "warning",
             "message": {"text": f"{f.message} [{f.variant}]"},
             "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": Path(f.path).as_posix()},
+                "artifactLocation": _artifact(f.path, root),
                 "region": {"startLine": f.line, "startColumn": f.col,
                            "snippet": {"text": f.snippet}}}}],
             "properties": {"variant": f.variant, "confidence": f.confidence,
@@ -358,7 +524,7 @@ def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, An
         })
     notifications = [{"level": "error", "message": {"text": e["error"]},
                       "locations": [{"physicalLocation": {
-                          "artifactLocation": {"uri": Path(e["path"]).as_posix()}}}]}
+                          "artifactLocation": _artifact(e["path"], root)}}]}
                      for e in report.errors]
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -367,6 +533,7 @@ def to_sarif(report: ScanReport, codes: list[str] | None = None) -> dict[str, An
             "tool": {"driver": {"name": "leakwatt", "version": DETECTOR_VERSION,
                                 "informationUri": "https://arxiv.org/abs/2606.19799",
                                 "rules": rules}},
+            "originalUriBaseIds": {"%SRCROOT%": {"uri": Path(root).as_uri().rstrip("/") + "/"}},
             "results": results,
             "invocations": [{"executionSuccessful": True,
                              "toolExecutionNotifications": notifications}],

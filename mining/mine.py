@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json
 from leakwatt.contracts import MINE_OUTPUTS
+from leakwatt.mining import scan_cache
 from leakwatt.mining.clone import CloneError, checkout, repo_key, validate_url
 from leakwatt.mining.corpus import CorpusEntry
 from leakwatt.mining.git import (
@@ -351,15 +352,40 @@ def pin_date(work: Path, commit: str) -> str:
     return res.stdout.decode().strip() if res.returncode == 0 else ""
 
 
-def _load_cached(path: Path) -> dict[str, Any] | None:
+def _load_cached(path: Path, key: str, entry: CorpusEntry | None = None) -> dict[str, Any] | None:
+    """A cached result, or None (a miss, mined again) when it is absent, unreadable, not
+    sealed for ``key`` (:func:`scan_cache.unseal`) or not the shape of a result: a repos row
+    of ``entry`` with every column, and a list of rows with every column for each table."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+            data = scan_cache.unseal(json.load(fh), key)
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or set(data) != set(_EMPTY_RESULT):
         return None
+    repo = data["repo"]
+    if not _row(repo, ("url", "commit", "name", "status")) or repo["status"] not in CACHEABLE:
+        return None
+    if entry is not None and (repo["url"], repo["commit"], repo["name"]) != (
+            entry.url, entry.commit, entry.name):
+        return None
+    for table, needed in _NEEDED.items():
+        rows = data[table]
+        if not isinstance(rows, list) or not all(_row(r, needed) for r in rows):
+            return None
     return data
+
+
+#: The fields of a cached table's rows that the tables are sorted and keyed by.
+_NEEDED = {"instances": ("path", "rule"), "events": ("seq", "path", "event", "rule"),
+           "leak_commits": (), "scan_errors": ("path",)}
+
+
+def _row(row: object, needed: Sequence[str]) -> bool:
+    """Whether ``row`` is a dict of plain JSON scalars holding each of ``needed``, none null."""
+    return (isinstance(row, dict) and all(row.get(col) is not None for col in needed)
+            and all(isinstance(k, str) and (v is None or isinstance(v, str | int | float | bool))
+                    for k, v in row.items()))
 
 
 _EMPTY_RESULT = {"repo": None, "instances": None, "events": None, "leak_commits": None,
@@ -400,7 +426,7 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
     for i, entry in enumerate(corpus):
         if rcache is not None:
             keys[i] = cache_key(entry, params)
-            cached = _load_cached(rcache / f"{keys[i]}.json")
+            cached = _load_cached(rcache / f"{keys[i]}.json", keys[i], entry)
             if cached is not None:
                 results[i] = cached
                 continue
@@ -412,7 +438,7 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
     def done(i: int, res: dict[str, Any]) -> None:
         results[i] = res
         if rcache is not None and res["repo"]["status"] in CACHEABLE:
-            atomic_write_json(rcache / f"{keys[i]}.json", res)
+            atomic_write_json(rcache / f"{keys[i]}.json", scan_cache.seal(str(keys[i]), res))
         bar.set_postfix_str(f"{corpus[i].name}: {res['repo']['status']}", refresh=False)
         bar.update(1)
 

@@ -4,7 +4,9 @@
 the (cell number, line in cell) it came from. IPython magics (``%timeit``, ``%%bash`` cells),
 shell escapes (``!pip install``, ``files = !ls``) and help queries (``obj?``) become ``pass``
 statements with the same indentation, so line numbers are kept and the cell still parses.
-Cell numbers are 1-based positions among all cells of the notebook.
+Cell numbers are 1-based positions among all cells of the notebook. nbformat 3 notebooks
+(``worksheets[].cells[]``, code in ``input``) are read too, their cells numbered across the
+worksheets; a JSON document with neither ``cells`` nor ``worksheets`` is not a notebook.
 """
 
 from __future__ import annotations
@@ -42,6 +44,27 @@ def _neutralise(line: str) -> str:
     return line
 
 
+def _cells(nb: object) -> list[object]:
+    """The cells of a notebook: ``cells`` (nbformat 4), or the cells of every worksheet with
+    a code cell's ``input`` as its source (nbformat 3 and 2, ``worksheets[].cells[]``)."""
+    if not isinstance(nb, dict):
+        raise NotebookError("not a valid notebook (no cell list)")
+    if "cells" in nb:
+        if not isinstance(nb["cells"], list):
+            raise NotebookError("not a valid notebook (no cell list)")
+        return nb["cells"]
+    if "worksheets" not in nb:
+        raise NotebookError("not a valid notebook (neither cells nor worksheets)")
+    sheets = nb["worksheets"]
+    if not isinstance(sheets, list) or not all(
+            isinstance(ws, dict) and isinstance(ws.get("cells", []), list) for ws in sheets):
+        raise NotebookError(f"not a valid notebook (nbformat {nb.get('nbformat', '?')}: "
+                            "worksheets without a cell list)")
+    return [{"cell_type": "code", "source": cell.get("input", "")}
+            if isinstance(cell, dict) and cell.get("cell_type") == "code" else cell
+            for ws in sheets for cell in ws.get("cells", [])]
+
+
 def notebook_source(data: bytes | str) -> NotebookSource:
     try:
         nb = json.loads(data)
@@ -49,12 +72,10 @@ def notebook_source(data: bytes | str) -> NotebookSource:
         raise NotebookError(f"not a valid notebook (JSON error: {exc})") from None
     except RecursionError:  # ``[[[[...]]]]`` 100,000 deep: json recurses once per level
         raise NotebookError("not a valid notebook (JSON nested too deeply to read)") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells", []), list):
-        raise NotebookError("not a valid notebook (no cell list)")
     lines: list[str] = []
     line_map: list[tuple[int, int]] = []
     code_cells = 0
-    for number, cell in enumerate(nb.get("cells", []), start=1):
+    for number, cell in enumerate(_cells(nb), start=1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         src = cell.get("source", "")

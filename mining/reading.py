@@ -11,6 +11,7 @@ whose message becomes the file's error row.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import os
@@ -83,10 +84,29 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
         os.close(fd)
 
 
+#: Byte-order marks of the wide Unicode encodings, longest first (the UTF-32-LE mark begins
+#: with the UTF-16-LE one). Python itself reads only UTF-8 source, but editors on Windows save
+#: UTF-16 with a BOM, and such a file is text, not binary.
+WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+             (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def wide_bom(data: bytes) -> str | None:
+    """``utf-16`` or ``utf-32`` when ``data`` starts with that encoding's BOM, else None."""
+    for bom, encoding in WIDE_BOMS:
+        if data.startswith(bom):
+            return encoding
+    return None
+
+
 def source_encoding(data: bytes) -> str:
     """The encoding PEP 263 gives ``data`` (a BOM, else a coding cookie on line 1 or 2, else
-    UTF-8), as :func:`tokenize.detect_encoding` reads it. LookupError/SyntaxError for an
-    unknown or inconsistent declaration."""
+    UTF-8), as :func:`tokenize.detect_encoding` reads it; a UTF-16 or UTF-32 BOM gives that
+    encoding (the codec then strips the BOM). LookupError/SyntaxError for an unknown or
+    inconsistent declaration."""
+    wide = wide_bom(data)
+    if wide is not None:
+        return wide
     encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     return encoding
 

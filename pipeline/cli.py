@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from leakwatt.common import LeakwattError
+from leakwatt.common import EXIT_OUTPUT_ERROR, LeakwattError, describe_os_error
 from leakwatt.params import PROFILES, Params, load_params_or_defaults
 
 T = TypeVar("T", bound=Any)
@@ -74,6 +74,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
                            scheduler=args.scheduler,
                            corpus="demo" if args.demo else None,
                            history=False if args.no_history else None)
+    mine_params.check("mine (with the command-line flags)")
     mine(Path(args.corpus), Path(args.demo_dir), Path(args.cache_dir), Path(args.out), mine_params)
     return 0
 
@@ -85,6 +86,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     rp = _replace(params.reproduce, scale=args.scale,
                   pairs=tuple(args.pairs) if args.pairs else None,
                   equivalence_check=False if args.no_equivalence else None)
+    rp.check("reproduce (with the command-line flags)")
     reproduce(Path(args.instances) if args.instances else None, Path(args.out), rp,
               frameworks=params.measure.frameworks)
     return 0
@@ -120,6 +122,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     params = _params(args)
     ap = _replace(params.analyze, bootstrap_resamples=args.bootstrap, seed=args.seed)
+    ap.check("analyze (with the command-line flags)")
     analyze([Path(p) for p in args.runs], Path(args.mined) if args.mined else None,
             Path(args.out), ap)
     return 0
@@ -341,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("leakwatt: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder: one line, not a traceback
+        print(f"leakwatt: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_OUTPUT_ERROR
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ inside the subcommand that runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from leakwatt.analysis.prevalence import TABLES as PREVALENCE_TABLES
 from leakwatt.analysis.prevalence import write_prevalence
 from leakwatt.analysis.report import render_report
 from leakwatt.analysis.stats import analyze as analyze_runs
-from leakwatt.common import LeakwattError
+from leakwatt.common import LeakwattError, cap_jobs, usable_cores
 from leakwatt.contracts import INSTANCES, PREVALENCE, REPOS
 from leakwatt.mining.corpus import load_corpus
 from leakwatt.mining.demo import build_demo_corpus
@@ -39,6 +40,10 @@ def log(message: str) -> None:
 def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
          params: MineParams) -> None:
     """Mine the real corpus (``params.corpus == 'real'``) or the bundled demo corpus."""
+    if params.corpus != "demo":
+        refuse_output_holding_input("mine", out_dir, [corpus_path])
+    if params.jobs > usable_cores():
+        params = dataclasses.replace(params, jobs=cap_jobs(params.jobs, "mine.jobs"))
     if params.corpus == "demo":
         entries = build_demo_corpus(demo_dir, cache_dir / "demo")
         log(f"built {len(entries)} demo repositories from {demo_dir}")
@@ -52,6 +57,17 @@ def mine(corpus_path: Path, demo_dir: Path, cache_dir: Path, out_dir: Path,
     stop_without_data(out_dir / "repos.csv", params)
     log(f"{summary.get('instances', 0)} smell instances, {summary.get('events', 0)} history events, "
         f"{summary.get('cached', 0)} repositories from cache, written to {out_dir}")
+
+
+def refuse_output_holding_input(stage: str, out_dir: Path, inputs: Sequence[Path]) -> None:
+    """A usage error when the output folder is, or holds, one of the stage's inputs: the
+    stage would overwrite what it reads (``analyze --runs out/summary.csv --out out``)."""
+    out = Path(out_dir).resolve()
+    for path in inputs:
+        held = Path(path).resolve()
+        if held == out or out in held.parents:
+            raise LeakwattError(f"{stage}: the output folder {out_dir} holds its input {path}; "
+                                "give another --out")
 
 
 def report_failed_repositories(repos_csv: Path) -> None:
@@ -133,6 +149,8 @@ def runs_files(runs_dir: Path) -> list[Path]:
 
 def analyze(runs_paths: Sequence[Path], mined_dir: Path | None, out_dir: Path,
             params: AnalyzeParams) -> None:
+    refuse_output_holding_input("analyze", out_dir,
+                                [*runs_paths, *([mined_dir] if mined_dir is not None else [])])
     idle = [p.parent / "idle.csv" for p in runs_paths if (p.parent / "idle.csv").exists()]
     result = analyze_runs(runs_paths, out_dir, params, idle_paths=idle)
     log(f"wrote {len(result.stats)} rows to {out_dir / 'stats.csv'}")
@@ -152,6 +170,8 @@ def report(analysis_dir: Path, runs_paths: Sequence[Path], pairs_dir: Path | Non
     ``mined_dir`` is only checked: naming mining outputs whose prevalence ``analyze`` did not
     compute is an error rather than a report silently without prevalence.
     """
+    refuse_output_holding_input("report", out_dir, [
+        analysis_dir, *runs_paths, *(p for p in (pairs_dir, mined_dir) if p is not None)])
     if mined_dir is not None and not (analysis_dir / PREVALENCE.file).is_file():
         raise LeakwattError(f"{analysis_dir / PREVALENCE.file}: not found; run "
                             f"`leakwatt analyze --mined {mined_dir}` first (the report reads the "

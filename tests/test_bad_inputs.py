@@ -1030,3 +1030,652 @@ def test_ctrl_c_during_mine_exits_130_and_says_interrupted(tmp_path: Path, jobs:
         time.sleep(0.1)
     else:
         raise AssertionError("processes of the interrupted mine are still running")
+
+
+
+
+# ============================================================================================
+# Issue 19, items 3-8: atomic --fix, reports that embed only their own figures, validated
+# caches, parameters checked before work, output faults, inputs normalised or flagged.
+# ============================================================================================
+
+# -- item 3: --fix is atomic ----------------------------------------------------------------
+
+PAGE = 4096
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 64 KiB tmpfs, so that a full disk is a full disk (not a patched os.write)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill needs root (CI and the project's runs are root)")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(mnt: Path, free: int) -> None:
+    """Leave exactly ``free`` bytes available on ``mnt``."""
+    vfs = os.statvfs(mnt)
+    room = vfs.f_bavail * vfs.f_frsize
+    with open(mnt / "filler", "wb") as fh:
+        fh.write(b"\0" * (room - free))
+        fh.flush()
+        os.fsync(fh.fileno())
+    vfs = os.statvfs(mnt)
+    assert vfs.f_bavail * vfs.f_frsize == free
+
+
+def _page_edge_smelly() -> str:
+    """A smelly file two bytes short of two pages: the fix makes it grow onto a third."""
+    pad = "# " + "x" * 76 + "\n"
+    body = SMELLY
+    while len(body) + len(pad) <= 2 * PAGE - 2:
+        body = pad + body
+    return body + "#" * (2 * PAGE - 2 - len(body) - 1) + "\n"
+
+
+@pytest.mark.parametrize("hard_link", [False, True], ids=["file", "hard-linked"])
+@pytest.mark.parametrize("free", [0, 2 * PAGE, 3 * PAGE, 8 * PAGE])
+def test_fix_on_a_full_disk_leaves_the_file_byte_identical(tiny_disk: Path, free: int,
+                                                          hard_link: bool) -> None:
+    target = tiny_disk / "model.py"
+    text = _page_edge_smelly()
+    target.write_text(text)
+    if hard_link:
+        os.link(target, tiny_disk / "other_name.py")
+    before = target.read_bytes()
+    _fill(tiny_disk, free)
+    rc, _, err = _scan(str(target), "--fix", "--select", "IMR")
+    after = target.read_bytes()
+    assert "Traceback" not in err
+    leftovers = [p.name for p in tiny_disk.iterdir() if p.name.startswith(".leakwatt-fix-")]
+    assert leftovers == []
+    if after == before:
+        assert rc == 1 and f"{target}: error: not fixed: cannot write" in err, err
+        assert "No space left on device" in err
+    else:  # room enough: fixed whole, never cut
+        assert free >= 3 * PAGE, (free, err)
+        assert FIXED_LINE in after.decode() and len(after) > len(before)
+        assert after.decode().replace(FIXED_LINE + "\n", "", 1) == text
+    if hard_link:
+        assert os.path.samefile(target, tiny_disk / "other_name.py")
+    if free == 0:
+        assert after == before
+
+
+def test_fix_on_a_read_only_mount_is_a_row_and_the_file_is_untouched(tiny_disk: Path) -> None:
+    target = tiny_disk / "model.py"
+    target.write_text(SMELLY)
+    proc = subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {proc.stderr.strip()}")
+    rc, _, err = _scan(str(target), "--fix")
+    assert rc == 1 and "Traceback" not in err
+    assert f"{target}: error: not fixed: read-only file" in err
+    assert target.read_text() == SMELLY
+
+
+def test_fix_keeps_the_final_cr_of_a_cr_only_file(tmp_path: Path) -> None:
+    f = tmp_path / "cr.py"
+    f.write_bytes(SMELLY.replace("\n", "\r").encode())
+    rc, _, err = _scan(str(f), "--fix")
+    assert rc == 0, err
+    data = f.read_bytes()
+    assert data.endswith(b"m.fit(x, y)\r") and b"\n" not in data
+    assert FIXED_LINE.encode() + b"\r" in data
+
+
+def test_imr_fix_never_releases_a_model_built_in_a_while_header(tmp_path: Path) -> None:
+    f = tmp_path / "walrus.py"
+    src = ("import tensorflow as tf\n"
+           "def build():\n"
+           "    return tf.keras.Sequential()\n"
+           "while (m := tf.keras.Sequential()) is not None:\n"
+           "    m.fit(x, y)\n")
+    f.write_text(src)
+    rc, out, _ = _scan(str(f), "--select", "IMR")
+    assert rc == 1 and "walrus.py:4:" in out  # still reported
+    rc, out, _ = _scan(str(f), "--diff", "--select", "IMR")
+    assert "clear_session" not in out  # but no fix that would release m before m.fit
+    _scan(str(f), "--fix", "--select", "IMR")
+    assert f.read_text() == src
+
+
+def test_a_file_given_under_several_names_is_fixed_and_reported_once(tmp_path: Path,
+                                                                     monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a.py").write_text(SMELLY)
+    os.symlink("a.py", tmp_path / "alias.py")
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _scan("a.py", "./a.py", "alias.py", str(tmp_path / "a.py"), "--fix",
+                         "--format", "json", "--select", "IMR")
+    assert "Traceback" not in err and "changed while" not in err, err
+    assert err.count("fixed 1 file(s)") == 1
+    text = (tmp_path / "a.py").read_text()
+    assert text.count("clear_session") == 1
+    assert json.loads(out)["findings"] == [] and json.loads(out)["errors"] == []
+    assert rc == 0
+
+
+# -- item 5: caches are validated -----------------------------------------------------------
+
+def _only_entry(cache: Path) -> Path:
+    files = [p for p in cache.rglob("*.json")]
+    assert len(files) == 1, files
+    return files[0]
+
+
+def _reseal(file: Path, change) -> None:  # type: ignore[no-untyped-def]
+    """Change an entry's content and seal it again with a matching checksum (as a cache
+    written by a buggy or older leakwatt would be)."""
+    from leakwatt.mining import scan_cache
+
+    raw = json.loads(file.read_text())
+    file.write_text(json.dumps(scan_cache.seal(raw["key"], change(raw["entry"]))))
+
+
+@pytest.mark.parametrize("tamper", ["wrong-typed line", "no findings, old checksum",
+                                    "a list", "other schema", "another key"])
+def test_an_invalid_scan_cache_entry_is_a_miss_and_rescanned(tmp_path: Path, tamper: str) -> None:
+    from leakwatt.mining import scan as scan_module
+
+    src = tmp_path / "m.py"
+    src.write_text(SMELLY)
+    cache = tmp_path / "cache"
+    scan_module.clear_cache()
+    rc, first, _ = _scan(str(src), "--cache-dir", str(cache), "--format", "json")
+    assert rc == 1
+    entry = _only_entry(cache)
+    raw = json.loads(entry.read_text())
+    if tamper == "wrong-typed line":
+        def change(e):  # type: ignore[no-untyped-def]
+            e["findings"][0]["line"] = "3"
+            return e
+        _reseal(entry, change)
+    elif tamper == "no findings, old checksum":
+        raw["entry"]["findings"] = []
+        entry.write_text(json.dumps(raw))
+    elif tamper == "a list":
+        entry.write_text(json.dumps([raw]))
+    elif tamper == "other schema":
+        raw["schema"] = 1
+        entry.write_text(json.dumps(raw))
+    else:
+        raw["key"] = "0" * 64
+        entry.write_text(json.dumps(raw))
+    scan_module.clear_cache()  # a new process: only the disk cache is left
+    rc, again, err = _scan(str(src), "--cache-dir", str(cache), "--format", "json")
+    assert "Traceback" not in err
+    assert rc == 1 and json.loads(again) == json.loads(first)
+    from leakwatt.mining import scan_cache
+
+    rewritten = scan_cache.load(cache, _only_entry(cache).stem)  # the rescan sealed it anew
+    assert rewritten is not None and len(rewritten["findings"]) == 1
+
+
+@pytest.mark.parametrize("tamper", ["instances not a list", "instance row not a dict",
+                                    "rewritten without its checksum"])
+def test_an_invalid_mine_results_cache_entry_is_mined_again(tmp_path: Path, tamper: str) -> None:
+    from fixtures.mining.gitrepo import IMR_LOOP, GitRepo
+
+    from leakwatt.mining.corpus import CorpusEntry
+    from leakwatt.mining.mine import mine_corpus
+    from leakwatt.params import MineParams
+
+    repo = GitRepo(tmp_path / "r")
+    repo.write("train.py", IMR_LOOP).commit("loop")
+    corpus = [CorpusEntry(url=str(repo.path), commit=repo.git("rev-parse", "HEAD"), name="r")]
+    kw = {"cache_dir": tmp_path / "clones", "params": MineParams(jobs=1, history=False),
+          "results_cache_dir": tmp_path / "results", "progress": False}
+    first = mine_corpus(corpus, tmp_path / "out1", **kw)
+    assert first["mined"] == 1 and first["instances"] >= 1
+    entry = _only_entry(tmp_path / "results")
+    if tamper == "instances not a list":
+        _reseal(entry, lambda e: {**e, "instances": "none"})
+    elif tamper == "instance row not a dict":
+        _reseal(entry, lambda e: {**e, "instances": [["IMR", 3]]})
+    else:
+        raw = json.loads(entry.read_text())
+        raw["entry"]["instances"] = []
+        entry.write_text(json.dumps(raw))
+    second = mine_corpus(corpus, tmp_path / "out2", **kw)
+    assert (second["mined"], second["cached"]) == (1, 0)
+    assert (tmp_path / "out2" / "instances.csv").read_text() == \
+        (tmp_path / "out1" / "instances.csv").read_text()
+
+
+# -- item 4: a report embeds only what the report made ---------------------------------------
+
+def _synthetic_runs():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "leakwatt_bad_inputs_synth", Path(__file__).parent / "fixtures" / "analysis" / "synth.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.synthetic_runs
+
+
+def _analyse_and_report(root: Path, runs) -> Path:  # type: ignore[no-untyped-def]
+    from leakwatt.analysis.report import render_report
+    from leakwatt.analysis.stats import analyze
+    from leakwatt.params import AnalyzeParams, ReportParams
+
+    runs.to_csv(root / "runs.csv", index=False)
+    analyze([root / "runs.csv"], root / "analysis", AnalyzeParams(bootstrap_resamples=200))
+    render_report(root / "analysis", [root / "runs.csv"], root / "out", ReportParams())
+    return root / "out"
+
+
+def test_a_runs_cell_naming_a_local_file_is_shown_as_text_not_embedded(tmp_path: Path) -> None:
+    import base64
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP-SECRET: the private key of the lab\n" * 4)
+    runs = _synthetic_runs()(n=6)
+    crashed = (runs["pair_id"] == "paper-utr") & (runs["rep"] == 5) & (runs["variant"] == "smelly")
+    runs.loc[crashed, ["status", "error"]] = [
+        "oom", f"![x]({secret}) [y]({secret}) <file://{secret}> <https://example.invalid/x>"]
+    out = _analyse_and_report(tmp_path, runs)
+    page = (out / "report.html").read_text()
+    encoded = base64.b64encode(secret.read_bytes()).decode()
+    assert encoded[:40] not in page and "TOP-SECRET" not in page
+    assert f'href="{secret}' not in page and f'src="{secret}' not in page
+    assert 'href="file:' not in page and 'href="https://example.invalid' not in page
+    assert f"![x]({secret})" in page  # the cell is still shown, as text
+    # the report's own figures are still embedded
+    assert page.count('src="data:image/png;base64,') >= 2
+
+
+def test_html_embeds_only_figures_the_report_drew_from_its_own_folder(tmp_path: Path) -> None:
+    from leakwatt.analysis.markup import to_html
+
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "forest.png").write_bytes(b"\x89PNG own figure")
+    (tmp_path / "figures" / "stale.png").write_bytes(b"\x89PNG not drawn this time")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    outside.write_bytes(b"\x89PNG outside")
+    os.symlink(outside, tmp_path / "figures" / "link.png")
+    text = ("![a](figures/forest.png)\n\n![b](figures/stale.png)\n\n![c](figures/link.png)\n\n"
+            f"![d]({outside})\n\n![e](../{outside.name})\n")
+    page = to_html(text, tmp_path, "t", figures=["forest.png", "link.png"])
+    import base64
+
+    assert base64.b64encode(b"\x89PNG own figure").decode() in page
+    for other in (b"\x89PNG not drawn this time", b"\x89PNG outside"):
+        assert base64.b64encode(other).decode() not in page
+    assert str(outside) not in page.split("<body>")[1].replace(f"![d]({outside})", "")
+
+
+# -- item 6: parameters and flags checked before any work ------------------------------------
+
+def _cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "leakwatt.pipeline.cli", *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), [
+    ("mine:\n  file_budget_s: .nan\n", "mine.file_budget_s: must be a finite number"),
+    ("mine:\n  file_budget_s: .inf\n", "mine.file_budget_s: must be a finite number"),
+    ("measure:\n  cooldown_s: .nan\n", "measure.cooldown_s: must be a finite number"),
+    ("report:\n  figure_dpi: 100000\n", "report.figure_dpi: must be <= 600"),
+    ("analyze:\n  max_load: .inf\n", "analyze.max_load: must be a finite number"),
+])
+def test_non_finite_or_out_of_range_params_are_refused(tmp_path: Path, yaml_text: str,
+                                                       message: str) -> None:
+    from leakwatt.common import LeakwattError
+    from leakwatt.params import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(LeakwattError) as err:
+        load_params(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mine_with_a_nan_file_budget_exits_2_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("mine:\n  file_budget_s: .nan\n")
+    proc = _cli("mine", "--demo", "--out", "mined", "--demo-dir", "demo", "--cache-dir", "repos",
+                cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "leakwatt: error: params.yaml: mine.file_budget_s: must be a finite number, got nan"]
+    assert not (tmp_path / "mined").exists() and not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("cooldown", ["nan", "inf", "-1"])
+def test_measure_with_a_bad_cooldown_exits_2_before_measuring(tmp_path: Path,
+                                                              cooldown: str) -> None:
+    proc = _cli("measure", "--pair", "paper-imr", "--scale", "tiny", "--cooldown", cooldown,
+                "--out", str(tmp_path / "runs"), "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "measure.cooldown_s" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs" / "runs.csv").exists()
+    assert not (tmp_path / "runs" / "pairs").exists()
+
+
+@pytest.mark.parametrize("budget", ["nan", "inf", "-inf"])
+def test_scan_with_a_non_finite_file_budget_is_a_usage_error(tmp_path: Path, budget: str) -> None:
+    (tmp_path / "m.py").write_text(SMELLY)
+    rc, out, err = _scan(str(tmp_path / "m.py"), "--file-budget", budget)
+    assert rc == 2 and out == ""
+    assert "--file-budget must be a finite number" in err
+
+
+def test_scan_jobs_above_the_core_count_are_capped_with_a_note(tmp_path: Path) -> None:
+    from leakwatt.common import usable_cores
+
+    for i in range(20):
+        (tmp_path / f"m{i}.py").write_text(SMELLY)
+    rc, out, err = _scan(str(tmp_path), "--jobs", str(usable_cores() + 62))
+    assert rc == 1 and out.count(": IMR ") == 20
+    assert f"--jobs {usable_cores() + 62} is more than the {usable_cores()} usable core(s)" in err
+
+
+def test_a_primary_metric_the_runs_table_lacks_exits_2_naming_the_valid_ones(
+        tmp_path: Path) -> None:
+    _synthetic_runs()(n=4).to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "params.yaml").write_text("analyze:\n  primary:\n    metric: energy_kwhh\n")
+    proc = _cli("analyze", "--runs", "runs.csv", "--out", "analysis", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "analyze.primary.metric: 'energy_kwhh' is not a metric" in lines[0]
+    assert "energy_kwh, duration_s" in lines[0]
+    assert not (tmp_path / "analysis" / "stats.csv").exists()
+
+
+# -- item 7: analyze's output faults -----------------------------------------------------------
+
+def test_analyze_on_a_full_disk_is_one_line_exit_74_and_leaves_no_temp_file(
+        tiny_disk: Path, tmp_path: Path) -> None:
+    runs = _synthetic_runs()(n=30)
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    _fill(tiny_disk, PAGE)
+    proc = _cli("analyze", "--runs", str(tmp_path / "runs.csv"), "--out", str(tiny_disk / "a"),
+                "--bootstrap", "200", cwd=tmp_path)
+    assert proc.returncode == 74, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert lines[-1].startswith(f"leakwatt: error: {tiny_disk / 'a'}/")
+    assert lines[-1].endswith(": No space left on device")
+    assert [p.name for p in (tiny_disk / "a").iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize(("argv", "what"), [
+    (["analyze", "--runs", "out/summary.csv", "--out", "out"], "analyze"),
+    (["analyze", "--runs", "runs.csv", "--mined", "out", "--out", "out"], "analyze"),
+    (["mine", "--corpus", "m/repos.csv", "--out", "m"], "mine"),
+    (["report", "--analysis", "out", "--runs", "runs.csv", "--out", "out"], "report"),
+])
+def test_a_stage_refuses_an_output_folder_holding_its_input(tmp_path: Path, argv: list[str],
+                                                            what: str) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "m").mkdir()
+    keep = {tmp_path / "out" / "summary.csv": "smell,metric\nIMR,energy_kwh\n",
+            tmp_path / "m" / "repos.csv": "url,commit\n"}
+    for path, text in keep.items():
+        path.write_text(text)
+    proc = _cli(*argv, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"leakwatt: error: {what}: the output folder " in proc.stderr
+    assert "give another --out" in proc.stderr
+    for path, text in keep.items():
+        assert path.read_text() == text
+
+
+def test_a_folder_given_as_a_runs_file_is_called_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "runs" / "cpu").mkdir(parents=True)
+    _synthetic_runs()(n=3).to_csv(tmp_path / "runs" / "cpu" / "runs.csv", index=False)
+    proc = _cli("analyze", "--runs", "runs", "--out", "analysis", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "runs: is a folder, not a runs file (it holds runs/cpu/runs.csv)" in proc.stderr
+    assert "not found" not in proc.stderr
+
+
+_KILL_IN_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from leakwatt.pipeline import cli
+real_fsync = os.fsync
+def fsync(fd):
+    real_fsync(fd)
+    os.kill(os.getpid(), signal.{sig})
+os.fsync = fsync
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
+def test_killing_analyze_while_it_writes_leaves_no_temp_file(tmp_path: Path, sig: str) -> None:
+    """The signal arrives when the first output is complete on disk but not yet in place:
+    the worst moment for a temporary file."""
+    _synthetic_runs()(n=4).to_csv(tmp_path / "runs.csv", index=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_IN_WRITE.format(sig=sig), "analyze", "--runs", "runs.csv",
+         "--out", "analysis", "--bootstrap", "200"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    if sig == "SIGKILL":
+        assert proc.returncode == -9
+    else:
+        assert proc.returncode == 130 and "leakwatt: interrupted" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "analysis").iterdir()) == []
+
+
+# -- item 8: runs.csv values out of range, an all-zero primary metric ---------------------------
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("rep", "1e20", "rep '1e20' is out of range"),
+    ("energy_kwh", "1e308", "energy_kwh '1e308' is out of range"),
+    ("energy_kwh", "inf", "energy_kwh 'inf' is not a number"),
+    ("duration_s", "-1e300", "duration_s '-1e300' is out of range"),
+])
+def test_runs_values_out_of_range_are_refused_with_the_line(tmp_path: Path, column: str,
+                                                            value: str, message: str) -> None:
+    runs = _synthetic_runs()(n=4).astype(object)
+    runs.loc[5, column] = value
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "params.yaml").write_text("")  # the defaults, without a line saying so
+    proc = _cli("analyze", "--runs", "runs.csv", "--out", "analysis", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"leakwatt: error: runs.csv: line 7: {message}")
+
+
+def test_an_all_zero_primary_metric_is_no_data_not_missing(tmp_path: Path) -> None:
+    import pandas as pd
+
+    runs = _synthetic_runs()(n=5)
+    runs["energy_kwh"] = 0.0
+    out = _analyse_and_report(tmp_path, runs)
+    stats = pd.read_csv(tmp_path / "analysis" / "stats.csv", keep_default_na=False)
+    primary = stats[stats["family"] == "primary"]
+    assert sorted(primary["pair_id"]) == ["paper-imr", "paper-utr"]
+    assert set(primary["metric"]) == {"energy_kwh"} and set(primary["status"]) == {"no data"}
+    assert primary["note"].str.startswith("no data: 0 in every ok run").all()
+    assert (stats["metric"] == "duration_s").any()  # the other metrics are still compared
+    report = (out / "report.md").read_text()
+    assert "| paper-imr (cpu, keras3) | energy_kwh | paired_t | primary | 0 |" in report
+    assert "no data" in report
+
+
+# -- item 8: corpus URLs normalised, duplicates refused ----------------------------------------
+
+_PIN = "a" * 40
+
+
+@pytest.mark.parametrize("spelling", [
+    "https://GitHub.com/owner/repo",                    # case
+    "https://github.com/Owner/Repo.git/",               # .git/
+    "https://github.com/x/y/../../Owner/Repo",          # ..
+    "git@github.com:Owner/Repo.git",                    # scp form
+    "https://www.github.com/Owner/Repo",                # www.
+    "https://github.com//Owner//Repo",                  # double slash
+    "ssh://git@github.com/Owner/Repo",                  # ssh form
+])
+def test_corpus_add_refuses_one_repository_under_another_spelling(tmp_path: Path,
+                                                                  spelling: str) -> None:
+    from leakwatt.common import LeakwattError
+    from leakwatt.mining.corpus import add_repository, load_corpus
+
+    corpus = tmp_path / "corpus.csv"
+    add_repository(corpus, "https://github.com/Owner/Repo", commit=_PIN)
+    before = corpus.read_bytes()
+    with pytest.raises(LeakwattError, match="is already in the corpus"):
+        add_repository(corpus, spelling, commit="b" * 40, name="other")
+    assert corpus.read_bytes() == before and len(load_corpus(corpus)) == 1
+
+
+@pytest.mark.parametrize(("given", "stored"), [
+    ("git@GitHub.com:o/r.git", "https://github.com/o/r"),
+    ("https://WWW.GitLab.com/g/sub/../p.git/", "https://gitlab.com/g/p"),
+    ("ssh://git@example.org:2222/team/r.git", "ssh://git@example.org:2222/team/r"),
+])
+def test_corpus_add_stores_the_canonical_url(tmp_path: Path, given: str, stored: str) -> None:
+    from leakwatt.mining.corpus import add_repository, load_corpus
+
+    entry = add_repository(tmp_path / "c.csv", given, commit=_PIN)
+    assert entry.url == stored and [e.url for e in load_corpus(tmp_path / "c.csv")] == [stored]
+
+
+@pytest.mark.parametrize("url", ["ssh://-oProxyCommand=touch%20pwned@github.com/a/b",
+                                 "-oProxyCommand=x@github.com:a/b",
+                                 "https://github.com/../../a"])
+def test_corpus_add_refuses_option_like_users_and_escaping_paths(tmp_path: Path, url: str) -> None:
+    proc = _cli("corpus", "add", url, "--commit", _PIN, "--corpus", "c.csv", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "c.csv").exists() and not (tmp_path / "pwned").exists()
+
+
+# -- item 8: what the scanner reads ------------------------------------------------------------
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_utf16_and_utf32_files_with_a_bom_are_scanned_and_fixed_in_their_encoding(
+        tmp_path: Path, codec: str) -> None:
+    import codecs
+
+    bom = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE,
+           "utf-32-le": codecs.BOM_UTF32_LE, "utf-32-be": codecs.BOM_UTF32_BE}[codec]
+    f = tmp_path / "wide.py"
+    f.write_bytes(bom + ("# é\n" + SMELLY).encode(codec))
+    rc, out, err = _scan(str(f))
+    assert rc == 1 and "wide.py:4:9: IMR" in out, err
+    rc, _, err = _scan(str(f), "--fix")
+    assert rc == 0, err
+    data = f.read_bytes()
+    assert data.startswith(bom)
+    assert data[len(bom):].decode(codec) == "# é\n" + SMELLY.replace(
+        "    m = tf", FIXED_LINE + "\n    m = tf")
+
+
+def test_an_nbformat3_notebook_is_read_from_its_worksheets(tmp_path: Path) -> None:
+    nb = tmp_path / "old.ipynb"
+    nb.write_text(json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {},
+                              "worksheets": [{"cells": [
+                                  {"cell_type": "markdown", "source": ["# title"]},
+                                  {"cell_type": "code", "language": "python",
+                                   "input": SMELLY.splitlines(keepends=True), "outputs": []}]}]}))
+    rc, out, _ = _scan(str(nb))
+    assert rc == 1 and "old.ipynb:cell 2:3:9: IMR" in out
+
+
+def test_a_json_file_that_is_no_notebook_is_an_error_not_an_empty_scan(tmp_path: Path) -> None:
+    nb = tmp_path / "data.ipynb"
+    nb.write_text(json.dumps({"nbformat": 4, "metadata": {}}))
+    rc, _, err = _scan(str(nb))
+    assert rc == 1 and "data.ipynb: error: not a valid notebook (neither cells nor worksheets)" in err
+
+
+@pytest.mark.parametrize("name", ["a\nb.py", "x\x1b[31mred.py", "tab\there.py"])
+def test_file_names_cannot_forge_lines_or_reach_the_terminal_raw(tmp_path: Path,
+                                                                 name: str) -> None:
+    (tmp_path / name).write_text(SMELLY)
+    (tmp_path / "broken\n.py").write_text("def (:\n")
+    rc, out, err = _scan(str(tmp_path))
+    assert rc == 1
+    assert len(out.splitlines()) == 1 and out.count(": IMR ") == 1
+    assert "\x1b" not in out + err and "\t" not in out + err
+    shown = name.replace("\n", "\\n").replace("\x1b", "\\x1b").replace("\t", "\\t")
+    assert out.startswith(f"{tmp_path}/{shown}:3:9: IMR")
+    assert f"{tmp_path}/broken\\n.py: error:" in err
+
+
+def test_sarif_uris_are_percent_encoded_and_relative_to_the_scanned_root(tmp_path: Path,
+                                                                        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "proj"
+    (root / "dir x").mkdir(parents=True)
+    (root / "dir x" / "m#1%.py").write_text(SMELLY)
+    (root / "ok.py").write_text(SMELLY)
+    monkeypatch.chdir(root / "dir x")
+    rc, out, _ = _scan("..", "--format", "sarif")  # given as a path that climbs
+    run = json.loads(out)["runs"][0]
+    assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == root.as_uri() + "/"
+    uris = sorted(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                  for r in run["results"])
+    assert uris == ["dir%20x/m%231%25.py", "ok.py"]
+    for r in run["results"]:
+        loc = r["locations"][0]["physicalLocation"]["artifactLocation"]
+        assert loc["uriBaseId"] == "%SRCROOT%" and ".." not in loc["uri"]
+
+
+# -- item 8: messages that say what happened ---------------------------------------------------
+
+def test_ten_thousand_concatenated_strings_are_not_called_a_syntax_error(tmp_path: Path) -> None:
+    f = tmp_path / "strings.py"
+    f.write_text(SMELLY + "TABLE = (\n" + "".join(f"    'row {i}'\n" for i in range(10_000)) + ")\n")
+    res = scan_file(f, budget_s=None)
+    if res.error is None:
+        assert [x.rule for x in res.findings] == ["IMR"]
+    else:  # not parsed: then say why, and not that valid code is invalid
+        assert "syntax error" not in res.error, res.error
+
+
+def test_a_nul_byte_after_8_kb_is_named_with_its_line(tmp_path: Path) -> None:
+    f = tmp_path / "nul.py"
+    body = SMELLY + "# padding\n" * 1000
+    f.write_bytes(body.encode() + b"x = 1\x00\n")
+    res = scan_file(f)
+    line = body.count("\n") + 1
+    assert res.error == f"NUL byte at line {line} (character {len(body) + 5}); not scanned"
+
+
+def test_a_git_lfs_pointer_named_model_py_is_called_one(tmp_path: Path) -> None:
+    f = tmp_path / "model.py"
+    f.write_text("version https://git-lfs.github.com/spec/v1\n"
+                 "oid sha256:" + "0" * 64 + "\nsize 12345\n")
+    rc, _, err = _scan(str(f))
+    assert rc == 1
+    assert f"{f}: error: a git-LFS pointer, not the file's content" in err
+    assert "syntax error" not in err
+
+
+def test_a_do_not_edit_comment_does_not_make_a_file_generated(tmp_path: Path) -> None:
+    f = tmp_path / "train.py"
+    f.write_text("# Tuned by hand: do not edit the learning rate below.\n" + SMELLY)
+    rc, out, err = _scan(str(f))
+    assert rc == 1 and "train.py:4:9: IMR" in out, err
+    g = tmp_path / "gen.py"
+    g.write_text("# Code generated by protoc-gen-foo. DO NOT EDIT.\n" + SMELLY)
+    rc, out, err = _scan(str(g))
+    assert rc == 0 and "gen.py: skipped: generated file" in err
+
+
+def test_one_long_data_literal_does_not_skip_the_code_around_it(tmp_path: Path) -> None:
+    f = tmp_path / "weights.py"
+    f.write_text(SMELLY + "WEIGHTS = [" + "0.125, " * 110_000 + "]\n")
+    assert f.stat().st_size > 700_000
+    res = scan_file(f, budget_s=None)
+    assert res.skipped is None and res.error is None, (res.skipped, res.error)
+    assert [x.rule for x in res.findings] == ["IMR"]
+    minified = tmp_path / "min.py"
+    minified.write_text("x = [" + "1, " * 2000 + "]\n")
+    assert scan_file(minified).skipped == "very long lines (minified or generated)"

@@ -65,7 +65,8 @@ def test_disk_cache_round_trip(tmp_path: Path) -> None:
     again = scan_bytes(data, "c.py", cache_dir=tmp_path)
     assert again.findings == res.findings
     stored = json.loads(files[0].read_text())
-    assert stored["findings"][0]["rule"] == "IMR"
+    assert stored["schema"] == scan.scan_cache.SCHEMA and stored["key"] == files[0].stem
+    assert stored["entry"]["findings"][0]["rule"] == "IMR"
 
 
 def test_huge_and_generated_files_are_skipped(tmp_path: Path) -> None:

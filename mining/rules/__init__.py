@@ -161,4 +161,13 @@ def fix_source(source: str, path: str = "<string>", rules: Sequence[str] | None 
     if not pairs:
         return source, []
     new, _ = apply_fixes(module, [fx for _, fx in pairs])
-    return new, [f for f, _ in pairs]
+    return _keep_final_newline(source, new), [f for f, _ in pairs]
+
+
+def _keep_final_newline(source: str, new: str) -> str:
+    """``new`` ending as ``source`` does: libcst drops the final ``\\r`` of a CR-only file
+    (it reads ``\\r`` alone as a line break inside the module but not at its end)."""
+    for ending in ("\r\n", "\n", "\r"):
+        if source.endswith(ending):
+            return new if new.endswith(("\n", "\r")) else new + ending
+    return new

@@ -539,8 +539,12 @@ class _Analysis:
                 conf = 0.9 if training or builder else 0.75
                 if loop.kind == "comprehension":
                     conf = 0.6
+                # The release call goes at the top of the loop's body, so only where that is
+                # before the construction: a model built in the loop's header (a ``while``
+                # test's walrus) would be released between its construction and its use.
+                in_body = loop.body is not None and _contains(loop.body, site.node)
                 yield self.report(site, variant, conf, loop.kind, api, training,
-                                  loop if loop.body is not None else None)
+                                  loop if in_body else None)
                 continue
             info = repeated.get(id(fn))
             if info is not None:
@@ -648,6 +652,11 @@ def _rewraps(site: CallSite, name: str) -> bool:
             if isinstance(node, cst.Name) and node.value == name:
                 return True
     return False
+
+
+def _contains(tree: cst.CSTNode, node: cst.CSTNode) -> bool:
+    """Whether ``node`` (by identity) is ``tree`` or inside it."""
+    return any(n is node for n in _walk(tree))
 
 
 def _walk(expr: cst.CSTNode) -> Iterator[cst.CSTNode]:

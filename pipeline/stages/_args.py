@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from leakwatt.common import LeakwattError
+from leakwatt.common import EXIT_OUTPUT_ERROR, LeakwattError, describe_os_error
 from leakwatt.params import Params, load_params_or_defaults
 
 
@@ -32,4 +32,10 @@ def run_stage(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespac
     except LeakwattError as exc:
         print(f"leakwatt: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("leakwatt: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a full disk, a read-only folder: one line, not a traceback
+        print(f"leakwatt: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_OUTPUT_ERROR
     return 0
