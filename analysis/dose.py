@@ -202,12 +202,15 @@ def cost_model(measured: pd.DataFrame, alpha: float) -> tuple[pd.DataFrame, pd.D
             x, d, f = b["dose"].to_numpy(float), b["d"].to_numpy(float), b["first"].to_numpy(float)
             quad = _fit(x, d, f, True)
             lin = _fit(x, d, f, False)
+            with warnings.catch_warnings():  # R² of differences that are all 0 (no variance)
+                warnings.simplefilter("ignore")
+                r2 = float(quad.rsquared)
             ci_a = quad.conf_int(alpha)
             row.update(a=float(quad.params[0]), a_ci_low=float(ci_a[0][0]),
                        a_ci_high=float(ci_a[0][1]), b=float(quad.params[1]),
                        b_ci_low=float(ci_a[1][0]), b_ci_high=float(ci_a[1][1]),
                        b_p=float(quad.pvalues[1]), order_effect=float(quad.params[2]),
-                       order_p=float(quad.pvalues[2]), r2=float(quad.rsquared),
+                       order_p=float(quad.pvalues[2]), r2=r2,
                        a_linear=float(lin.params[0]),
                        a_linear_ci_low=float(lin.conf_int(alpha)[0][0]),
                        a_linear_ci_high=float(lin.conf_int(alpha)[0][1]))
