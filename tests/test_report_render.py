@@ -154,7 +154,8 @@ def test_metrics_json(rendered):
     assert data == metrics
     stats = pd.read_csv(out.parent / "analysis" / "stats.csv")
     row = stats[(stats["pair_id"] == "paper-imr") & (stats["family"] == "primary")].iloc[0]
-    assert row["metric"] == "energy_kwh" and row["test"] == "paired_t"
+    # cpu_load runs (no RAPL): the primary outcome is time (issue 18)
+    assert row["metric"] == "duration_s" and row["test"] == "paired_t"
     imr = data["pairs"]["paper-imr"]["cpu"]["keras3"]
     assert imr["pct_change"] == pytest.approx(row["pct_change"])
     assert imr["p_adj"] == pytest.approx(row["p_adj"])
