@@ -1008,6 +1008,19 @@ def test_scan_jobs_above_the_core_count_are_capped_with_a_note(tmp_path: Path) -
     assert f"--jobs {usable_cores() + 62} is more than the {usable_cores()} usable core(s)" in err
 
 
+def test_mine_jobs_above_the_core_count_are_capped_with_a_note(tmp_path: Path) -> None:
+    from leakwatt.common import usable_cores
+
+    (tmp_path / "params.yaml").write_text("")
+    (tmp_path / "corpus.csv").write_text("url,commit,name,domain,why,stars\n")
+    proc = _cli("mine", "--corpus", "corpus.csv", "--out", "mined", "--cache-dir", "repos",
+                "--jobs", str(usable_cores() + 62), "--no-history", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"leakwatt: note: mine.jobs {usable_cores() + 62} is more than the "
+            f"{usable_cores()} usable core(s); using {usable_cores()}") in proc.stderr
+    assert (tmp_path / "mined" / "repos.csv").is_file()
+
+
 def test_a_primary_metric_the_runs_table_lacks_exits_2_naming_the_valid_ones(
         tmp_path: Path) -> None:
     _synthetic_runs()(n=4).to_csv(tmp_path / "runs.csv", index=False)
@@ -1160,6 +1173,19 @@ def test_corpus_add_refuses_one_repository_under_another_spelling(tmp_path: Path
     with pytest.raises(LeakwattError, match="is already in the corpus"):
         add_repository(corpus, spelling, commit="b" * 40, name="other")
     assert corpus.read_bytes() == before and len(load_corpus(corpus)) == 1
+
+
+def test_corpus_check_and_load_flag_one_repository_under_two_spellings(tmp_path: Path) -> None:
+    from leakwatt.common import LeakwattError
+    from leakwatt.mining.corpus import check_corpus, load_corpus
+
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("url,commit,name,domain,why,stars\n"
+                      f"https://github.com/Owner/Repo,{_PIN},a,,,\n"
+                      f"git@github.com:owner/repo.git,{_PIN},b,,,\n")
+    assert check_corpus(corpus) == [f"{corpus}: line 3: field url: duplicate of line 2"]
+    with pytest.raises(LeakwattError, match="line 3: field url: duplicate of line 2"):
+        load_corpus(corpus)
 
 
 @pytest.mark.parametrize(("given", "stored"), [
