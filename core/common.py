@@ -1,12 +1,15 @@
 """Small shared pieces: the one error type users see, and atomic writes.
 
 Every stage output is written to a temporary file in the same folder and renamed into place,
-so an interrupted stage never leaves a half-written file behind.
+so an interrupted stage never leaves a half-written file behind; on Linux the temporary file has
+no name until it is complete, so not even a SIGKILL leaves one behind. Output faults that reach
+the command line (a full disk) are one line and exit status :data:`EXIT_OUTPUT_ERROR`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -106,6 +109,18 @@ def _unnamed_file(folder: Path) -> int | None:
         return None
 
 
+@functools.cache
+def _libc() -> Any:
+    """The C library, for ``linkat`` (which ``os.link`` cannot call with ``AT_EMPTY_PATH``)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc if hasattr(libc, "linkat") else None
+    except OSError:
+        return None
+
+
 _AT_FDCWD = -100
 _AT_EMPTY_PATH = 0x1000
 
@@ -114,15 +129,11 @@ def _link_unnamed(fd: int, target: Path) -> str:
     """Give the complete unnamed file ``fd`` a temporary name beside ``target``: ``linkat``
     with ``AT_EMPTY_PATH``, else through ``/proc/self/fd``, else (neither allowed here) a
     named copy."""
-    import ctypes
-
     name = str(target.parent / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.linkat(fd, b"", _AT_FDCWD, os.fsencode(name), _AT_EMPTY_PATH) == 0:
-            return name
-    except (OSError, AttributeError):
-        pass
+    libc = _libc()
+    if libc is not None and libc.linkat(fd, b"", _AT_FDCWD, os.fsencode(name),
+                                        _AT_EMPTY_PATH) == 0:
+        return name
     with contextlib.suppress(OSError):
         os.link(f"/proc/self/fd/{fd}", name, follow_symlinks=True)
         return name

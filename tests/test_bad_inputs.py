@@ -1317,10 +1317,25 @@ def test_html_embeds_only_figures_the_report_drew_from_its_own_folder(tmp_path: 
 
 # -- item 6: parameters and flags checked before any work ------------------------------------
 
-def _cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "leakwatt.pipeline.cli", *argv], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``leakwatt ARGV`` run in this process (as the console script runs it) from ``cwd``."""
+    import contextlib
+    import io
+
+    from leakwatt.pipeline import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = cli.main(list(argv))
+            except SystemExit as exc:  # argparse's usage errors
+                rc = int(exc.code or 0)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(list(argv), rc, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.parametrize(("yaml_text", "message"), [
@@ -1358,7 +1373,8 @@ def test_measure_with_a_bad_cooldown_exits_2_before_measuring(tmp_path: Path,
     proc = _cli("measure", "--pair", "paper-imr", "--scale", "tiny", "--cooldown", cooldown,
                 "--out", str(tmp_path / "runs"), "--no-progress", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert "measure.cooldown_s" in proc.stderr and "Traceback" not in proc.stderr
+    assert "measure (with the command-line flags).cooldown_s: must be" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs" / "runs.csv").exists()
     assert not (tmp_path / "runs" / "pairs").exists()
 
@@ -1366,7 +1382,7 @@ def test_measure_with_a_bad_cooldown_exits_2_before_measuring(tmp_path: Path,
 @pytest.mark.parametrize("budget", ["nan", "inf", "-inf"])
 def test_scan_with_a_non_finite_file_budget_is_a_usage_error(tmp_path: Path, budget: str) -> None:
     (tmp_path / "m.py").write_text(SMELLY)
-    rc, out, err = _scan(str(tmp_path / "m.py"), "--file-budget", budget)
+    rc, out, err = _scan(str(tmp_path / "m.py"), f"--file-budget={budget}")
     assert rc == 2 and out == ""
     assert "--file-budget must be a finite number" in err
 
@@ -1379,6 +1395,19 @@ def test_scan_jobs_above_the_core_count_are_capped_with_a_note(tmp_path: Path) -
     rc, out, err = _scan(str(tmp_path), "--jobs", str(usable_cores() + 62))
     assert rc == 1 and out.count(": IMR ") == 20
     assert f"--jobs {usable_cores() + 62} is more than the {usable_cores()} usable core(s)" in err
+
+
+def test_mine_jobs_above_the_core_count_are_capped_with_a_note(tmp_path: Path) -> None:
+    from leakwatt.common import usable_cores
+
+    (tmp_path / "params.yaml").write_text("")
+    (tmp_path / "corpus.csv").write_text("url,commit,name,domain,why,stars\n")
+    proc = _cli("mine", "--corpus", "corpus.csv", "--out", "mined", "--cache-dir", "repos",
+                "--jobs", str(usable_cores() + 62), "--no-history", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"leakwatt: note: mine.jobs {usable_cores() + 62} is more than the "
+            f"{usable_cores()} usable core(s); using {usable_cores()}") in proc.stderr
+    assert (tmp_path / "mined" / "repos.csv").is_file()
 
 
 def test_a_primary_metric_the_runs_table_lacks_exits_2_naming_the_valid_ones(
@@ -1454,6 +1483,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
 def test_killing_analyze_while_it_writes_leaves_no_temp_file(tmp_path: Path, sig: str) -> None:
     """The signal arrives when the first output is complete on disk but not yet in place:
@@ -1534,6 +1564,19 @@ def test_corpus_add_refuses_one_repository_under_another_spelling(tmp_path: Path
     assert corpus.read_bytes() == before and len(load_corpus(corpus)) == 1
 
 
+def test_corpus_check_and_load_flag_one_repository_under_two_spellings(tmp_path: Path) -> None:
+    from leakwatt.common import LeakwattError
+    from leakwatt.mining.corpus import check_corpus, load_corpus
+
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("url,commit,name,domain,why,stars\n"
+                      f"https://github.com/Owner/Repo,{_PIN},a,,,\n"
+                      f"git@github.com:owner/repo.git,{_PIN},b,,,\n")
+    assert check_corpus(corpus) == [f"{corpus}: line 3: field url: duplicate of line 2"]
+    with pytest.raises(LeakwattError, match="line 3: field url: duplicate of line 2"):
+        load_corpus(corpus)
+
+
 @pytest.mark.parametrize(("given", "stored"), [
     ("git@GitHub.com:o/r.git", "https://github.com/o/r"),
     ("https://WWW.GitLab.com/g/sub/../p.git/", "https://gitlab.com/g/p"),
@@ -1547,13 +1590,24 @@ def test_corpus_add_stores_the_canonical_url(tmp_path: Path, given: str, stored:
 
 
 @pytest.mark.parametrize("url", ["ssh://-oProxyCommand=touch%20pwned@github.com/a/b",
-                                 "-oProxyCommand=x@github.com:a/b",
+                                 "git@github.com:../../a",
                                  "https://github.com/../../a"])
 def test_corpus_add_refuses_option_like_users_and_escaping_paths(tmp_path: Path, url: str) -> None:
     proc = _cli("corpus", "add", url, "--commit", _PIN, "--corpus", "c.csv", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert not (tmp_path / "c.csv").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_an_scp_url_with_an_option_like_user_is_refused(tmp_path: Path) -> None:
+    from leakwatt.common import LeakwattError
+    from leakwatt.mining.clone import canonical_url, validate_url
+
+    for url in ("-oProxyCommand=x@github.com:a/b", "ssh://-oX@github.com/a/b"):
+        with pytest.raises(LeakwattError, match="command-line option"):
+            validate_url(url)
+        with pytest.raises(LeakwattError, match="command-line option"):
+            canonical_url(url)
 
 
 # -- item 8: what the scanner reads ------------------------------------------------------------
@@ -1669,6 +1723,7 @@ def test_a_do_not_edit_comment_does_not_make_a_file_generated(tmp_path: Path) ->
     assert rc == 0 and "gen.py: skipped: generated file" in err
 
 
+@pytest.mark.slow
 def test_one_long_data_literal_does_not_skip_the_code_around_it(tmp_path: Path) -> None:
     f = tmp_path / "weights.py"
     f.write_text(SMELLY + "WEIGHTS = [" + "0.125, " * 110_000 + "]\n")
