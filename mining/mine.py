@@ -456,11 +456,13 @@ def _process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     try:
         yield pool
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        # No public way to stop running tasks: the pool's processes, as the stdlib keeps them.
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        # No public way to stop running tasks: the pool's processes, as the stdlib keeps them
+        # (taken before ``shutdown``, which forgets them).
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in procs:
             with contextlib.suppress(Exception):
                 proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
 

@@ -991,12 +991,9 @@ def _big_repo(path: Path, files: int) -> str:
 
 @_sandboxed
 @pytest.mark.slow
-def test_ctrl_c_during_mine_exits_130_and_says_interrupted(tmp_path: Path) -> None:
-    """``mine --jobs 1`` (with ``--jobs 2`` the interrupted process still waits at exit for
-    its killed pool; not covered yet)."""
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_during_mine_exits_130_and_says_interrupted(tmp_path: Path, jobs: int) -> None:
     import signal as _signal
-
-    jobs = 1
 
     lines = ["url,commit,name"]
     for name in ("long1", "long2"):
