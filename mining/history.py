@@ -377,7 +377,7 @@ class ProjectTracker:
                 texts[path] = self._text(ch.new_blob)
         index = old.index.with_changes(texts) if texts else old.index
         comparisons = []
-        touched = set()
+        touched: set[str] = set()
         for ch in changes:
             touched.update(p for p in (ch.old_path, ch.new_path) if p)
             before = self._old_view(old, ch.old_path)

@@ -469,30 +469,26 @@ def mine_corpus(corpus: list[CorpusEntry], out_dir: str | os.PathLike[str],
 
 def _quiet_worker() -> None:
     """Initializer of the repository workers. Ctrl-C reaches every process of the terminal's
-    group: the main process handles it (it stops the pool), so a worker ignores it; the
-    ``SIGTERM`` it then gets unwinds it (``SystemExit``), so its clean-ups run (clone folders,
-    the sandbox's workers)."""
+    group: the main process handles it (it stops the pool), so a worker ignores it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_on_term)
-
-
-def _exit_on_term(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
 def _process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A pool of repository workers that Ctrl-C stops at once: pending repositories are
-    cancelled and running ones terminated (``shutdown`` alone would wait for them)."""
+    cancelled and running ones killed (``shutdown`` alone would wait for them; a worker's
+    sandbox processes die with it, see :mod:`leakwatt.mining.sandbox`)."""
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_quiet_worker)
     try:
         yield pool
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        # No public way to stop running tasks: the pool's processes, as the stdlib keeps them.
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        # No public way to stop running tasks: the pool's processes, as the stdlib keeps them
+        # (taken before ``shutdown``, which forgets them).
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in procs:
             with contextlib.suppress(Exception):
-                proc.terminate()
+                proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
 

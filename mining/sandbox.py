@@ -66,6 +66,8 @@ class _Worker:
     stderr: Any  # a temporary file the worker's fd 2 writes to
     queue: collections.deque[int] = field(default_factory=collections.deque)
     started: float = 0.0  # when its first queued task started (parent's clock)
+    rss: int = 0  # resident bytes when it was forked
+    peak: int = 0  # its peak resident bytes, once it has been reaped
 
 
 def _rss_limit(extra_mb: int) -> int:
@@ -91,6 +93,29 @@ def _die_with_parent(parent: int) -> None:
             pass
     if os.getppid() != parent:  # the parent ended before the request took effect
         os._exit(0)
+
+
+def _close_inherited(keep: set[int]) -> None:
+    """Close every descriptor but ``keep`` in a new worker. It inherits all of its parent's:
+    a pipe to ``git cat-file --batch`` that the worker holds open would keep git waiting for
+    input after the parent closed its own end, and the parent waiting for git forever."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 4096))
+    for fd in fds:
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _resident() -> int:
+    """This process's resident bytes now (0 where /proc is absent)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _worker_loop(conn: Connection, memory_mb: int | None, parent: int) -> None:
@@ -130,11 +155,17 @@ def _worker_loop(conn: Connection, memory_mb: int | None, parent: int) -> None:
                 conn.send((index, "error", f"result not picklable: {exc}"[:300]))
 
 
-def _describe(status: int, stderr_tail: str, memory_mb: int | None) -> str:
-    """The cause of a worker's death, for the error row of the task it was running."""
+def _describe(status: int, stderr_tail: str, memory_mb: int | None, grew: int = 0) -> str:
+    """The cause of a worker's death, for the error row of the task it was running. ``grew``:
+    how many bytes its resident size had grown by at its peak. A worker at its memory limit
+    dies by an abort (Rust's failed allocation says so on stderr) or, when its stack cannot
+    grow any more, by SIGSEGV: a segfault after growing to 3/4 of the limit is the limit."""
     memory = ("over the memory limit" + (f" ({memory_mb} MiB)" if memory_mb else ""))
     if "memory allocation of" in stderr_tail or "MemoryError" in stderr_tail \
             or "std::bad_alloc" in stderr_tail or "Cannot allocate memory" in stderr_tail:
+        return memory
+    if memory_mb and grew >= 0.75 * memory_mb * 1024 * 1024 and os.WIFSIGNALED(status) \
+            and os.WTERMSIG(status) in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS):
         return memory
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -185,13 +216,15 @@ class Sandbox(Generic[T, R]):
             try:
                 parent.close()
                 os.dup2(err.fileno(), 2)
-                _worker_loop(Connection(child.detach()), self.memory_mb, me)
+                fd = child.detach()
+                _close_inherited({0, 1, 2, fd})
+                _worker_loop(Connection(fd), self.memory_mb, me)
             except BaseException:  # noqa: BLE001 - a worker ends here, whatever happened
                 code = 70
             finally:
                 os._exit(code)
         child.close()
-        return _Worker(pid, Connection(parent.detach()), err)
+        return _Worker(pid, Connection(parent.detach()), err, rss=_resident())
 
     def _reap(self, worker: _Worker, kill: bool) -> int:
         """End ``worker`` (SIGKILL when ``kill``) and return its wait status."""
@@ -204,10 +237,11 @@ class Sandbox(Generic[T, R]):
         deadline = time.monotonic() + 5.0
         while True:
             try:
-                pid, status = os.waitpid(worker.pid, 0 if kill else os.WNOHANG)
+                pid, status, usage = os.wait4(worker.pid, 0 if kill else os.WNOHANG)
             except ChildProcessError:
                 break
             if pid:
+                worker.peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
                 break
             if time.monotonic() > deadline:  # a worker that closed its socket but lingers
                 with contextlib.suppress(ProcessLookupError):
@@ -292,10 +326,9 @@ class Sandbox(Generic[T, R]):
                 return
             worker.started = time.monotonic()
             worker.queue.extend(indices)
-            try:
+            # A worker that died takes its tasks back through _lost.
+            with contextlib.suppress(OSError, ValueError):
                 worker.conn.send((self.func, [(i, held[i]) for i in indices]))
-            except (OSError, ValueError):  # it died: its tasks come back through _lost
-                pass
 
         def finish(index: int, result: R) -> None:
             results[index] = result
@@ -359,7 +392,7 @@ class Sandbox(Generic[T, R]):
             return
         current = worker.queue.popleft()
         if reason is None:
-            reason = _describe(status, tail, self.memory_mb)
+            reason = _describe(status, tail, self.memory_mb, worker.peak - worker.rss)
         finish(current, self.failed(held[current], reason))
         retry.extendleft(reversed(worker.queue))
         worker.queue.clear()

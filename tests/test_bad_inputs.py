@@ -973,20 +973,17 @@ def test_scan_into_a_closed_pipe_is_quiet_and_its_own_status(tmp_path: Path) -> 
     assert res.stderr == ""
 
 
-def _slow_history_repo(path: Path, commits: int) -> str:
-    """A repository of ``commits`` commits each changing a smelly file (fast-import)."""
+def _big_repo(path: Path, files: int) -> str:
+    """A repository whose one commit holds ``files`` smelly files, each with a 900-term sum
+    (under the guard; a quarter of a second each to parse)."""
     from fixtures.mining.gitrepo import GitRepo
 
     repo = GitRepo(path)
-    stream = []
-    for i in range(commits):
-        body = (SMELLY + f"v{i} = {i}\n").encode()
-        stream += [b"commit refs/heads/main", b"mark :%d" % (i + 1),
-                   b"committer t <t@example.invalid> %d +0000" % (1_704_096_000 + i),
-                   b"data 4", b"step"]
-        if i:
-            stream.append(b"from :%d" % i)
-        stream += [b"M 100644 inline train.py", b"data %d" % len(body), body]
+    stream = [b"commit refs/heads/main", b"mark :1",
+              b"committer t <t@example.invalid> 1704096000 +0000", b"data 4", b"many"]
+    for i in range(files):
+        body = (SMELLY + f"v{i} = (" + "\n + ".join(["1"] * 900) + ")\n").encode()
+        stream += [b"M 100644 inline pkg/m%05d.py" % i, b"data %d" % len(body), body]
     subprocess.run(["git", "fast-import", "--quiet"], cwd=path, env=repo.env(),
                    input=b"\n".join(stream) + b"\n", check=True)
     return repo.git("rev-parse", "main")
@@ -1000,7 +997,7 @@ def test_ctrl_c_during_mine_exits_130_and_says_interrupted(tmp_path: Path, jobs:
 
     lines = ["url,commit,name"]
     for name in ("long1", "long2"):
-        pin = _slow_history_repo(tmp_path / name, 1500)
+        pin = _big_repo(tmp_path / name, 200)
         lines.append(f"{tmp_path / name},{pin},{name}")
     corpus = tmp_path / "corpus.csv"
     corpus.write_text("\n".join(lines) + "\n")
