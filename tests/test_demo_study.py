@@ -66,7 +66,11 @@ def test_demo_study_end_to_end(repo_root: Path, tmp_path: Path) -> None:
     # the demo corpus's mined instances became pairs, and every pair passed the equivalence check
     assert set(pairs.loc[pairs["source"] == "mined", "smell"]) == {"IMR", "UTR"}
     assert measured == set(pairs["pair_id"]) and {"paper-imr", "paper-utr"} <= measured
-    assert len(runs) == len(measured) * 2 * 3
+    # issue 18: 3 measured runs per variant without instrumentation, plus the demo's one
+    # control run per variant (instrumented: it counts the leak outside every measured window)
+    priced = runs[runs["instrumented"] == 0]
+    assert len(priced) == len(measured) * 2 * 3 and (priced["control_calls"] == 0).all()
+    assert len(runs[runs["instrumented"] == 1]) == len(measured) * 2
     assert set(runs["status"]) == {"ok"}
     assert (runs["energy_kwh"] > 0).all()
     assert set(runs["cpu_power_source"]) <= {"rapl", "cpu_load", "constant"}
