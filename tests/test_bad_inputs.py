@@ -1520,7 +1520,8 @@ def test_runs_values_out_of_range_are_refused_with_the_line(tmp_path: Path, colu
 def test_an_all_zero_primary_metric_is_no_data_not_missing(tmp_path: Path) -> None:
     import pandas as pd
 
-    runs = _synthetic_runs()(n=5)
+    # RAPL-measured runs: energy is the primary metric (issue 18: time is, where it is estimated)
+    runs = _synthetic_runs()(n=5, source="rapl")
     runs["energy_kwh"] = 0.0
     out = _analyse_and_report(tmp_path, runs)
     stats = pd.read_csv(tmp_path / "analysis" / "stats.csv", keep_default_na=False)

@@ -105,6 +105,7 @@ def test_measure_builtin_pair_builds_it_through_reproduce(tmp_path: Path) -> Non
     result = leakwatt("measure", "--pair", "paper-imr", "--scale", "tiny", "--device", "cpu",
                       "--repetitions", "1", "--warmup", "0", "--cooldown", "0", "--no-progress",
                       "--frameworks", "keras3",  # one level: this test is about the pairs' origin
+                      "--control-runs", "0",  # measured runs only (no instrumented control runs)
                       "--out", str(out), cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
     assert "wrote 1 pairs to" in result.stderr  # the reproduce step's own log line
