@@ -210,7 +210,7 @@ def _reliable(r: Any) -> bool:
 
 def stats_table(stats: pd.DataFrame) -> str:
     headers = ["pair (device, framework)", "metric", "test", "family", "n",
-               "% change [95 % CI, unadjusted]", "p", "p_adj (Holm)", "effect size",
+               "% change [95 % CI, unadjusted]", "p", "p_adj", "effect size",
                "Shapiro p", "pairs for 5 %", "status", "note"]
     rows = []
     for r in stats.itertuples():
