@@ -53,6 +53,7 @@ from leakwatt.pipeline.harness.measure import (
     _number,
     _result,
     _row,
+    _run_program,
     _write_series,
     check_device,
     environment,
@@ -61,7 +62,7 @@ from leakwatt.pipeline.harness.measure import (
     supported_frameworks,
     timing_fields,
 )
-from leakwatt.pipeline.harness.runner import Nvml, RunOutcome, child_env, run_child
+from leakwatt.pipeline.harness.runner import Nvml, RunOutcome
 from leakwatt.pipeline.harness.store import RUN_KEY, RUNS_COLUMNS, AppendStore, ensure_writable
 from leakwatt.pipeline.harness.supersede import upgrade_columns
 from leakwatt.pipeline.repros.equivalence import excluded_pairs
@@ -153,21 +154,8 @@ def _round_times(result: dict[str, Any]) -> list[float]:
 
 def _run(run: DoseRun, out_dir: Path, device: str, scale: str, samples: int,
          params: MeasureParams, nvml: Nvml | None, name: str) -> RunOutcome:
-    result = out_dir / "results" / f"{name}.json"
-    result.parent.mkdir(parents=True, exist_ok=True)
-    result.unlink(missing_ok=True)
-    report = out_dir / "tmp" / f"{name}.report.json"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    args = ["--report", str(report), "--device", device, "--country", params.country_iso_code,
-            "--interval", str(params.sample_interval_s), "--program", run.program,
-            "--scale", scale, "--result", str(result), "--framework", run.framework,
-            "--rounds", str(run.rounds), "--samples", str(samples)]
-    if run.instrumented:
-        args.append("--instrumented")
-    outcome = run_child(args, child_env(device), report, out_dir / "logs" / f"{name}.log",
-                        params.timeout_s, params.memory_limit_mb, params.sample_interval_s, nvml)
-    outcome.report["_result_path"] = str(result)
-    return outcome
+    return _run_program(run, out_dir, device, scale, params, nvml, name,  # type: ignore[arg-type]
+                        extra=("--rounds", str(run.rounds), "--samples", str(samples)))
 
 
 def calibrate_workload(out_dir: Path, combo: tuple[str, str, str, str, str], device: str,

@@ -188,13 +188,15 @@ def _child_args(params: MeasureParams, device: str, report: Path) -> list[str]:
 
 
 def _run_program(run: PlannedRun, work: Path, device: str, scale: str,
-                 params: MeasureParams, nvml: Nvml | None, log_name: str) -> RunOutcome:
+                 params: MeasureParams, nvml: Nvml | None, log_name: str,
+                 extra: Sequence[str] = ()) -> RunOutcome:
     result = work / "results" / f"{log_name}.json"
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
     args = _child_args(params, device, work / "tmp" / f"{log_name}.report.json")
     args += ["--program", run.program, "--scale", scale, "--result", str(result),
              "--framework", run.framework]
+    args += list(extra)
     if run.instrumented:
         args.append("--instrumented")
     (work / "tmp").mkdir(parents=True, exist_ok=True)
