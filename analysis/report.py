@@ -22,7 +22,7 @@ from leakwatt.analysis.dose_report import dose_figure, read_dose_tables
 from leakwatt.analysis.markup import json_safe, to_html
 from leakwatt.analysis.prevalence import read_prevalence
 from leakwatt.analysis.runs import load_runs
-from leakwatt.analysis.sections import build_markdown, primary_rows
+from leakwatt.analysis.sections import build_markdown, primary_rows, report_title
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
 from leakwatt.contracts import (
     CONTROLS,
@@ -210,10 +210,12 @@ def render_report(stats_dir: Path, runs_paths: Sequence[Path], out_dir: Path,
 
     text = build_markdown(params.title, runs, stats, summary, failures, equivalence, tables,
                           envs, figs, commands, metrics, alpha, controls=controls,
-                          estimands=read_estimands(pairs_dir), dose=dose)
+                          estimands=read_estimands(pairs_dir), dose=dose,
+                          profile=params.profile)
     atomic_write_text(out_dir / "report.md", text)
     drawn = [p.name for p in figs.values() if p is not None]
-    atomic_write_text(out_dir / "report.html", to_html(text, out_dir, params.title, drawn))
+    atomic_write_text(out_dir / "report.html",
+                      to_html(text, out_dir, report_title(params.title, params.profile), drawn))
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
 

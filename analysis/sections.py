@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import platform
+import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -109,6 +110,51 @@ def load_sentence(stats: pd.DataFrame, runs: pd.DataFrame) -> str:
             "average at their start or end above `analyze.max_load` x the core count): other "
             "work on the machine inflates their time and energy; the `n_foreign_load` column of "
             "stats.csv says which comparisons hold them.")
+
+
+#: what each profile is for, said in the report's first paragraph
+PROFILE_PURPOSE = {
+    "full": "the full study (`dvc repro`)",
+    "demo": "the offline demo: a smoke run of the pipeline, too few repetitions to price a leak",
+    "reference": "the CPU reference measurement of the paper's pairs",
+    "gpu": "the paper's pairs at the paper's scale on a GPU",
+    "dose": "the dose-response study: each leak measured at several doses",
+}
+
+
+def report_title(title: str, profile: str) -> str:
+    """The report's title, naming the profile the run was made with."""
+    return f"{title} ({profile} profile)" if profile else title
+
+
+def _span(values: Sequence[Any]) -> str:
+    unique = sorted({v for v in values if v == v and str(v) != ""}, key=str)
+    if not unique:
+        return "unknown"
+    if all(isinstance(v, int | float) for v in unique) and len(unique) > 1:
+        return f"{fmt(min(unique), 6)}-{fmt(max(unique), 6)}"
+    return ", ".join(str(v) for v in unique)
+
+
+def run_description(runs: pd.DataFrame, profile: str) -> str:
+    """The report's first paragraph: the profile, its repetitions, scale, levels and devices,
+    read from the runs themselves (so a demo can never pass for the study)."""
+    purpose = PROFILE_PURPOSE.get(profile, f"profile {profile}")
+    ok = runs[runs["status"] == "ok"] if "status" in runs.columns else runs
+    if "instrumented" in ok.columns:
+        ok = ok[pd.to_numeric(ok["instrumented"], errors="coerce").fillna(0) == 0]
+    unit = [c for c in ("pair_id", "device", "framework", "variant", "dose") if c in ok.columns]
+    reps = ok.groupby(unit, dropna=False).size().tolist() if len(ok) and unit else []
+    parts = [f"This report is a run of the **{inert(profile)}** profile ({purpose}):",
+             f"{_span([int(r) for r in reps])} counted repetitions per program"
+             if reps else "no counted repetition",
+             f"at scale {inert(_span(ok['scale'].tolist()))}" if "scale" in ok.columns else "",
+             f"under {inert(_span(ok['framework'].tolist()))}"
+             if "framework" in ok.columns else "",
+             f"on {inert(_span(ok['device'].tolist()))}" if "device" in ok.columns else "",
+             f"({len(ok)} counted runs of {ok['pair_id'].nunique()} pairs)."
+             if "pair_id" in ok.columns else "."]
+    return " ".join(p for p in parts if p)
 
 
 def power_source_paragraph(runs: pd.DataFrame, stats: pd.DataFrame | None = None) -> str:
@@ -227,14 +273,17 @@ def stats_table(stats: pd.DataFrame) -> str:
     return md_table(headers, rows)
 
 
-def pooled_estimates(stats: pd.DataFrame, estimands: dict[str, str] | None
+def pooled_estimates(stats: pd.DataFrame, estimands: dict[str, str] | None,
+                     no_interval: list[str] | None = None
                      ) -> tuple[list[list[Any]], list[str]]:
     """Random-effects % change per smell x device x framework x estimand (2+ pairs), and the
     pairs shown one by one (no estimand, or alone in theirs).
 
     Pairs are pooled only when they estimate the same thing (the ``estimand`` of pairs.csv):
     ``statsmodels.stats.meta_analysis.combine_effects`` (DerSimonian-Laird) on each pair's
-    log ratio of means with its delta-method variance, back-transformed to a % change.
+    log ratio of means with its delta-method variance, back-transformed to a % change. A group
+    whose pooled interval cannot be computed is not pooled (no estimate without its interval):
+    the group and its pairs are named in ``no_interval`` when a list is given.
     """
     from statsmodels.stats.meta_analysis import combine_effects
 
@@ -252,11 +301,22 @@ def pooled_estimates(stats: pd.DataFrame, estimands: dict[str, str] | None
         if not estimand or len(usable) < 2:
             alone += [f"{r.pair_id} ({r.device}, {r.framework})" for r in group.itertuples()]
             continue
-        res = combine_effects(lr[usable.index].to_numpy(float),
-                              (se[usable.index].to_numpy(float)) ** 2,
-                              method_re="dl", use_t=False)
-        frame = res.summary_frame()
+        # statsmodels also computes the WLS-scaled variants, whose scale can be negative for
+        # two or three pairs (sqrt of a negative: RuntimeWarning); only the DerSimonian-Laird
+        # random effect is used here, and it is checked below
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = combine_effects(lr[usable.index].to_numpy(float),
+                                  (se[usable.index].to_numpy(float)) ** 2,
+                                  method_re="dl", use_t=False)
+            frame = res.summary_frame()
         eff, low, high = frame.loc["random effect", ["eff", "ci_low", "ci_upp"]]
+        if not all(math.isfinite(float(v)) for v in (eff, low, high)):
+            # no estimate without its interval (issue 20): say why, and show the pairs alone
+            if no_interval is not None:
+                no_interval.append(f"{smell} ({device}, {framework}, {estimand}; pairs "
+                                   f"{', '.join(sorted(usable['pair_id']))})")
+            continue
         pct = [100 * (math.exp(v) - 1) for v in (eff, low, high)]
         pooled.append([smell, device, framework, estimand, len(usable),
                        f"{fmt_pct(pct[0])} {fmt_ci(pct[1], pct[2])}",
@@ -267,7 +327,8 @@ def pooled_estimates(stats: pd.DataFrame, estimands: dict[str, str] | None
 
 def pooled_section(stats: pd.DataFrame, summary: pd.DataFrame,
                    estimands: dict[str, str] | None) -> str:
-    pooled, alone = pooled_estimates(stats, estimands)
+    no_interval: list[str] = []
+    pooled, alone = pooled_estimates(stats, estimands, no_interval)
     parts = []
     if pooled:
         parts.append("Random-effects estimates (DerSimonian-Laird, statsmodels) of the primary "
@@ -276,6 +337,11 @@ def pooled_section(stats: pd.DataFrame, summary: pd.DataFrame,
                      "pooled:")
         parts.append(md_table(["smell", "device", "framework", "estimand", "pairs",
                                "pooled change [95 % CI]", "tau²", "pairs pooled"], pooled))
+    if no_interval:
+        parts.append("No pooled estimate for " + ", ".join(inert(g) for g in no_interval)
+                     + ": the random-effects interval could not be computed (its variance "
+                     "estimate is not finite), and an estimate is not shown without its "
+                     "interval; read its pairs one by one in the headline table.")
     if alone:
         parts.append("No pooled estimate for " + ", ".join(alone) + ": "
                      + ("no pairs.csv estimand was given to the report"
@@ -657,8 +723,11 @@ def build_markdown(title: str, runs: pd.DataFrame, stats: pd.DataFrame, summary:
                    metrics: dict[str, Any], alpha: float,
                    controls: pd.DataFrame | None = None,
                    estimands: dict[str, str] | None = None,
-                   dose: dict[str, pd.DataFrame] | None = None) -> str:
-    md: list[str] = [f"# {title}", power_source_paragraph(runs, stats)]
+                   dose: dict[str, pd.DataFrame] | None = None, profile: str = "") -> str:
+    first = power_source_paragraph(runs, stats)
+    if profile:
+        first = run_description(runs, profile) + " " + first
+    md: list[str] = [f"# {report_title(title, profile)}", first]
     md.append("## Headline\n\n" + headline_section(stats, controls, alpha))
     if dose is not None:
         from leakwatt.analysis.dose_report import dose_section
@@ -707,4 +776,5 @@ __all__ = ["build_markdown", "carbon_intensity", "data_source_sentence", "enviro
            "era_table", "failures_section", "figure_md", "flatten", "headline_section", "idle_threat",
            "library_versions", "load_sentence", "paper_table", "pooled_estimates",
            "pooled_section", "power_source_paragraph", "prevalence_section", "primary_label",
-           "primary_rows", "stats_table", "summary_table", "threats"]
+           "primary_rows", "report_title", "run_description", "stats_table", "summary_table",
+           "threats"]

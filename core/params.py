@@ -179,8 +179,12 @@ class AnalyzeParams:
 class ReportParams:
     title: str = "leakwatt report"
     figure_dpi: int = 120
+    #: the profile the run was made with (each profiles/*.yaml sets it): named in the report's
+    #: title and first paragraph, so that a 3-repetition demo is never read as the study
+    profile: str = "full"
 
     def check(self, where: str) -> None:
+        _one_of(where, "profile", self.profile, PROFILES)
         # 600 dpi is print quality; 100,000 would ask matplotlib for a canvas of gigabytes
         _between(where, "figure_dpi", self.figure_dpi, 30, 600)
 

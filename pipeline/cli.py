@@ -148,7 +148,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 #: the study's commands and the modules they need beyond the linter (pip install
 #: "leakwatt[study]"); `scan` and `rules` need only the light install
-STUDY_COMMANDS = ("mine", "reproduce", "measure", "analyze", "report", "study")
+STUDY_COMMANDS = ("mine", "reproduce", "measure", "analyze", "report", "study", "costs")
 STUDY_MODULES = ("pandas", "numpy", "scipy", "statsmodels", "matplotlib", "markdown_it", "tqdm",
                  "psutil", "codecarbon", "dvc", "tensorflow", "tf_keras", "sklearn")
 
@@ -190,7 +190,26 @@ def cmd_rules(args: argparse.Namespace) -> int:
         print(f"leakwatt rules: unknown rule {args.rule!r} (rules: {', '.join(RULES)})",
               file=sys.stderr)
         return 2
-    out.write(rule_markdown(code) + "\n")
+    from leakwatt.mining.costs import rule_cost_markdown
+
+    out.write(rule_markdown(code) + "\n\n" + rule_cost_markdown(code) + "\n")
+    return 0
+
+
+def cmd_costs(args: argparse.Namespace) -> int:
+    from leakwatt.analysis.cost_table import TABLE_MODULE, write_table
+    from leakwatt.pipeline.study import find_root
+
+    root = Path(args.root) if args.root else find_root(Path.cwd())
+    current, target = write_table(root, check=args.check)
+    if args.check:
+        if not current:
+            print(f"leakwatt costs: {target} does not match {root / 'results'}; "
+                  "run `leakwatt costs` to rebuild it", file=sys.stderr)
+            return 1
+        print(f"{TABLE_MODULE} matches {root / 'results'}")
+        return 0
+    print(f"{TABLE_MODULE} {'unchanged' if current else 'rebuilt'} from {root / 'results'}")
     return 0
 
 
@@ -319,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dvc_args", nargs=argparse.REMAINDER,
                    help="extra arguments passed to `dvc repro` (e.g. -- --force)")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("costs", help="rebuild the linter's cost table from results/",
+                       description="Rebuild mining/cost_table.py (the measured cost each "
+                                   "finding carries) from the committed results/ folders.")
+    p.add_argument("--check", action="store_true",
+                   help="only compare: exit 1 when the table does not match results/")
+    p.add_argument("--root", help="repository root (default: found from the current folder)")
+    p.set_defaults(func=cmd_costs)
     return parser
 
 

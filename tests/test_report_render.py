@@ -144,7 +144,7 @@ def test_html_is_self_contained(rendered):
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
     assert html.count("<table>") >= 5
-    assert "<title>Test report</title>" in html
+    assert "<title>Test report (full profile)</title>" in html
     assert "+31.78 %" in html
 
 
@@ -294,3 +294,25 @@ def test_prevalence_comes_from_the_analyze_outputs(tmp_path):
     with pytest.raises(LeakwattError, match=r"overview\.csv: not found beside prevalence\.csv"):
         render_report(tmp_path / "analysis", [tmp_path / "runs.csv"], tmp_path / "reports",
                       ReportParams())
+
+
+def test_title_and_first_paragraph_name_the_profile(tmp_path):
+    runs = synthetic_runs(n=3, effect=1.2)
+    runs_path = tmp_path / "runs.csv"
+    runs.to_csv(runs_path, index=False)
+    analyze([runs_path], tmp_path / "analysis", AnalyzeParams(bootstrap_resamples=200))
+    render_report(tmp_path / "analysis", [runs_path], tmp_path / "out",
+                  ReportParams(title="Leak study", profile="demo"))
+    text = (tmp_path / "out" / "report.md").read_text()
+    title, first = text.split("\n\n")[:2]
+    assert title == "# Leak study (demo profile)"
+    assert first.startswith("This report is a run of the **demo** profile (the offline demo")
+    assert "3 counted repetitions per program at scale tiny" in first
+    assert "estimate, not a measurement" in first  # the power source still opens the report
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<title>Leak study (demo profile)</title>" in html
+
+
+def test_an_unknown_profile_is_refused():
+    with pytest.raises(LeakwattError, match="profile"):
+        ReportParams(profile="nightly").check("report")

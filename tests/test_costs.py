@@ -1,0 +1,166 @@
+"""The linter's cost table (issue 20, item 6): built from results/, shipped in the package, shown
+by findings and by `leakwatt rules`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from leakwatt.analysis.cost_table import build_table, priced_variants, render, write_table
+from leakwatt.mining import cost_table, costs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+STATS_FIELDS = ["pair_id", "smell", "metric", "test", "n", "pct_change", "ci_low", "ci_high",
+                "p_adj", "mean_smelly", "mean_clean", "mean_diff", "device", "framework",
+                "n_foreign_load", "ci_reliable", "dose"]
+
+
+def _write(path: Path, fields: list[str], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in fields})
+
+
+def _stats_row(pair: str, metric: str, pct: float, diff: float, framework: str = "keras3",
+               **extra: object) -> dict:
+    row = {"pair_id": pair, "smell": "UGE", "metric": metric, "test": "paired_t", "n": 5,
+           "pct_change": pct, "ci_low": pct - 10, "ci_high": pct + 10, "p_adj": "",
+           "mean_smelly": 2.0, "mean_clean": 1.0, "mean_diff": diff, "device": "cpu",
+           "framework": framework, "n_foreign_load": 0, "ci_reliable": "True"}
+    row.update(extra)
+    return row
+
+
+def _result(root: Path, name: str, pair: str, source: str, stats: list[dict],
+            measured: bool = True) -> Path:
+    folder = root / name
+    if measured:
+        _write(folder / "runs.csv", ["pair_id", "device", "status", "cpu_power_source"],
+               [{"pair_id": pair, "device": "cpu", "status": "ok", "cpu_power_source": source}])
+    _write(folder / "pairs" / "pairs.csv", ["pair_id", "description", "scale"],
+           [{"pair_id": pair, "description": f"{pair} program pair", "scale": "tiny"}])
+    if stats:
+        _write(folder / "analysis" / "stats.csv", STATS_FIELDS, stats)
+    return folder
+
+
+def test_the_shipped_table_matches_the_committed_results() -> None:
+    current, target = write_table(ROOT, check=True)
+    assert current, f"{target} is stale: run `leakwatt costs`"
+
+
+def test_a_pair_is_priced_by_the_newest_folder_that_measured_it(tmp_path: Path) -> None:
+    pair = "uge-retrace-python-arg"
+    _result(tmp_path, "2026-01-01-old", pair, "constant",
+            [_stats_row(pair, "duration_s", 50.0, 1.0), _stats_row(pair, "peak_rss_mb", 3.0, 7.5)])
+    _result(tmp_path, "2026-02-01-new", pair, "constant",
+            [_stats_row(pair, "duration_s", 300.0, 3.0),
+             _stats_row(pair, "duration_s", 100.0, 1.5, framework="keras2"),
+             _stats_row(pair, "peak_rss_mb", 4.0, 9.25)])
+    # newer still: it re-analyses the runs of another folder but measured nothing itself
+    _result(tmp_path, "2026-03-01-reanalysis", pair, "constant",
+            [_stats_row(pair, "duration_s", -99.0, -1.0)], measured=False)
+    # newest: a measurement in progress (no analysis yet)
+    _result(tmp_path, "2026-04-01-running", pair, "constant", [])
+
+    table, notes = build_table(tmp_path)
+
+    entry = table["UGE"]["retrace-python-arg"][0]
+    assert entry["result"] == "2026-02-01-new"
+    assert entry["metric"] == "duration_s" and entry["unit"] == "time"
+    by_level = {level["framework"]: level for level in entry["levels"]}
+    assert by_level["keras3"]["pct_change"] == 300.0
+    assert by_level["keras3"]["memory_mb"] == 9.25
+    assert by_level["keras2"]["memory_mb"] is None  # no memory row for that level
+    assert len(table["UGE"]["retrace-python-arg"]) == 1
+    assert "2026-04-01-running skipped (no analysis yet)" in notes
+    assert "2026-03-01-reanalysis (no finding priced)" in notes
+
+
+def test_energy_is_priced_only_where_a_hardware_counter_measured_it(tmp_path: Path) -> None:
+    pair = "uge-retrace-python-arg"
+    _result(tmp_path, "2026-01-01-rapl", pair, "RAPL",
+            [_stats_row(pair, "energy_kwh", 12.0, 0.1), _stats_row(pair, "duration_s", 30.0, 1)])
+    entry = build_table(tmp_path)[0]["UGE"]["retrace-python-arg"][0]
+    assert (entry["metric"], entry["unit"]) == ("energy_kwh", "energy")
+    assert entry["levels"][0]["pct_change"] == 12.0
+
+
+def test_a_dose_result_adds_the_cost_per_event(tmp_path: Path) -> None:
+    pair = "uge-retrace-python-arg"
+    folder = _result(tmp_path, "2026-01-01-dose", pair, "constant",
+                     [_stats_row(pair, "duration_s", 40.0, 4.0, dose=50)])
+    _write(folder / "analysis" / "cost_model.csv",
+           ["pair_id", "smell", "device", "framework", "metric", "event", "a_linear",
+            "a_linear_ci_low", "a_linear_ci_high", "doses"],
+           [{"pair_id": pair, "smell": "UGE", "device": "cpu", "framework": "keras3",
+             "metric": "duration_s", "event": "trace", "a_linear": 0.08,
+             "a_linear_ci_low": 0.05, "a_linear_ci_high": 0.11, "doses": "5;15;50"},
+            {"pair_id": pair, "smell": "UGE", "device": "cpu", "framework": "keras3",
+             "metric": "peak_rss_mb", "event": "trace", "a_linear": 0.5,
+             "a_linear_ci_low": 0.2, "a_linear_ci_high": 0.8, "doses": "5;15;50"}])
+    entry = build_table(tmp_path)[0]["UGE"]["retrace-python-arg"][0]
+    level = entry["levels"][0]
+    assert level["per_event"]["a"] == 0.08 and level["per_event"]["event"] == "trace"
+    assert level["memory_per_event_mb"] == 0.5
+    assert entry["dose_note"] == "at dose 50 (the highest measured)"
+    assert "+0.08 s per trace" in costs.summary(entry)
+
+
+def test_foreign_load_marks_a_cost_provisional(tmp_path: Path) -> None:
+    pair = "up-search-n-jobs"
+    _result(tmp_path, "2026-01-01-busy", pair, "constant",
+            [_stats_row(pair, "duration_s", 280.0, 20.0, n_foreign_load=10)])
+    entry = build_table(tmp_path)[0]["UP"]["search-n-jobs"][0]
+    assert entry["provisional"] == "10 run(s) under foreign load"
+    assert "provisional: 10 run(s) under foreign load" in costs.summary(entry)
+
+
+def test_the_paper_pairs_price_the_variants_they_reproduce() -> None:
+    assert {rule for rule, _ in priced_variants("paper-imr")} == {"IMR"}
+    assert {v for r, v in priced_variants("paper-imr")} >= {"loop-fit", "builder-in-loop"}
+    assert "kfold" not in {v for _, v in priced_variants("paper-imr")}
+    assert {v for _, v in priced_variants("paper-utr")} == {
+        "append-loss", "append-output", "append-gradients"}
+    assert priced_variants("paper-imr-once") == []  # another remedy: prices no finding
+
+
+def test_rendered_module_round_trips(tmp_path: Path) -> None:
+    pair = "gcb-graph-constant"
+    _result(tmp_path, "2026-01-01-x", pair, "constant",
+            [_stats_row(pair, "duration_s", 34.3, 0.5, framework="keras2-graph")])
+    table, notes = build_table(tmp_path)
+    namespace: dict = {}
+    exec(compile(render(table, notes), "cost_table.py", "exec"), namespace)  # our own output
+    assert namespace["TABLE"] == table
+    assert namespace["GENERATED_FROM"] == "2026-01-01-x"
+
+
+def test_a_variant_nobody_measured_says_so() -> None:
+    assert costs.cost("IMR", "no-such-variant") is None
+    assert costs.reason("IMR", "no-such-variant").startswith("cost not measured yet")
+    assert costs.finding_text("NOPE", "x") == "cost not measured yet"
+
+
+def test_rules_imr_prints_its_cost_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from leakwatt.pipeline.cli import main
+
+    assert main(["rules", "IMR"]) == 0
+    out = capsys.readouterr().out
+    assert "### Measured cost" in out
+    entry = costs.cost("IMR", "loop-fit")
+    assert entry is not None, "the committed reference result measures paper-imr"
+    assert "| `loop-fit` | keras3 |" in out
+    assert entry["result"] in out
+
+
+def test_shipped_table_is_plain_data() -> None:
+    # the light install reads it without pandas: it must be built of JSON-able values only
+    json.dumps(cost_table.TABLE)
