@@ -12,10 +12,13 @@ value of the wrong type or an unknown rule id is one line naming the file and th
 status 2 (a usage error), never a silently ignored setting.
 
 Paths (``exclude``, ``extend-exclude``, ``per-file-ignores``) are globs with ruff's meaning: a
-pattern without ``/`` matches any one path component (``tests`` drops every folder named tests,
-``*_pb2.py`` every such file); a pattern with ``/`` matches the path relative to the folder of
-the configuration file (``src/legacy/*``). Matching is :func:`fnmatch.fnmatchcase`, where ``*``
-also crosses ``/``.
+pattern without ``/`` matches a file or folder name (``tests`` leaves out every folder named
+tests and all below it, ``*_pb2.py`` every such file); a pattern with ``/`` matches the path
+relative to the folder of the configuration file (``src/legacy/*``; the current folder when
+there is none). Matching is :func:`fnmatch.fnmatchcase`, where ``*`` also crosses ``/``. As in
+ruff, ``exclude`` replaces the default list (:data:`DEFAULT_EXCLUDE`) and ``extend-exclude``
+adds to it, and a path given on the command line is scanned even when excluded unless
+``force-exclude`` is set (pre-commit passes every changed file by name).
 """
 
 from __future__ import annotations
@@ -199,26 +202,42 @@ def _relative(path: Path, root: Path) -> PurePosixPath | None:
 
 
 def matches(path: str | os.PathLike[str], patterns: Sequence[str], root: Path) -> bool:
-    """Whether ``path`` matches one of ``patterns`` (ruff's meaning, see the module doc): a
-    pattern without ``/`` against each component of the path below ``root`` (the file's own
-    name only, for a file outside ``root``), one with ``/`` against the path relative to
-    ``root``."""
-    p = Path(path)
+    """Whether ``path`` itself matches one of ``patterns`` (ruff's meaning): a pattern without
+    ``/`` against its name (``tests``, ``*_pb2.py``), one with ``/`` against its path relative
+    to ``root`` (``src/legacy/*``; a leading ``**/`` may also match nothing)."""
+    p = Path(os.path.abspath(path))
     rel = _relative(p, Path(os.path.abspath(root)))
-    parts = rel.parts if rel is not None else (p.name,)
     for pattern in patterns:
         pattern = pattern.removeprefix("./").rstrip("/")
-        if "/" in pattern:
-            if rel is not None and fnmatch.fnmatchcase(rel.as_posix(), pattern):
+        if "/" not in pattern:
+            if fnmatch.fnmatchcase(p.name, pattern):
                 return True
-        elif any(fnmatch.fnmatchcase(part, pattern) for part in parts):
+        elif rel is not None and any(
+                fnmatch.fnmatchcase(rel.as_posix(), pat)
+                for pat in (pattern, pattern.removeprefix("**/"))):
             return True
+    return False
+
+
+def excluded(path: str | os.PathLike[str], patterns: Sequence[str], root: Path) -> bool:
+    """Whether ``path`` or one of its folders below ``root`` matches ``patterns``: what a folder
+    walk would have left out (``force-exclude`` applies it to the paths given)."""
+    p = Path(os.path.abspath(path))
+    top = Path(os.path.abspath(root))
+    for candidate in (p, *p.parents):
+        if candidate == top:
+            break
+        if matches(candidate, patterns, top):
+            return True
+        if top not in candidate.parents:  # outside the root: the path itself only
+            break
     return False
 
 
 def ignored_rules(path: str | os.PathLike[str], per_file: Mapping[str, list[str]],
                   root: Path) -> set[str]:
-    """The rule ids ``per-file-ignores`` switches off for ``path``."""
+    """The rule ids ``per-file-ignores`` switches off for ``path`` (its name or its path
+    relative to ``root`` matches the pattern, as for ``exclude``)."""
     out: set[str] = set()
     for pattern, codes in per_file.items():
         if matches(path, [pattern], root):

@@ -142,7 +142,7 @@ def test_pep263_coding_cookie_is_honoured(tmp_path: Path) -> None:
     assert [(x.rule, x.line) for x in res.findings] == [("IMR", 5)]
     bad = tmp_path / "bad.py"
     bad.write_bytes(b"import tensorflow as tf\nx = '\xff'\n")
-    assert scan_file(bad).error == "not UTF-8 (byte 0xff at offset 29)"
+    assert scan_file(bad).error == "not UTF-8 and no coding cookie (PEP 263) (byte 0xff at offset 29)"
 
 
 def _expr_kind_steps(source: str, cap: int = 200_000) -> int:
