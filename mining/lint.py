@@ -327,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
             for e in report.errors:
                 print(f"{shown(e['path'])}: error: {shown(e['error'])}", file=err if not silent
                       else out)
-        elif args.statistics:
+        elif getattr(args, "statistics", False):
             _print_statistics(report, args.format, out)
         elif args.format == "json":
             json.dump(report.to_dict(), out, indent=2)
