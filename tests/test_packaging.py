@@ -54,9 +54,11 @@ def test_install_puts_only_leakwatt_at_the_top(tmp_path: Path) -> None:
     assert (target / "leakwatt" / "mining" / "rules" / "imr.py").is_file()
     # the demo corpus ships as package data: `leakwatt mine --demo` from any folder
     demo = target / "leakwatt" / "demo_data"
-    shipped = sorted(p.relative_to(demo).as_posix() for p in demo.rglob("*") if p.is_file())
-    in_repo = sorted(p.relative_to(ROOT / "data" / "demo").as_posix()
-                     for p in (ROOT / "data" / "demo").rglob("*") if p.is_file())
+    def files(top: Path) -> list[str]:  # pip byte-compiles the demo sources: not data
+        return sorted(p.relative_to(top).as_posix() for p in top.rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts)
+
+    shipped, in_repo = files(demo), files(ROOT / "data" / "demo")
     assert shipped == in_repo and "kfold-cnn/history.yaml" in shipped
     where = subprocess.run(
         [sys.executable, "-c", "from leakwatt.mining.demo import bundled_demo_dir as b; print(b())"],
