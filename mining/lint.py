@@ -414,7 +414,7 @@ def _print_statistics(report: ScanReport, fmt: str, out: TextIO) -> None:
     width = max(len(str(r["count"])) for r in rows)
     vwidth = max(len(r["variant"]) for r in rows)
     for r in rows:
-        print(f"{r['count']:>{width}}\t{r['rule']:<4}\t{r['variant']:<{vwidth}}\t{r['name']}",
+        print(f"{r['count']:>{width}}\t{r['rule']}\t{r['variant']:<{vwidth}}\t{r['name']}",
               file=out)
 
 
