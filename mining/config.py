@@ -76,8 +76,13 @@ def _is_str_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _fraction(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _seconds(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
 
 
 #: key -> (check, what the value must be). Keys are ruff's spelling (kebab-case).
@@ -89,10 +94,8 @@ _KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "force-exclude": (lambda v: isinstance(v, bool), "true or false"),
     "per-file-ignores": (lambda v: isinstance(v, dict) and all(_is_str_list(x) for x in v.values()),
                          "a table of glob pattern = list of rule ids"),
-    "min-confidence": (lambda v: _number(v) and 0.0 <= float(v) <= 1.0,  # type: ignore[arg-type]
-                       "a number from 0 to 1"),
-    "file-budget": (lambda v: _number(v) and math.isfinite(v) and v >= 0,  # type: ignore[operator]
-                    "a number of seconds >= 0 (0: no limit)"),
+    "min-confidence": (_fraction, "a number from 0 to 1"),
+    "file-budget": (_seconds, "a number of seconds >= 0 (0: no limit)"),
     "file-memory": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                     "a whole number of MiB >= 0 (0: no limit)"),
     "max-file-kb": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
