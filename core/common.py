@@ -182,3 +182,13 @@ def atomic_write_csv(path: str | os.PathLike[str], frame: Any, columns: list[str
         frame = frame[list(columns) + rest]
     with atomic_open(path, "w", newline="") as fh:
         frame.to_csv(fh, index=False)
+
+
+def package_version() -> str:
+    """The installed distribution's version (``leakwatt --version``, SARIF's driver version)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("leakwatt")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"

@@ -38,6 +38,21 @@ AUTHOR = ("leakwatt demo", "demo@leakwatt.invalid")
 _MARKER = "leakwatt-demo-spec"  # inside .git: the spec hash the repository was built from
 
 
+def bundled_demo_dir() -> Path:
+    """The demo corpus that ships with leakwatt: ``data/demo`` of a source checkout (editable
+    install), else the copy a wheel installs as ``leakwatt/demo_data`` (pyproject.toml maps the
+    one onto the other), so that ``leakwatt mine --demo`` runs from any folder."""
+    import leakwatt
+
+    installed = Path(leakwatt.__file__).resolve().parent / "demo_data"
+    checkout = Path(__file__).resolve().parents[1] / "data" / "demo"
+    for candidate in (checkout, installed):
+        if candidate.is_dir():
+            return candidate
+    raise LeakwattError(f"the bundled demo corpus is missing (looked in {checkout} and "
+                        f"{installed}); reinstall leakwatt or give --demo-dir")
+
+
 def _fail(spec_path: Path, where: str, problem: str) -> LeakwattError:
     return LeakwattError(f"{spec_path}: {where}: {problem}")
 

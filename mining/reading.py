@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import io
 import os
+import re
 import signal
 import stat
 import sys
@@ -111,18 +112,42 @@ def source_encoding(data: bytes) -> str:
     return encoding
 
 
+#: A PEP 263 coding cookie (the regular expression of :mod:`tokenize`), on line 1 or 2.
+_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+", re.MULTILINE)
+
+
+def _has_cookie(data: bytes) -> bool:
+    return any(_COOKIE.match(line) for line in data.split(b"\n", 2)[:2])
+
+
+def _not_utf8(data: bytes) -> ValueError:
+    """The error of a file that declares no encoding and is not UTF-8 (often Latin-1 or
+    cp1252 saved by an old editor): Python itself would refuse it."""
+    try:
+        data.decode("utf-8")
+        where = ""
+    except UnicodeDecodeError as exc:
+        where = f" (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+    return ValueError(f"not UTF-8 and no coding cookie (PEP 263){where}")
+
+
 def decode_source(data: bytes) -> str:
     """``data`` as text in its declared encoding (PEP 263); ValueError with a one-line reason
     when it does not decode."""
     try:
         encoding = source_encoding(data)
     except (SyntaxError, LookupError) as exc:
+        if not _has_cookie(data) and not data.startswith(codecs.BOM_UTF8) \
+                and "encoding declaration" in str(exc):
+            raise _not_utf8(data) from None  # tokenize: "invalid or missing ..."
         raise ValueError(f"bad encoding declaration: {' '.join(str(exc).split())}") from None
     try:
         return data.decode(encoding)
     except LookupError as exc:  # a codec that is not a text encoding: ``# coding: rot13``
         raise ValueError(f"bad encoding declaration: {' '.join(str(exc).split())}") from None
     except UnicodeDecodeError as exc:
+        if encoding == "utf-8" and not _has_cookie(data):  # no BOM, no cookie
+            raise _not_utf8(data) from None
         name = "UTF-8" if encoding.startswith("utf-8") else encoding
         raise ValueError(f"not {name} (byte 0x{data[exc.start]:02x} at offset {exc.start})"
                          ) from None

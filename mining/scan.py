@@ -15,7 +15,7 @@ import ast
 import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -468,16 +468,21 @@ def scan_file(path: str | os.PathLike[str], rules: Iterable[str] | None = None,
 # --------------------------------------------------------------------------------------------
 
 
-def iter_source_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """``.py`` and ``.ipynb`` files under ``paths`` (explicit files are kept as given)."""
+def iter_source_files(paths: Sequence[str | os.PathLike[str]],
+                      exclude: Callable[[Path], bool] | None = None) -> list[Path]:
+    """``.py`` and ``.ipynb`` files under ``paths`` (explicit files are kept as given).
+    ``exclude``: folders and files found in a folder for which it is true are left out (the
+    linter's ``exclude`` settings); the paths given themselves are always kept."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+                dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")
+                                 and (exclude is None or not exclude(Path(root) / d)))
                 out.extend(Path(root) / f for f in sorted(files)
-                           if f.endswith((".py", ".ipynb")))
+                           if f.endswith((".py", ".ipynb"))
+                           and (exclude is None or not exclude(Path(root) / f)))
         elif os.path.lexists(p):
             out.append(p)  # a file, or a FIFO or device given by name: an error row
         else:
@@ -560,13 +565,15 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], select: Iterable[str] | 
                cache_dir: str | os.PathLike[str] | None = None,
                max_bytes: int = DEFAULT_MAX_BYTES,
                budget_s: float | None = DEFAULT_FILE_BUDGET_S,
-               memory_mb: int | None = DEFAULT_MEMORY_MB) -> ScanReport:
+               memory_mb: int | None = DEFAULT_MEMORY_MB,
+               exclude: Callable[[Path], bool] | None = None) -> ScanReport:
     """Scan files and folders in sandboxed worker processes (``jobs=0``: one per core; see
     :mod:`leakwatt.mining.sandbox`). A file whose scan runs past ``budget_s`` seconds (None or
     0: no budget), needs more than ``memory_mb`` MiB (None: no limit) or crashes its worker
-    becomes an error row; the other files' results are kept."""
+    becomes an error row; the other files' results are kept. ``exclude``: see
+    :func:`iter_source_files`."""
     codes = select_rules(select, ignore)
-    files = iter_source_files(paths)
+    files = iter_source_files(paths, exclude)
     cdir = str(cache_dir) if cache_dir is not None else None
     workers = max(1, min(jobs if jobs > 0 else (os.cpu_count() or 1), len(files)))
     views = project_views(paths, files, max_bytes)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from leakwatt.common import EXIT_OUTPUT_ERROR, LeakwattError, describe_os_error
+from leakwatt.common import EXIT_OUTPUT_ERROR, LeakwattError, describe_os_error, package_version
 from leakwatt.params import PROFILES, Params, load_params_or_defaults
 
 T = TypeVar("T", bound=Any)
@@ -67,6 +67,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
+    from leakwatt.mining.demo import bundled_demo_dir
     from leakwatt.pipeline.workflow import mine
 
     params = _params(args)
@@ -75,7 +76,11 @@ def cmd_mine(args: argparse.Namespace) -> int:
                            corpus="demo" if args.demo else None,
                            history=False if args.no_history else None)
     mine_params.check("mine (with the command-line flags)")
-    mine(Path(args.corpus), Path(args.demo_dir), Path(args.cache_dir), Path(args.out), mine_params)
+    if args.demo_dir:
+        demo_dir = Path(args.demo_dir)
+    else:  # the copy that ships with leakwatt (read only when the demo is mined)
+        demo_dir = bundled_demo_dir() if mine_params.corpus == "demo" else Path("data/demo")
+    mine(Path(args.corpus), demo_dir, Path(args.cache_dir), Path(args.out), mine_params)
     return 0
 
 
@@ -168,15 +173,6 @@ def missing_study_modules() -> list[str]:
     return missing
 
 
-def package_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("leakwatt")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def cmd_rules(args: argparse.Namespace) -> int:
     from leakwatt.mining.rules import RULES
     from leakwatt.mining.rules.catalogue import rule_listing, rule_markdown
@@ -262,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default="data/repos", help="clone cache (default: data/repos)")
     p.add_argument("--mirror-dir", help="local clones or bare mirrors, used before the network")
     p.add_argument("--demo", action="store_true", help="mine the bundled offline demo corpus")
-    p.add_argument("--demo-dir", default="data/demo",
-                   help="where the demo repositories are built (default: data/demo)")
+    p.add_argument("--demo-dir", default=None,
+                   help="the demo projects to build (default: the copy that ships with "
+                        "leakwatt, data/demo in a checkout)")
     p.add_argument("--jobs", type=int, help="parallel repositories (0: all cores)")
     p.add_argument("--no-history", action="store_true", help="scan the pins only")
     p.add_argument("--scheduler",

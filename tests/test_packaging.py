@@ -18,6 +18,8 @@ import pytest
 ROOT = Path(__file__).parents[1]
 FOLDERS = {"leakwatt": "core", "leakwatt.mining": "mining", "leakwatt.pipeline": "pipeline",
            "leakwatt.analysis": "analysis"}
+#: folders installed as data under `leakwatt` (no __init__.py): the demo corpus
+DATA = {"leakwatt.demo_data": "data/demo"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -33,13 +35,13 @@ def _imports(path: Path) -> set[str]:
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert config["package-dir"] == FOLDERS
+    assert config["package-dir"] == FOLDERS | DATA
     found = set()
     for name, folder in FOLDERS.items():
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder).parts
             found.add(".".join((name, *rel)))
-    assert sorted(config["packages"]) == sorted(found)
+    assert sorted(config["packages"]) == sorted(found | set(DATA))
 
 
 @pytest.mark.slow
@@ -50,6 +52,19 @@ def test_install_puts_only_leakwatt_at_the_top(tmp_path: Path) -> None:
     importable = {p.name for p in target.iterdir() if p.name != "bin"}  # bin/: console scripts
     assert {n for n in importable if not n.endswith(".dist-info")} == {"leakwatt"}
     assert (target / "leakwatt" / "mining" / "rules" / "imr.py").is_file()
+    # the demo corpus ships as package data: `leakwatt mine --demo` from any folder
+    demo = target / "leakwatt" / "demo_data"
+    def files(top: Path) -> list[str]:  # pip byte-compiles the demo sources: not data
+        return sorted(p.relative_to(top).as_posix() for p in top.rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts)
+
+    shipped, in_repo = files(demo), files(ROOT / "data" / "demo")
+    assert shipped == in_repo and "kfold-cnn/history.yaml" in shipped
+    where = subprocess.run(
+        [sys.executable, "-c", "from leakwatt.mining.demo import bundled_demo_dir as b; print(b())"],
+        cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert where == str(demo.resolve())
     out = subprocess.run([sys.executable, "-c", "import leakwatt.pipeline.cli as c; print(c.__file__)"],
                          cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, check=True).stdout

@@ -96,7 +96,7 @@ def test_diff_and_fix_rewrite_and_rescan_clean(tmp_path: Path) -> None:
 
     rc, out, err = _run(str(target), "--fix", "--format", "json", "--jobs", "1")
     data = json.loads(out)
-    assert "fixed 2 file(s)" in err
+    assert "leakwatt: fixed 2 findings in 2 files" in err
     fixed = (target / "imr_search.py").read_text()
     assert "    keras.backend.clear_session()\n    model = build(units)" in fixed
     utr = (target / "sub" / "utr_loop.py").read_text()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import libcst as cst
 
@@ -36,8 +36,8 @@ class UnclosedSession(Rule):
     passed), because a session belongs to one graph; such sessions are still checked for
     ``close()`` like any other.
 
-    Autofix: turn ``sess = tf.Session(...)`` and the rest of its block into
-    ``with tf.Session(...) as sess:``.
+    Autofix: turn ``sess = tf.Session(...)`` and the statements of its block up to the last one
+    that uses ``sess`` into ``with tf.Session(...) as sess:`` (what follows stays outside).
     """
 
     CODE = "US"
@@ -276,6 +276,10 @@ class UnclosedSession(Rule):
 
     @staticmethod
     def _fix(site: CallSite, name: str) -> Fix | None:
+        """``with <ctor> as name:`` around the statements of the constructor's block up to the
+        last one that uses ``name``; what follows is left as it was. No fix when a function,
+        class or lambda in the rest of the block uses the session (it could run after the
+        ``with`` block closed it) or when the wrapped statements define one."""
         block = site.block
         stmt = site.stmt
         if block is None or site.block_index < 0 or not isinstance(
@@ -283,7 +287,9 @@ class UnclosedSession(Rule):
             return None
         body = list(block.body)  # type: ignore[attr-defined]
         rest = body[site.block_index + 1:]
-        if any(isinstance(s, cst.FunctionDef | cst.ClassDef) for s in rest):
+        last = _last_use(rest, name)
+        if any(isinstance(s, cst.FunctionDef | cst.ClassDef) for s in rest[:last + 1]) or any(
+                _deferred_use(s, name) for s in rest):
             return None
         from_end = len(body) - site.block_index
         call = site.node
@@ -297,15 +303,89 @@ class UnclosedSession(Rule):
             stmts = list(updated.body)
             i = len(stmts) - from_end
             assign = stmts[i]
-            inner = [s for s in stmts[i + 1:] if not is_close(s)] or [
+            end = i + 1 + _last_use(stmts[i + 1:], name) + 1
+            inner = [_no_blank_indent(s) for s in stmts[i + 1:end] if not is_close(s)] or [
                 cst.SimpleStatementLine([cst.Pass()])]
+            inner[0] = inner[0].with_changes(leading_lines=_drop_leading_blanks(
+                inner[0].leading_lines))
             value = assign.body[0].value if isinstance(assign.body[0], cst.Assign) else call
             new = cst.With(
                 items=[cst.WithItem(item=value, asname=cst.AsName(name=cst.Name(name)))],
                 body=cst.IndentedBlock(body=inner), leading_lines=assign.leading_lines)
-            return updated.with_changes(body=[*stmts[:i], new])
+            return updated.with_changes(body=[*stmts[:i], new, *stmts[end:]])
 
         return Fix(target=block, key=f"us-with:{id(block)}:{site.block_index}", apply=apply)
+
+
+class _Uses(cst.CSTVisitor):
+    """Finds a read or write of a variable (not an attribute or keyword of that name); with
+    ``deferred``, only inside a function, class or lambda."""
+
+    def __init__(self, name: str, deferred: bool = False) -> None:
+        self.name = name
+        self.deferred = deferred
+        self.depth = 0
+        self.found = False
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)  # ``x.sess`` is not the variable ``sess``
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)  # nor is the keyword of ``f(sess=...)``
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value == self.name and (not self.deferred or self.depth):
+            self.found = True
+
+    def _enter(self, node: cst.CSTNode) -> None:
+        self.depth += 1
+
+    def _leave(self, node: cst.CSTNode) -> None:
+        self.depth -= 1
+
+    visit_FunctionDef = visit_ClassDef = visit_Lambda = _enter  # type: ignore[assignment]
+    leave_FunctionDef = leave_ClassDef = leave_Lambda = _leave  # type: ignore[assignment]
+
+
+def _uses(node: cst.CSTNode, name: str, deferred: bool = False) -> bool:
+    finder = _Uses(name, deferred)
+    node.visit(finder)
+    return finder.found
+
+
+def _deferred_use(node: cst.CSTNode, name: str) -> bool:
+    return _uses(node, name, deferred=True)
+
+
+def _last_use(stmts: list[cst.CSTNode], name: str) -> int:
+    """Index of the last of ``stmts`` that uses ``name`` (-1: none)."""
+    return max((k for k, s in enumerate(stmts) if _uses(s, name)), default=-1)
+
+
+class _NoBlankIndent(cst.CSTTransformer):
+    """Blank lines written without indentation: moved into a deeper block, an indented blank
+    line would be whitespace-only (pycodestyle W293)."""
+
+    def leave_EmptyLine(self, original_node: cst.EmptyLine,
+                        updated_node: cst.EmptyLine) -> cst.EmptyLine:
+        if updated_node.comment is None:
+            return updated_node.with_changes(indent=False, whitespace=cst.SimpleWhitespace(""))
+        return updated_node
+
+
+def _no_blank_indent(stmt: cst.CSTNode) -> cst.CSTNode:
+    return stmt.visit(_NoBlankIndent())  # type: ignore[return-value]
+
+
+def _drop_leading_blanks(lines: Sequence[cst.EmptyLine]) -> list[cst.EmptyLine]:
+    """``lines`` without the blank lines before the first comment (a ``with`` header is not
+    followed by a blank line)."""
+    out = list(lines)
+    while out and out[0].comment is None:
+        out.pop(0)
+    return out
 
 
 def _escapes(ctx: ModuleContext, site: CallSite) -> bool:
