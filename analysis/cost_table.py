@@ -167,7 +167,7 @@ def _entry(folder: Path, pair_id: str, device: str, sources: set[str],
         levels.append(level)
     scale = description.get("scale", "")
     dose_note = (f"at dose {', '.join(sorted(doses))} (the highest measured)" if doses
-                 else f"one run of the {scale} program" if scale else "")
+                 else f"one dose: the {scale} program" if scale else "")
     provisional = []
     if foreign:
         provisional.append(f"{foreign} run(s) under foreign load")

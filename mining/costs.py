@@ -107,23 +107,32 @@ def rule_cost_markdown(rule: str) -> str:
         out.append(f"{NOT_MEASURED}: no committed result measured a reproduction of {rule}.")
         return "\n".join(out)
     unit = "time"
-    out += ["| variant | level | change | 95 % CI | peak RSS | per event | result (pair) |",
+    out += ["| variants | level | change | 95 % CI | peak RSS | per event | result (pair) |",
             "|---|---|---|---|---|---|---|"]
+    # variants priced by the same measurement share its rows
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    entries: dict[tuple[str, str, str], dict[str, Any]] = {}
     for variant in sorted(table):
         entry = table[variant][0]
+        key = (entry["result"], entry["pair_id"], entry["device"])
+        groups.setdefault(key, []).append(variant)
+        entries[key] = entry
+    for key, variants in groups.items():
+        entry = entries[key]
         unit = entry.get("unit", unit)
+        names = ", ".join(f"`{v}`" for v in variants)
         for level in entry["levels"]:
             interval = _interval(level).strip(" []") or "n/a"
             memory = ("n/a" if level.get("memory_mb") is None
                       else f"{level['memory_mb']:+.1f} MB")
             per_event = level.get("per_event")
             per = (f"{per_event['a']:+.3g} s / {per_event['event']}" if per_event else "")
-            out.append(f"| `{variant}` | {level['framework']} | {_pct(level.get('pct_change'))} "
+            out.append(f"| {names} | {level['framework']} | {_pct(level.get('pct_change'))} "
                        f"| {interval} | {memory} | {per} | {entry['result']} "
-                       f"({entry['pair_id']}) |")
+                       f"({entry['pair_id']}, {entry['device']}) |")
     notes = sorted({f"{e[0]['pair_id']}: {e[0]['pair']}" for e in table.values()})
-    provisional = sorted({f"{e[0]['result']}: {e[0]['provisional']}" for e in table.values()
-                          if e[0].get("provisional")})
+    provisional = sorted({f"{e[0]['pair_id']} ({e[0]['result']}): {e[0]['provisional']}"
+                          for e in table.values() if e[0].get("provisional")})
     doses = sorted({f"{e[0]['pair_id']}: {e[0]['dose_note']}" for e in table.values()
                     if e[0].get("dose_note")})
     out += ["", f"Change: the {unit} of the smelly program relative to the clean one, per run "
@@ -131,7 +140,7 @@ def rule_cost_markdown(rule: str) -> str:
             "t-intervals. Pairs:", ""]
     out += [f"- {n}" for n in notes]
     if doses:
-        out += ["", "Doses:", ""] + [f"- {d}" for d in doses]
+        out += ["", "Measured at:", ""] + [f"- {d}" for d in doses]
     if provisional:
         out += ["", "Provisional:", ""] + [f"- {p}" for p in provisional]
     missing = [v for v in _variants(rule) if v not in table]

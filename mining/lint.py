@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from leakwatt.common import LeakwattError, cap_jobs, package_version
+from leakwatt.mining import costs
 from leakwatt.mining.config import Settings, excluded, ignored_rules, is_test_file, load_settings, matches
 from leakwatt.mining.guards import pathological
 from leakwatt.mining.reading import ReadError, read_regular, source_encoding, wide_bom
@@ -330,7 +331,10 @@ def run(args: argparse.Namespace) -> int:
         elif getattr(args, "statistics", False):
             _print_statistics(report, args.format, out)
         elif args.format == "json":
-            json.dump(report.to_dict(), out, indent=2)
+            data = report.to_dict()
+            for finding in data["findings"]:
+                costs.annotate(finding)  # `cost` (or null) and `cost_reason`
+            json.dump(data, out, indent=2)
             out.write("\n")
         elif args.format == "sarif":
             json.dump(to_sarif(report, opts.codes, sarif_root(args.paths)), out, indent=2)
@@ -380,6 +384,7 @@ def _print_text(report: ScanReport, out: TextIO, err: TextIO, note: TextIO,
             f"{shown(f.path)}:cell {f.cell}:{f.line}:{f.col}"
         print(f"{where}: {f.rule} {f.message} [{f.variant}, confidence {f.confidence:.2f}]",
               file=out)
+        print(f"  = {costs.finding_text(f.rule, f.variant)}", file=out)
     for e in report.errors:
         print(f"{shown(e['path'])}: error: {shown(e['error'])}", file=err)
     generated = [s for s in report.skipped if s["reason"] in GENERATED_REASONS]
@@ -737,7 +742,10 @@ def to_sarif(report: ScanReport, codes: list[str] | None = None,
                 "region": {"startLine": f.line, "startColumn": f.col,
                            "snippet": {"text": f.snippet}}}}],
             "properties": {"variant": f.variant, "confidence": f.confidence,
-                           "function": f.function, "cell": f.cell},
+                           "function": f.function, "cell": f.cell,
+                           "cost": costs.cost(f.rule, f.variant),
+                           "costReason": "" if costs.cost(f.rule, f.variant) is not None
+                           else costs.reason(f.rule, f.variant)},
         })
     notifications = [{"level": "error", "message": {"text": e["error"]},
                       "locations": [{"physicalLocation": {

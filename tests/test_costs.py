@@ -157,10 +157,41 @@ def test_rules_imr_prints_its_cost_table(capsys: pytest.CaptureFixture[str]) -> 
     assert "### Measured cost" in out
     entry = costs.cost("IMR", "loop-fit")
     assert entry is not None, "the committed reference result measures paper-imr"
-    assert "| `loop-fit` | keras3 |" in out
+    row = next(line for line in out.splitlines() if "`loop-fit`" in line and "keras3" in line)
+    assert "`builder-in-loop`" in row  # variants priced by one measurement share a row
     assert entry["result"] in out
 
 
 def test_shipped_table_is_plain_data() -> None:
     # the light install reads it without pandas: it must be built of JSON-able values only
     json.dumps(cost_table.TABLE)
+
+
+def _scan(tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> str:
+    from leakwatt.pipeline.cli import main
+
+    script = tmp_path / "train.py"
+    script.write_text("import tensorflow as tf\n\nfor epoch in range(3):\n"
+                      "    model = tf.keras.Sequential([tf.keras.layers.Dense(1)])\n"
+                      "    model.fit(x, y)\n", encoding="utf-8")
+    assert main(["scan", str(script), "--isolated", "--format", fmt]) == 1
+    return capsys.readouterr().out
+
+
+def test_a_json_finding_carries_its_cost_traced_to_a_result(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    finding = json.loads(_scan(tmp_path, "json", capsys))["findings"][0]
+    assert (finding["rule"], finding["variant"]) == ("IMR", "loop-fit")
+    assert finding["cost"] == costs.cost("IMR", "loop-fit")
+    assert (ROOT / "results" / finding["cost"]["result"]).is_dir()
+    assert finding["cost_reason"] == ""
+
+
+def test_text_and_sarif_findings_carry_the_cost(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _scan(tmp_path, "text", capsys).splitlines()
+    assert lines[1].startswith("  = measured cost: ") and "results/" in lines[1]
+    sarif = json.loads(_scan(tmp_path, "sarif", capsys))
+    props = sarif["runs"][0]["results"][0]["properties"]
+    assert props["cost"]["pair_id"] == "paper-imr" and props["costReason"] == ""
