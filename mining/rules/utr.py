@@ -11,6 +11,7 @@ from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import replace_expr
 from leakwatt.mining.rules.index import FuncInfo, Loop
 from leakwatt.mining.rules.kit import UTR_STEPS, bound_names, called_in_loop, is_param, step_loop
+from leakwatt.mining.rules.modes import EAGER_OFF_CALLS, GRAPH_API_CALLS, GraphModes
 from leakwatt.mining.rules.values import (
     CONTAINER,
     GRADS,
@@ -21,55 +22,10 @@ from leakwatt.mining.rules.values import (
 )
 
 _STORE_METHODS = frozenset({"append", "extend", "insert", "appendleft", "add"})
-#: Calls that only exist in TF1 / Keras-2 graph mode: a module using them builds symbolic
-#: tensors, so Python lists of tensors are graph structure, not buffers kept per step.
-_GRAPH_MODE_CALLS = frozenset({
-    "tensorflow.Session", "tensorflow.InteractiveSession", "tensorflow.placeholder",
-    "tensorflow.get_variable", "tensorflow.variable_scope", "tensorflow.gradients",
-    "tensorflow.global_variables_initializer", "tensorflow.get_collection",
-    "tensorflow.add_to_collection", "keras.backend.function", "keras.backend.update",
-    "keras.backend.update_add", "keras.backend.update_sub", "keras.backend.placeholder",
-    "keras.backend.gradients", "keras.backend.get_session",
-})
-
-
-#: Calls that switch a whole module to graph mode.
-_GRAPH_MODULE_CALLS = frozenset({"tensorflow.disable_eager_execution",
-                                 "tensorflow.disable_v2_behavior"})
-
-
-_SESSIONS = frozenset({"tensorflow.Session", "tensorflow.InteractiveSession"})
-
-
-def graph_mode(ctx: ModuleContext) -> frozenset[int]:
-    """Ids of the functions that build a TF1/Keras-2 graph. Every function of the module when
-    it disables eager execution or uses a graph-building API anywhere (placeholders,
-    ``tf.get_variable``, ``variable_scope``, ``K.function``, ``K.update``, ``tf.gradients``,
-    collections: TF1-era modules build their graph in helpers that hold none of these
-    themselves). A ``Session`` alone is per function: the function holding it, an optimizer's
-    ``get_updates``, the same-module functions they call and the functions nested in them; a
-    ``Session`` in one function does not make the eager code of another function graph
-    code."""
-    if any(s.qn in _GRAPH_MODULE_CALLS or (s.qn in _GRAPH_MODE_CALLS and s.qn not in _SESSIONS)
-           for s in ctx.calls):
-        return frozenset(id(fn) for fn in ctx.functions)
-    work = [fn for fn in ctx.functions
-            if fn.name == "get_updates" or any(s.qn in _GRAPH_MODE_CALLS for s in fn.calls)]
-    found = {id(fn) for fn in work}
-    while work:
-        fn = work.pop()
-        nxt = [t for _, t in ctx.callees(fn)] + list(fn.children.values())
-        for target in nxt:
-            if id(target) not in found:
-                found.add(id(target))
-                work.append(target)
-    for fn in ctx.functions:  # nested in a graph function
-        parent = fn.parent
-        while parent is not None and id(fn) not in found:
-            if id(parent) in found and parent.node is not None:
-                found.add(id(fn))
-            parent = parent.parent
-    return frozenset(found)
+#: The pre-filter keeps what decides whether a statement builds a graph
+#: (:mod:`leakwatt.mining.rules.modes`): graph-building calls, sessions, graph contexts.
+_MODE_WORDS = frozenset(qn.rsplit(".", 1)[1] for qn in GRAPH_API_CALLS | EAGER_OFF_CALLS) | {
+    "Session", "InteractiveSession", "Graph"}
 
 
 def _statement_loop(loops: tuple[Loop, ...]) -> Loop | None:
@@ -197,7 +153,7 @@ class UnreleasedTensorReference(Rule):
     NAME = "Unreleased Tensor References"
     MESSAGE = ("Tensor stored across loop iterations without conversion; the container keeps "
                "every tensor (and its buffers) alive. Store float(t) or t.numpy() instead")
-    SEEDS = Seeds(api=frozenset(qn.rsplit(".", 1)[1] for qn in _GRAPH_MODE_CALLS),
+    SEEDS = Seeds(api=_MODE_WORDS, calls=frozenset({"as_default"}),
                   defs=frozenset({"get_updates"}), stores=_STORE_METHODS)
     VARIANTS = {
         "append-loss": "a loss tensor appended to a history list",
@@ -646,13 +602,15 @@ class UnreleasedTensorReference(Rule):
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
-        graph = ctx.analysis(graph_mode)
+        modes = ctx.analysis(GraphModes)
+        if modes.everywhere:
+            return  # eager execution is off: every list of tensors is graph structure
         kinds = kinds_for(ctx)
         repeated = ctx.analysis(called_in_loop)
         for fn in ctx.functions:
-            if id(fn) in graph or (fn.name in _STATE_HOOKS and fn.class_name):
+            if fn.name in _STATE_HOOKS and fn.class_name:
                 continue
-            yield from self._check_function(ctx, kinds, fn, id(fn) in repeated)
+            yield from self._check_function(ctx, kinds, modes, fn, id(fn) in repeated)
 
     def _outlives(self, ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
                   loop: Loop | None) -> bool:
@@ -667,8 +625,8 @@ class UnreleasedTensorReference(Rule):
                 for ev in fn.assigns) and not is_param(fn, root.value)
         return not ctx.created_in_loop(fn, root.value, loop)
 
-    def _check_function(self, ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
-                        repeated: bool) -> Iterator[Report]:
+    def _check_function(self, ctx: ModuleContext, kinds: ValueKinds, modes: GraphModes,
+                        fn: FuncInfo, repeated: bool) -> Iterator[Report]:
         for site in fn.calls:
             if site.method not in _STORE_METHODS or not site.node.args or site.qn is not None:
                 continue  # a resolved qualified name is a module function (tf.add), not a store
@@ -690,6 +648,8 @@ class UnreleasedTensorReference(Rule):
                     not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
                     and self._collected_result(ctx, fn, receiver, site.seq)):
                 continue
+            if modes.graph(fn, site.stmt, site.seq, loop):
+                continue  # a list of symbolic tensors: graph structure, built once
             yield self._report(ctx, kinds, fn, site.seq, site.node, arg.value, kind, site.stmt,
                                loop, repeated, "append")
         for ev in fn.aug_assigns:
@@ -712,6 +672,8 @@ class UnreleasedTensorReference(Rule):
             if isinstance(value, cst.List | cst.Tuple) and len(value.elements) == 1:
                 value = value.elements[0].value
                 kind = kinds.expr_kind(value, fn, ev.seq)
+            if modes.graph(fn, ev.stmt, ev.seq, loop):
+                continue
             yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, value, kind,
                                ev.stmt, loop, False, "append")
         for ev in fn.assigns:
@@ -729,6 +691,8 @@ class UnreleasedTensorReference(Rule):
                     not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
                     and self._collected_result(ctx, fn, container, ev.seq)):
                 continue  # a per-call dict filled and returned (or handed on)
+            if modes.graph(fn, ev.stmt, ev.seq, loop):
+                continue
             yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, ev.value, kind,
                                ev.stmt, loop, False, "dict")
 
