@@ -70,6 +70,8 @@ _LONG_LINE = 1000
 #: The first bytes of a git-LFS pointer file (what a clone without LFS holds instead).
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 _SUPPRESS = re.compile(r"#\s*leakwatt:\s*ignore(?:\[([A-Za-z0-9_,\s]*)\])?")
+#: A line indented with a tab (only then can Python 3 refuse the indentation: ``TabError``).
+_TAB_INDENT = re.compile(r"^[ \f]*\t", re.MULTILINE)
 _PY2_HINTS = (
     (re.compile(r"^\s*print\s+[^\s(=.,)\]]", re.MULTILINE), "print statement"),
     (re.compile(r"^\s*except\s+[\w.]+\s*,\s*\w+\s*:", re.MULTILINE), "except X, e"),
@@ -231,10 +233,15 @@ def scan_source_noted(source: str, path: str = "<string>", rules: Iterable[str] 
     """:func:`scan_source`'s findings and a note when the source was read as Python 2 (or
     with its indentation tabs expanded), else None. Findings keep the file's line numbers;
     their columns are mapped back to the file's (snippets show the rewritten statement)."""
-    try:
-        return _scan_python3(source, path, rules, prefilter, project), None
-    except ScanError as first:
-        readable = _legacy(source, path, first)
+    if "\t" in source and _TAB_INDENT.search(source) and isinstance(
+            syntax_error(source), TabError):
+        # Python 3 refuses it (libcst may not): read the tabs as Python 2 did, every time
+        readable = _legacy(source, path, ScanError(f"{path}: {_syntax_reason(source, TabError())}"))
+    else:
+        try:
+            return _scan_python3(source, path, rules, prefilter, project), None
+        except ScanError as first:
+            readable = _legacy(source, path, first)
     findings = _scan_python3(readable.text, path, rules, prefilter, project)
     return [replace(f, col=readable.column(f.line, f.col)) for f in findings], readable.note()
 

@@ -27,9 +27,11 @@ per region, in this order (:meth:`GraphModes.graph`):
    ``K.function``, ``K.update``...), an optimizer's ``get_updates``, the same-module functions
    they call and those called from a graph context, and the functions nested in all of
    these.
-5. **After a module-level session**: module-level statements between ``sess =
-   tf.Session()`` and ``sess.close()`` (to the end of the file when it is never closed), and
-   the functions called from there.
+5. **Module-level code run with a session**: TF1 scripts build their graph at module level,
+   then open a session to run it; so module-level statements from the start of the file to
+   ``sess.close()`` (to the end when the session is never closed), or to a ``with
+   tf.Session()`` block, build a graph, and so do the functions they call. Code after the
+   session is closed (or after its ``with`` block) does not.
 6. **Graph-building API anywhere in the file**: the rest of the module (TF1-era modules build
    their graph in helpers that hold none of those calls themselves, called from another
    module). Only a graph-building API counts here, never a ``Session`` alone.
@@ -169,7 +171,10 @@ class GraphModes:
         return out
 
     def _session_spans(self) -> list[tuple[int, int]]:
-        """Module-level ``sess = tf.Session()`` to ``sess.close()`` (or the end), as seqs."""
+        """Module-level code that runs with a session, as (first, last) seqs: from the start
+        of the module (TF1 scripts build their graph first, then open the session to run it)
+        to ``sess.close()`` (the end of the module when it is never closed), or to a ``with
+        tf.Session()`` block (whose body is a graph context already)."""
         module = self.ctx.module_func
         entered: set[int] = set()  # sessions entered by ``with``: their block is a context
         for item, _, _ in module.with_items:
@@ -179,18 +184,19 @@ class GraphModes:
                 entered.add(id(expr.func.value))
         spans = []
         for site in module.calls:
-            if not is_session_ctor(site.qn) or id(site.node) in entered:
+            if not is_session_ctor(site.qn):
+                continue
+            if id(site.node) in entered:
+                spans.append((0, site.seq))
                 continue
             names = [t.value for t in site.assigned_to if isinstance(t, cst.Name)]
-            if not names:
-                continue
-            end = 10**12
+            end = 10**12 if names else site.seq
             for later in module.calls:
                 if later.seq > site.seq and later.method == "close" and isinstance(
                         later.receiver, cst.Name) and later.receiver.value in names:
                     end = later.seq
                     break
-            spans.append((site.seq, end))
+            spans.append((0, end))
         return spans
 
     # -- graph functions ----------------------------------------------------------------------
