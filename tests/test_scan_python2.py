@@ -181,3 +181,40 @@ def test_a_python2_notebook_cell_is_read_and_a_broken_cell_is_still_named() -> N
         ("IMR", 2, 2, line.index("keras") + 1)]
     assert res.note is not None and res.note.startswith("python2: cell 2: ")
     assert res.error is not None and "cell(s) 3" in res.error
+
+
+def test_leakwatt_scan_reaches_python2_big_notebooks_and_tape_loops_beside_sessions(
+        tmp_path: Path) -> None:
+    """The done-when checks of issue #21, through the ``leakwatt scan`` front end."""
+    import argparse
+    import io
+
+    from leakwatt.mining import lint
+
+    (tmp_path / "tf1_script.py").write_text(PY2_SCRIPT)
+    image = "A" * 2_600_000  # two base64 image outputs: a 5 MB notebook with 4 lines of code
+    cells = [{"cell_type": "code", "source": src, "metadata": {}, "execution_count": 1,
+              "outputs": [{"output_type": "display_data", "metadata": {},
+                           "data": {"image/png": image}}]}
+             for src in (["import keras\n"],
+                         ["for i in range(3):\n",
+                          "    m = keras.Sequential([keras.layers.Dense(1)])\n",
+                          "    m.fit(x, y)\n"])]
+    nb = json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    (tmp_path / "big.ipynb").write_text(nb)
+    assert (tmp_path / "big.ipynb").stat().st_size > 5_000_000
+    (tmp_path / "eager.py").write_text(
+        "import tensorflow as tf\n\nsess = tf.compat.v1.Session()\nsess.close()\n\n"
+        "losses = []\nfor x, y in dataset:\n    with tf.GradientTape() as tape:\n"
+        "        loss = tf.reduce_mean(tf.square(model(x) - y))\n    losses.append(loss)\n")
+    parser = argparse.ArgumentParser()
+    lint.add_arguments(parser)
+    args = parser.parse_args([str(tmp_path), "--format", "json", "--jobs", "1"])
+    args.stdout, args.stderr = io.StringIO(), io.StringIO()
+    assert lint.run(args) == 1
+    data = json.loads(args.stdout.getvalue())
+    found = {(Path(f["path"]).name, f["rule"], f["line"], f["cell"]) for f in data["findings"]}
+    assert {("tf1_script.py", "US", 6, None), ("tf1_script.py", "IMR", 9, None),
+            ("big.ipynb", "IMR", 2, 2), ("eager.py", "UTR", 10, None)} <= found
+    assert data["errors"] == [] and data["skipped"] == []
+    assert [Path(n["path"]).name for n in data["notes"]] == ["tf1_script.py"]
