@@ -149,6 +149,26 @@ class UnreleasedTensorReference(Rule):
     functions named like container methods (``tf.add``, ``ops.add``) are not stores, and a dict
     re-keyed over its own ``.items()`` does not grow per step.
 
+    Beyond the step loop: a list of losses or metrics averaged with numpy or ``statistics``
+    after the loop (``np.mean(episode_losses)``) is a per-episode or per-epoch history,
+    reported whatever loop fills it (a loop over ``range(200)`` environment steps, over
+    validation samples). A parameter of a function called once per step (``record(loss)``)
+    has the kind its same-module callers pass, and the function ``tf.py_function`` runs gets
+    eager tensors once per call; a module-level list they append to is kept until something
+    empties it (``.clear()``, ``xs[:] = []``, a ``global`` reassignment), which counts as
+    bounded. Tensors returned by a helper of the same file or project are tensors.
+
+    Not UTR: an index store into a list (``slots[i] = t`` replaces an item; only a dict grows
+    by key); a list emptied inside the loop that fills it; the output of a layer created in
+    place or in the same iteration, or a symbolic tensor traced back to ``keras.Input`` (a
+    model being built, not run); code that builds a TF1 graph. Graph code is decided per
+    function and region (:mod:`leakwatt.mining.rules.modes`): eager execution disabled,
+    ``with tf.Graph().as_default():`` and ``with Session()`` blocks, functions that build a
+    session or call graph-building APIs and what they call, module-level code a session runs,
+    and modules that call graph-building APIs, except where the loop shows eager code (a
+    ``GradientTape``, ``.numpy()``, a ``tf.function`` call). A ``Session`` opened and closed
+    elsewhere in a file does not hide an eager training loop.
+
     Autofix: convert at the store, ``float(...)`` for scalar losses and metrics, ``.numpy()``
     otherwise.
     """
@@ -418,8 +438,59 @@ class UnreleasedTensorReference(Rule):
                     outs.append(tf.reduce_mean(x * k))
                 return outs
             """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            boundaries = [None] * n_layers
+            for i in range(n_layers):
+                boundaries[i] = tf.reduce_max(xs[i])
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            window = []
+            for step in range(steps):
+                window.append(tf.reduce_mean(batch_loss(step)))
+                if len(window) == 10:
+                    print(float(tf.add_n(window)))
+                    window.clear()
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            with tf.Graph().as_default():
+                outputs = []
+                for step in range(num_steps):
+                    outputs.append(tf.reduce_mean(cell(inputs[step])))
+            """)),
     ]
     INVALID = [
+        Invalid(dedent("""
+            import tensorflow as tf
+            sess = tf.compat.v1.Session()
+            sess.close()
+            losses = []
+            for x, y in dataset:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(model(x))
+                losses.append(loss)
+            """), line=8, variant="append-loss"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            history = []
+
+            def record(value):
+                history.append(value)
+
+            for x in dataset:
+                record(tf.reduce_mean(model(x)))
+            """), line=5, variant="append-loss"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+            for epoch in range(n_epochs):
+                errors = []
+                for i in range(len(x_val)):
+                    errors.append(tf.reduce_mean(tf.square(model(x_val[i]) - y_val[i])))
+                print("val mse", np.mean(errors))
+            """), line=6, variant="append-loss"),
         Invalid(dedent("""
             import numpy as np
             import tensorflow as tf
