@@ -207,6 +207,8 @@ def _print_text(report: ScanReport, out: TextIO, err: TextIO) -> None:
         print(f"{shown(e['path'])}: error: {shown(e['error'])}", file=err)
     for s in report.skipped:
         print(f"{shown(s['path'])}: skipped: {shown(s['reason'])}", file=err)
+    for n in report.notes:  # read as Python 2 (or with tabs expanded), and scanned
+        print(f"{shown(n['path'])}: note: {shown(n['note'])}", file=err)
     print(f"leakwatt: {len(report.findings)} finding(s) in {report.files_scanned} file(s), "
           f"{len(report.errors)} error(s), {len(report.skipped)} skipped", file=err)
 

@@ -59,9 +59,10 @@ GRAPH_API_CALLS = frozenset({
 #: Calls that switch the whole process to graph mode.
 EAGER_OFF_CALLS = frozenset({"tensorflow.disable_eager_execution",
                              "tensorflow.disable_v2_behavior"})
-#: A receiver of ``.as_default()`` that names a graph or a session (``graph``, ``self.g``,
-#: ``sess``) when its binding cannot be seen.
-_GRAPH_NAME = re.compile(r"(?i)(?:^|[._])(?:g|graph|\w*_graph|graph_\w*|sess|session|\w*_sess)$")
+#: A receiver of ``.as_default()`` that names a graph (``graph``, ``self.g``, ``train_graph``)
+#: when its binding cannot be seen. ``sess.as_default()`` only makes a session the default,
+#: not its graph: eager code stays eager under it.
+_GRAPH_NAME = re.compile(r"(?i)(?:^|[._])(?:g|graph|\w*_graph|graph_\w*)$")
 _TAPE = "tensorflow.GradientTape"
 
 
@@ -129,8 +130,8 @@ class GraphModes:
 
     # -- graph contexts -----------------------------------------------------------------------
     def _graph_item(self, expr: cst.BaseExpression) -> bool:
-        """A ``with`` item that makes a graph the default: a ``Session`` entered, or
-        ``.as_default()`` of a graph or a session."""
+        """A ``with`` item that makes a graph the default: a ``Session`` entered (it enters its
+        graph), or ``.as_default()`` of a graph."""
         if not isinstance(expr, cst.Call):
             return False
         if is_session_ctor(self.ctx.names.resolve(expr.func)):
@@ -140,17 +141,15 @@ class GraphModes:
             return False
         recv = func.value
         if isinstance(recv, cst.Call):
-            qn = self.ctx.names.resolve(recv.func)
-            return qn == "tensorflow.Graph" or is_session_ctor(qn)
+            return self.ctx.names.resolve(recv.func) == "tensorflow.Graph"
         text = self.ctx.code(recv).replace(" ", "")
         if isinstance(recv, cst.Name):
             for fn in self.ctx.functions:  # ``g = tf.Graph()`` in any scope
                 for ev in fn.assigns:
                     if isinstance(ev.target, cst.Name) and ev.target.value == recv.value \
-                            and isinstance(ev.value, cst.Call):
-                        qn = self.ctx.names.resolve(ev.value.func)
-                        if qn == "tensorflow.Graph" or is_session_ctor(qn):
-                            return True
+                            and isinstance(ev.value, cst.Call) \
+                            and self.ctx.names.resolve(ev.value.func) == "tensorflow.Graph":
+                        return True
         return bool(_GRAPH_NAME.search(text))
 
     def _graph_contexts(self) -> set[int]:
