@@ -155,8 +155,8 @@ class UnreleasedTensorReference(Rule):
     validation samples). A parameter of a function called once per step (``record(loss)``)
     has the kind its same-module callers pass, and the function ``tf.py_function`` runs gets
     eager tensors once per call; a module-level list they append to is kept until something
-    empties it (``.clear()``, ``xs[:] = []``, a ``global`` reassignment), which counts as
-    bounded. Tensors returned by a helper of the same file or project are tensors.
+    empties it (``xs.clear()`` anywhere in the module), which counts as bounded. Tensors
+    returned by a helper of the same file or project are tensors.
 
     Not UTR: an index store into a list (``slots[i] = t`` replaces an item; only a dict grows
     by key); a list emptied inside the loop that fills it; the output of a layer created in
@@ -178,6 +178,7 @@ class UnreleasedTensorReference(Rule):
     MESSAGE = ("Tensor stored across loop iterations without conversion; the container keeps "
                "every tensor (and its buffers) alive. Store float(t) or t.numpy() instead")
     SEEDS = Seeds(api=_MODE_WORDS | {"py_function"}, calls=frozenset({"as_default"}),
+                  calls_if={".clear()": frozenset({"clear"})},
                   defs=frozenset({"get_updates"}), stores=_STORE_METHODS)
     VARIANTS = {
         "append-loss": "a loss tensor appended to a history list",
@@ -1043,20 +1044,10 @@ def _cleared_in(fn: FuncInfo, name: str, loop: Loop) -> bool:
 
 
 def _cleared_anywhere(ctx: ModuleContext, name: str) -> bool:
-    """The module-level list ``name`` is emptied somewhere: ``name.clear()``, ``name[:] =
-    []``, or ``name = []`` in a function that declares it ``global``."""
-    for site in ctx.calls:
-        if site.method == "clear" and isinstance(site.receiver, cst.Name) and \
-                site.receiver.value == name:
-            return True
-    for fn in ctx.functions:
-        for ev in fn.assigns:
-            if _empties(ev.target, name):
-                return True
-            if fn.node is not None and isinstance(ev.target, cst.Name) and \
-                    ev.target.value == name and _declares_global(fn.node, name):
-                return True
-    return False
+    """The module-level list ``name`` is emptied somewhere with ``name.clear()`` (a seed of the
+    pre-filter, so the statement is kept wherever it is)."""
+    return any(site.method == "clear" and isinstance(site.receiver, cst.Name)
+               and site.receiver.value == name for site in ctx.calls)
 
 
 def _empties(target: cst.BaseExpression, name: str) -> bool:
@@ -1065,17 +1056,6 @@ def _empties(target: cst.BaseExpression, name: str) -> bool:
         target.value.value == name and len(target.slice) == 1 and isinstance(
             target.slice[0].slice, cst.Slice) and target.slice[0].slice.lower is None and \
         target.slice[0].slice.upper is None
-
-
-def _declares_global(node: cst.FunctionDef, name: str) -> bool:
-    body = node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
-    for stmt in body:
-        if isinstance(stmt, cst.SimpleStatementLine):
-            for small in stmt.body:
-                if isinstance(small, cst.Global) and any(n.name.value == name
-                                                         for n in small.names):
-                    return True
-    return False
 
 
 def _argument_kind(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, name: str) -> str:
