@@ -394,6 +394,8 @@ def _print_text(report: ScanReport, out: TextIO, err: TextIO, note: TextIO,
     if generated and not verbose:
         print(f"leakwatt: skipped {_count(len(generated), 'generated file')} "
               "(--verbose lists them)", file=note)
+    for n in report.notes:  # read as Python 2 (or with tabs expanded), and scanned
+        print(f"{shown(n['path'])}: note: {shown(n['note'])}", file=note)
     print(f"leakwatt: {len(report.findings)} finding(s) in {report.files_scanned} file(s), "
           f"{len(report.errors)} error(s), {len(report.skipped)} skipped", file=note)
 

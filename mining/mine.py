@@ -124,6 +124,7 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
     time is a ``scan_errors`` row, and the other files are scanned.
     """
     from leakwatt.mining.era import source_era
+    from leakwatt.mining.scan import notebook_limit
 
     max_bytes = params.max_file_kb * 1024
     out: dict[str, Any] = {"files": 0, "py_files": 0, "notebooks": 0, "parse_errors": 0,
@@ -165,8 +166,12 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
             out["notebooks" if path.lower().endswith(".ipynb") else "py_files"] += 1
             if not utf8:
                 steps.append((path, "warning: path is not valid UTF-8 (shown with escapes)"))
-            if size is not None and size > max_bytes:
-                steps.append((path, f"skipped: {size} bytes is over max_file_kb "
+            notebook = path.lower().endswith(".ipynb")
+            limit = notebook_limit(max_bytes) if notebook else max_bytes
+            if size is not None and size > limit:
+                steps.append((path, f"skipped: {size} bytes is over the notebook file bound "
+                                    f"({limit} bytes)" if notebook else
+                                    f"skipped: {size} bytes is over max_file_kb "
                                     f"({params.max_file_kb} KiB)"))
                 continue
             data = blobs.pop(sha, None) or reader.read(sha)
@@ -199,6 +204,8 @@ def scan_checkout(work: Path, entry: CorpusEntry, params: MineParams,
             error(path, str(result.error))
         elif result.skipped:
             error(path, f"skipped: {result.skipped}")
+        if result.note:  # read as Python 2 (or with its tabs expanded): scanned, noted
+            error(path, f"note: {result.note}")
         era = source_era(data) if result.findings else ""
         for finding in result.findings:
             row = finding.to_dict()

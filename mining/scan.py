@@ -27,6 +27,7 @@ from leakwatt.mining import scan_cache
 from leakwatt.mining.guards import pathological
 from leakwatt.mining.notebook import NotebookError, notebook_source
 from leakwatt.mining.prefilter import compact_source, triggered
+from leakwatt.mining.python2 import TABS, LegacyError, Readable, python3_text, syntax_error
 from leakwatt.mining.reading import (
     FileTimeout,
     ReadError,
@@ -45,6 +46,13 @@ from leakwatt.mining.sandbox import DEFAULT_MEMORY_MB, Sandbox
 #: :func:`leakwatt.mining.rules.detector_version`); cached findings are keyed on it.
 DETECTOR_VERSION = detector_version()
 DEFAULT_MAX_BYTES = 1_048_576
+#: The hard bound on a notebook file (its JSON), whatever ``max_bytes`` is. A notebook's size
+#: is mostly its outputs (images, logs, tables as base64 or text), which are never scanned:
+#: ``max_bytes`` bounds its code cells' joined text instead (:func:`notebook_limit`). The
+#: JSON is still parsed whole in memory (about 3x its size at the peak with Python's
+#: ``json``), so it is bounded too, 64 MiB: far above the notebooks people keep in git, far
+#: below the scan sandbox's memory limit.
+NOTEBOOK_MAX_BYTES = 64 * 1_048_576
 #: Seconds one file's scan may take before it becomes an error row (``leakwatt scan
 #: --file-budget``; the miner's is ``mine.file_budget_s``).
 DEFAULT_FILE_BUDGET_S = 60.0
@@ -62,6 +70,8 @@ _LONG_LINE = 1000
 #: The first bytes of a git-LFS pointer file (what a clone without LFS holds instead).
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 _SUPPRESS = re.compile(r"#\s*leakwatt:\s*ignore(?:\[([A-Za-z0-9_,\s]*)\])?")
+#: A line indented with a tab (only then can Python 3 refuse the indentation: ``TabError``).
+_TAB_INDENT = re.compile(r"^[ \f]*\t", re.MULTILINE)
 _PY2_HINTS = (
     (re.compile(r"^\s*print\s+[^\s(=.,)\]]", re.MULTILINE), "print statement"),
     (re.compile(r"^\s*except\s+[\w.]+\s*,\s*\w+\s*:", re.MULTILINE), "except X, e"),
@@ -81,6 +91,9 @@ class FileResult:
     error: str | None = None
     skipped: str | None = None
     lines: int = 0
+    #: How the file was read when not as plain Python 3: ``python2: ...`` (Python 2 source
+    #: rewritten within lines, see :mod:`leakwatt.mining.python2`) or ``tabs: ...``.
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -94,10 +107,13 @@ class ScanReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     files_scanned: int = 0
+    #: ``{"path", "note"}`` for each file read as Python 2 or with its tabs expanded.
+    notes: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"findings": [f.to_dict() for f in self.findings], "errors": list(self.errors),
-                "skipped": list(self.skipped), "files_scanned": self.files_scanned}
+                "skipped": list(self.skipped), "files_scanned": self.files_scanned,
+                "notes": list(self.notes)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,10 +216,66 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
     """Findings of ``rules`` (all when None) in Python ``source``; ScanError if unparsable
     (also when no rule could fire in it: an unparsable file is listed, never passed over).
 
+    A source that is not Python 3 is read as Python 2 when it can be (tabs in indentation
+    expanded, Python 2 statements rewritten within their lines: :mod:`leakwatt.mining.python2`);
+    :func:`scan_source_noted` also says when that happened.
+
     ``prefilter=False`` parses and checks the whole source (the reference the pre-filter is
     tested against); the findings are the same. ``project``: what the modules ``source``
     imports from its project define (:meth:`ProjectIndex.view`).
     """
+    return scan_source_noted(source, path, rules, prefilter, project)[0]
+
+
+def scan_source_noted(source: str, path: str = "<string>", rules: Iterable[str] | None = None,
+                      prefilter: bool = True, project: ProjectView | None = None
+                      ) -> tuple[list[Finding], str | None]:
+    """:func:`scan_source`'s findings and a note when the source was read as Python 2 (or
+    with its indentation tabs expanded), else None. Findings keep the file's line numbers;
+    their columns are mapped back to the file's (snippets show the rewritten statement)."""
+    if "\t" in source and _TAB_INDENT.search(source) and isinstance(
+            syntax_error(source), TabError):
+        # Python 3 refuses it (libcst may not): read the tabs as Python 2 did, every time
+        readable = _legacy(source, path, ScanError(f"{path}: {_syntax_reason(source, TabError())}"))
+    else:
+        try:
+            return _scan_python3(source, path, rules, prefilter, project), None
+        except ScanError as first:
+            readable = _legacy(source, path, first)
+    findings = _scan_python3(readable.text, path, rules, prefilter, project)
+    return [replace(f, col=readable.column(f.line, f.col)) for f in findings], readable.note()
+
+
+def _legacy(source: str, path: str, first: ScanError) -> Readable:
+    """``source``, which failed with ``first``, read as Python 2 (:func:`python3_text`); a
+    ScanError when it cannot be: ``first`` itself when the source is valid Python 3 (a
+    parser limit, a guard) or shows no Python 2 construct, else one saying which construct
+    blocked the rewritten text."""
+    if "\0" in source or pathological(source) is not None:
+        raise first  # never handed to a parser again
+    err = syntax_error(source)
+    if err is None:
+        raise first  # valid Python 3 that libcst or a guard refused: nothing to rewrite
+    try:
+        readable = python3_text(source)
+    except LegacyError as exc:
+        hint = _python2_hint(source, err)
+        rewritten = [w for w in exc.rewritten if w != TABS]
+        if hint is None and not rewritten:
+            raise first from None
+        said = f"{hint} at line {err.lineno}" if hint is not None else ", ".join(rewritten)
+        raise ScanError(f"{path}: Python 2 source ({said}); read as Python 2 it still does "
+                        f"not parse: {exc}; not parsed") from None
+    shape = pathological(readable.text)
+    if shape is not None:
+        raise ScanError(f"{path}: {shape}")
+    return readable
+
+
+def _scan_python3(source: str, path: str = "<string>", rules: Iterable[str] | None = None,
+                  prefilter: bool = True, project: ProjectView | None = None
+                  ) -> list[Finding]:
+    """:func:`scan_source` without the Python 2 reading."""
     codes = select_rules(rules)
     seeds = project.call_names if project is not None else frozenset()
     if not triggered(source, codes, seeds):
@@ -221,7 +293,7 @@ def scan_source(source: str, path: str = "<string>", rules: Iterable[str] | None
     except (cst.ParserSyntaxError, RecursionError, ValueError, TypeError) as exc:
         if reduced is None:
             raise ScanError(f"{path}: {_syntax_reason(source, exc)}") from None
-        return scan_source(source, path, codes, prefilter=False, project=project)
+        return _scan_python3(source, path, codes, prefilter=False, project=project)
     findings, _ = check_module(module, path, codes, text, project)
     if numbers is not None:  # back to the lines of ``source``
         findings = [replace(f, line=numbers[f.line - 1]) if 0 < f.line <= len(numbers) else f
@@ -316,8 +388,11 @@ def _decode(data: bytes, notebook: bool = False) -> str:
 def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int,
                    project: ProjectView | None = None) -> FileResult:
     result = FileResult(path=path)
-    if len(data) > max_bytes:
-        result.skipped = f"larger than {max_bytes} bytes ({len(data)})"
+    notebook = path.endswith(".ipynb")
+    limit = notebook_limit(max_bytes) if notebook else max_bytes
+    if len(data) > limit:
+        result.skipped = (f"notebook file larger than {limit} bytes ({len(data)})" if notebook
+                          else f"larger than {max_bytes} bytes ({len(data)})")
         return result
     if b"\0" in data[:8192] and wide_bom(data) is None:
         result.error = "binary file"
@@ -326,7 +401,6 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int,
         result.error = ("a git-LFS pointer, not the file's content (fetch it with "
                         "`git lfs pull`); not scanned")
         return result
-    notebook = path.endswith(".ipynb")
     try:
         text = _decode(data, notebook)
     except ScanError as exc:
@@ -338,7 +412,7 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int,
                         f"{at}); not scanned")
         return result
     if notebook:
-        return _scan_notebook(text, path, codes, result, project)
+        return _scan_notebook(text, path, codes, result, project, max_bytes)
     result.lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     head = text[:2048]
     if _GENERATED.search(head):
@@ -349,11 +423,13 @@ def _scan_uncached(data: bytes, path: str, codes: list[str], max_bytes: int,
         return result
     try:
         try:
-            result.findings = scan_source(text, path, codes, project=project)
+            result.findings, result.note = scan_source_noted(text, path, codes,
+                                                             project=project)
         except RecursionError:
             # Deep but valid nesting (a 1,000-long elif or ``+`` chain): once more with a
             # larger stack and recursion limit.
-            result.findings = run_deep(lambda: scan_source(text, path, codes, project=project))
+            result.findings, result.note = run_deep(
+                lambda: scan_source_noted(text, path, codes, project=project))
     except ScanError as exc:
         result.error = str(exc).removeprefix(f"{path}: ")
     except RecursionError:
@@ -372,8 +448,19 @@ def _mostly_long(text: str) -> bool:
     return sum(len(line) > _LONG_LINE for line in lines) * 2 > len(lines)
 
 
+def notebook_limit(max_bytes: int) -> int:
+    """The largest notebook file (JSON) read when code is bounded by ``max_bytes``: the
+    hard bound :data:`NOTEBOOK_MAX_BYTES`, or ``max_bytes`` when that is larger."""
+    return max(NOTEBOOK_MAX_BYTES, max_bytes)
+
+
 def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
-                   project: ProjectView | None = None) -> FileResult:
+                   project: ProjectView | None = None,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> FileResult:
+    """Scan a notebook's code cells. ``max_bytes`` bounds the code (the code cells' joined
+    text), not the file: outputs do not count. A cell that is not Python 3 is read as
+    Python 2 when it can be (:mod:`leakwatt.mining.python2`); a cell that cannot be read is
+    left out and named in ``error``."""
     try:
         nb = notebook_source(text)
     except NotebookError as exc:
@@ -381,32 +468,61 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
         return result
     result.lines = len(nb.line_map)
     source = nb.source
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        result.skipped = (f"notebook code larger than {max_bytes} bytes ({size} in "
+                          f"{nb.code_cells} code cells)")
+        return result
     bad_cells: list[int] = []
+    read: list[tuple[int, Readable]] = []
+    #: line of the joined source -> (the reading of its cell, line in that cell)
+    columns: dict[int, tuple[Readable, int]] = {}
     try:
-        findings = scan_source(source, path, codes, project=project)
+        findings = _scan_python3(source, path, codes, project=project)
     except ScanError:
-        # Drop the cells that do not parse on their own and scan the rest.
+        # Read each cell that does not parse as Python 2, else leave it out; scan the rest.
         lines = source.splitlines()
         by_cell: dict[int, list[int]] = {}
         for idx, (cell, _) in enumerate(nb.line_map):
             by_cell.setdefault(cell, []).append(idx)
         for cell, idxs in by_cell.items():
-            try:
-                ast.parse("\n".join(lines[i] for i in idxs))
-            except (SyntaxError, ValueError):
+            cell_text = "\n".join(lines[i] for i in idxs)
+            if syntax_error(cell_text) is None:
+                continue
+            readable: Readable | None = None
+            if pathological(cell_text) is None:
+                try:
+                    readable = python3_text(cell_text)
+                except LegacyError:
+                    readable = None
+            if readable is None:
                 bad_cells.append(cell)
                 for i in idxs:
                     lines[i] = ""
+                continue
+            read.append((cell, readable))
+            for k, (i, new) in enumerate(zip(idxs, readable.text.split("\n"), strict=True),
+                                         start=1):
+                lines[i] = new
+                columns[i + 1] = (readable, k)
         try:
-            findings = scan_source("\n".join(lines) + "\n", path, codes, project=project)
+            findings = _scan_python3("\n".join(lines) + "\n", path, codes, project=project)
         except ScanError as exc:
             result.error = str(exc).removeprefix(f"{path}: ")
             return result
     mapped = []
     for f in findings:
+        col = f.col
+        if f.line in columns:
+            reading, in_cell = columns[f.line]
+            col = reading.column(in_cell, f.col)
         cell, line = nb.line_map[f.line - 1] if 0 < f.line <= len(nb.line_map) else (None, f.line)
-        mapped.append(replace(f, line=line, cell=cell))
+        mapped.append(replace(f, line=line, col=col, cell=cell))
     result.findings = mapped
+    if read:
+        kind = "python2" if any(r.python2 for _, r in read) else "tabs"
+        result.note = f"{kind}: " + "; ".join(
+            f"cell {cell}: {r.note().split(': ', 1)[1]}" for cell, r in read)
     if bad_cells:
         result.error = (f"cell(s) {', '.join(map(str, bad_cells))} not parsed (syntax error); "
                         "the other cells were scanned")
@@ -451,15 +567,19 @@ def scan_file(path: str | os.PathLike[str], rules: Iterable[str] | None = None,
               cache_dir: str | os.PathLike[str] | None = None,
               project: ProjectView | None = None,
               budget_s: float | None = None) -> FileResult:
-    """Scan one file; only a regular file is read (see :mod:`leakwatt.mining.reading`)."""
+    """Scan one file; only a regular file is read (see :mod:`leakwatt.mining.reading`). A
+    notebook may be larger than ``max_bytes`` (its outputs do not count, only its code:
+    :func:`notebook_limit`)."""
+    limit = notebook_limit(max_bytes) if str(path).endswith(".ipynb") else max_bytes
     try:
-        data = read_regular(path, max_bytes)
+        data = read_regular(path, limit)
     except ReadError as exc:
         return FileResult(path=str(path), error=str(exc))
-    if len(data) > max_bytes:
+    if len(data) > limit:
         size = _size(Path(path))
-        return FileResult(path=str(path), skipped=f"larger than {max_bytes} bytes"
-                          f" ({size if size > max_bytes else 'more than that'})")
+        what = "notebook file larger" if limit != max_bytes else "larger"
+        return FileResult(path=str(path), skipped=f"{what} than {limit} bytes"
+                          f" ({size if size > limit else 'more than that'})")
     return scan_bytes(data, str(path), rules, max_bytes, cache_dir, project, budget_s)
 
 
@@ -545,13 +665,14 @@ def project_views(paths: Sequence[str | os.PathLike[str]], files: Sequence[Path]
         root = next((r for r in roots if r == f or r in f.parents), None) if roots else None
         index = index_for(root, True) if root is not None else index_for(f.parent, False)
         base = root if root is not None else f.parent
-        views.append(index.view(f.relative_to(base).as_posix()) if f.suffix == ".py"
-                     else index.view(f.relative_to(base).as_posix(), _notebook_code(f)))
+        rel = f.relative_to(base).as_posix()
+        views.append(index.view(rel) if f.suffix == ".py"
+                     else index.view(rel, _notebook_code(f, max_bytes)))
     return views
 
 
-def _notebook_code(path: Path) -> str | None:
-    text = _read_text(path, DEFAULT_MAX_BYTES * 16)
+def _notebook_code(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str | None:
+    text = _read_text(path, notebook_limit(max_bytes))
     if text is None:
         return None
     try:
@@ -597,6 +718,8 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], select: Iterable[str] | 
         report.findings.extend(res.findings)
         if res.error:
             report.errors.append({"path": res.path, "error": res.error})
+        if res.note:
+            report.notes.append({"path": res.path, "note": res.note})
         if res.skipped:
             report.skipped.append({"path": res.path, "reason": res.skipped})
         else:

@@ -56,18 +56,22 @@ def test_tables_and_headers(tmp_path):
     assert summary["instances"] == 1 and summary["events"] == 3 and summary["failed"] == []
 
 
-def test_py2_and_non_utf8_files_are_error_rows(tmp_path):
+def test_py2_files_are_scanned_with_a_note_and_non_utf8_files_are_error_rows(tmp_path):
     repo = GitRepo(tmp_path / "proj")
     repo.write("legacy.py", PY2).write("latin1.py", b"# caf\xe9\nx = 1\n")
     repo.write("loop.py", UTR_LOOP).commit("mixed bag")
     mine_corpus([entry(repo, "proj")], tmp_path / "out", tmp_path / "cache", PARAMS,
                 progress=False)
     (row,) = read(tmp_path / "out" / "repos.csv")
-    assert row["status"] == "ok" and row["parse_errors"] == "2"
+    assert row["status"] == "ok" and row["parse_errors"] == "1"  # latin1.py only
     errors = read(tmp_path / "out" / "scan_errors.csv")
     assert [e["path"] for e in errors] == ["latin1.py", "legacy.py"]
     assert all(e["error"] and e["repo"] == "proj" for e in errors)
-    assert [i["rule"] for i in read(tmp_path / "out" / "instances.csv")] == ["UTR"]
+    note = errors[1]["error"]
+    line = (repo.path / "legacy.py").read_text().splitlines().index('print "training"') + 1
+    assert note.startswith("note: python2: ") and f"print statement at line {line}" in note
+    instances = read(tmp_path / "out" / "instances.csv")
+    assert [i["rule"] for i in instances if i["path"] == "loop.py"] == ["UTR"]
 
 
 def test_odd_files_are_recorded_not_fatal(tmp_path):
@@ -202,6 +206,24 @@ def test_notebook_instances_carry_the_cell(tmp_path):
     (inst,) = read(tmp_path / "out" / "instances.csv")
     assert (inst["path"], inst["rule"], inst["cell"]) == ("explore.ipynb", "UTR", "2")  # 1-based, all cells
     assert [e["event"] for e in read(tmp_path / "out" / "events.csv")] == ["introduced"]
+
+
+def test_a_notebook_over_max_file_kb_with_small_code_is_mined(tmp_path):
+    import json
+
+    plot = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "A" * 4000}}
+    cells = [{"cell_type": "code", "metadata": {}, "execution_count": 1, "outputs": [plot],
+              "source": UTR_LOOP.lstrip("\n").splitlines(keepends=True)}]
+    notebook = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    repo = GitRepo(tmp_path / "nb")
+    repo.write("plots.ipynb", json.dumps(notebook)).write("big.py", "x = 1\n" * 400)
+    repo.commit("a notebook of plots")
+    params = MineParams(jobs=1, rules=("IMR", "UTR"), max_file_kb=1)
+    mine_corpus([entry(repo, "nb")], tmp_path / "out", tmp_path / "c", params, progress=False)
+    (inst,) = read(tmp_path / "out" / "instances.csv")
+    assert (inst["path"], inst["rule"]) == ("plots.ipynb", "UTR")
+    errors = {e["path"]: e["error"] for e in read(tmp_path / "out" / "scan_errors.csv")}
+    assert set(errors) == {"big.py"}  # a .py file is still bounded by its size
 
 
 def test_empty_corpus_writes_headers(tmp_path):

@@ -22,7 +22,7 @@ for i in range(3):
 
 def test_scan_source_raises_one_line_scan_error() -> None:
     with pytest.raises(ScanError) as info:
-        scan_source("import tensorflow as tf\nprint 'x'\n", "old.py")
+        scan_source("import tensorflow as tf\nprint 'x'\ndef f((a, b)):\n    pass\n", "old.py")
     assert isinstance(info.value, LeakwattError)
     assert "\n" not in str(info.value) and "Python 2" in str(info.value)
     with pytest.raises(ScanError, match="syntax error at line 2"):
@@ -83,7 +83,7 @@ def test_notebook_cells_map_back_and_bad_cell_is_reported() -> None:
     nb = {"cells": [
         {"cell_type": "code", "source": ["import keras\n", "!nvidia-smi\n"]},
         {"cell_type": "markdown", "source": "text"},
-        {"cell_type": "code", "source": ["print 'py2 cell'\n"]},
+        {"cell_type": "code", "source": ["print 'py2 cell'\n", "f = lambda (a, b): a\n"]},
         {"cell_type": "code", "source": ["for i in range(2):\n", "    files = !ls\n",
                                          "    m = keras.models.load_model(p)\n"]},
     ]}
@@ -130,4 +130,42 @@ def test_indentation_error_with_an_exponent_is_not_called_python2() -> None:
         scan_source(src, "bad.py")
     assert "Python 2" not in str(err.value) and "indentation error at line 5" in str(err.value)
     with pytest.raises(ScanError, match=r"Python 2 source \(print statement at line 3\)"):
-        scan_source("import keras\nx = 1e-08\nprint 'x'\n", "old.py")
+        scan_source("import keras\nx = 1e-08\nprint 'x'\ndef f((a, b)): pass\n", "old.py")
+
+
+def _notebook_with_outputs(code_cells: list[list[str]], output_bytes: int) -> bytes:
+    """A notebook whose code cells each carry an image output of ``output_bytes``."""
+    image = "iVBORw0KGgo" + "A" * output_bytes  # base64 PNG data, as Jupyter stores it
+    cells = [{"cell_type": "code", "execution_count": n, "metadata": {}, "source": src,
+              "outputs": [{"output_type": "display_data", "metadata": {},
+                           "data": {"image/png": image, "text/plain": ["<Figure>"]}}]}
+             for n, src in enumerate(code_cells, start=1)]
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                       "nbformat_minor": 5}).encode()
+
+
+def test_a_notebook_is_bounded_by_its_code_not_its_outputs(tmp_path: Path) -> None:
+    loop = BAD.decode().splitlines(keepends=True)[1:]
+    data = _notebook_with_outputs([["import keras\n"], loop], 2_600_000)
+    assert len(data) > 5_000_000 > scan.DEFAULT_MAX_BYTES
+    path = tmp_path / "big.ipynb"
+    path.write_bytes(data)
+    res = scan_file(path)
+    assert res.skipped is None and res.error is None
+    assert [(f.rule, f.cell, f.line) for f in res.findings] == [("IMR", 2, 2)]
+    report = scan_paths([tmp_path], jobs=1)
+    assert [f.rule for f in report.findings] == ["IMR"] and report.skipped == []
+
+
+def test_a_notebook_with_too_much_code_or_json_is_skipped(monkeypatch) -> None:
+    code = ["import keras\n"] + [f"x{i} = {i}\n" for i in range(200)]
+    res = scan_bytes(_notebook_with_outputs([code], 10), "code.ipynb", max_bytes=1000)
+    assert res.skipped is not None
+    assert res.skipped.startswith("notebook code larger than 1000 bytes")
+    monkeypatch.setattr(scan, "NOTEBOOK_MAX_BYTES", 4096)
+    scan.clear_cache()
+    huge = _notebook_with_outputs([["import keras\n"]], 10_000)
+    res = scan_bytes(huge, "huge.ipynb", max_bytes=1000)
+    assert res.skipped == f"notebook file larger than 4096 bytes ({len(huge)})"
+    assert scan_bytes(BAD * 40, "big.py", max_bytes=1000).skipped.startswith(
+        "larger than 1000 bytes")

@@ -86,8 +86,9 @@ def test_file_without_seed_is_not_parsed_by_libcst() -> None:
 def test_unparsable_and_star_import_sources_go_to_libcst_whole() -> None:
     assert reduce_source("import tensorflow as tf\nprint 'py2'\n") is None
     assert reduce_source("from keras.models import *\nm = Sequential()\n") is None
-    with pytest.raises(scan.ScanError):
-        scan_source("import tensorflow as tf\nprint 'py2'\n")
+    assert scan_source("import tensorflow as tf\nprint 'py2'\n") == []  # read as Python 2
+    with pytest.raises(scan.ScanError, match="Python 2 source"):
+        scan_source("import tensorflow as tf\nprint 'py2'\ndef f((a, b)): pass\n")
 
 
 def test_selected_rules_change_the_seeds() -> None:

@@ -32,8 +32,9 @@ INFERENCE_FUNCS = re.compile(
     r"^(act|get_action|choose_action|select_action|pick_action|sample_action|compute_action|"
     r"action_values?|get_value|policy|infer|inference|"
     r"predict\w*|classify|detect|recognize|get_q\w*|q_values?)$", re.IGNORECASE)
-#: Calls that make a loop a training or inference step loop.
-STEP_CALLS = frozenset({"gradient", "apply_gradients", "train_on_batch", "test_on_batch",
+#: Calls that make a loop a training or inference step loop (``step``: ``env.step(action)``,
+#: ``optimizer.step()``: one iteration per environment or optimisation step).
+STEP_CALLS = frozenset({"gradient", "apply_gradients", "train_on_batch", "test_on_batch", "step",
                         "predict_on_batch", "minimize", "train_step", "test_step"})
 _MAPPING_VIEWS = frozenset({"items", "keys", "values"})
 _LATE = 10**9  # a sequence number after every statement: "the binding in force at the end"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 import libcst as cst
@@ -11,65 +12,24 @@ from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import replace_expr
 from leakwatt.mining.rules.index import FuncInfo, Loop
 from leakwatt.mining.rules.kit import UTR_STEPS, bound_names, called_in_loop, is_param, step_loop
+from leakwatt.mining.rules.modes import EAGER_OFF_CALLS, GRAPH_API_CALLS, GraphModes
 from leakwatt.mining.rules.values import (
     CONTAINER,
     GRADS,
+    LAYER,
     SCALAR,
+    TENSOR,
     TENSORISH,
+    UNKNOWN,
     ValueKinds,
     kinds_for,
 )
 
 _STORE_METHODS = frozenset({"append", "extend", "insert", "appendleft", "add"})
-#: Calls that only exist in TF1 / Keras-2 graph mode: a module using them builds symbolic
-#: tensors, so Python lists of tensors are graph structure, not buffers kept per step.
-_GRAPH_MODE_CALLS = frozenset({
-    "tensorflow.Session", "tensorflow.InteractiveSession", "tensorflow.placeholder",
-    "tensorflow.get_variable", "tensorflow.variable_scope", "tensorflow.gradients",
-    "tensorflow.global_variables_initializer", "tensorflow.get_collection",
-    "tensorflow.add_to_collection", "keras.backend.function", "keras.backend.update",
-    "keras.backend.update_add", "keras.backend.update_sub", "keras.backend.placeholder",
-    "keras.backend.gradients", "keras.backend.get_session",
-})
-
-
-#: Calls that switch a whole module to graph mode.
-_GRAPH_MODULE_CALLS = frozenset({"tensorflow.disable_eager_execution",
-                                 "tensorflow.disable_v2_behavior"})
-
-
-_SESSIONS = frozenset({"tensorflow.Session", "tensorflow.InteractiveSession"})
-
-
-def graph_mode(ctx: ModuleContext) -> frozenset[int]:
-    """Ids of the functions that build a TF1/Keras-2 graph. Every function of the module when
-    it disables eager execution or uses a graph-building API anywhere (placeholders,
-    ``tf.get_variable``, ``variable_scope``, ``K.function``, ``K.update``, ``tf.gradients``,
-    collections: TF1-era modules build their graph in helpers that hold none of these
-    themselves). A ``Session`` alone is per function: the function holding it, an optimizer's
-    ``get_updates``, the same-module functions they call and the functions nested in them; a
-    ``Session`` in one function does not make the eager code of another function graph
-    code."""
-    if any(s.qn in _GRAPH_MODULE_CALLS or (s.qn in _GRAPH_MODE_CALLS and s.qn not in _SESSIONS)
-           for s in ctx.calls):
-        return frozenset(id(fn) for fn in ctx.functions)
-    work = [fn for fn in ctx.functions
-            if fn.name == "get_updates" or any(s.qn in _GRAPH_MODE_CALLS for s in fn.calls)]
-    found = {id(fn) for fn in work}
-    while work:
-        fn = work.pop()
-        nxt = [t for _, t in ctx.callees(fn)] + list(fn.children.values())
-        for target in nxt:
-            if id(target) not in found:
-                found.add(id(target))
-                work.append(target)
-    for fn in ctx.functions:  # nested in a graph function
-        parent = fn.parent
-        while parent is not None and id(fn) not in found:
-            if id(parent) in found and parent.node is not None:
-                found.add(id(fn))
-            parent = parent.parent
-    return frozenset(found)
+#: The pre-filter keeps what decides whether a statement builds a graph
+#: (:mod:`leakwatt.mining.rules.modes`): graph-building calls, sessions, graph contexts.
+_MODE_WORDS = frozenset(qn.rsplit(".", 1)[1] for qn in GRAPH_API_CALLS | EAGER_OFF_CALLS) | {
+    "Session", "InteractiveSession", "Graph"}
 
 
 def _statement_loop(loops: tuple[Loop, ...]) -> Loop | None:
@@ -189,6 +149,26 @@ class UnreleasedTensorReference(Rule):
     functions named like container methods (``tf.add``, ``ops.add``) are not stores, and a dict
     re-keyed over its own ``.items()`` does not grow per step.
 
+    Beyond the step loop: a list of losses or metrics averaged with numpy or ``statistics``
+    after the loop (``np.mean(episode_losses)``) is a per-episode or per-epoch history,
+    reported whatever loop fills it (a loop over ``range(200)`` environment steps, over
+    validation samples). A parameter of a function called once per step (``record(loss)``)
+    has the kind its same-module callers pass, and the function ``tf.py_function`` runs gets
+    eager tensors once per call; a module-level list they append to is kept until something
+    empties it (``xs.clear()`` anywhere in the module), which counts as bounded. Tensors
+    returned by a helper of the same file or project are tensors.
+
+    Not UTR: an index store into a list (``slots[i] = t`` replaces an item; only a dict grows
+    by key); a list emptied inside the loop that fills it; the output of a layer created in
+    place or in the same iteration, or a symbolic tensor traced back to ``keras.Input`` (a
+    model being built, not run); code that builds a TF1 graph. Graph code is decided per
+    function and region (:mod:`leakwatt.mining.rules.modes`): eager execution disabled,
+    ``with tf.Graph().as_default():`` and ``with Session()`` blocks, functions that build a
+    session or call graph-building APIs and what they call, module-level code a session runs,
+    and modules that call graph-building APIs, except where the loop shows eager code (a
+    ``GradientTape``, ``.numpy()``, a ``tf.function`` call). A ``Session`` opened and closed
+    elsewhere in a file does not hide an eager training loop.
+
     Autofix: convert at the store, ``float(...)`` for scalar losses and metrics, ``.numpy()``
     otherwise.
     """
@@ -197,7 +177,8 @@ class UnreleasedTensorReference(Rule):
     NAME = "Unreleased Tensor References"
     MESSAGE = ("Tensor stored across loop iterations without conversion; the container keeps "
                "every tensor (and its buffers) alive. Store float(t) or t.numpy() instead")
-    SEEDS = Seeds(api=frozenset(qn.rsplit(".", 1)[1] for qn in _GRAPH_MODE_CALLS),
+    SEEDS = Seeds(api=_MODE_WORDS | {"py_function"}, calls=frozenset({"as_default"}),
+                  calls_if={".clear()": frozenset({"clear"})},
                   defs=frozenset({"get_updates"}), stores=_STORE_METHODS)
     VARIANTS = {
         "append-loss": "a loss tensor appended to a history list",
@@ -458,8 +439,59 @@ class UnreleasedTensorReference(Rule):
                     outs.append(tf.reduce_mean(x * k))
                 return outs
             """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            boundaries = [None] * n_layers
+            for i in range(n_layers):
+                boundaries[i] = tf.reduce_max(xs[i])
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            window = []
+            for step in range(steps):
+                window.append(tf.reduce_mean(batch_loss(step)))
+                if len(window) == 10:
+                    print(float(tf.add_n(window)))
+                    window.clear()
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            with tf.Graph().as_default():
+                outputs = []
+                for step in range(num_steps):
+                    outputs.append(tf.reduce_mean(cell(inputs[step])))
+            """)),
     ]
     INVALID = [
+        Invalid(dedent("""
+            import tensorflow as tf
+            sess = tf.compat.v1.Session()
+            sess.close()
+            losses = []
+            for x, y in dataset:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(model(x))
+                losses.append(loss)
+            """), line=8, variant="append-loss"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            history = []
+
+            def record(value):
+                history.append(value)
+
+            for x in dataset:
+                record(tf.reduce_mean(model(x)))
+            """), line=5, variant="append-loss"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+            for epoch in range(n_epochs):
+                errors = []
+                for i in range(len(x_val)):
+                    errors.append(tf.reduce_mean(tf.square(model(x_val[i]) - y_val[i])))
+                print("val mse", np.mean(errors))
+            """), line=6, variant="append-loss"),
         Invalid(dedent("""
             import numpy as np
             import tensorflow as tf
@@ -646,13 +678,17 @@ class UnreleasedTensorReference(Rule):
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
-        graph = ctx.analysis(graph_mode)
+        modes = ctx.analysis(GraphModes)
+        if modes.everywhere:
+            return  # eager execution is off: every list of tensors is graph structure
         kinds = kinds_for(ctx)
-        repeated = ctx.analysis(called_in_loop)
+        py_funcs = ctx.analysis(py_function_targets)
+        repeated = ctx.analysis(called_in_loop) | py_funcs
         for fn in ctx.functions:
-            if id(fn) in graph or (fn.name in _STATE_HOOKS and fn.class_name):
+            if fn.name in _STATE_HOOKS and fn.class_name:
                 continue
-            yield from self._check_function(ctx, kinds, fn, id(fn) in repeated)
+            yield from self._check_function(ctx, kinds, modes, fn, id(fn) in repeated,
+                                            id(fn) in py_funcs)
 
     def _outlives(self, ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
                   loop: Loop | None) -> bool:
@@ -662,13 +698,33 @@ class UnreleasedTensorReference(Rule):
         if not isinstance(root, cst.Name):
             return False
         if loop is None:  # a repeated function: only stores that survive the call count
-            return fn.node is None or not any(
-                isinstance(ev.target, cst.Name) and ev.target.value == root.value
-                for ev in fn.assigns) and not is_param(fn, root.value)
-        return not ctx.created_in_loop(fn, root.value, loop)
+            if fn.node is not None and (any(
+                    isinstance(ev.target, cst.Name) and ev.target.value == root.value
+                    for ev in fn.assigns) or is_param(fn, root.value)):
+                return False
+            # a module-level list: kept until it is cleared (a list emptied elsewhere, at an
+            # epoch's end, holds one epoch at most)
+            return not _cleared_anywhere(ctx, root.value)
+        return not ctx.created_in_loop(fn, root.value, loop) and not _cleared_in(
+            fn, root.value, loop)
 
-    def _check_function(self, ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
-                        repeated: bool) -> Iterator[Report]:
+    def _value_kind(self, ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+                    value: cst.BaseExpression, seq: int, py_function: bool) -> str:
+        """The kind of a stored value; a parameter of a repeated function takes the kind of
+        what its callers pass (``log(loss)`` per step), and of a ``tf.py_function`` target
+        is a tensor (TensorFlow hands it eager tensors)."""
+        kind = kinds.expr_kind(value, fn, seq)
+        if kind != UNKNOWN or not isinstance(value, cst.Name) or fn.node is None:
+            return kind
+        if not is_param(fn, value.value, star=False) or ctx.last_assign(fn, value.value, seq):
+            return kind
+        if py_function:
+            return TENSOR
+        return _argument_kind(ctx, kinds, fn, value.value)
+
+    def _check_function(self, ctx: ModuleContext, kinds: ValueKinds, modes: GraphModes,
+                        fn: FuncInfo, repeated: bool, py_function: bool = False
+                        ) -> Iterator[Report]:
         for site in fn.calls:
             if site.method not in _STORE_METHODS or not site.node.args or site.qn is not None:
                 continue  # a resolved qualified name is a module function (tf.add), not a store
@@ -679,17 +735,23 @@ class UnreleasedTensorReference(Rule):
             assert receiver is not None
             if not self._outlives(ctx, fn, receiver, loop):
                 continue
-            if self._one_computation(ctx, kinds, fn, receiver, loop) or self._kept_state(
-                    ctx, kinds, fn, receiver, loop):
-                continue
             arg = site.node.args[-1] if site.method == "insert" else site.node.args[0]
             if arg.star:
                 continue
-            kind = kinds.expr_kind(arg.value, fn, site.seq)
-            if kind not in TENSORISH or (
-                    not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
+            kind = self._value_kind(ctx, kinds, fn, arg.value, site.seq, py_function)
+            if kind not in TENSORISH:
+                continue
+            history = _history(ctx, kinds, fn, receiver, arg.value, kind, site.seq)
+            if not history and self._one_computation(ctx, kinds, fn, receiver, loop):
+                continue
+            if self._kept_state(ctx, kinds, fn, receiver, loop) or (
+                    not history and not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
                     and self._collected_result(ctx, fn, receiver, site.seq)):
                 continue
+            if self._built_once(ctx, kinds, fn, arg.value, loop, site.seq):
+                continue
+            if modes.graph(fn, site.stmt, site.seq, loop):
+                continue  # a list of symbolic tensors: graph structure, built once
             yield self._report(ctx, kinds, fn, site.seq, site.node, arg.value, kind, site.stmt,
                                loop, repeated, "append")
         for ev in fn.aug_assigns:
@@ -699,19 +761,26 @@ class UnreleasedTensorReference(Rule):
             if not isinstance(ev.value, cst.List | cst.Tuple) and not self._is_list(
                     ctx, fn, ev.target, ev.seq):
                 continue
-            if not self._outlives(ctx, fn, ev.target, loop) or self._one_computation(
-                    ctx, kinds, fn, ev.target, loop) or self._kept_state(
-                    ctx, kinds, fn, ev.target, loop):
+            if not self._outlives(ctx, fn, ev.target, loop):
                 continue
             kind = kinds.expr_kind(ev.value, fn, ev.seq)
-            if kind not in TENSORISH or (
-                    not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
-                    and self._collected_result(ctx, fn, ev.target, ev.seq)):
+            if kind not in TENSORISH:
+                continue
+            history = _history(ctx, kinds, fn, ev.target, ev.value, kind, ev.seq)
+            if (not history and self._one_computation(ctx, kinds, fn, ev.target, loop)) or \
+                    self._kept_state(ctx, kinds, fn, ev.target, loop):
+                continue
+            if not history and not step_loop(ctx, kinds, fn, loop, UTR_STEPS) and \
+                    self._collected_result(ctx, fn, ev.target, ev.seq):
+                continue
+            if self._built_once(ctx, kinds, fn, ev.value, loop, ev.seq):
                 continue
             value = ev.value
             if isinstance(value, cst.List | cst.Tuple) and len(value.elements) == 1:
                 value = value.elements[0].value
                 kind = kinds.expr_kind(value, fn, ev.seq)
+            if modes.graph(fn, ev.stmt, ev.seq, loop):
+                continue
             yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, value, kind,
                                ev.stmt, loop, False, "append")
         for ev in fn.assigns:
@@ -724,13 +793,32 @@ class UnreleasedTensorReference(Rule):
             if not self._outlives(ctx, fn, ev.target.value, loop) or self._kept_state(
                     ctx, kinds, fn, container, loop):
                 continue
+            if _holds_list(ctx, fn, container, ev.seq):
+                continue  # ``slots[i] = t`` replaces an item: a list never grows by index
             kind = kinds.expr_kind(ev.value, fn, ev.seq)
             if kind not in TENSORISH or (
                     not step_loop(ctx, kinds, fn, loop, UTR_STEPS)
                     and self._collected_result(ctx, fn, container, ev.seq)):
                 continue  # a per-call dict filled and returned (or handed on)
+            if self._built_once(ctx, kinds, fn, ev.value, loop, ev.seq):
+                continue
+            if modes.graph(fn, ev.stmt, ev.seq, loop):
+                continue
             yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, ev.value, kind,
                                ev.stmt, loop, False, "dict")
+
+    @staticmethod
+    def _built_once(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+                    value: cst.BaseExpression, loop: Loop | None, seq: int) -> bool:
+        """Structure built once, not values kept per step: the symbolic tensors of a
+        functional Keras model under construction, traced back to ``keras.Input``, or the
+        output of a layer created right there (``Dense(n)(x)``, or a layer constructed in the
+        same loop iteration): each iteration adds a layer to a model being built (a list of
+        heads or blocks), which running a model never does."""
+        if _symbolic(ctx, kinds, fn, value, seq, set()):
+            return True
+        return (loop is None or not step_loop(ctx, kinds, fn, loop, UTR_STEPS)) and \
+            _fresh_layer_output(ctx, kinds, fn, value, seq, loop)
 
     @staticmethod
     def _one_computation(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
@@ -892,3 +980,192 @@ def _from_dataset(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, value: cs
 def _has_tape(fn: FuncInfo) -> bool:
     return any(s.qn == "tensorflow.GradientTape" for s in fn.calls)
 
+
+
+# -- what a store keeps ------------------------------------------------------------------------
+
+#: ``tf.py_function`` runs its Python function eagerly, once per call of the graph function or
+#: dataset element that holds it, and hands it eager tensors.
+_PY_FUNCTIONS = frozenset({"tensorflow.py_function"})
+#: Averaging a list with numpy or ``statistics`` turns it into a number that no gradient ever
+#: sees: the list is a history of values being logged, not the parts of one computation.
+#: (Python's ``sum`` is not one: ``sum(losses)`` adds the terms of one loss.)
+_AVERAGERS = frozenset({"mean", "average", "nanmean", "median", "std", "var", "fmean"})
+#: Names of values that are logged (with a tensor kind that is not a scalar loss or metric).
+_LOGGED = re.compile(r"loss|acc|metric|reward|score|error|perplexity|return")
+#: Keras symbolic inputs: what flows from them is a functional model being built.
+_KERAS_INPUTS = frozenset({"keras.Input", "keras.layers.Input"})
+
+
+def py_function_targets(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of the same-module functions handed to ``tf.py_function`` (a module analysis)."""
+    out: set[int] = set()
+    for site in ctx.calls:
+        if site.qn not in _PY_FUNCTIONS:
+            continue
+        func = next((a.value for a in site.node.args
+                     if a.keyword is not None and a.keyword.value == "func"), None)
+        if func is None and site.node.args and site.node.args[0].keyword is None:
+            func = site.node.args[0].value
+        target = ctx.local_function_by_ref(func, site.func) if func is not None else None
+        if target is not None:
+            out.add(id(target))
+    return frozenset(out)
+
+
+def _history(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+             container: cst.BaseExpression, value: cst.BaseExpression, kind: str,
+             seq: int) -> bool:
+    """A list of loss or metric values averaged with numpy or ``statistics`` after the store
+    (``np.mean(episode_losses)``): a per-episode or per-epoch history, whatever loop fills
+    it, not the parts of one computation."""
+    if kind != SCALAR and not _LOGGED.search(ctx.code(value).lower()):
+        return False
+    text = ctx.code(container)
+    for site in fn.calls:
+        if site.seq <= seq:
+            continue
+        qn = site.qn or ""
+        averages = (qn.startswith("numpy.") and qn.rsplit(".", 1)[1] in _AVERAGERS) or (
+            site.method in _AVERAGERS and isinstance(site.receiver, cst.Name)
+            and site.receiver.value == "statistics")
+        if averages and any(ctx.code(a.value) == text for a in site.node.args):
+            return True
+    return False
+
+
+def _cleared_in(fn: FuncInfo, name: str, loop: Loop) -> bool:
+    """``name.clear()`` or ``name[:] = []`` inside ``loop``: the list holds one iteration."""
+    for site in fn.calls:
+        if site.method == "clear" and isinstance(site.receiver, cst.Name) and \
+                site.receiver.value == name and loop in site.loops:
+            return True
+    return any(loop in ev.loops and _empties(ev.target, name) for ev in fn.assigns)
+
+
+def _cleared_anywhere(ctx: ModuleContext, name: str) -> bool:
+    """The module-level list ``name`` is emptied somewhere with ``name.clear()`` (a seed of the
+    pre-filter, so the statement is kept wherever it is)."""
+    return any(site.method == "clear" and isinstance(site.receiver, cst.Name)
+               and site.receiver.value == name for site in ctx.calls)
+
+
+def _empties(target: cst.BaseExpression, name: str) -> bool:
+    """``name[:] = ...``: the list's items replaced at once."""
+    return isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name) and \
+        target.value.value == name and len(target.slice) == 1 and isinstance(
+            target.slice[0].slice, cst.Slice) and target.slice[0].slice.lower is None and \
+        target.slice[0].slice.upper is None
+
+
+def _argument_kind(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, name: str) -> str:
+    """The kind every same-module caller passes for parameter ``name`` of ``fn`` (a helper
+    that logs what it is given: ``log(loss)`` per step); unknown unless all are tensors."""
+    assert fn.node is not None
+    params = fn.node.params
+    positional = [*params.posonly_params, *params.params]
+    index = next((i for i, p in enumerate(positional) if p.name.value == name), None)
+    bound = 1 if fn.class_name and positional and positional[0].name.value in ("self", "cls") \
+        else 0
+    found: list[str] = []
+    for site in ctx.calls:
+        if site.func is fn or ctx.resolve_local_function(site) is not fn:
+            continue
+        arg = next((a.value for a in site.node.args
+                    if a.keyword is not None and a.keyword.value == name), None)
+        if arg is None and index is not None:
+            plain = [a for a in site.node.args if a.keyword is None]
+            if any(a.star for a in plain):
+                return UNKNOWN
+            at = index - (bound if isinstance(site.node.func, cst.Attribute) else 0)
+            if 0 <= at < len(plain):
+                arg = plain[at].value
+        if arg is None:
+            return UNKNOWN
+        found.append(kinds.expr_kind(arg, site.func, site.seq))
+    if found and all(k in TENSORISH for k in found):
+        return found[0] if len(set(found)) == 1 else TENSOR
+    return UNKNOWN
+
+
+def _list_value(value: cst.BaseExpression) -> bool:
+    """A list: ``[...]``, ``[None] * n``, a list comprehension, ``list(...)``."""
+    if isinstance(value, cst.List | cst.ListComp):
+        return True
+    if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Multiply):
+        return isinstance(value.left, cst.List) or isinstance(value.right, cst.List)
+    return isinstance(value, cst.Call) and isinstance(value.func, cst.Name) and \
+        value.func.value == "list"
+
+
+def _holds_list(ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
+                seq: int) -> bool:
+    """``container`` (a name or ``self.attr``) is bound to a list: an index store replaces
+    one of its items (``boundaries[i] = b``), it never adds one."""
+    if isinstance(container, cst.Name):
+        ev = ctx.last_assign(fn, container.value, seq)
+        return ev is not None and ev.value is not None and _list_value(ev.value)
+    if (isinstance(container, cst.Attribute) and isinstance(container.value, cst.Name)
+            and container.value.value == "self" and fn.class_name):
+        cls = ctx.classes.get(fn.class_name)
+        events = cls.attr_assigns.get(container.attr.value, []) if cls is not None else []
+        return bool(events) and all(ev.value is not None and _list_value(ev.value)
+                                    for ev in events)
+    return False
+
+
+def _symbolic(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, expr: cst.BaseExpression,
+              seq: int, seen: set[tuple[int, int]], depth: int = 0) -> bool:
+    """``expr`` flows from a ``keras.Input`` through layer calls and Keras functions: a
+    symbolic tensor of a functional model being built."""
+    if depth > 16 or (id(expr), seq) in seen:
+        return False
+    seen.add((id(expr), seq))
+    if isinstance(expr, cst.Name):
+        ev = ctx.last_assign(fn, expr.value, seq)
+        return ev is not None and ev.value is not None and _symbolic(
+            ctx, kinds, ev.func, ev.value, ev.seq, seen, depth + 1)
+    if isinstance(expr, cst.Call):
+        qn = ctx.names.resolve(expr.func)
+        if qn in _KERAS_INPUTS:
+            return True
+        layer_call = isinstance(expr.func, cst.Call | cst.Name) and kinds.expr_kind(
+            expr.func, fn, seq) == LAYER
+        keras_function = qn is not None and qn.startswith("keras.")
+        if layer_call or keras_function:
+            return any(_symbolic(ctx, kinds, fn, a.value, seq, seen, depth + 1)
+                       for a in expr.args[:2])
+        return False
+    if isinstance(expr, cst.BinaryOperation):
+        return _symbolic(ctx, kinds, fn, expr.left, seq, seen, depth + 1) or _symbolic(
+            ctx, kinds, fn, expr.right, seq, seen, depth + 1)
+    if isinstance(expr, cst.Subscript):
+        return _symbolic(ctx, kinds, fn, expr.value, seq, seen, depth + 1)
+    if isinstance(expr, cst.List | cst.Tuple):
+        return any(_symbolic(ctx, kinds, fn, e.value, seq, seen, depth + 1)
+                   for e in expr.elements[:4])
+    return False
+
+
+def _fresh_layer_output(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+                        value: cst.BaseExpression, seq: int, loop: Loop | None) -> bool:
+    """``value`` is the output of a layer created in place (``Dense(1)(h)``) or in the same
+    loop iteration (``head = Dense(1)`` then ``head(h)``)."""
+    expr, scope, at = value, fn, seq
+    for _ in range(4):
+        if not isinstance(expr, cst.Name):
+            break
+        ev = ctx.last_assign(scope, expr.value, at)
+        if ev is None or ev.value is None:
+            return False
+        expr, scope, at = ev.value, ev.func, ev.seq
+    if not isinstance(expr, cst.Call):
+        return False
+    func = expr.func
+    if isinstance(func, cst.Call):
+        return kinds.expr_kind(func, scope, at) == LAYER
+    if isinstance(func, cst.Name) and loop is not None:
+        ev = ctx.last_assign(scope, func.value, at)
+        return ev is not None and ev.value is not None and loop in ev.loops and \
+            kinds.expr_kind(ev.value, ev.func, ev.seq) == LAYER
+    return False

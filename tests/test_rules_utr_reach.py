@@ -1,0 +1,393 @@
+"""UTR beyond the classic step loop, and eager/graph decided per region (not per file).
+
+Each case is a small program written for one situation; positives give the lines UTR must
+report, hard negatives (``[]``) are near misses that must stay silent.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from leakwatt.mining.scan import scan_paths, scan_source
+
+TAPE_LOOP = """\
+losses = []
+for x, y in dataset:
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(x) - y))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    losses.append(loss)
+"""
+
+
+def _utr(source: str) -> list[int]:
+    found = scan_source(source, "t.py", rules=["UTR"])
+    # the pre-filter keeps what the mode and the new patterns need
+    assert found == scan_source(source, "t.py", rules=["UTR"], prefilter=False)
+    return [f.line for f in found]
+
+
+def _line_of(source: str, text: str) -> int:
+    return next(i for i, line in enumerate(source.splitlines(), start=1) if text in line)
+
+
+# -- eager or graph, per region ------------------------------------------------------------------
+
+SESSION_LAYOUTS = {
+    "alone": "import tensorflow as tf\n\n" + TAPE_LOOP,
+    "session opened and closed before": (
+        "import tensorflow as tf\n\nsess = tf.compat.v1.Session()\nprint(sess.list_devices())\n"
+        "sess.close()\n\n" + TAPE_LOOP),
+    "session opened before, closed after": (
+        "import tensorflow as tf\n\nsess = tf.compat.v1.Session()\n" + TAPE_LOOP
+        + "sess.close()\n"),
+    "with-session block after": (
+        "import tensorflow as tf\n\n" + TAPE_LOOP
+        + "with tf.compat.v1.Session() as sess:\n    print(sess.list_devices())\n"),
+    "session in another function": (
+        "import tensorflow as tf\n\n\ndef export(path):\n    sess = tf.compat.v1.Session()\n"
+        "    save(sess, path)\n    sess.close()\n\n\n" + TAPE_LOOP),
+    "placeholder in a graph builder": (
+        "import tensorflow as tf\n\n\ndef legacy(n):\n    x = tf.compat.v1.placeholder(tf.float32)\n"
+        "    return x * n\n\n\n" + TAPE_LOOP),
+}
+
+
+@pytest.mark.parametrize("layout", list(SESSION_LAYOUTS))
+def test_a_gradient_tape_loop_is_found_whatever_sessions_the_file_holds(layout: str) -> None:
+    src = SESSION_LAYOUTS[layout]
+    assert _utr(src) == [_line_of(src, "losses.append(loss)")]
+
+
+def test_statements_inside_a_graph_context_build_a_graph() -> None:
+    body = ("    outputs = []\n    for step in range(num_steps):\n"
+            "        outputs.append(tf.reduce_mean(cell(inputs[step])))\n")
+    graph = "import tensorflow as tf\nwith tf.Graph().as_default():\n" + body
+    assert _utr(graph) == []
+    session = "import tensorflow as tf\nwith tf.compat.v1.Session() as sess:\n" + body
+    assert _utr(session) == []
+    named = ("import tensorflow as tf\ng = tf.Graph()\nwith g.as_default():\n" + body)
+    assert _utr(named) == []
+    plain = "import tensorflow as tf\nif True:\n" + body
+    assert _utr(plain) == [5]
+
+
+def test_a_graph_builder_and_an_eager_trainer_share_a_file() -> None:
+    src = """\
+import tensorflow as tf
+
+
+def build_graph(num_steps):
+    x = tf.compat.v1.placeholder(tf.float32, [None, num_steps, 4])
+    outputs = []
+    for step in range(num_steps):
+        outputs.append(tf.reduce_mean(x[:, step]))
+    return tf.stack(outputs)
+
+
+def train(dataset):
+    losses = []
+    for batch in dataset:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(batch))
+        losses.append(loss)
+    return losses
+"""
+    assert _utr(src) == [17]  # the unrolled graph (line 8) is structure, built once
+
+
+def test_module_level_code_run_with_a_session_stays_graph_code() -> None:
+    build = ("outputs = []\nfor step in range(num_steps):\n"
+             "    outputs.append(tf.reduce_mean(inputs[step]))\n")
+    tf1 = "import tensorflow as tf\n" + build + "sess = tf.compat.v1.Session()\nsess.run(outputs)\n"
+    assert _utr(tf1) == []  # built first, run by the session: a TF1 script
+    with_block = ("import tensorflow as tf\n" + build
+                  + "with tf.compat.v1.Session() as sess:\n    sess.run(outputs)\n")
+    assert _utr(with_block) == []
+    after_close = ("import tensorflow as tf\nsess = tf.compat.v1.Session()\nsess.close()\n"
+                   + build)
+    assert _utr(after_close) == [6]
+
+
+def test_disabling_eager_execution_still_makes_every_list_graph_structure() -> None:
+    src = "import tensorflow as tf\ntf.compat.v1.disable_eager_execution()\n" + TAPE_LOOP
+    assert _utr(src) == []
+
+
+# -- new patterns ----------------------------------------------------------------------------------
+
+POSITIVES = {
+    "gan per-epoch lists averaged with numpy": ("""\
+import numpy as np
+import tensorflow as tf
+
+
+@tf.function
+def train_step(images):
+    with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+        gen_loss = generator_loss(discriminator(generator(noise)))
+        disc_loss = discriminator_loss(discriminator(images))
+    return gen_loss, disc_loss
+
+
+for epoch in range(EPOCHS):
+    gen_losses = []
+    disc_losses = []
+    for image_batch in dataset:
+        g, d = train_step(image_batch)
+        gen_losses.append(g)
+        disc_losses.append(d)
+    print(epoch, np.mean(gen_losses), np.mean(disc_losses))
+""", [18, 19]),
+    "per-epoch validation errors averaged later": ("""\
+import numpy as np
+import tensorflow as tf
+
+for epoch in range(n_epochs):
+    errors = []
+    for i in range(len(x_val)):
+        errors.append(tf.reduce_mean(tf.square(model(x_val[i]) - y_val[i])))
+    print("val mse", np.mean(errors))
+""", [7]),
+    "rl per-episode losses over env steps": ("""\
+import numpy as np
+import tensorflow as tf
+
+for episode in range(n_episodes):
+    episode_losses = []
+    state = env.reset()
+    for t in range(200):
+        state, reward, done, info = env.step(policy(state))
+        td_error = tf.reduce_mean(tf.square(target - q_net(state)))
+        episode_losses.append(td_error)
+        if done:
+            break
+    print(episode, np.mean(episode_losses))
+""", [10]),
+    "module-level list fed by a per-step helper": ("""\
+import tensorflow as tf
+
+history = []
+
+
+def record(value):
+    history.append(value)
+
+
+for x, y in dataset:
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(x) - y))
+    record(loss)
+""", [7]),
+    "py_function target inside a tf.function": ("""\
+import tensorflow as tf
+
+seen = []
+
+
+def keep(t):
+    seen.append(t)
+    return t
+
+
+@tf.function
+def train_step(x):
+    loss = tf.reduce_mean(model(x))
+    tf.py_function(keep, [loss], tf.float32)
+    return loss
+""", [7]),
+    "tensor returned by a same-file helper": ("""\
+import tensorflow as tf
+
+
+def compute_loss(model, x, y):
+    return tf.reduce_mean(tf.square(model(x) - y))
+
+
+losses = []
+for x, y in dataset:
+    losses.append(compute_loss(model, x, y))
+""", [10]),
+    "tensor returned by a method of the same class": ("""\
+import tensorflow as tf
+
+
+class Trainer:
+    def loss(self, x, y):
+        return tf.reduce_mean(tf.square(self.model(x) - y))
+
+    def fit(self, dataset):
+        self.history = []
+        for x, y in dataset:
+            self.history.append(self.loss(x, y))
+""", [11]),
+}
+
+NEGATIVES = {
+    "floats from .numpy() and float()": """\
+import tensorflow as tf
+
+history = []
+
+
+def record(value):
+    history.append(value)
+
+
+for x, y in dataset:
+    loss = tf.reduce_mean(tf.square(model(x) - y))
+    record(loss.numpy())
+    history.append(float(loss))
+""",
+    "per-epoch errors converted before averaging": """\
+import numpy as np
+import tensorflow as tf
+
+for epoch in range(n_epochs):
+    errors = []
+    for i in range(len(x_val)):
+        errors.append(float(tf.reduce_mean(tf.square(model(x_val[i]) - y_val[i]))))
+    print("val mse", np.mean(errors))
+""",
+    "per-layer losses added into one loss": """\
+import tensorflow as tf
+
+for step in range(steps):
+    with tf.GradientTape() as tape:
+        style_losses = []
+        for name in style_layers:
+            style_losses.append(tf.reduce_mean(tf.square(gram(outputs[name]) - targets[name])))
+        loss = tf.add_n(style_losses)
+    grads = tape.gradient(loss, [image])
+""",
+    "list cleared in the loop that fills it": """\
+import tensorflow as tf
+
+window = []
+for step in range(steps):
+    window.append(tf.reduce_mean(batch_loss(step)))
+    if len(window) == 10:
+        print(float(tf.add_n(window)))
+        window.clear()
+""",
+    "module-level list cleared every epoch": """\
+import tensorflow as tf
+
+history = []
+
+
+def record(value):
+    history.append(value)
+
+
+def end_epoch():
+    print(len(history))
+    history.clear()
+
+
+for x, y in dataset:
+    loss = tf.reduce_mean(tf.square(model(x) - y))
+    record(loss)
+""",
+    "numpy_function target (it gets numpy arrays)": """\
+import tensorflow as tf
+
+seen = []
+
+
+def keep(t):
+    seen.append(t)
+    return t
+
+
+@tf.function
+def train_step(x):
+    loss = tf.reduce_mean(model(x))
+    tf.numpy_function(keep, [loss], tf.float32)
+    return loss
+""",
+    "index store replacing an item of a fixed-size list": """\
+import tensorflow as tf
+
+boundaries = [None] * n_layers
+for i in range(n_layers):
+    boundaries[i] = tf.reduce_max(xs[i])
+slots = [0.0 for _ in range(4)]
+for step in range(steps):
+    slots[step % 4] = tf.reduce_mean(batch(step))
+""",
+    "list of layers": """\
+import tensorflow as tf
+
+
+class Heads(tf.keras.Model):
+    def __init__(self, names):
+        super().__init__()
+        self._output_layers = []
+        for name in names:
+            layer = tf.keras.layers.Dense(1, name=name)
+            self._output_layers.append(layer)
+
+    def add_heads(self, names):
+        for name in names:
+            self._output_layers.append(tf.keras.layers.Dense(1, name=name))
+""",
+    "functional outputs of a model being built": """\
+import tensorflow as tf
+
+
+class Net:
+    def build_heads(self, hidden, names):
+        self._output_layers = []
+        for name in names:
+            head = tf.keras.layers.Dense(1, name=name)
+            layer = head(hidden)
+            self._output_layers.append(layer)
+
+    def build(self, n_blocks):
+        inputs = tf.keras.Input(shape=(16,))
+        x = inputs
+        self._skips = []
+        for i in range(n_blocks):
+            x = tf.keras.layers.Dense(16)(x)
+            self._skips.append(x + inputs)
+        return tf.keras.Model(inputs, x)
+""",
+    "list of models": """\
+import tensorflow as tf
+
+models = []
+for fold in range(5):
+    models.append(tf.keras.Sequential([tf.keras.layers.Dense(1)]))
+""",
+}
+
+
+@pytest.mark.parametrize("case", list(POSITIVES))
+def test_utr_new_patterns_are_reported(case: str) -> None:
+    source, lines = POSITIVES[case]
+    assert _utr(source) == lines
+
+
+@pytest.mark.parametrize("case", list(NEGATIVES))
+def test_utr_hard_negatives_stay_silent(case: str) -> None:
+    assert _utr(NEGATIVES[case]) == []
+
+
+def test_a_dict_keyed_per_step_is_still_a_dict_store() -> None:
+    src = ("import tensorflow as tf\nper_step = {}\nfor step in range(10):\n"
+           "    per_step[step] = tf.reduce_mean(tf.ones([3]))\n")
+    (f,) = scan_source(src, "t.py", rules=["UTR"])
+    assert (f.line, f.variant) == (4, "dict-store")
+
+
+def test_tensor_returned_by_a_helper_of_another_project_module(tmp_path) -> None:
+    (tmp_path / "helpers.py").write_text(
+        "import tensorflow as tf\n\n\ndef compute_loss(model, x, y):\n"
+        "    return tf.reduce_mean(tf.square(model(x) - y))\n")
+    (tmp_path / "train.py").write_text(
+        "import tensorflow as tf\nfrom helpers import compute_loss\n\nlosses = []\n"
+        "for x, y in dataset:\n    losses.append(compute_loss(model, x, y))\n")
+    report = scan_paths([tmp_path], select=["UTR"], jobs=1)
+    assert [(f.path.rsplit("/", 1)[-1], f.line) for f in report.findings] == [("train.py", 6)]
