@@ -1,6 +1,6 @@
 """The measured cost of each rule variant, per framework level (generated: do not edit).
 
-Rebuilt from the committed results by ``leakwatt costs`` (``analysis/cost_table.py`` says how);
+Rebuilt from the committed results by ``leakwatt costs`` (``pipeline/cost_table.py`` says how);
 ``tests/test_costs.py`` checks that it matches ``results/``. Read by ``leakwatt.mining.costs``.
 """
 

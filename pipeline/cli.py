@@ -193,7 +193,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    from leakwatt.analysis.cost_table import TABLE_MODULE, write_table
+    from leakwatt.pipeline.cost_table import TABLE_MODULE, write_table
     from leakwatt.pipeline.study import find_root
 
     root = Path(args.root) if args.root else find_root(Path.cwd())

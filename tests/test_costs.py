@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leakwatt.analysis.cost_table import build_table, priced_variants, render, write_table
+from leakwatt.pipeline.cost_table import build_table, priced_variants, render, write_table
 from leakwatt.mining import cost_table, costs
 
 ROOT = Path(__file__).resolve().parent.parent
