@@ -156,9 +156,8 @@ class UnboundedGraphExpansion(Rule):
     with a Python number that changes per iteration (a ``range``/``enumerate`` index, a numeric
     loop target, a counter incremented in the loop, or a number computed from one in the
     iteration: ``lr_scale = 0.5 ** epoch``, named in the finding's ``via``) is traced again
-    for each new value, and
-    each trace is a new concrete graph kept by the function. ``tf.function(...)`` created inside
-    a step loop (or called right away in any loop) traces on every iteration. Not reported: a
+    for each new value, and each trace is a new concrete graph kept by the function.
+    ``tf.function(...)`` created inside a step loop (or called right away in any loop) traces on every iteration. Not reported: a
     function with an ``input_signature``, tensor arguments (dataset batches), constant Python
     arguments (``training=True``). The finding is at the call (or at ``tf.function(...)``).
 
