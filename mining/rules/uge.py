@@ -157,9 +157,9 @@ class UnboundedGraphExpansion(Rule):
     loop target, a counter incremented in the loop, or a number computed from one in the
     iteration: ``lr_scale = 0.5 ** epoch``, named in the finding's ``via``) is traced again
     for each new value, and each trace is a new concrete graph kept by the function.
-    ``tf.function(...)`` created inside a step loop (or called right away in any loop) traces on every iteration. Not reported: a
-    function with an ``input_signature``, tensor arguments (dataset batches), constant Python
-    arguments (``training=True``). The finding is at the call (or at ``tf.function(...)``).
+    ``tf.function(...)`` created inside a step loop (or called right away in any loop) traces
+    on every iteration. Not reported: a function with an ``input_signature``, tensor arguments
+    (dataset batches), constant Python arguments (``training=True``). The finding is at the call (or at ``tf.function(...)``).
 
     Autofix (retrace with a Python number): wrap the argument in ``tf.constant(...)`` (spelled
     with the module's own alias), offered only when the called function is in the same module
