@@ -159,7 +159,8 @@ class UnboundedGraphExpansion(Rule):
     for each new value, and each trace is a new concrete graph kept by the function.
     ``tf.function(...)`` created inside a step loop (or called right away in any loop) traces
     on every iteration. Not reported: a function with an ``input_signature``, tensor arguments
-    (dataset batches), constant Python arguments (``training=True``). The finding is at the call (or at ``tf.function(...)``).
+    (dataset batches), constant Python arguments (``training=True``), a number wrapped in
+    ``tf.constant``. The finding is at the call (or at ``tf.function(...)``).
 
     Autofix (retrace with a Python number): wrap the argument in ``tf.constant(...)`` (spelled
     with the module's own alias), offered only when the called function is in the same module
