@@ -58,6 +58,7 @@ from leakwatt.mining.rules.values import (
     LOSSFN,
     METRIC,
     MODEL,
+    MODEL_LOADERS,
     PLAIN,
     SCALAR,
     TAPE,
@@ -71,6 +72,8 @@ from leakwatt.mining.rules.values import (
 
 #: Kinds a module-level value may carry across modules.
 _VALUE_KINDS = frozenset({MODEL, LOSSFN, METRIC, LAYER})
+#: Packages whose names the index resolves: TensorFlow/Keras and those of the loader table.
+_QN_ROOTS = TF_ROOTS | frozenset(name.split(".", 1)[0] for name in MODEL_LOADERS)
 _MODEL_PLAIN = frozenset({"predict", "evaluate", "fit", "fit_generator", "train_on_batch",
                           "test_on_batch", "predict_on_batch", "get_weights", "summary", "save",
                           "save_weights", "load_weights", "compile", "to_json", "count_params"})
@@ -799,7 +802,7 @@ class _ModuleEval:
         self.aliases: dict[str, str] = {}
         for imp in raw.imports:
             root = imp.module.split(".", 1)[0]
-            if imp.level or root not in TF_ROOTS:
+            if imp.level or root not in _QN_ROOTS:
                 continue
             if imp.name is None:
                 self.aliases[imp.local] = imp.module if imp.local != imp.module else root
@@ -952,8 +955,8 @@ class _ModuleEval:
     def call_kind(self, call: ast.Call, scope: _Scope | None, depth: int) -> str:
         func = call.func
         qn = self.qn(func)
-        if qn is not None:
-            return qualified_kind(qn)
+        if qn is not None and not (isinstance(func, ast.Name) and func.id in self.raw.functions):
+            return qualified_kind(qn)  # (a module function of that name shadows the import)
         if isinstance(func, ast.Name) and func.id in _CONVERSIONS:
             return PLAIN
         sym = self.callee_symbol(func)
