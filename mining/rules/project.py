@@ -22,6 +22,14 @@ the project root, and otherwise the module whose dotted path ends with the impor
 imports itself. Imports of ``tensorflow``/``keras``/``tf_keras`` are never resolved through the
 project, so scanning Keras's own sources keeps the canonical names.
 
+A name a file calls but never binds (no import, definition, assignment or parameter: a script
+fragment from an article or a course calling a builder of a sibling file it never imports) is
+resolved *by name* when exactly one project file defines it at top level; its symbol then
+carries a ``via`` note (``resolved by name to a unique definition in models/cnn.py; not
+imported``) and the rules report it with lower confidence. Which files define a name is a
+plain-text look (``def``/``class`` at column 0), and a commit that changes it invalidates
+the views that asked for the name.
+
 A module is parsed only when another module imports it (and a consumer only when a plain-text
 look at its import lines names a project module), and each parse is cached by content hash, so
 an index updated for a commit's changed files (:meth:`ProjectIndex.with_changes`) re-parses only
@@ -39,7 +47,9 @@ in its own module only when that module repeats it).
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
+import keyword
 import posixpath
 import re
 import sys
@@ -106,6 +116,8 @@ class Symbol:
     elements: tuple[str, ...] = ()
     clears: bool = False
     origin: str = ""
+    #: how the name was found when not through an import (see :meth:`ProjectIndex.view`)
+    via: str = ""
 
     @cached_property
     def useful(self) -> bool:
@@ -134,7 +146,7 @@ class ProjectView:
 
     @cached_property
     def fingerprint(self) -> str:
-        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears)
+        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via)
                            for k, s in self.symbols.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -447,7 +459,8 @@ class ProjectIndex:
     Every computation of a module's facts or a file's view records what it read from the
     index (see :meth:`with_changes`): the index keys it probed (``f:<path>``: its own file's
     text; ``e:<path>``: whether a file exists; ``n:<module>``: the files a dotted module name
-    may denote; ``r:<root>`` / ``t:<root>``: whether a top-level name belongs to the project)
+    may denote; ``r:<root>`` / ``t:<root>``: whether a top-level name belongs to the project;
+    ``d:<name>``: which files define a name at top level))
     and the modules whose facts it used (whose text reaches it through those facts). An
     index derived for a commit keeps every cached result whose record the commit's changes do
     not touch (or, early cut-off, whose modules' facts came out the same), and names the
@@ -461,6 +474,9 @@ class ProjectIndex:
     _views: dict[str, ProjectView | None] = field(default_factory=dict, repr=False)
     _raws: dict[str, _Raw | None] = field(default_factory=dict, repr=False)
     _words: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    #: path -> its top-level def/class names; name -> the files defining it (lazily built)
+    _defnames: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _definers: dict[str, list[str]] | None = field(default=None, repr=False)
     #: consumer (``m:<path>``: a module's facts; ``v:<path>``: a file's view) -> index keys read
     _probes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     #: consumer -> module paths whose facts it used
@@ -506,6 +522,11 @@ class ProjectIndex:
                 files[path] = text
             if old != text:
                 keys.add(f"f:{path}")
+                before = self._defnames.get(path) if old is not None else frozenset()
+                if before is None:
+                    before = _defined_in(old or "")
+                after = _defined_in(text) if text is not None else frozenset()
+                keys.update(f"d:{n}" for n in before ^ after)  # who defines a name changed
             if (old is None) != (text is None):
                 moved.append(path)
                 keys.add(f"e:{path}")
@@ -599,6 +620,8 @@ class ProjectIndex:
         new._raws = {p: r for p, r in self._raws.items() if new.files.get(p) is self.files.get(p)}
         new._words = {p: w for p, w in self._words.items()
                       if new.files.get(p) is self.files.get(p)}
+        new._defnames = {p: d for p, d in self._defnames.items()
+                         if new.files.get(p) is self.files.get(p)}
         new.stale_views = frozenset(c[2:] for c in invalid if c.startswith("v:"))
         return new
 
@@ -732,6 +755,7 @@ class ProjectIndex:
             return self._views[path]
         source = self.files.get(path) if text is None else text
         view = None
+        symbols: dict[str, Symbol] = {}
         self._stack.append(({f"f:{path}"}, set()))
         try:
             if source and self._may_import_project(source, path):
@@ -747,14 +771,63 @@ class ProjectIndex:
                         self._words[path] = words
                 symbols = {k: v for k, v in self.imported_symbols(path, imports, words)
                            .spelled(words).items() if v.useful}
-                if symbols:
-                    view = ProjectView(symbols)
+            if source:
+                symbols.update(self._by_name(path, source, symbols))
+            if symbols:
+                view = ProjectView(symbols)
         finally:
             read, used = self._stack.pop()
             self._probes[f"v:{path}"], self._deps[f"v:{path}"] = frozenset(read), frozenset(used)
         if text is None:
             self._views[path] = view
         return view
+
+    # -- resolution by name (names a file calls but never binds) ----------------------------
+    def _defined(self, path: str) -> frozenset[str]:
+        """The top-level ``def``/``class`` names of a file (a plain-text look, cached)."""
+        found = self._defnames.get(path)
+        if found is None:
+            found = self._defnames[path] = _defined_in(self.files[path])
+        return found
+
+    def _definers_of(self) -> dict[str, list[str]]:
+        """Name -> the files defining it at top level (built on first use)."""
+        if self._definers is None:
+            table: dict[str, list[str]] = {}
+            for path in self.files:
+                for name in self._defined(path):
+                    table.setdefault(name, []).append(path)
+            self._definers = table
+        return self._definers
+
+    def _by_name(self, path: str, source: str, known: Mapping[str, Symbol]
+                 ) -> dict[str, Symbol]:
+        """Symbols for the names ``path`` calls without binding them (no import, definition,
+        assignment or parameter of that name) that exactly one other project file defines at
+        top level: a script fragment calling a builder of a sibling file it never imports (an
+        article's or a course's snippets). Lower confidence than an import: the symbol's
+        ``via`` says how it was found."""
+        called = set(_CALLED.findall(source)) - _BUILTINS - set(known)
+        if not called:
+            return {}
+        definers = self._definers_of()
+        for name in called:
+            self._read(f"d:{name}")  # a file defining one of them later changes this view
+        unique = {n: definers[n][0] for n in called
+                  if len(definers.get(n, ())) == 1 and definers[n][0] != path}
+        if not unique:
+            return {}
+        unbound = _unbound_calls(source, set(unique))
+        out: dict[str, Symbol] = {}
+        for name in sorted(unbound):
+            where = unique[name]
+            sym = self.facts(where).get(name)
+            if sym is None or not sym.useful or sym.kind not in ("function", "class"):
+                continue
+            out[name] = Symbol(sym.kind, sym.returns, sym.elements, sym.clears, sym.origin,
+                               via=f"resolved by name to a unique definition in {where}; "
+                                   f"not imported")
+        return out
 
     def _may_import_project(self, source: str, path: str) -> bool:
         for m in _IMPORT_LINE.finditer(source):
@@ -770,6 +843,49 @@ class ProjectIndex:
             if root in self._roots and (root not in _EXTERNAL or root in self._top):
                 return True
         return False
+
+
+
+#: A name followed by ``(``, not after a dot: what a file may call by its bare name.
+_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\(")
+#: Top-level ``def``/``class`` names (column 0: nested and guarded ones are left out).
+_DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
+_BUILTINS = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
+
+
+def _defined_in(text: str) -> frozenset[str]:
+    return frozenset(_DEFINED.findall(text))
+
+
+def _unbound_calls(source: str, names: set[str]) -> set[str]:
+    """The ``names`` that ``source`` calls by their bare name and binds nowhere (no import,
+    definition, assignment, loop or ``with`` target, parameter or ``except ... as``)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    called: set[str] = set()
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in names:
+                called.add(node.func.id)
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add(node.asname or node.name.split(".", 1)[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names) \
+                and node.module and node.module.split(".", 1)[0] not in TF_ROOTS:
+            return set()  # a star import of another package may bind any of them
+    return called - bound
 
 
 def _imports_of_text(text: str) -> list[_Import]:
