@@ -460,7 +460,7 @@ class ProjectIndex:
     index (see :meth:`with_changes`): the index keys it probed (``f:<path>``: its own file's
     text; ``e:<path>``: whether a file exists; ``n:<module>``: the files a dotted module name
     may denote; ``r:<root>`` / ``t:<root>``: whether a top-level name belongs to the project;
-    ``d:<name>``: which files define a name at top level))
+    ``d:<name>``: which files define a name at top level)
     and the modules whose facts it used (whose text reaches it through those facts). An
     index derived for a commit keeps every cached result whose record the commit's changes do
     not touch (or, early cut-off, whose modules' facts came out the same), and names the
