@@ -10,7 +10,7 @@ import libcst as cst
 from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import replace_expr
-from leakwatt.mining.rules.index import CallSite, Loop
+from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
 from leakwatt.mining.rules.kit import (
     DIR_STEPS,
     INFERENCE_FUNCS,
@@ -52,9 +52,11 @@ class DatasetIteratorRetention(Rule):
     ``predict`` is called once per sample or step; ``model(x)`` and ``predict_on_batch`` do
     not. The receiver must be a Keras model (followed through assignments, builders and
     ``self.attr``) or, with lower confidence, an untyped name that reads like one (``model``,
-    ``actor``, ``self.q_net``). Scikit-learn estimators are not reported. Datasets built from
-    ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a function called
-    from a loop are reported too. The finding is at the call.
+    ``actor``, ``self.q_net``). Scikit-learn estimators are not reported, nor a model whose class
+    (in this module or another project module) overrides ``predict`` without calling a
+    ``predict`` inside (``def predict(self, x): return self(x)`` builds no pipeline). Datasets
+    built from ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a
+    function called from a loop are reported too. The finding is at the call.
 
     Remedy and autofix: ``model.predict(x)`` becomes ``model.predict_on_batch(x)``, which
     returns NumPy arrays like ``predict`` and so keeps the calling code's semantics. Neither the
@@ -135,6 +137,20 @@ class DatasetIteratorRetention(Rule):
 
             net = keras.models.load_model("m.keras")
             print(evaluate(net, x_test))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            class Policy(tf.keras.Model):
+                def call(self, x):
+                    return self.dense(x)
+
+                def predict(self, x):
+                    return self(x, training=False)
+
+            policy = Policy()
+            while not done:
+                action = policy.predict(obs[None])
             """)),
     ]
     INVALID = [
@@ -270,6 +286,17 @@ class DatasetIteratorRetention(Rule):
             for i in range(len(x_test)):
                 scores.append(net.predict_on_batch(x_test[i]))
             """)),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            class Policy(tf.keras.Model):
+                def predict(self, x):
+                    return super().predict(x, verbose=0)
+
+            policy = Policy()
+            while not done:
+                action = policy.predict(obs[None])
+            """), line=9, variant="predict-in-loop"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -283,6 +310,8 @@ class DatasetIteratorRetention(Rule):
                 conf = self._model_confidence(ctx, site)
                 if conf == 0.0:
                     continue
+                if _own_predict(ctx, site):
+                    continue  # the class overrides predict (``return self(x)``): no pipeline
                 if site.loops:
                     variant, loop_kind = "predict-in-loop", site.loops[-1].kind
                 elif in_repeated:
@@ -501,3 +530,51 @@ def _one_batch(ctx: ModuleContext, kinds: ValueKinds, site: CallSite, variant: s
 def _bound_by(loop: Loop, name: str) -> bool:
     _, target = loop_iter(loop)
     return target is not None and any(n.value == name for n in names_read(target))
+
+
+def _own_predict(ctx: ModuleContext, site: CallSite) -> bool:
+    """The receiver is an instance of a class (of this module, or of another project module)
+    that overrides ``predict`` itself without calling a ``predict`` inside (``def predict(self,
+    x): return self(x)``): the call builds no Keras predict pipeline."""
+    recv, fn = site.receiver, site.func
+    class_name: str | None = None
+    if isinstance(recv, cst.Name) and recv.value == "self":
+        class_name = fn.class_name
+    else:
+        values: list[tuple[cst.BaseExpression, FuncInfo]] = []
+        if isinstance(recv, cst.Name):
+            ev = ctx.last_assign(fn, recv.value, site.seq)
+            if ev is not None and ev.kind == "assign" and ev.value is not None:
+                values.append((ev.value, ev.func))
+        elif (isinstance(recv, cst.Attribute) and isinstance(recv.value, cst.Name)
+              and recv.value.value == "self" and fn.class_name):
+            cls = ctx.classes.get(fn.class_name)
+            for ev in cls.attr_assigns.get(recv.attr.value, []) if cls is not None else []:
+                if ev.value is not None:
+                    values.append((ev.value, ev.func))
+        calls = [(v, f) for v, f in values if isinstance(v, cst.Call)]
+        if not calls or len(calls) != len(values):
+            return False
+        owners = set()
+        for value, vfn in calls:
+            assert isinstance(value, cst.Call)
+            sym = ctx.project_symbol(value.func, vfn)
+            if sym is not None and sym.kind == "class":
+                if "predict" not in sym.overrides:
+                    return False
+                owners.add(f"project:{sym.origin}")
+            elif isinstance(value.func, cst.Name) and value.func.value in ctx.classes:
+                owners.add(value.func.value)
+            else:
+                return False
+        local = [o for o in owners if not o.startswith("project:")]
+        if not local:
+            return True  # every construction is a project class overriding predict
+        if len(local) != len(owners) or len(local) != 1:
+            return False
+        class_name = local[0]
+    if class_name is None:
+        return False
+    method = ctx.method(class_name, "predict")
+    return (method is not None and method.node is not None
+            and not any(s.method == "predict" for s in method.calls))

@@ -56,7 +56,7 @@ import sys
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from leakwatt.mining.rules.api import TF_ROOTS
@@ -118,6 +118,8 @@ class Symbol:
     origin: str = ""
     #: how the name was found when not through an import (see :meth:`ProjectIndex.view`)
     via: str = ""
+    #: a class's own overrides of Keras ``Model`` methods (``predict`` returning ``self(x)``)
+    overrides: tuple[str, ...] = ()
 
     @cached_property
     def useful(self) -> bool:
@@ -146,7 +148,7 @@ class ProjectView:
 
     @cached_property
     def fingerprint(self) -> str:
-        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via)
+        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via, s.overrides)
                            for k, s in self.symbols.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -328,6 +330,9 @@ class _Raw:
     classes: dict[str, list[ast.expr]]
     values: dict[str, ast.expr]
     public: list[str]
+    #: class name -> the Keras ``Model`` methods it overrides without calling the Keras one
+    #: (``predict`` returning ``self(x)`` builds no ``predict`` pipeline: not DIR)
+    overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 #: Recently parsed texts (by content): a history walk meets a text again at merges (the
@@ -396,16 +401,36 @@ def _raw_from_tree(tree: ast.Module) -> _Raw:
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     classes: dict[str, list[ast.expr]] = {}
     values: dict[str, ast.expr] = {}
+    overrides: dict[str, tuple[str, ...]] = {}
     for stmt in _top_statements(tree.body):
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             functions[stmt.name] = stmt
         elif isinstance(stmt, ast.ClassDef):
             classes[stmt.name] = list(stmt.bases)
+            own = _own_overrides(stmt)
+            if own:
+                overrides[stmt.name] = own
         elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
                 stmt.targets[0], ast.Name):
             values[stmt.targets[0].id] = stmt.value
     public = [n for n in (*functions, *classes, *values) if not n.startswith("_")]
-    return _Raw(_imports_of(tree), functions, classes, values, public)
+    return _Raw(_imports_of(tree), functions, classes, values, public, overrides)
+
+
+#: Keras ``Model`` methods whose override the rules ask about.
+_OVERRIDABLE = frozenset({"predict"})
+
+
+def _own_overrides(cls: ast.ClassDef) -> tuple[str, ...]:
+    """The methods of ``_OVERRIDABLE`` that ``cls`` defines without calling a method of that
+    name inside (``super().predict(x)`` still runs Keras's)."""
+    out = []
+    for stmt in cls.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name in _OVERRIDABLE and not any(
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                and n.func.attr == stmt.name for n in ast.walk(stmt)):
+            out.append(stmt.name)
+    return tuple(out)
 
 
 def _top_statements(body: list[ast.stmt]) -> Iterable[ast.stmt]:
@@ -824,9 +849,8 @@ class ProjectIndex:
             sym = self.facts(where).get(name)
             if sym is None or not sym.useful or sym.kind not in ("function", "class"):
                 continue
-            out[name] = Symbol(sym.kind, sym.returns, sym.elements, sym.clears, sym.origin,
-                               via=f"resolved by name to a unique definition in {where}; "
-                                   f"not imported")
+            out[name] = replace(sym, via=f"resolved by name to a unique definition in {where}; "
+                                         f"not imported")
         return out
 
     def _may_import_project(self, source: str, path: str) -> bool:
@@ -964,7 +988,8 @@ class _ModuleEval:
             out.set(name, self.function(name))
         for name in self.raw.classes:
             out.set(name, Symbol("class", MODEL if name in self.model_classes else UNKNOWN,
-                                 origin=f"{self.path}:{name}"))
+                                 origin=f"{self.path}:{name}",
+                                 overrides=self.raw.overrides.get(name, ())))
         for name, value in self.raw.values.items():
             kind = self.kind(value, None)
             out.set(name, Symbol("value", kind if kind in _VALUE_KINDS else UNKNOWN,
