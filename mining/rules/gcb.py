@@ -446,6 +446,10 @@ class _Origins:
                     or self._of(expr.right, fn, seq, depth, binds))
         if isinstance(expr, cst.UnaryOperation):
             return self._of(expr.expression, fn, seq, depth, binds)
+        if isinstance(expr, cst.ListComp | cst.GeneratorExp | cst.SetComp):  # per-item arrays
+            return self._of(expr.elt, fn, seq, depth, binds)
+        if isinstance(expr, cst.DictComp):
+            return self._of(expr.value, fn, seq, depth, binds)
         if isinstance(expr, cst.List | cst.Tuple):
             for e in expr.elements:
                 found = self._of(e.value, fn, seq, depth, binds)
