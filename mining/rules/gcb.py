@@ -409,6 +409,7 @@ class _Origins:
     def __init__(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
         self._busy: set[tuple[int, int, int]] = set()
+        self._memo: dict[tuple[int, int, int], _Origin | None] = {}
         self._callers: dict[int, list[CallSite]] | None = None
 
     def of(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int) -> _Origin | None:
@@ -420,13 +421,18 @@ class _Origins:
         if depth > _MAX_DEPTH:
             return None
         key = (id(expr), id(fn), seq)
+        if not binds and key in self._memo:
+            return self._memo[key]
         if key in self._busy:
             return None
         self._busy.add(key)
         try:
-            return self._origin(expr, fn, seq, depth + 1, binds)
+            found = self._origin(expr, fn, seq, depth + 1, binds)
         finally:
             self._busy.discard(key)
+        if not binds:  # (a chain of rebindings that read a name twice is not exponential)
+            self._memo[key] = found
+        return found
 
     def _origin(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int, depth: int,
                 binds: dict[tuple[int, str], tuple[cst.BaseExpression, FuncInfo, int]]
@@ -644,11 +650,6 @@ def _shape_size(call: cst.Call) -> int:
     for d in dims:
         total *= d
     return total
-
-
-def _large_shape(call: cst.Call) -> bool:
-    """A literal shape of at least ``LARGE`` elements."""
-    return _shape_size(call) >= LARGE
 
 
 def _int(expr: cst.BaseExpression) -> int:
