@@ -376,3 +376,62 @@ def test_retrace_through_a_value_derived_from_the_counter() -> None:
     fixed = src.replace("warm = min(1.0, epoch / 5)", "warm = 1.0").replace(
         "math.exp(-0.1 * epoch) * warm", "warm * 2")
     assert scan_source(fixed, "t.py", ["UGE"]) == []
+
+
+# -- methods another module calls from a loop (US sessions, DIR predict) ------------------------
+
+AGENT = """
+    import tensorflow as tf
+
+
+    class Agent:
+        def __init__(self):
+            self.model = tf.keras.Sequential([tf.keras.layers.Dense(2)])
+
+        def step(self, obs):
+            return self.model.predict(obs)
+
+        def evaluate(self, x):
+            sess = tf.compat.v1.Session()
+            out = sess.run(x)
+            sess.close()
+            return out
+    """
+TRAIN = """
+    from agent import Agent
+
+    agent = Agent()
+    while True:
+        agent.step(obs)
+        agent.evaluate(x)
+    """
+
+
+def test_methods_called_per_step_from_another_module(tmp_path: Path) -> None:
+    findings = _findings(tmp_path, {"agent.py": AGENT, "train.py": TRAIN}, ["DIR", "US"])
+    assert sorted((Path(f.path).name, f.rule, f.line, f.variant, f.via) for f in findings) == [
+        ("agent.py", "DIR", 9, "predict-in-called-fn",
+         "Agent.step is called from a loop in train.py"),
+        ("agent.py", "US", 12, "session-in-loop",
+         "Agent.evaluate is called from a loop in train.py")]
+
+
+@pytest.mark.parametrize("train", [
+    TRAIN.replace("while True:\n        agent.step(obs)\n        agent.evaluate(x)",
+                  "agent.step(obs)\n    agent.evaluate(x)"),  # called once
+    TRAIN.replace("from agent import Agent", "from zoo import Agent"),  # another Agent
+], ids=["no-loop", "not-imported"])
+def test_methods_called_once_or_of_another_class(tmp_path: Path, train: str) -> None:
+    assert _scan(tmp_path, {"agent.py": AGENT, "train.py": train}, ["DIR", "US"]) == []
+
+
+def test_loop_callers_follow_commits() -> None:
+    agent, train = textwrap.dedent(AGENT).lstrip(), textwrap.dedent(TRAIN).lstrip()
+    index = ProjectIndex({"agent.py": agent, "train.py": train})
+    view = index.view("agent.py")
+    assert view is not None and view.loop_called == (("evaluate", "train.py"),
+                                                      ("step", "train.py"))
+    once = index.with_changes({"train.py": "from agent import Agent\nAgent().step(obs)\n"})
+    assert "agent.py" in once.stale_views and once.view("agent.py") is None
+    other = index.with_changes({"notes.py": "import os\nfor p in ps:\n    os.step(p)\n"})
+    assert "agent.py" not in other.stale_views and other.view("agent.py") == view

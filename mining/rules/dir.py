@@ -20,7 +20,15 @@ from leakwatt.mining.rules.kit import (
     names_read,
     step_loop,
 )
-from leakwatt.mining.rules.values import DATASET, MODEL, UNKNOWN, ValueKinds, is_dataset_ctor, kinds_for
+from leakwatt.mining.rules.values import (
+    DATASET,
+    MODEL,
+    UNKNOWN,
+    ValueKinds,
+    called_from_other_modules,
+    is_dataset_ctor,
+    kinds_for,
+)
 
 _MODEL_NAME = re.compile(
     r"(model|net|generator|discriminator|encoder|decoder|actor|critic|autoencoder|cnn|lstm|"
@@ -302,9 +310,12 @@ class DatasetIteratorRetention(Rule):
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         kinds = kinds_for(ctx)
         repeated = ctx.analysis(called_in_loop)
+        remote = ctx.analysis(called_from_other_modules)
         for site in ctx.calls:
             fn = site.func
-            in_repeated = id(fn) in repeated
+            in_repeated = id(fn) in repeated or id(fn) in remote
+            via = "" if id(fn) in repeated or id(fn) not in remote else (
+                f"{fn.qualname} is called from a loop in {remote[id(fn)]}")
             in_inference = bool(fn.node is not None and INFERENCE_FUNCS.match(fn.name))
             if site.method == "predict" and site.receiver is not None:
                 conf = self._model_confidence(ctx, site)
@@ -326,7 +337,8 @@ class DatasetIteratorRetention(Rule):
                     fix = replace_expr(site.node, _to_predict_on_batch, key="dir-on-batch")
                 yield Report(node=site.node, variant=variant, confidence=conf,
                              loop_kind=loop_kind, training_api="predict",
-                             function=fn.qualname, stmt=site.stmt, fix=fix)
+                             function=fn.qualname, stmt=site.stmt, fix=fix,
+                             via=via if variant == "predict-in-called-fn" else "")
             elif is_dataset_ctor(site.qn):
                 if site.receiver is not None and isinstance(site.receiver, cst.Call) and \
                         is_dataset_ctor(ctx.names.resolve(site.receiver.func)):
@@ -339,7 +351,8 @@ class DatasetIteratorRetention(Rule):
                 else:
                     continue
                 yield Report(node=site.node, variant=variant, confidence=conf,
-                             loop_kind=loop_kind, function=fn.qualname, stmt=site.stmt)
+                             loop_kind=loop_kind, function=fn.qualname, stmt=site.stmt,
+                             via=via if variant == "dataset-in-called-fn" else "")
 
     @staticmethod
     def _model_confidence(ctx: ModuleContext, site: CallSite) -> float:

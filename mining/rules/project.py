@@ -42,6 +42,13 @@ beyond one module level), functions passed around as values, and methods of clas
 another module (a call in a loop into another module's function is resolved for what it
 returns and whether it clears the session; a model built *inside* that function is reported
 in its own module only when that module repeats it).
+
+The other way round, a module that opens a ``Session`` or calls ``predict`` learns which of its
+functions and methods another project module importing it calls inside a loop
+(:attr:`ProjectView.loop_called`: a session opened in ``Agent.act`` that ``train.py`` calls
+per step); the importers are found by a plain-text look at import lines (``i:<word>`` probes
+keep :meth:`ProjectIndex.with_changes` exact), then resolved. A method name is matched by name
+(``agent.act(s)`` in a loop of a module importing the one defining ``act``).
 """
 
 from __future__ import annotations
@@ -131,6 +138,9 @@ class ProjectView:
     """The project facts one file receives: its local dotted names -> symbols."""
 
     symbols: Mapping[str, Symbol]
+    #: (name, importer) pairs: this module's functions and methods that another project module,
+    #: importing this one, calls inside a loop (see :meth:`ProjectIndex.view`)
+    loop_called: tuple[tuple[str, str], ...] = ()
 
     def lookup(self, dotted_name: str | None) -> Symbol | None:
         return self.symbols.get(dotted_name) if dotted_name else None
@@ -138,8 +148,10 @@ class ProjectView:
     @property
     def call_names(self) -> frozenset[str]:
         """Last names of the calls that reach a project fact (the pre-filter's seed words)."""
-        return frozenset(k.rsplit(".", 1)[-1] for k, s in self.symbols.items()
-                         if s.kind != "value")
+        names = {k.rsplit(".", 1)[-1] for k, s in self.symbols.items() if s.kind != "value"}
+        if self.loop_called:  # a method another module calls per step: its calls may repeat
+            names.update(("predict", "Session", "InteractiveSession"))
+        return frozenset(names)
 
     @property
     def names(self) -> frozenset[str]:
@@ -149,7 +161,7 @@ class ProjectView:
     @cached_property
     def fingerprint(self) -> str:
         text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via, s.overrides)
-                           for k, s in self.symbols.items()))
+                           for k, s in self.symbols.items())) + repr(self.loop_called)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -502,6 +514,8 @@ class ProjectIndex:
     #: path -> its top-level def/class names; name -> the files defining it (lazily built)
     _defnames: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _definers: dict[str, list[str]] | None = field(default=None, repr=False)
+    #: path -> the words of its import lines
+    _importwords: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     #: consumer (``m:<path>``: a module's facts; ``v:<path>``: a file's view) -> index keys read
     _probes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     #: consumer -> module paths whose facts it used
@@ -552,6 +566,11 @@ class ProjectIndex:
                     before = _defined_in(old or "")
                 after = _defined_in(text) if text is not None else frozenset()
                 keys.update(f"d:{n}" for n in before ^ after)  # who defines a name changed
+                old_words = self._importwords.get(path) if old is not None else frozenset()
+                if old_words is None:
+                    old_words = _import_words_of(old or "")
+                new_words = _import_words_of(text) if text is not None else frozenset()
+                keys.update(f"i:{w}" for w in old_words | new_words)  # who imports what
             if (old is None) != (text is None):
                 moved.append(path)
                 keys.add(f"e:{path}")
@@ -647,6 +666,8 @@ class ProjectIndex:
                       if new.files.get(p) is self.files.get(p)}
         new._defnames = {p: d for p, d in self._defnames.items()
                          if new.files.get(p) is self.files.get(p)}
+        new._importwords = {p: w for p, w in self._importwords.items()
+                            if new.files.get(p) is self.files.get(p)}
         new.stale_views = frozenset(c[2:] for c in invalid if c.startswith("v:"))
         return new
 
@@ -796,16 +817,73 @@ class ProjectIndex:
                         self._words[path] = words
                 symbols = {k: v for k, v in self.imported_symbols(path, imports, words)
                            .spelled(words).items() if v.useful}
+            loop_called: tuple[tuple[str, str], ...] = ()
             if source:
                 symbols.update(self._by_name(path, source, symbols))
-            if symbols:
-                view = ProjectView(symbols)
+                loop_called = self._loop_called(path, source) if text is None else ()
+            if symbols or loop_called:
+                view = ProjectView(symbols, loop_called)
         finally:
             read, used = self._stack.pop()
             self._probes[f"v:{path}"], self._deps[f"v:{path}"] = frozenset(read), frozenset(used)
         if text is None:
             self._views[path] = view
         return view
+
+    # -- functions another module calls from a loop ------------------------------------------
+    def _import_words(self, path: str) -> frozenset[str]:
+        """The words of a file's import lines (module parts and imported names, cached)."""
+        found = self._importwords.get(path)
+        if found is None:
+            found = self._importwords[path] = _import_words_of(self.files[path])
+        return found
+
+    def _loop_called(self, path: str, source: str) -> tuple[tuple[str, str], ...]:
+        """(name, importer) for this module's top-level functions and its top-level classes'
+        methods that another project module importing it calls inside a loop (``agent.act(s)``
+        per environment step, ``predictor.run(x)`` per request in a serving loop). Asked only
+        of modules that open a ``Session`` or call ``predict`` (the rules that need it: US,
+        DIR); the importers are found by a plain-text look at import lines, then resolved."""
+        if path not in self.files or not _LOOP_TARGETS.search(source):
+            return ()
+        stems = {name.rsplit(".", 1)[-1] for name in module_names(path)}
+        for stem in stems:
+            self._read(f"i:{stem}")  # a commit touching an import of this name redoes this
+        functions, methods = _own_callables(source)
+        if not functions and not methods:
+            return ()
+        out: dict[str, str] = {}
+        for other in sorted(self.files):
+            if other == path or stems.isdisjoint(self._import_words(other)):
+                continue
+            raw = self._raw(other)
+            if raw is None:
+                continue
+            local: dict[str, str] = {}  # local name -> this module's name ("" for the module)
+            for imp in raw.imports:
+                if imp.name is None:
+                    if self.resolve_module(other, imp.module, 0) == path:
+                        local[imp.local] = ""
+                    continue
+                target = self.resolve_module(other, imp.module, imp.level)
+                if target == path:
+                    local[imp.local] = "" if imp.name == "*" else imp.name
+                elif imp.name != "*" and self.resolve_module(
+                        other, f"{imp.module}.{imp.name}" if imp.module else imp.name,
+                        imp.level) == path:
+                    local[imp.local] = ""
+            if not local:
+                continue
+            bare, attrs = _loop_calls(self.files[other])
+            for name in bare:
+                own = local.get(name)
+                if own in functions:
+                    out.setdefault(own, other)
+                elif name in functions and "*" in {i.name for i in raw.imports}:
+                    out.setdefault(name, other)
+            for name in attrs & (methods | functions):
+                out.setdefault(name, other)
+        return tuple(sorted(out.items()))
 
     # -- resolution by name (names a file calls but never binds) ----------------------------
     def _defined(self, path: str) -> frozenset[str]:
@@ -868,6 +946,80 @@ class ProjectIndex:
                 return True
         return False
 
+
+
+#: Text that makes a module worth asking which of its functions other modules call in a loop.
+_LOOP_TARGETS = re.compile(r"\bSession[ \t]*\(|\.predict[ \t]*\(")
+#: One import statement's line (continuation lines of parenthesised imports are not read: an
+#: imported name found only there just misses the cheap look, never a module's own name).
+_IMPORT_STMT = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]+[^\n]*|import[ \t]+[^\n]*)",
+                          re.MULTILINE)
+
+
+def _import_words_of(text: str) -> frozenset[str]:
+    words: set[str] = set()
+    for line in _IMPORT_STMT.findall(text):
+        words.update(_WORD.findall(line))
+    return frozenset(words)
+
+
+def _parse_quietly(text: str) -> ast.Module | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _own_callables(source: str) -> tuple[frozenset[str], frozenset[str]]:
+    """A module's top-level function names and its top-level classes' method names."""
+    tree = _parse_quietly(source)
+    if tree is None:
+        return frozenset(), frozenset()
+    functions: set[str] = set()
+    methods: set[str] = set()
+    for stmt in _top_statements(tree.body):
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            functions.add(stmt.name)
+        elif isinstance(stmt, ast.ClassDef):
+            methods.update(s.name for s in stmt.body
+                           if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)
+                           and not (s.name.startswith("__") and s.name != "__call__"))
+    return frozenset(functions), frozenset(methods)
+
+
+_LOOP_CALLS: OrderedDict[str, tuple[frozenset[str], frozenset[str]]] = OrderedDict()
+
+
+def _loop_calls(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Names a module calls inside a ``for``/``while`` loop or comprehension: bare names
+    (``act(s)``) and method names (``agent.act(s)``); cached by content."""
+    key = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+    if key in _LOOP_CALLS:
+        _LOOP_CALLS.move_to_end(key)
+        return _LOOP_CALLS[key]
+    bare: set[str] = set()
+    attrs: set[str] = set()
+    tree = _parse_quietly(text)
+    loops = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.GeneratorExp,
+             ast.DictComp)
+    for node in ast.walk(tree) if tree is not None else ():
+        if not isinstance(node, loops):
+            continue
+        inside = node.body if isinstance(node, ast.For | ast.AsyncFor | ast.While) else [node]
+        for part in inside:
+            for sub in ast.walk(part):
+                if isinstance(sub, ast.Call):
+                    if isinstance(sub.func, ast.Name):
+                        bare.add(sub.func.id)
+                    elif isinstance(sub.func, ast.Attribute):
+                        attrs.add(sub.func.attr)
+    result = (frozenset(bare), frozenset(attrs))
+    _LOOP_CALLS[key] = result
+    if len(_LOOP_CALLS) > _RECENT_MAX:
+        _LOOP_CALLS.popitem(last=False)
+    return result
 
 
 #: A name followed by ``(``, not after a dot: what a file may call by its bare name.

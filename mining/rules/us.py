@@ -11,7 +11,7 @@ from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.index import CallSite
 from leakwatt.mining.rules.kit import call_name, called_in_loop
 from leakwatt.mining.rules.uge import fresh_graph_item
-from leakwatt.mining.rules.values import is_session_ctor
+from leakwatt.mining.rules.values import called_from_other_modules, is_session_ctor
 
 
 class UnclosedSession(Rule):
@@ -26,8 +26,9 @@ class UnclosedSession(Rule):
     ``with sess.as_default():`` does not close the session. The finding is at the constructor.
 
     *Session in a loop* (``session-in-loop``): a session constructed inside a ``for``/``while``
-    loop or a comprehension (or in a function called from one) costs its creation on every
-    iteration, closed or not. It is more severe (``session-in-loop-kept``) when the session
+    loop or a comprehension (or in a function called from one, also a method another project
+    module calls in a loop: ``via`` names it) costs its creation on every iteration, closed or
+    not. It is more severe (``session-in-loop-kept``) when the session
     escapes the iteration: appended to a list, stored on ``self`` or in a container, or passed
     to ``set_session``; then every session and its graph's resources stay alive. A session per
     iteration of a loop that builds a fresh graph each time (``with tf.Graph().as_default():``,
@@ -236,8 +237,11 @@ class UnclosedSession(Rule):
             fn = site.func
             if repeated is None:
                 repeated = ctx.analysis(called_in_loop)
-            if site.loops or id(fn) in repeated:
-                report = self._in_loop(ctx, site, bool(site.loops))
+            remote = ctx.analysis(called_from_other_modules)
+            if site.loops or id(fn) in repeated or id(fn) in remote:
+                via = "" if site.loops or id(fn) in repeated else (
+                    f"{fn.qualname} is called from a loop in {remote[id(fn)]}")
+                report = self._in_loop(ctx, site, bool(site.loops), via)
                 if report is not None:
                     yield report
                     if report.variant != "session-in-loop-fresh-graph":
@@ -288,7 +292,8 @@ class UnclosedSession(Rule):
                 continue
             yield self._report(site, "session-close-conditional", 0.6)
 
-    def _in_loop(self, ctx: ModuleContext, site: CallSite, direct: bool) -> Report | None:
+    def _in_loop(self, ctx: ModuleContext, site: CallSite, direct: bool,
+                 via: str = "") -> Report | None:
         """A ``session-in-loop`` report for a constructor in a loop (``direct``) or in a
         function called from one; ``session-in-loop-fresh-graph`` when each iteration has a
         fresh graph (and the session does not escape)."""
@@ -305,7 +310,7 @@ class UnclosedSession(Rule):
             confidence = 0.75 if direct else 0.6
         return Report(node=site.node, variant=variant, confidence=confidence, message=message,
                       loop_kind=site.loops[-1].kind if site.loops else "",
-                      function=site.func.qualname, stmt=site.stmt)
+                      function=site.func.qualname, stmt=site.stmt, via=via)
 
     @staticmethod
     def _returned(fn, text: str) -> bool:  # type: ignore[no-untyped-def]

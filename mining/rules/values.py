@@ -560,3 +560,22 @@ def _is_none(expr: cst.BaseExpression) -> bool:
 def kinds_for(ctx: ModuleContext) -> ValueKinds:
     """The module's :class:`ValueKinds`, built once per module."""
     return ctx.analysis(ValueKinds)
+
+
+def called_from_other_modules(ctx: ModuleContext) -> dict[int, str]:
+    """Ids of this module's top-level functions and top-level classes' methods that another
+    project module calls inside a loop -> that module's path (from the project view's
+    ``loop_called``; a module analysis: ``ctx.analysis(called_from_other_modules)``)."""
+    project = ctx.project
+    if project is None or not project.loop_called:
+        return {}
+    callers = dict(project.loop_called)
+    out: dict[int, str] = {}
+    for fn in ctx.functions:
+        if fn.node is None or fn.name not in callers:
+            continue
+        top_level = fn.parent is ctx.module_func and (
+            fn.class_name is None or fn.class_name in ctx.classes)
+        if top_level:
+            out[id(fn)] = callers[fn.name]
+    return out
