@@ -910,7 +910,9 @@ class ProjectIndex:
         top level: a script fragment calling a builder of a sibling file it never imports (an
         article's or a course's snippets). Lower confidence than an import: the symbol's
         ``via`` says how it was found."""
-        called = set(_CALLED.findall(source)) - _BUILTINS - set(known)
+        called = (set(_CALLED.findall(source)) - _BUILTINS - set(known)
+                  - (self._defined(path) if path in self.files and source is self.files[path]
+                     else _defined_in(source)))  # its own definitions bind those names
         if not called:
             return {}
         definers = self._definers_of()
