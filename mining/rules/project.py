@@ -949,7 +949,6 @@ class ProjectIndex:
         return False
 
 
-
 #: Text that makes a module worth asking which of its functions other modules call in a loop.
 _LOOP_TARGETS = re.compile(r"\bSession[ \t]*\(|\.predict[ \t]*\(")
 #: One import statement's line (continuation lines of parenthesised imports are not read: an
@@ -1038,18 +1037,15 @@ def _defined_in(text: str) -> frozenset[str]:
 def _unbound_calls(source: str, names: set[str]) -> set[str]:
     """The ``names`` that ``source`` calls by their bare name and binds nowhere (no import,
     definition, assignment, loop or ``with`` target, parameter or ``except ... as``)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _parse_quietly(source)
+    if tree is None:
         return set()
     called: set[str] = set()
     bound: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in names:
-                called.add(node.func.id)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in names:
+            called.add(node.func.id)
         elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
             bound.add(node.id)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
