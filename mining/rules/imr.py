@@ -446,6 +446,7 @@ class _Analysis:
         #: id of a construction call -> how it was resolved beyond the module's imports
         self.via: dict[int, str] = {}
         self._callers: dict[int, list[CallSite]] | None = None
+        self._bound_names: dict[int, set[str]] = {}
 
     # -- classification -------------------------------------------------------------------
     def direct_ctor(self, site: CallSite) -> str:
@@ -510,6 +511,8 @@ class _Analysis:
         if not isinstance(func, cst.Name):
             return None
         name, fn = func.value, site.func
+        if not self._may_bind(fn, name):
+            return None  # (cheap: most called names are bound nowhere here)
         ev = self.ctx.last_assign(fn, name, site.seq)
         if ev is None:
             if fn.node is None or not is_param(fn, name):
@@ -527,6 +530,19 @@ class _Analysis:
             return found, (f"higher-order builder: {name} is bound to "
                            f"{_code(self.ctx, source) if source is not None else name}")
         return None
+
+    def _may_bind(self, fn: FuncInfo, name: str) -> bool:
+        """``name`` is a parameter of ``fn`` or assigned in it or an enclosing scope."""
+        scope: FuncInfo | None = fn
+        while scope is not None:
+            names = self._bound_names.get(id(scope))
+            if names is None:
+                names = self._bound_names[id(scope)] = {
+                    ev.target.value for ev in scope.assigns if isinstance(ev.target, cst.Name)}
+            if name in names or (scope.node is not None and is_param(scope, name)):
+                return True
+            scope = scope.parent
+        return False
 
     def _bound_factory(self, ev: AssignEvent, depth: int) -> str:
         """The model_api when a binding holds a model factory: ``f = build_cnn``, ``for f in
