@@ -435,3 +435,37 @@ def test_loop_callers_follow_commits() -> None:
     assert "agent.py" in once.stale_views and once.view("agent.py") is None
     other = index.with_changes({"notes.py": "import os\nfor p in ps:\n    os.step(p)\n"})
     assert "agent.py" not in other.stale_views and other.view("agent.py") == view
+
+
+QNET = """
+    import tensorflow as tf
+
+
+    class QNet(tf.keras.Model):
+        def call(self, x):
+            return self.dense(x)
+
+        def values(self, obs):
+            return self.predict(obs)
+    {predict}
+    """
+STEPS = """
+    from nets import QNet
+
+    net = QNet()
+    for episode in range(100):
+        obs, done = env.reset(), False
+        while not done:
+            q = net.values(obs[None])
+            obs, reward, done, _ = env.step(q.argmax())
+    """
+
+
+def test_self_predict_in_a_model_subclass_called_per_step_elsewhere(tmp_path: Path) -> None:
+    findings = _findings(tmp_path, {"nets.py": QNET.format(predict=""), "steps.py": STEPS},
+                         ["DIR"])
+    assert [(Path(f.path).name, f.line, f.variant, f.via) for f in findings] == [
+        ("nets.py", 9, "predict-in-called-fn", "QNet.values is called from a loop in steps.py")]
+    own = "\n        def predict(self, x):\n            return self(x, training=False)\n"
+    assert _scan(tmp_path, {"nets.py": QNET.format(predict=own), "steps.py": STEPS},
+                 ["DIR"]) == []
