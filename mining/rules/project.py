@@ -149,8 +149,8 @@ class ProjectView:
     def call_names(self) -> frozenset[str]:
         """Last names of the calls that reach a project fact (the pre-filter's seed words)."""
         names = {k.rsplit(".", 1)[-1] for k, s in self.symbols.items() if s.kind != "value"}
-        if self.loop_called:  # a method another module calls per step: its calls may repeat
-            names.update(("predict", "Session", "InteractiveSession"))
+        # a function or method another module calls per step: what repeats in it is a seed
+        names.update(name for name, _ in self.loop_called)
         return frozenset(names)
 
     @property
