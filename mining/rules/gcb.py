@@ -11,6 +11,7 @@ from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, deden
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.index import CallSite, FuncInfo
 from leakwatt.mining.rules.kit import call_name, is_param
+from leakwatt.mining.rules.names import dotted
 from leakwatt.mining.rules.uge import fresh_graph_item, graph_module
 from leakwatt.mining.rules.values import is_tf_function
 
@@ -45,6 +46,12 @@ _KEEPS = frozenset({"array", "asarray", "float32", "float64", "int32", "int64", 
                     "as_matrix", "get_values", "todense", "toarray", "T", "item", "get",
                     "values", "items", "asfarray", "ascontiguousarray"})
 #: Calls that embed a value in the graph -> the keyword naming that value.
+#: Last names of the data-origin calls and of the calls that make a module graph-mode code
+#: (``uge.graph_module``): the pre-filter keeps them beside an embedding call.
+_ORIGIN_WORDS = _LOADERS | _WEIGHTS | frozenset({
+    "load", "loads", "File", "Session", "InteractiveSession", "placeholder",
+    "placeholder_with_default", "disable_eager_execution", "disable_v2_behavior", "get_session",
+    "get_default_session"})
 _EMBEDDERS = {"tensorflow.constant": "value", "tensorflow.convert_to_tensor": "value",
               "tensorflow.Variable": "initial_value", "tensorflow.constant_initializer": "value",
               "tensorflow.get_variable": "initializer"}
@@ -89,8 +96,12 @@ class GraphConstantBottleneck(Rule):
                "the GraphDef (held twice, 2 GiB graph limit, once per tf.function trace). Feed "
                "it through a placeholder or a tf.data pipeline, or pass it to the tf.function "
                "as an argument")
+    #: The embedding calls; where one appears, the calls that load data too (the origin may sit
+    #: in a statement the embedding one does not name: ``self.w = np.load(p)`` in ``__init__``).
     SEEDS = Seeds(api=frozenset({"constant", "convert_to_tensor", "function", "Variable",
-                                 "constant_initializer", "get_variable"}))
+                                 "constant_initializer", "get_variable"}),
+                  calls_if={marker: _ORIGIN_WORDS for marker in (
+                      "constant", "convert_to_tensor", "Variable", "get_variable")})
     VARIANTS = {
         "graph-constant": "tf.constant(arr) of loaded data in TF1 graph-mode code",
         "function-constant": "tf.constant(arr) of loaded data inside a tf.function",
@@ -475,7 +486,9 @@ class _Origins:
             return _Origin(f"{recv_text or qn.rsplit('.', 1)[0]}.{name}()")
         if name in _WEIGHTS and recv is not None:
             return _Origin(f"{ctx.code(expr.func)}() (trained weights)")
-        numpy = qn.startswith("numpy.") or recv_text.split(".")[0] in ("np", "numpy")
+        # a NumPy function (``np.array(x)``), not a method of an array (``np.load(p).astype``)
+        numpy = qn.startswith("numpy.") or (recv is not None and (dotted(recv) or "").split(
+            ".", 1)[0] in ("np", "numpy"))
         if name in _SHAPED and numpy:
             size = _shape_size(expr)
             if size >= LARGE:

@@ -45,8 +45,14 @@ class _Repeat:
 
 _MODEL_WORDS = frozenset({"Sequential", "Model", "Functional", "load_model", "model_from_json",
                           "model_from_yaml", "model_from_config", "clone_model", "applications"})
-#: The loader table's names (``load_qmodel``, ``import_graph_def`` ...) and their packages.
-_LOADER_WORDS = frozenset(name.rsplit(".", 1)[-1] for name in MODEL_LOADERS)
+#: The pre-filter's words for the loader table (``load_qmodel``, ``import_graph_def`` ...): not
+#: ``load`` itself (other rules need ``np.load`` as a plain seed), but the ``saved_model`` and
+#: ``tensorflow_hub`` parts of ``tf.saved_model.load`` and ``hub.load``.
+_LOADER_WORDS = frozenset(name.rsplit(".", 1)[-1] for name in MODEL_LOADERS) - {"load"} | {
+    "saved_model", "tensorflow_hub"}
+#: Training calls: where one repeats (in a loop), the model it trains may come from a factory
+#: the loop binds (``for arch in [ResNet50, VGG16]: model = arch()``).
+_TRAIN_WORDS = frozenset({"fit", "fit_generator", "train_on_batch"})
 _LOADER_ROOTS = frozenset(name.split(".", 1)[0] for name in MODEL_LOADERS)
 
 
@@ -96,8 +102,8 @@ class ImproperModelReuse(Rule):
         calls=frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
                          "cross_validate", "BayesSearchCV", "HalvingGridSearchCV",
                          "HalvingRandomSearchCV", "cross_val_predict", "learning_curve",
-                         "validation_curve"}),
-        repeats=_MODEL_WORDS | _LOADER_WORDS)
+                         "validation_curve"}) | _TRAIN_WORDS,
+        repeats=_MODEL_WORDS | _LOADER_WORDS | _TRAIN_WORDS)
     VARIANTS = {
         "loop-fit": "model built and trained inside a loop",
         "loop-build": "model built or loaded inside a loop (no training seen in the loop)",

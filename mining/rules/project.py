@@ -819,7 +819,7 @@ class ProjectIndex:
                            .spelled(words).items() if v.useful}
             loop_called: tuple[tuple[str, str], ...] = ()
             if source:
-                symbols.update(self._by_name(path, source, symbols))
+                symbols.update(self._resolved_by_name(path, source, symbols))
                 loop_called = self._loop_called(path, source) if text is None else ()
             if symbols or loop_called:
                 view = ProjectView(symbols, loop_called)
@@ -903,7 +903,7 @@ class ProjectIndex:
             self._definers = table
         return self._definers
 
-    def _by_name(self, path: str, source: str, known: Mapping[str, Symbol]
+    def _resolved_by_name(self, path: str, source: str, known: Mapping[str, Symbol]
                  ) -> dict[str, Symbol]:
         """Symbols for the names ``path`` calls without binding them (no import, definition,
         assignment or parameter of that name) that exactly one other project file defines at
