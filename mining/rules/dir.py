@@ -93,6 +93,7 @@ class DatasetIteratorRetention(Rule):
     SEEDS = Seeds(
         api=_DATASET_WORDS, calls=frozenset({"predict"}),
         module_calls={"data": frozenset({"load", "zip", "range"})},
+        defs=frozenset({"predict"}),  # a class's own predict decides whether predict() is DIR
         repeats=_DATASET_WORDS | {"predict", "load", "zip", "range"})
     VARIANTS = {
         "predict-in-loop": "model.predict inside a for/while loop or comprehension",
