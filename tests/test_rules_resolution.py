@@ -469,3 +469,31 @@ def test_self_predict_in_a_model_subclass_called_per_step_elsewhere(tmp_path: Pa
     own = "\n        def predict(self, x):\n            return self(x, training=False)\n"
     assert _scan(tmp_path, {"nets.py": QNET.format(predict=own), "steps.py": STEPS},
                  ["DIR"]) == []
+
+
+def test_gcb_pretrained_weights_per_layer_in_a_graph_building_module() -> None:
+    """A model module with no Session of its own (the training script imports it): TF1
+    graph-building calls make it graph code; weights come from a ``.mat`` file through a
+    helper's return value and two parameters."""
+    src = textwrap.dedent("""
+        import scipy.io
+        import tensorflow as tf
+
+        def _kernel(layers, i):
+            w = layers[0][i][0][0][2][0][0]
+            return w, w.shape
+
+        def conv(layers, x, i, name):
+            with tf.variable_scope(name):
+                w, _ = _kernel(layers, i)
+                return tf.nn.conv2d(x, tf.constant(w), [1, 1, 1, 1], "SAME")
+
+        def build(path, image):
+            mat = scipy.io.loadmat(path)
+            return conv(mat["layers"], image, 0, "conv1_1")
+        """).lstrip()
+    (f,) = scan_source(src, "vgg.py", ["GCB"])
+    assert f.line == 11 and f.variant == "graph-constant"
+    assert f.via == ("returned by _kernel(); parameter layers of conv (called from build)")
+    eager = src.replace("with tf.variable_scope(name):", "if name:")
+    assert scan_source(eager, "vgg.py", ["GCB"]) == []

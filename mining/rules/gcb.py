@@ -51,7 +51,7 @@ _KEEPS = frozenset({"array", "asarray", "float32", "float64", "int32", "int64", 
 _ORIGIN_WORDS = _LOADERS | _WEIGHTS | frozenset({
     "load", "loads", "File", "Session", "InteractiveSession", "placeholder",
     "placeholder_with_default", "disable_eager_execution", "disable_v2_behavior", "get_session",
-    "get_default_session"})
+    "get_default_session", "variable_scope", "global_variables_initializer", "Saver"})
 _EMBEDDERS = {"tensorflow.constant": "value", "tensorflow.convert_to_tensor": "value",
               "tensorflow.Variable": "initial_value", "tensorflow.constant_initializer": "value",
               "tensorflow.get_variable": "initializer"}
@@ -63,7 +63,9 @@ class GraphConstantBottleneck(Rule):
     ``tf.constant(arr)`` (or ``tf.convert_to_tensor(arr)``, ``tf.Variable(arr)``,
     ``tf.constant_initializer(arr)``, ``tf.get_variable(..., initializer=arr)``) in TF1
     graph-mode code (the module builds a ``Session`` or a ``placeholder``, disables eager
-    execution, or the call sits in a ``with tf.Graph().as_default():`` /
+    execution, calls a TF1 graph-building API such as ``tf.variable_scope``,
+    ``tf.get_variable`` or ``tf.train.Saver`` (a model module whose session lives in the
+    script importing it), or the call sits in a ``with tf.Graph().as_default():`` /
     ``with graph.as_default():`` block) or inside a ``@tf.function`` copies the whole array into
     a ``Const`` node of the graph: the data is held twice, the ``GraphDef`` can exceed its 2 GiB
     limit, and a ``tf.function`` holds one copy per trace. A ``@tf.function`` that reads a
@@ -290,7 +292,7 @@ class GraphConstantBottleneck(Rule):
             traced = _in_tf_function(fn)
             if not traced:
                 if graph is None:
-                    graph = graph_module(ctx)
+                    graph = ctx.analysis(_graph_code)
                 under_graph = any(fresh_graph_item(ctx, w, fn) for w in site.withs
                                   if isinstance(w, cst.BaseExpression))
                 if not (graph or under_graph):
@@ -404,10 +406,10 @@ class _Origin:
     via: str = ""
 
     def through(self, via: str) -> _Origin:
-        return _Origin(self.what, self.size, self.via or via)
+        return _Origin(self.what, self.size, f"{via}; {self.via}" if self.via else via)
 
 
-_MAX_DEPTH = 12
+_MAX_DEPTH = 32  # (subscript and attribute chains cost no depth: ``w[i][0][0][0]``)
 
 
 class _Origins:
@@ -449,14 +451,16 @@ class _Origins:
                 binds: dict[tuple[int, str], tuple[cst.BaseExpression, FuncInfo, int]]
                 ) -> _Origin | None:
         ctx = self.ctx
+        while isinstance(expr, cst.Subscript) or (
+                isinstance(expr, cst.Attribute) and not (
+                    isinstance(expr.value, cst.Name) and expr.value.value == "self")):
+            expr = expr.value  # a slice, a field or a view of the same data
         if isinstance(expr, cst.Name):
             return self._name(expr.value, fn, seq, depth, binds)
         if isinstance(expr, cst.Attribute):
             if (isinstance(expr.value, cst.Name) and expr.value.value == "self"
                     and fn.class_name):
                 return self._self_attr(fn.class_name, expr.attr.value, depth, binds)
-            return self._of(expr.value, fn, seq, depth, binds)
-        if isinstance(expr, cst.Subscript):
             return self._of(expr.value, fn, seq, depth, binds)
         if isinstance(expr, cst.BinaryOperation):
             return (self._of(expr.left, fn, seq, depth, binds)
@@ -528,8 +532,8 @@ class _Origins:
             bound = binds.get((id(scope), name))
             if bound is not None:
                 return self._of(bound[0], bound[1], bound[2], depth, binds)
-            if binds:
-                return None  # inside a followed call: only its own arguments count
+            if any(key[0] == id(scope) for key in binds):
+                return None  # a parameter of a followed call that this call leaves unset
             return self._param(scope, name, depth)
         if ev.kind == "assign" and ev.value is not None:
             return self._of(ev.value, ev.func, ev.seq, depth, binds)
@@ -669,3 +673,18 @@ def _int(expr: cst.BaseExpression) -> int:
     if isinstance(expr, cst.Integer):
         return int(expr.value.replace("_", ""), 0)
     return -1
+
+
+#: TF1 graph-building APIs (``tf.compat.v1`` spells them too): a module calling one builds a
+#: graph even when the ``Session`` that runs it lives in another module (a ``vgg_model.py``
+#: that a training script imports).
+_TF1_GRAPH_QNS = frozenset({"tensorflow.variable_scope", "tensorflow.get_variable",
+                            "tensorflow.global_variables_initializer", "tensorflow.train.Saver"})
+_TF1_GRAPH_PREFIXES = ("tensorflow.contrib.", "tensorflow.layers.")
+
+
+def _graph_code(ctx: ModuleContext) -> bool:
+    """GCB's graph-mode module: :func:`uge.graph_module` or a TF1 graph-building API."""
+    return graph_module(ctx) or any(
+        s.qn is not None and (s.qn in _TF1_GRAPH_QNS or s.qn.startswith(_TF1_GRAPH_PREFIXES))
+        for s in ctx.calls)
