@@ -234,7 +234,7 @@ def test_frozen_graph_imported_per_request_and_once() -> None:
         app = Flask(__name__)
 
         @app.route("/classify")
-        def classify():
+        def handle():
             graph_def = tf.GraphDef()
             graph_def.ParseFromString(open("frozen.pb", "rb").read())
             tf.import_graph_def(graph_def, name="")
@@ -243,7 +243,7 @@ def test_frozen_graph_imported_per_request_and_once() -> None:
     findings = scan_source(handler, "app.py", ["IMR"], prefilter=False)
     assert [(f.line, f.variant, f.model_api) for f in findings] == [
         (10, "request-handler", "graph-import")]
-    once = handler.replace('@app.route("/classify")\n', "")
+    once = handler.replace('@app.route("/classify")\n', "")  # handle() is called once
     assert scan_source(once, "app.py", ["IMR"], prefilter=False) == []
     fresh = handler.replace('    tf.import_graph_def(graph_def, name="")',
                             '    with tf.Graph().as_default():\n'
@@ -497,3 +497,25 @@ def test_gcb_pretrained_weights_per_layer_in_a_graph_building_module() -> None:
     assert f.via == ("returned by _kernel(); parameter layers of conv (called from build)")
     eager = src.replace("with tf.variable_scope(name):", "if name:")
     assert scan_source(eager, "vgg.py", ["GCB"]) == []
+
+
+def test_frozen_graph_imported_per_prediction() -> None:
+    src = textwrap.dedent("""
+        import tensorflow as tf
+
+        def predict(image):
+            graph_def = tf.GraphDef()
+            graph_def.ParseFromString(open("frozen.pb", "rb").read())
+            tf.import_graph_def(graph_def, name="")
+            with tf.Session() as sess:
+                return sess.run("out:0", feed_dict={"in:0": image})
+        """).lstrip()
+    findings = scan_source(src, "serve.py", ["IMR"])
+    assert [(f.line, f.variant, f.model_api) for f in findings] == [
+        (6, "request-handler", "graph-import")]
+    own_graph = src.replace('    tf.import_graph_def(graph_def, name="")\n',
+                            '    graph = tf.Graph()\n    with graph.as_default():\n'
+                            '        tf.import_graph_def(graph_def, name="")\n')
+    assert scan_source(own_graph, "serve.py", ["IMR"]) == []
+    once = src.replace("def predict(image):", "def load_and_run(image):")
+    assert scan_source(once, "serve.py", ["IMR"]) == []

@@ -11,7 +11,8 @@ from leakwatt.mining.rules.api import TF_ROOTS, Invalid, Report, Rule, Seeds, Va
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import insert_at_top
 from leakwatt.mining.rules.index import AssignEvent, CallSite, FuncInfo, Loop
-from leakwatt.mining.rules.kit import call_name, is_param
+from leakwatt.mining.rules.kit import INFERENCE_FUNCS, call_name, is_param
+from leakwatt.mining.rules.uge import fresh_graph_item
 from leakwatt.mining.rules.values import (
     MODEL,
     MODEL_LOADERS,
@@ -75,7 +76,8 @@ class ImproperModelReuse(Rule):
     list or dict of them (``for arch in [ResNet50, build_cnn]: model = arch()``; ``via`` names
     the binding). IMR is reported when a construction happens inside a ``for``/``while`` loop,
     inside a function called from a loop, in a web request handler (``@app.route("/...")``:
-    once per request), or passed as a search objective (optuna, hyperopt, skopt, a
+    once per request; and a frozen graph imported into the default graph in a per-input
+    inference function such as ``predict``), or passed as a search objective (optuna, hyperopt, skopt, a
     scikit-learn wrapper's ``build_fn`` used in a search), or rebuilt in straight-line code over
     the same variable; and no ``clear_session()`` (any alias) or
     ``tf.compat.v1.reset_default_graph()`` runs on the same iteration path (also inside a called
@@ -114,7 +116,8 @@ class ImproperModelReuse(Rule):
         "build-fn": "build_fn of a scikit-learn wrapper used in a search",
         "straight-line": "the same variable rebuilt in straight-line code",
         "request-handler": "model built or loaded (or a frozen graph imported) in a web request "
-                           "handler, once per request",
+                           "handler, once per request; or a frozen graph imported into the "
+                           "default graph in a per-input inference function (predict, infer)",
     }
 
     VALID = [
@@ -793,7 +796,11 @@ class _Analysis:
                     mark(target, _Repeat("called-in-loop", loop.kind, cleared,
                                          loop if loop.body is not None else None))
         for fn in ctx.functions:  # web request handlers: called once per request
-            if fn.node is not None and _request_handler(fn.node):
+            if fn.node is None:
+                continue
+            if _request_handler(fn.node) or (INFERENCE_FUNCS.match(fn.name) and any(
+                    is_model_ctor(s.qn) == "graph-import" for s in fn.calls)):
+                # (a frozen graph imported in ``predict``/``infer``: once per input)
                 mark(fn, _Repeat("request-handler", "", self.fn_clears(fn), fn))
         while work:
             fn = work.pop()
@@ -811,8 +818,10 @@ class _Analysis:
         repeated = self.repeated_functions()
         for site in ctx.calls:
             api, builder = self.construction(site)
-            if not api or self.in_fresh_graph(site):
-                continue
+            if not api or self.in_fresh_graph(site) or (api == "graph-import" and any(
+                    fresh_graph_item(ctx, w, site.func) for w in site.withs
+                    if isinstance(w, cst.BaseExpression))):
+                continue  # (a graph imported into a graph of its own does not pile up)
             if api == "hub" and any(s is not site and s.stmt is site.stmt and self.direct_ctor(s)
                                     for s in site.func.calls):
                 continue  # a hub layer inside a model built on the same line: one finding
