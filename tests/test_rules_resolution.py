@@ -519,3 +519,28 @@ def test_frozen_graph_imported_per_prediction() -> None:
     assert scan_source(own_graph, "serve.py", ["IMR"]) == []
     once = src.replace("def predict(image):", "def load_and_run(image):")
     assert scan_source(once, "serve.py", ["IMR"]) == []
+
+
+def test_custom_estimator_predict_makes_name_guesses_no_evidence() -> None:
+    src = textwrap.dedent("""
+        import tensorflow as tf
+
+        class ValueEstimator:
+            def predict(self, state, sess=None):
+                return (sess or tf.get_default_session()).run(self.value, {self.state: state})
+
+        def episode(policy_model, keras_model, states):
+            for state in states:
+                policy_model.predict(state)
+                keras_model.predict(state)
+
+        net = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+        for state in states:
+            net.predict(state)
+        """).lstrip()
+    findings = scan_source(src, "ac.py", ["DIR"])
+    assert [(f.line, f.variant) for f in findings] == [(14, "predict-in-loop")]
+    keras_only = src.replace("class ValueEstimator:", "class ValueEstimator:\n    pass\n\n\n"
+                             "class Unused:")
+    assert len(scan_source(keras_only.replace("def predict", "def value"), "ac.py",
+                           ["DIR"])) == 3

@@ -161,6 +161,20 @@ class DatasetIteratorRetention(Rule):
             while not done:
                 action = policy.predict(obs[None])
             """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            class PolicyEstimator:
+                def predict(self, state, sess=None):
+                    sess = sess or tf.get_default_session()
+                    return sess.run(self.probs, {self.state: state})
+
+            def run_episode(env, estimator_policy):
+                state = env.reset()
+                while True:
+                    probs = estimator_policy.predict(state)
+                    state, done = env.step(probs.argmax())
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -324,6 +338,8 @@ class DatasetIteratorRetention(Rule):
                     continue
                 if _own_predict(ctx, site):
                     continue  # the class overrides predict (``return self(x)``): no pipeline
+                if conf < 0.9 and ctx.analysis(_custom_predict):
+                    continue  # an untyped receiver where a class of its own defines predict
                 if site.loops:
                     variant, loop_kind = "predict-in-loop", site.loops[-1].kind
                 elif in_repeated:
@@ -592,3 +608,17 @@ def _own_predict(ctx: ModuleContext, site: CallSite) -> bool:
     method = ctx.method(class_name, "predict")
     return (method is not None and method.node is not None
             and not any(s.method == "predict" for s in method.calls))
+
+
+def _custom_predict(ctx: ModuleContext) -> bool:
+    """This module (or a project module it imports a class from) defines a class with a
+    ``predict`` of its own that calls no ``predict`` inside (a TF1 estimator's ``predict`` that
+    runs ``sess.run``): an untyped receiver named like a model may well be one of those, so
+    the name alone is no evidence of a Keras model."""
+    for cls in ctx.classes.values():
+        method = cls.methods.get("predict")
+        if method is not None and not any(s.method == "predict" for s in method.calls):
+            return True
+    project = ctx.project
+    return project is not None and any(
+        s.kind == "class" and "predict" in s.overrides for s in project.symbols.values())
