@@ -544,3 +544,17 @@ def test_custom_estimator_predict_makes_name_guesses_no_evidence() -> None:
                              "class Unused:")
     assert len(scan_source(keras_only.replace("def predict", "def value"), "ac.py",
                            ["DIR"])) == 3
+
+
+def test_straight_line_rewrap_through_outputs_taken_from_the_previous_model() -> None:
+    src = textwrap.dedent("""
+        import keras
+        inputs = keras.Input((32, 32, 3))
+        backbone = keras.applications.ResNet50(include_top=False, input_tensor=inputs)
+        c4, c5 = [backbone.get_layer(n).output for n in ["conv4_block6_out", "conv5_block3_out"]]
+        backbone = keras.Model(inputs=inputs, outputs={4: c4, 5: c5})
+        """).lstrip()
+    assert scan_source(src, "t.py", ["IMR"]) == []
+    rebuilt = src.replace("outputs={4: c4, 5: c5}", "outputs=keras.layers.Dense(2)(inputs)")
+    assert [(f.line, f.variant) for f in scan_source(rebuilt, "t.py", ["IMR"])] == [
+        (5, "straight-line")]

@@ -888,7 +888,7 @@ class _Analysis:
                     continue
                 if any(prev.seq < s.seq < site.seq and self.site_clears(s) for s in fn.calls):
                     continue
-                if self.in_fresh_graph(site) or _rewraps(site, names[0]):
+                if self.in_fresh_graph(site) or _rewraps(ctx, site, names[0]):
                     continue
                 yield self.report(site, "straight-line", 0.6, "straight-line", api,
                                   self.training_api(fn, None), None)
@@ -953,12 +953,20 @@ def _is_kfold(ctx: ModuleContext, loop: Loop) -> bool:
     return "fold" in text
 
 
-def _rewraps(site: CallSite, name: str) -> bool:
+def _rewraps(ctx: ModuleContext, site: CallSite, name: str) -> bool:
     """``m = Model(m.inputs, m.layers[-2].output)``: the new model wraps the previous one's
-    own layers (no second copy is built)."""
+    own layers (no second copy is built), also through names bound from them in between
+    (``c2 = m.get_layer("conv2").output``; ``m = Model(inputs, c2)``)."""
     for arg in site.node.args:
         for node in _walk(arg.value):
-            if isinstance(node, cst.Name) and node.value == name:
+            if not isinstance(node, cst.Name):
+                continue
+            if node.value == name:
+                return True
+            ev = ctx.last_assign(site.func, node.value, site.seq)
+            value = None if ev is None else (ev.value if ev.value is not None else ev.source)
+            if value is not None and any(isinstance(n, cst.Name) and n.value == name
+                                         for n in _walk(value)):
                 return True
     return False
 
