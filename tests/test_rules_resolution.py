@@ -90,6 +90,8 @@ def test_by_name_view_follows_commits() -> None:
     assert view.symbols["create_model"].via.startswith("resolved by name")
     twice = added.with_changes({"lib/models.py": BUILDER})
     assert "snippet.py" in twice.stale_views and twice.view("snippet.py") is None
+    back = twice.with_changes({"lib/models.py": None})  # (the name table is updated, not rebuilt)
+    assert back.view("snippet.py") == view and back._definers == added._definers
     unrelated = added.with_changes({"notes.py": "def other():\n    return 1\n"})
     assert "snippet.py" not in unrelated.stale_views
     assert unrelated.view("snippet.py") == view

@@ -549,6 +549,7 @@ class ProjectIndex:
         those, may see other project facts than in this index."""
         files = dict(self.files)
         keys: set[str] = set()
+        moved_defs: list[tuple[str, frozenset[str], frozenset[str]]] = []
         moved: list[str] = []  # paths added or removed
         for raw_path, text in changed.items():
             path = raw_path.replace("\\", "/")
@@ -566,6 +567,8 @@ class ProjectIndex:
                     before = _defined_in(old or "")
                 after = _defined_in(text) if text is not None else frozenset()
                 keys.update(f"d:{n}" for n in before ^ after)  # who defines a name changed
+                if before != after:
+                    moved_defs.append((path, before, after))
                 old_words = self._importwords.get(path) if old is not None else frozenset()
                 if old_words is None:
                     old_words = _import_words_of(old or "")
@@ -575,7 +578,9 @@ class ProjectIndex:
                 moved.append(path)
                 keys.add(f"e:{path}")
         if not keys:
-            return self._carry(ProjectIndex(files, _by_name=dict(self._by_name)), set(), True)
+            same = self._carry(ProjectIndex(files, _by_name=dict(self._by_name)), set(), True)
+            same._definers = self._definers
+            return same
         by_name = dict(self._by_name)
         for path in moved:
             for name in module_names(path):
@@ -609,6 +614,7 @@ class ProjectIndex:
                         if consumer.startswith("m:"):
                             todo.append(consumer[2:])
         self._carry(new, invalid, False)
+        new._definers = _updated_definers(self._definers, moved_defs)
         self._settle(new, direct, invalid)
         return new
 
@@ -1032,6 +1038,26 @@ _BUILTINS = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
 
 def _defined_in(text: str) -> frozenset[str]:
     return frozenset(_DEFINED.findall(text))
+
+
+def _updated_definers(table: dict[str, list[str]] | None,
+                      moved: list[tuple[str, frozenset[str], frozenset[str]]]
+                      ) -> dict[str, list[str]] | None:
+    """The name -> defining files table after files changed their top-level definitions
+    (None stays None: built on first use). The old table is left as it was."""
+    if table is None:
+        return None
+    new = dict(table)
+    for path, before, after in moved:
+        for name in before - after:
+            left = [p for p in new.get(name, ()) if p != path]
+            if left:
+                new[name] = left
+            else:
+                new.pop(name, None)
+        for name in after - before:
+            new[name] = [*new.get(name, ()), path]
+    return new
 
 
 def _unbound_calls(source: str, names: set[str]) -> set[str]:
