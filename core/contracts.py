@@ -113,7 +113,7 @@ INSTANCES = Table(
     "instances.csv", "mine",
     columns=("repo", "commit", "path", "line", "rule", "variant", "confidence", "function",
              "snippet", "col", "message", "loop_kind", "model_api", "training_api", "cell",
-             "era"),
+             "era", "via"),
     contract=("repo", "commit", "path", "line", "rule", "variant"),
     required=("repo", "rule"))
 

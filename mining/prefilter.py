@@ -150,7 +150,8 @@ def _seed_strength(unit: Unit, facts: Facts, words: _Words, qn_words: set[str],
     if not repeats:
         return 0
     if (repeats > 1 or unit.loop or unit.dunder or module_level_code(unit)
-            or any(INFERENCE_FUNCS.match(n) for n in facts.defs | {unit.name})):
+            or any(INFERENCE_FUNCS.match(n) for n in facts.defs | {unit.name})
+            or unit.name in plain_words):  # (a project function another module loops over)
         return 2
     return 1
 

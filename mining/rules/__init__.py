@@ -144,7 +144,8 @@ def check_module(module: cst.Module, path: str = "<string>",
             message=rep.message or RULES[code].MESSAGE, variant=rep.variant,
             confidence=round(rep.confidence, 2), function=rep.function,
             snippet=ctx.snippet(rep.stmt if rep.stmt is not None else rep.node),
-            loop_kind=rep.loop_kind, model_api=rep.model_api, training_api=rep.training_api)
+            loop_kind=rep.loop_kind, model_api=rep.model_api, training_api=rep.training_api,
+            via=rep.via)
         findings.append(finding)
         if rep.fix is not None:
             fixes.append((finding, rep.fix))

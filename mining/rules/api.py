@@ -46,6 +46,9 @@ class Finding:
     model_api: str = ""
     training_api: str = ""
     cell: int | None = None
+    #: How the rule reached the site when it went beyond the module's own imports (a builder
+    #: resolved by name to another file, a higher-order builder, a derived loop value ...).
+    via: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +104,8 @@ class Report:
     function: str = "<module>"
     stmt: cst.CSTNode | None = None
     fix: Fix | None = None
+    #: see :attr:`Finding.via`
+    via: str = ""
 
 
 @dataclass(frozen=True)

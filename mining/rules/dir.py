@@ -10,7 +10,7 @@ import libcst as cst
 from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import replace_expr
-from leakwatt.mining.rules.index import CallSite, Loop
+from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
 from leakwatt.mining.rules.kit import (
     DIR_STEPS,
     INFERENCE_FUNCS,
@@ -20,7 +20,15 @@ from leakwatt.mining.rules.kit import (
     names_read,
     step_loop,
 )
-from leakwatt.mining.rules.values import DATASET, MODEL, UNKNOWN, ValueKinds, is_dataset_ctor, kinds_for
+from leakwatt.mining.rules.values import (
+    DATASET,
+    MODEL,
+    UNKNOWN,
+    ValueKinds,
+    called_from_other_modules,
+    is_dataset_ctor,
+    kinds_for,
+)
 
 _MODEL_NAME = re.compile(
     r"(model|net|generator|discriminator|encoder|decoder|actor|critic|autoencoder|cnn|lstm|"
@@ -52,9 +60,11 @@ class DatasetIteratorRetention(Rule):
     ``predict`` is called once per sample or step; ``model(x)`` and ``predict_on_batch`` do
     not. The receiver must be a Keras model (followed through assignments, builders and
     ``self.attr``) or, with lower confidence, an untyped name that reads like one (``model``,
-    ``actor``, ``self.q_net``). Scikit-learn estimators are not reported. Datasets built from
-    ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a function called
-    from a loop are reported too. The finding is at the call.
+    ``actor``, ``self.q_net``). Scikit-learn estimators are not reported, nor a model whose class
+    (in this module or another project module) overrides ``predict`` without calling a
+    ``predict`` inside (``def predict(self, x): return self(x)`` builds no pipeline). Datasets
+    built from ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a
+    function called from a loop are reported too. The finding is at the call.
 
     Remedy and autofix: ``model.predict(x)`` becomes ``model.predict_on_batch(x)``, which
     returns NumPy arrays like ``predict`` and so keeps the calling code's semantics. Neither the
@@ -83,6 +93,7 @@ class DatasetIteratorRetention(Rule):
     SEEDS = Seeds(
         api=_DATASET_WORDS, calls=frozenset({"predict"}),
         module_calls={"data": frozenset({"load", "zip", "range"})},
+        defs=frozenset({"predict"}),  # a class's own predict decides whether predict() is DIR
         repeats=_DATASET_WORDS | {"predict", "load", "zip", "range"})
     VARIANTS = {
         "predict-in-loop": "model.predict inside a for/while loop or comprehension",
@@ -135,6 +146,34 @@ class DatasetIteratorRetention(Rule):
 
             net = keras.models.load_model("m.keras")
             print(evaluate(net, x_test))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            class Policy(tf.keras.Model):
+                def call(self, x):
+                    return self.dense(x)
+
+                def predict(self, x):
+                    return self(x, training=False)
+
+            policy = Policy()
+            while not done:
+                action = policy.predict(obs[None])
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            class PolicyEstimator:
+                def predict(self, state, sess=None):
+                    sess = sess or tf.get_default_session()
+                    return sess.run(self.probs, {self.state: state})
+
+            def run_episode(env, estimator_policy):
+                state = env.reset()
+                while True:
+                    probs = estimator_policy.predict(state)
+                    state, done = env.step(probs.argmax())
             """)),
     ]
     INVALID = [
@@ -270,19 +309,37 @@ class DatasetIteratorRetention(Rule):
             for i in range(len(x_test)):
                 scores.append(net.predict_on_batch(x_test[i]))
             """)),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            class Policy(tf.keras.Model):
+                def predict(self, x):
+                    return super().predict(x, verbose=0)
+
+            policy = Policy()
+            while not done:
+                action = policy.predict(obs[None])
+            """), line=9, variant="predict-in-loop"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         kinds = kinds_for(ctx)
         repeated = ctx.analysis(called_in_loop)
+        remote = ctx.analysis(called_from_other_modules)
         for site in ctx.calls:
             fn = site.func
-            in_repeated = id(fn) in repeated
+            in_repeated = id(fn) in repeated or id(fn) in remote
+            via = "" if id(fn) in repeated or id(fn) not in remote else (
+                f"{fn.qualname} is called from a loop in {remote[id(fn)]}")
             in_inference = bool(fn.node is not None and INFERENCE_FUNCS.match(fn.name))
             if site.method == "predict" and site.receiver is not None:
                 conf = self._model_confidence(ctx, site)
                 if conf == 0.0:
                     continue
+                if _own_predict(ctx, site):
+                    continue  # the class overrides predict (``return self(x)``): no pipeline
+                if conf < 0.9 and ctx.analysis(_custom_predict):
+                    continue  # an untyped receiver where a class of its own defines predict
                 if site.loops:
                     variant, loop_kind = "predict-in-loop", site.loops[-1].kind
                 elif in_repeated:
@@ -297,7 +354,8 @@ class DatasetIteratorRetention(Rule):
                     fix = replace_expr(site.node, _to_predict_on_batch, key="dir-on-batch")
                 yield Report(node=site.node, variant=variant, confidence=conf,
                              loop_kind=loop_kind, training_api="predict",
-                             function=fn.qualname, stmt=site.stmt, fix=fix)
+                             function=fn.qualname, stmt=site.stmt, fix=fix,
+                             via=via if variant == "predict-in-called-fn" else "")
             elif is_dataset_ctor(site.qn):
                 if site.receiver is not None and isinstance(site.receiver, cst.Call) and \
                         is_dataset_ctor(ctx.names.resolve(site.receiver.func)):
@@ -310,7 +368,8 @@ class DatasetIteratorRetention(Rule):
                 else:
                     continue
                 yield Report(node=site.node, variant=variant, confidence=conf,
-                             loop_kind=loop_kind, function=fn.qualname, stmt=site.stmt)
+                             loop_kind=loop_kind, function=fn.qualname, stmt=site.stmt,
+                             via=via if variant == "dataset-in-called-fn" else "")
 
     @staticmethod
     def _model_confidence(ctx: ModuleContext, site: CallSite) -> float:
@@ -501,3 +560,65 @@ def _one_batch(ctx: ModuleContext, kinds: ValueKinds, site: CallSite, variant: s
 def _bound_by(loop: Loop, name: str) -> bool:
     _, target = loop_iter(loop)
     return target is not None and any(n.value == name for n in names_read(target))
+
+
+def _own_predict(ctx: ModuleContext, site: CallSite) -> bool:
+    """The receiver is an instance of a class (of this module, or of another project module)
+    that overrides ``predict`` itself without calling a ``predict`` inside (``def predict(self,
+    x): return self(x)``): the call builds no Keras predict pipeline."""
+    recv, fn = site.receiver, site.func
+    class_name: str | None = None
+    if isinstance(recv, cst.Name) and recv.value == "self":
+        class_name = fn.class_name
+    else:
+        values: list[tuple[cst.BaseExpression, FuncInfo]] = []
+        if isinstance(recv, cst.Name):
+            ev = ctx.last_assign(fn, recv.value, site.seq)
+            if ev is not None and ev.kind == "assign" and ev.value is not None:
+                values.append((ev.value, ev.func))
+        elif (isinstance(recv, cst.Attribute) and isinstance(recv.value, cst.Name)
+              and recv.value.value == "self" and fn.class_name):
+            cls = ctx.classes.get(fn.class_name)
+            for ev in cls.attr_assigns.get(recv.attr.value, []) if cls is not None else []:
+                if ev.value is not None:
+                    values.append((ev.value, ev.func))
+        calls = [(v, f) for v, f in values if isinstance(v, cst.Call)]
+        if not calls or len(calls) != len(values):
+            return False
+        owners = set()
+        for value, vfn in calls:
+            assert isinstance(value, cst.Call)
+            sym = ctx.project_symbol(value.func, vfn)
+            if sym is not None and sym.kind == "class":
+                if "predict" not in sym.overrides:
+                    return False
+                owners.add(f"project:{sym.origin}")
+            elif isinstance(value.func, cst.Name) and value.func.value in ctx.classes:
+                owners.add(value.func.value)
+            else:
+                return False
+        local = [o for o in owners if not o.startswith("project:")]
+        if not local:
+            return True  # every construction is a project class overriding predict
+        if len(local) != len(owners) or len(local) != 1:
+            return False
+        class_name = local[0]
+    if class_name is None:
+        return False
+    method = ctx.method(class_name, "predict")
+    return (method is not None and method.node is not None
+            and not any(s.method == "predict" for s in method.calls))
+
+
+def _custom_predict(ctx: ModuleContext) -> bool:
+    """This module (or a project module it imports a class from) defines a class with a
+    ``predict`` of its own that calls no ``predict`` inside (a TF1 estimator's ``predict`` that
+    runs ``sess.run``): an untyped receiver named like a model may well be one of those, so
+    the name alone is no evidence of a Keras model."""
+    for cls in ctx.classes.values():
+        method = cls.methods.get("predict")
+        if method is not None and not any(s.method == "predict" for s in method.calls):
+            return True
+    project = ctx.project
+    return project is not None and any(
+        s.kind == "class" and "predict" in s.overrides for s in project.symbols.values())

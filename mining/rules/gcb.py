@@ -3,52 +3,90 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import libcst as cst
 
 from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
-from leakwatt.mining.rules.index import FuncInfo
+from leakwatt.mining.rules.index import CallSite, FuncInfo
 from leakwatt.mining.rules.kit import call_name, is_param
+from leakwatt.mining.rules.names import dotted
 from leakwatt.mining.rules.uge import fresh_graph_item, graph_module
 from leakwatt.mining.rules.values import is_tf_function
 
-#: Calls whose result is data read from a file or a dataset loader (last name).
+#: Calls whose result is data read from a file or a dataset loader (last name, any receiver).
 _LOADERS = frozenset({"loadtxt", "genfromtxt", "fromfile", "load_npz", "read_csv", "read_table",
                       "read_excel", "read_parquet", "read_hdf", "read_pickle", "read_json",
-                      "load_data", "load_svmlight_file", "fetch_openml", "fetch_mldata",
-                      "fetch_20newsgroups", "fetch_lfw_people", "fetch_olivetti_faces"})
-#: ``load`` counts on these receivers only (``np.load``, ``pickle.load``), not ``tfds.load``.
-_LOAD_RECEIVERS = frozenset({"np", "numpy", "pickle", "joblib", "cPickle", "pkl"})
+                      "read_feather", "read_sql", "load_data", "load_svmlight_file",
+                      "fetch_openml", "fetch_mldata", "fetch_20newsgroups", "fetch_lfw_people",
+                      "fetch_olivetti_faces", "loadmat"})
+#: ``load``/``loads`` count on these receivers only (``np.load``, ``pickle.load``), not
+#: ``tfds.load`` or ``json.load`` (a configuration file).
+_LOAD_RECEIVERS = frozenset({"np", "numpy", "pickle", "joblib", "cPickle", "pkl", "cp",
+                             "_pickle", "dill", "hickle", "hkl"})
+#: Qualified loaders (through any import alias): pickles, NumPy files, MATLAB files (pretrained
+#: weights shipped as ``.mat``), HDF5 files (read by subscripting the ``File``).
+_LOAD_QNS = frozenset({"pickle.load", "pickle.loads", "_pickle.load", "cPickle.load",
+                       "six.moves.cPickle.load", "joblib.load", "dill.load", "numpy.load",
+                       "scipy.io.loadmat", "h5py.File", "hickle.load"})
+#: Methods returning a model's or layer's trained weights as NumPy arrays.
+_WEIGHTS = frozenset({"get_weights"})
 #: NumPy constructors whose first argument is a shape.
 _SHAPED = frozenset({"zeros", "ones", "empty", "full", "rand", "randn", "random", "normal",
                      "uniform", "standard_normal", "randint"})
-#: Elements from which a literal shape counts as large (one mebi-element, 4-8 MiB).
+#: Elements from which a literal shape counts as large (one mebi-element, 4-8 MiB): a smaller
+#: literal shape, like a literal list, is a small constant, not a bottleneck.
 LARGE = 1 << 20
-#: Calls and methods that keep an array's data origin (a copy, a view, a conversion).
+#: Calls and methods that keep an array's data origin (a copy, a view, a conversion, a field
+#: of a loaded dict: ``save.get("x")``, ``np.load(p).item()``).
 _KEEPS = frozenset({"array", "asarray", "float32", "float64", "int32", "int64", "astype",
                     "reshape", "squeeze", "expand_dims", "transpose", "to_numpy", "copy",
                     "flatten", "ravel", "concatenate", "stack", "vstack", "hstack", "asmatrix",
-                    "as_matrix", "get_values", "todense", "toarray", "T"})
-_CONSTANTS = frozenset({"tensorflow.constant", "tensorflow.convert_to_tensor"})
+                    "as_matrix", "get_values", "todense", "toarray", "T", "item", "get",
+                    "values", "items", "asfarray", "ascontiguousarray"})
+#: Calls that embed a value in the graph -> the keyword naming that value.
+#: Last names of the data-origin calls and of the calls that make a module graph-mode code
+#: (``uge.graph_module``): the pre-filter keeps them beside an embedding call.
+_ORIGIN_WORDS = _LOADERS | _WEIGHTS | frozenset({
+    "load", "loads", "File", "Session", "InteractiveSession", "placeholder",
+    "placeholder_with_default", "disable_eager_execution", "disable_v2_behavior", "get_session",
+    "get_default_session", "variable_scope", "global_variables_initializer", "Saver"})
+_EMBEDDERS = {"tensorflow.constant": "value", "tensorflow.convert_to_tensor": "value",
+              "tensorflow.Variable": "initial_value", "tensorflow.constant_initializer": "value",
+              "tensorflow.get_variable": "initializer"}
 
 
 class GraphConstantBottleneck(Rule):
     """A NumPy array loaded from data embedded in the graph as a constant.
 
-    ``tf.constant(arr)`` (or ``tf.convert_to_tensor(arr)``) in TF1 graph-mode code (the module
-    builds a ``Session`` or a ``placeholder``, disables eager execution, or the call sits in a
-    ``with tf.Graph().as_default():`` block) or inside a ``@tf.function`` copies the whole array
-    into a ``Const`` node of the graph: the data is held twice, the ``GraphDef`` can exceed its
-    2 GiB limit, and a ``tf.function`` holds one copy per trace. A ``@tf.function`` that reads a
-    module-level array does the same: the array is captured as a constant of every trace. The
-    array must have a *data origin*: ``np.load``, ``np.loadtxt``, ``pd.read_csv(...).values``, a
-    dataset's ``load_data()``, or a NumPy constructor with a literal shape of at least 2^20
-    elements, followed through assignments, unpacking, ``.astype``/``.reshape``/``np.array``,
-    indexing and arithmetic. Not reported: a small literal (``tf.constant([1, 2, 3])``), a
-    ``tf.constant(arr)`` in eager code outside any graph or ``tf.function``, arrays passed to a
-    ``tf.function`` as arguments. The finding is at ``tf.constant(...)``, or for a closure at
-    the first statement of the ``tf.function`` that reads the array.
+    ``tf.constant(arr)`` (or ``tf.convert_to_tensor(arr)``, ``tf.Variable(arr)``,
+    ``tf.constant_initializer(arr)``, ``tf.get_variable(..., initializer=arr)``) in TF1
+    graph-mode code (the module builds a ``Session`` or a ``placeholder``, disables eager
+    execution, calls a TF1 graph-building API such as ``tf.variable_scope``,
+    ``tf.get_variable`` or ``tf.train.Saver`` (a model module whose session lives in the
+    script importing it), or the call sits in a ``with tf.Graph().as_default():`` /
+    ``with graph.as_default():`` block) or inside a ``@tf.function`` copies the whole array into
+    a ``Const`` node of the graph: the data is held twice, the ``GraphDef`` can exceed its 2 GiB
+    limit, and a ``tf.function`` holds one copy per trace. A ``@tf.function`` that reads a
+    module-level array does the same: the array is captured as a constant of every trace.
+
+    The array must have a *data origin*: a pickle (``pickle.load``, ``joblib.load``; the
+    notMNIST course pattern unpacks arrays from a pickled dict), ``np.load``/``np.loadtxt``, a
+    MATLAB file (``scipy.io.loadmat``: pretrained weights embedded per layer), an HDF5 file
+    (``h5py.File``), a table (``pd.read_csv(...).values``, ``np.asarray(df["col"])``), a
+    dataset's ``load_data()``, a model's trained weights (``get_weights()``), or a NumPy
+    constructor with a literal shape of at least 2^20 elements. It is followed through
+    assignments (``with``/``for`` bindings and unpacking too), subscripts and slices,
+    ``.astype``/``.reshape``/``np.array``/``.item()``/``.get()``, arithmetic, ``self.attr``
+    stores, the return values of same-module functions (``train, labels = reformat(train,
+    labels)``) and function parameters (the arguments the same-module call sites pass: the
+    finding's ``via`` says so). The message names the origin, with a size estimate when a literal
+    shape gives one. Not reported: a small literal (``tf.constant([1, 2, 3])``,
+    ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in eager code outside any graph or
+    ``tf.function``, arrays passed to a ``tf.function`` as arguments, values read from a JSON
+    or text configuration. The finding is at ``tf.constant(...)``, or for a closure at the first
+    statement of the ``tf.function`` that reads the array.
 
     No autofix: the remedy (feed through a ``placeholder``/``tf.data`` pipeline, or pass the
     array as an argument) changes the program's structure.
@@ -60,7 +98,12 @@ class GraphConstantBottleneck(Rule):
                "the GraphDef (held twice, 2 GiB graph limit, once per tf.function trace). Feed "
                "it through a placeholder or a tf.data pipeline, or pass it to the tf.function "
                "as an argument")
-    SEEDS = Seeds(api=frozenset({"constant", "convert_to_tensor", "function"}))
+    #: The embedding calls; where one appears, the calls that load data too (the origin may sit
+    #: in a statement the embedding one does not name: ``self.w = np.load(p)`` in ``__init__``).
+    SEEDS = Seeds(api=frozenset({"constant", "convert_to_tensor", "function", "Variable",
+                                 "constant_initializer", "get_variable"}),
+                  calls_if={marker: _ORIGIN_WORDS for marker in (
+                      "constant", "convert_to_tensor", "Variable", "get_variable")})
     VARIANTS = {
         "graph-constant": "tf.constant(arr) of loaded data in TF1 graph-mode code",
         "function-constant": "tf.constant(arr) of loaded data inside a tf.function",
@@ -106,6 +149,35 @@ class GraphConstantBottleneck(Rule):
 
             step(data)
             """)),
+        Valid(dedent("""
+            import json
+            import numpy as np
+            import tensorflow as tf
+            with open("config.json") as fh:
+                cfg = json.load(fh)
+            graph = tf.Graph()
+            with graph.as_default():
+                scale = tf.constant(cfg["scale"])
+                eye = tf.constant(np.array([[1.0, 0.0], [0.0, 1.0]]))
+                w = tf.Variable(tf.truncated_normal([784, 10]))
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def build(values):
+                with tf.Graph().as_default() as g:
+                    table = tf.constant(values)
+                return g
+
+            build([0.5, 1.0, 2.0])
+            """)),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+            weights = np.load("w.npy")
+            w = tf.Variable(weights)
+            print(tf.reduce_sum(w))
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -148,42 +220,136 @@ class GraphConstantBottleneck(Rule):
             with g.as_default():
                 data = tf.constant(np.loadtxt("big.txt"))
             """), line=5, variant="graph-constant"),
+        Invalid(dedent("""
+            import pickle
+            import numpy as np
+            import tensorflow as tf
+
+            with open("notMNIST.pickle", "rb") as f:
+                save = pickle.load(f)
+                train_dataset = save["train_dataset"]
+                train_labels = save["train_labels"]
+
+            def reformat(dataset, labels):
+                dataset = dataset.reshape((-1, 784)).astype(np.float32)
+                labels = (np.arange(10) == labels[:, None]).astype(np.float32)
+                return dataset, labels
+
+            train_dataset, train_labels = reformat(train_dataset, train_labels)
+            graph = tf.Graph()
+            with graph.as_default():
+                tf_train_dataset = tf.constant(train_dataset[:10000, :])
+            """), line=18, variant="graph-constant"),
+        Invalid(dedent("""
+            import scipy.io
+            import tensorflow as tf
+
+            weights = scipy.io.loadmat("vgg19.mat")["layers"][0]
+
+            def conv(x, i):
+                w = weights[i][0][0][0][0][0]
+                return tf.nn.conv2d(x, tf.constant(w), strides=[1, 1, 1, 1], padding="SAME")
+
+            x = tf.placeholder(tf.float32, [1, 224, 224, 3])
+            h = conv(x, 0)
+            """), line=8, variant="graph-constant"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow.compat.v1 as tf
+            tf.disable_eager_execution()
+
+            class Predictor:
+                def __init__(self, path):
+                    self.w = np.load(path)
+
+                def predict(self, x):
+                    w = tf.convert_to_tensor(self.w)
+                    return tf.matmul(x, w)
+            """), line=10, variant="graph-constant"),
+        Invalid(dedent("""
+            import pickle
+            import tensorflow as tf
+
+            def build(data):
+                with tf.Graph().as_default() as g:
+                    init = tf.Variable(data, trainable=False)
+                return g
+
+            with open("d.pkl", "rb") as fh:
+                arrays = pickle.load(fh)
+            build(arrays["x"])
+            """), line=6, variant="graph-constant"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         graph = None
+        origins = _Origins(ctx)
         for site in ctx.calls:
-            if site.qn not in _CONSTANTS or not site.node.args:
+            arg = _embedded_value(site)
+            if arg is None:
                 continue
-            arg = site.node.args[0].value
             fn = site.func
             traced = _in_tf_function(fn)
             if not traced:
                 if graph is None:
-                    graph = graph_module(ctx)
+                    graph = ctx.analysis(_graph_code)
                 under_graph = any(fresh_graph_item(ctx, w, fn) for w in site.withs
                                   if isinstance(w, cst.BaseExpression))
                 if not (graph or under_graph):
                     continue
-            if not _data_origin(ctx, arg, fn, site.seq, 0):
+            origin = origins.of(arg, fn, site.seq)
+            if origin is None:
                 continue
             yield Report(node=site.node,
                          variant="function-constant" if traced else "graph-constant",
-                         confidence=0.75, function=fn.qualname, stmt=site.stmt)
-        yield from self._closures(ctx)
+                         confidence=0.75 if not origin.via else 0.7,
+                         message=_message(origin), function=fn.qualname, stmt=site.stmt,
+                         via=origin.via)
+        yield from self._closures(ctx, origins)
 
-    def _closures(self, ctx: ModuleContext) -> Iterator[Report]:
+    def _closures(self, ctx: ModuleContext, origins: _Origins) -> Iterator[Report]:
         module = ctx.module_func
         for fn in ctx.functions:
             if fn.node is None or not is_tf_function(fn):
                 continue
             local = {ev.target.value for ev in fn.assigns if isinstance(ev.target, cst.Name)}
             for stmt in fn.node.body.body:
-                hit = _first_global_read(ctx, stmt, fn, local, module)
+                hit = _first_global_read(stmt, fn, local, module, origins)
                 if hit is not None:
-                    yield Report(node=hit, variant="function-closure", confidence=0.7,
-                                 function=fn.qualname, stmt=stmt)
+                    name, origin = hit
+                    yield Report(node=name, variant="function-closure", confidence=0.7,
+                                 message=_message(origin), function=fn.qualname, stmt=stmt,
+                                 via=origin.via)
                     break
+
+
+def _embedded_value(site: CallSite) -> cst.BaseExpression | None:
+    """The value a call embeds in the graph: ``tf.constant(v)``, ``tf.convert_to_tensor(v)``,
+    ``tf.Variable(v)`` / ``tf.Variable(initial_value=v)``, ``tf.constant_initializer(v)``,
+    ``tf.get_variable(..., initializer=v)``."""
+    if site.qn not in _EMBEDDERS:
+        return None
+    args = site.node.args
+    keyword = _EMBEDDERS[site.qn]
+    for a in args:
+        if a.keyword is not None and a.keyword.value == keyword:
+            return a.value
+    if site.qn == "tensorflow.get_variable":
+        return None  # its first positional argument is the variable's name
+    positional = [a for a in args if a.keyword is None and not a.star]
+    return positional[0].value if positional else None
+
+
+def _message(origin: _Origin) -> str:
+    size = f", {_human(origin.size)}" if origin.size else ""
+    return f"{GraphConstantBottleneck.MESSAGE} (data: {origin.what}{size})"
+
+
+def _human(elements: int) -> str:
+    """``4194304`` -> ``about 4.2M elements (16 MiB as float32)``."""
+    mib = elements * 4 / (1 << 20)
+    count = f"{elements / 1e6:.1f}M" if elements >= 10**6 else f"{elements / 1e3:.0f}k"
+    return f"about {count} elements ({mib:.0f} MiB as float32)"
 
 
 def _in_tf_function(fn: FuncInfo | None) -> bool:
@@ -194,15 +360,17 @@ def _in_tf_function(fn: FuncInfo | None) -> bool:
     return False
 
 
-def _first_global_read(ctx: ModuleContext, stmt: cst.CSTNode, fn: FuncInfo, local: set[str],
-                       module: FuncInfo) -> cst.Name | None:
-    found: list[cst.Name] = []
+def _first_global_read(stmt: cst.CSTNode, fn: FuncInfo, local: set[str], module: FuncInfo,
+                       origins: _Origins) -> tuple[cst.Name, _Origin] | None:
+    found: list[tuple[cst.Name, _Origin]] = []
 
     class _Reads(cst.CSTVisitor):
         def visit_Name(self, n: cst.Name) -> None:
-            if (not found and n.value not in local and not is_param(fn, n.value)
-                    and _data_origin(ctx, n, module, 10**9, 0)):
-                found.append(n)
+            if found or n.value in local or is_param(fn, n.value):
+                return
+            origin = origins.of(n, module, 10**9)
+            if origin is not None:
+                found.append((n, origin))
 
         def visit_Attribute(self, a: cst.Attribute) -> bool:
             a.value.visit(self)
@@ -222,50 +390,259 @@ def _first_global_read(ctx: ModuleContext, stmt: cst.CSTNode, fn: FuncInfo, loca
     return found[0] if found else None
 
 
-def _data_origin(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: int,
-                 depth: int) -> bool:
-    """``expr`` is (derived from) an array with a data origin (see the rule's docstring)."""
-    if depth > 6:
-        return False
-    if isinstance(expr, cst.Name):
-        ev = ctx.last_assign(fn, expr.value, seq)
+# --------------------------------------------------------------------------------------------
+# Data origins: where an embedded array comes from
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """An array's data origin: what it is (``pickle.load``, ``np.zeros((4096, 1024))``), its
+    size in elements when a literal shape tells it, and how it was reached when that went
+    through a function's parameter or return value (the finding's ``via``)."""
+
+    what: str
+    size: int = 0
+    via: str = ""
+
+    def through(self, via: str) -> _Origin:
+        return _Origin(self.what, self.size, f"{via}; {self.via}" if self.via else via)
+
+
+_MAX_DEPTH = 32  # (subscript and attribute chains cost no depth: ``w[i][0][0][0]``)
+
+
+class _Origins:
+    """Data origins of expressions in one module, followed through assignments (also ``with``
+    and ``for`` bindings and unpacking), subscripts and slices, attributes, arithmetic, copies
+    and conversions (``_KEEPS``), ``self.attr`` stores, the return values of same-module
+    functions (their parameters bound to the call's arguments) and a function's parameters
+    (the arguments its same-module call sites pass)."""
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        self._busy: set[tuple[int, int, int]] = set()
+        self._memo: dict[tuple[int, int, int], _Origin | None] = {}
+        self._callers: dict[int, list[CallSite]] | None = None
+
+    def of(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int) -> _Origin | None:
+        return self._of(expr, fn, seq, 0, {})
+
+    def _of(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int, depth: int,
+            binds: dict[tuple[int, str], tuple[cst.BaseExpression, FuncInfo, int]]
+            ) -> _Origin | None:
+        if depth > _MAX_DEPTH:
+            return None
+        key = (id(expr), id(fn), seq)
+        if not binds and key in self._memo:
+            return self._memo[key]
+        if key in self._busy:
+            return None
+        self._busy.add(key)
+        try:
+            found = self._origin(expr, fn, seq, depth + 1, binds)
+        finally:
+            self._busy.discard(key)
+        if not binds:  # (a chain of rebindings that read a name twice is not exponential)
+            self._memo[key] = found
+        return found
+
+    def _origin(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int, depth: int,
+                binds: dict[tuple[int, str], tuple[cst.BaseExpression, FuncInfo, int]]
+                ) -> _Origin | None:
+        ctx = self.ctx
+        while isinstance(expr, cst.Subscript) or (
+                isinstance(expr, cst.Attribute) and not (
+                    isinstance(expr.value, cst.Name) and expr.value.value == "self")):
+            expr = expr.value  # a slice, a field or a view of the same data
+        if isinstance(expr, cst.Name):
+            return self._name(expr.value, fn, seq, depth, binds)
+        if isinstance(expr, cst.Attribute):
+            if (isinstance(expr.value, cst.Name) and expr.value.value == "self"
+                    and fn.class_name):
+                return self._self_attr(fn.class_name, expr.attr.value, depth, binds)
+            return self._of(expr.value, fn, seq, depth, binds)
+        if isinstance(expr, cst.BinaryOperation):
+            return (self._of(expr.left, fn, seq, depth, binds)
+                    or self._of(expr.right, fn, seq, depth, binds))
+        if isinstance(expr, cst.UnaryOperation):
+            return self._of(expr.expression, fn, seq, depth, binds)
+        if isinstance(expr, cst.ListComp | cst.GeneratorExp | cst.SetComp):  # per-item arrays
+            return self._of(expr.elt, fn, seq, depth, binds)
+        if isinstance(expr, cst.DictComp):
+            return self._of(expr.value, fn, seq, depth, binds)
+        if isinstance(expr, cst.List | cst.Tuple):
+            for e in expr.elements:
+                found = self._of(e.value, fn, seq, depth, binds)
+                if found is not None:
+                    return found
+            return None
+        if not isinstance(expr, cst.Call):
+            return None
+        name = call_name(expr.func)
+        recv = expr.func.value if isinstance(expr.func, cst.Attribute) else None
+        qn = ctx.names.resolve(expr.func) or ""
+        recv_text = ctx.code(recv) if recv is not None else ""
+        if name in _LOADERS:
+            return _Origin(f"{recv_text + '.' if recv_text else ''}{name}()")
+        if qn in _LOAD_QNS or (name in ("load", "loads") and recv is not None
+                               and recv_text in _LOAD_RECEIVERS):
+            return _Origin(f"{recv_text or qn.rsplit('.', 1)[0]}.{name}()")
+        if name in _WEIGHTS and recv is not None:
+            return _Origin(f"{ctx.code(expr.func)}() (trained weights)")
+        # a NumPy function (``np.array(x)``), not a method of an array (``np.load(p).astype``)
+        numpy = qn.startswith("numpy.") or (recv is not None and (dotted(recv) or "").split(
+            ".", 1)[0] in ("np", "numpy"))
+        if name in _SHAPED and numpy:
+            size = _shape_size(expr)
+            if size >= LARGE:
+                return _Origin(_short(ctx.code(expr)), size)
+            return None
+        if name in _KEEPS:
+            if recv is not None and not numpy:
+                found = self._of(recv, fn, seq, depth, binds)
+                if found is not None:
+                    return found
+            for a in expr.args:
+                if a.keyword is None and not a.star:
+                    found = self._of(a.value, fn, seq, depth, binds)
+                    if found is not None:
+                        return found
+            if name in ("array", "asarray") and numpy and expr.args:
+                column = _column(expr.args[0].value)
+                if column is not None:  # ``np.asarray(df["price"])``: a column of a table
+                    return _Origin(f"{ctx.code(expr.func)}({column})")
+            return None
+        target = ctx.local_function_by_ref(expr.func, fn)
+        if target is not None and target is not fn:
+            return self._returned(target, expr, fn, seq, None, depth, binds)
+        return None
+
+    def _name(self, name: str, fn: FuncInfo, seq: int, depth: int,
+              binds: dict[tuple[int, str], tuple[cst.BaseExpression, FuncInfo, int]]
+              ) -> _Origin | None:
+        ctx = self.ctx
+        ev = ctx.last_assign(fn, name, seq)
         if ev is None:
-            return False
-        value = ev.value if ev.value is not None else (ev.source if ev.kind == "unpack"
-                                                       else None)
-        return value is not None and _data_origin(ctx, value, ev.func, ev.seq, depth + 1)
-    if isinstance(expr, cst.Attribute):
-        return _data_origin(ctx, expr.value, fn, seq, depth + 1)
-    if isinstance(expr, cst.Subscript):
-        return _data_origin(ctx, expr.value, fn, seq, depth + 1)
-    if isinstance(expr, cst.BinaryOperation):
-        return (_data_origin(ctx, expr.left, fn, seq, depth + 1)
-                or _data_origin(ctx, expr.right, fn, seq, depth + 1))
-    if isinstance(expr, cst.List | cst.Tuple):
-        return any(_data_origin(ctx, e.value, fn, seq, depth + 1) for e in expr.elements)
-    if not isinstance(expr, cst.Call):
-        return False
-    name = call_name(expr.func)
-    recv = expr.func.value if isinstance(expr.func, cst.Attribute) else None
-    if name in _LOADERS:
-        return True
-    if name == "load" and recv is not None and ctx.code(recv) in _LOAD_RECEIVERS:
-        return True
-    qn = ctx.names.resolve(expr.func) or ""
-    if name in _SHAPED and (qn.startswith("numpy.") or (recv is not None and ctx.code(
-            recv).split(".")[0] in ("np", "numpy"))):
-        return _large_shape(expr)
-    if name in _KEEPS:
-        if recv is not None and _data_origin(ctx, recv, fn, seq, depth + 1):
-            return True
-        return any(_data_origin(ctx, a.value, fn, seq, depth + 1) for a in expr.args
-                   if a.keyword is None)
-    return False
+            scope: FuncInfo | None = fn
+            while scope is not None and scope.node is not None and not is_param(scope, name):
+                scope = scope.parent
+            if scope is None or scope.node is None:
+                return None
+            bound = binds.get((id(scope), name))
+            if bound is not None:
+                return self._of(bound[0], bound[1], bound[2], depth, binds)
+            if any(key[0] == id(scope) for key in binds):
+                return None  # a parameter of a followed call that this call leaves unset
+            return self._param(scope, name, depth)
+        if ev.kind == "assign" and ev.value is not None:
+            return self._of(ev.value, ev.func, ev.seq, depth, binds)
+        source = ev.source
+        if source is None:
+            return None
+        if ev.kind == "unpack" and isinstance(source, cst.Call):
+            target = ctx.local_function_by_ref(source.func, ev.func)
+            if target is not None and target is not ev.func:
+                return self._returned(target, source, ev.func, ev.seq, ev.index, depth, binds)
+        if ev.kind == "unpack" and isinstance(source, cst.Tuple | cst.List) \
+                and ev.index is not None and ev.index < len(source.elements):
+            return self._of(source.elements[ev.index].value, ev.func, ev.seq, depth, binds)
+        if ev.kind in ("unpack", "with", "for"):
+            return self._of(source, ev.func, ev.seq, depth, binds)
+        return None
+
+    def _self_attr(self, class_name: str, attr: str, depth: int,
+                   binds: dict[tuple[int, str], tuple[cst.BaseExpression, FuncInfo, int]]
+                   ) -> _Origin | None:
+        cls = self.ctx.classes.get(class_name)
+        if cls is None:
+            return None
+        for ev in cls.attr_assigns.get(attr, []):
+            if ev.value is not None:
+                found = self._of(ev.value, ev.func, ev.seq, depth, binds)
+                if found is not None:
+                    return found
+        return None
+
+    def _returned(self, target: FuncInfo, call: cst.Call, fn: FuncInfo, seq: int,
+                  index: int | None, depth: int,
+                  binds: dict[tuple[int, str], tuple[cst.BaseExpression, FuncInfo, int]]
+                  ) -> _Origin | None:
+        """The origin of what ``target`` returns for this call (element ``index`` of a
+        returned tuple), its parameters bound to the call's arguments."""
+        if target.node is None:
+            return None
+        inner = dict(binds)
+        for pname, arg in _bindings(target, call):
+            inner[(id(target), pname)] = (arg, fn, seq)
+        for value, rseq in target.returns:
+            if index is not None:
+                if not isinstance(value, cst.Tuple) or index >= len(value.elements):
+                    continue
+                value = value.elements[index].value
+            found = self._of(value, target, rseq + 1, depth, inner)
+            if found is not None:
+                return found.through(f"returned by {target.qualname}()")
+        return None
+
+    def _param(self, target: FuncInfo, name: str, depth: int) -> _Origin | None:
+        """A parameter: the data its same-module call sites pass."""
+        if self._callers is None:
+            self._callers = {}
+            for site in self.ctx.calls:
+                callee = self.ctx.resolve_local_function(site)
+                if callee is not None and callee is not site.func:
+                    self._callers.setdefault(id(callee), []).append(site)
+        for site in self._callers.get(id(target), []):
+            for pname, arg in _bindings(target, site.node):
+                if pname != name:
+                    continue
+                found = self._of(arg, site.func, site.seq, depth, {})
+                if found is not None:
+                    line = f" (called from {site.func.qualname})"
+                    return found.through(f"parameter {name} of {target.qualname}{line}")
+        return None
 
 
-def _large_shape(call: cst.Call) -> bool:
-    """A literal shape of at least ``LARGE`` elements: ``np.zeros((4096, 1024))``,
-    ``np.random.rand(4096, 1024)``, ``np.random.normal(0, 1, size=(...))``."""
+def _bindings(target: FuncInfo, call: cst.Call) -> list[tuple[str, cst.BaseExpression]]:
+    """(parameter, argument) pairs of a call of ``target`` (``self`` skipped for a method)."""
+    node = target.node
+    if node is None:
+        return []
+    params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
+    if target.class_name and params and params[0] in ("self", "cls"):
+        params = params[1:]
+    out: list[tuple[str, cst.BaseExpression]] = []
+    i = 0
+    for a in call.args:
+        if a.star:
+            return out
+        if a.keyword is not None:
+            out.append((a.keyword.value, a.value))
+        elif i < len(params):
+            out.append((params[i], a.value))
+            i += 1
+    return out
+
+
+def _column(expr: cst.BaseExpression) -> str | None:
+    """``df["price"]`` / ``data["x"]``: a named column or field of a table or record."""
+    if isinstance(expr, cst.Subscript) and len(expr.slice) == 1:
+        index = expr.slice[0].slice
+        if isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString):
+            return cst.Module([]).code_for_node(expr)
+    return None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _shape_size(call: cst.Call) -> int:
+    """The element count of a literal shape (``np.zeros((4096, 1024))``,
+    ``np.random.rand(4096, 1024)``, ``np.random.normal(0, 1, size=(...))``); 0 when the shape
+    is not a literal."""
     name = call_name(call.func)
     positional = [a.value for a in call.args if a.keyword is None]
     keyword = [a.value for a in call.args if a.keyword is not None
@@ -285,14 +662,29 @@ def _large_shape(call: cst.Call) -> bool:
         else:
             dims.append(_int(value))
     if not dims or any(d <= 0 for d in dims):
-        return False
+        return 0
     total = 1
     for d in dims:
         total *= d
-    return total >= LARGE
+    return total
 
 
 def _int(expr: cst.BaseExpression) -> int:
     if isinstance(expr, cst.Integer):
         return int(expr.value.replace("_", ""), 0)
     return -1
+
+
+#: TF1 graph-building APIs (``tf.compat.v1`` spells them too): a module calling one builds a
+#: graph even when the ``Session`` that runs it lives in another module (a ``vgg_model.py``
+#: that a training script imports).
+_TF1_GRAPH_QNS = frozenset({"tensorflow.variable_scope", "tensorflow.get_variable",
+                            "tensorflow.global_variables_initializer", "tensorflow.train.Saver"})
+_TF1_GRAPH_PREFIXES = ("tensorflow.contrib.", "tensorflow.layers.")
+
+
+def _graph_code(ctx: ModuleContext) -> bool:
+    """GCB's graph-mode module: :func:`uge.graph_module` or a TF1 graph-building API."""
+    return graph_module(ctx) or any(
+        s.qn is not None and (s.qn in _TF1_GRAPH_QNS or s.qn.startswith(_TF1_GRAPH_PREFIXES))
+        for s in ctx.calls)

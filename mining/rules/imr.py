@@ -7,11 +7,20 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
+from leakwatt.mining.rules.api import TF_ROOTS, Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import insert_at_top
-from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
-from leakwatt.mining.rules.values import MODEL, is_clear, is_model_ctor, kinds_for, model_subclasses
+from leakwatt.mining.rules.index import AssignEvent, CallSite, FuncInfo, Loop
+from leakwatt.mining.rules.kit import INFERENCE_FUNCS, call_name, is_param
+from leakwatt.mining.rules.uge import fresh_graph_item
+from leakwatt.mining.rules.values import (
+    MODEL,
+    MODEL_LOADERS,
+    is_clear,
+    is_model_ctor,
+    kinds_for,
+    model_subclasses,
+)
 
 _TRAIN_METHODS = {"fit": "fit", "fit_generator": "fit", "train_on_batch": "train_on_batch"}
 _SEARCH_NAMES = frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
@@ -37,6 +46,15 @@ class _Repeat:
 
 _MODEL_WORDS = frozenset({"Sequential", "Model", "Functional", "load_model", "model_from_json",
                           "model_from_yaml", "model_from_config", "clone_model", "applications"})
+#: The pre-filter's words for the loader table (``load_qmodel``, ``import_graph_def`` ...): not
+#: ``load`` itself (other rules need ``np.load`` as a plain seed), but the ``saved_model`` and
+#: ``tensorflow_hub`` parts of ``tf.saved_model.load`` and ``hub.load``.
+_LOADER_WORDS = frozenset(name.rsplit(".", 1)[-1] for name in MODEL_LOADERS) - {"load"} | {
+    "saved_model", "tensorflow_hub"}
+#: Training calls: where one repeats (in a loop), the model it trains may come from a factory
+#: the loop binds (``for arch in [ResNet50, VGG16]: model = arch()``).
+_TRAIN_WORDS = frozenset({"fit", "fit_generator", "train_on_batch"})
+_LOADER_ROOTS = frozenset(name.split(".", 1)[0] for name in MODEL_LOADERS)
 
 
 class ImproperModelReuse(Rule):
@@ -44,14 +62,28 @@ class ImproperModelReuse(Rule):
     not released.
 
     Constructions are ``Sequential(...)``, ``Model(...)``, instantiating a ``keras.Model``
-    subclass, ``load_model``, ``clone_model``, ``model_from_json``, ``keras.applications.*`` and
-    same-module builder functions that return such a model. IMR is reported when a construction
-    happens inside a ``for``/``while`` loop, inside a function called from a loop or passed as a
-    search objective (optuna, hyperopt, skopt, a scikit-learn wrapper's ``build_fn`` used in a
-    search), or rebuilt in straight-line code over the same variable; and no
-    ``clear_session()`` (any alias) or ``tf.compat.v1.reset_default_graph()`` runs on the same
-    iteration path (also inside a called function). Models kept on purpose (appended to an
-    ensemble list), layers built in a loop and one model reused with ``load_weights`` are not IMR.
+    subclass, ``load_model``, ``clone_model``, ``model_from_json``, ``keras.applications.*``,
+    the third-party loaders and graph imports of the loader table
+    (``leakwatt.mining.rules.values.MODEL_LOADERS``: ``qkeras.utils.load_qmodel``,
+    ``tensorflow_hub.load``/``KerasLayer``, ``tf.saved_model.load``, a frozen graph's
+    ``tf.import_graph_def``, ``tf.train.import_meta_graph``) and builder functions that return
+    such a model: same-module ones (a module function shadowing an imported Keras name, such as
+    a local ``load_model`` wrapping the Keras one, is followed into its body), other project
+    modules' (imported, or resolved by name to the project's one definition when a script
+    fragment calls a sibling file's builder without importing it: lower confidence, and the
+    finding's ``via`` says so), and *higher-order* builders: a parameter that is called, where
+    the same-module call sites pass a builder or model class, or a name bound to the items of a
+    list or dict of them (``for arch in [ResNet50, build_cnn]: model = arch()``; ``via`` names
+    the binding). IMR is reported when a construction happens inside a ``for``/``while`` loop,
+    inside a function called from a loop, in a web request handler (``@app.route("/...")``:
+    once per request; and a frozen graph imported into the default graph in a per-input
+    inference function such as ``predict``), or passed as a search objective (optuna, hyperopt, skopt, a
+    scikit-learn wrapper's ``build_fn`` used in a search), or rebuilt in straight-line code over
+    the same variable; and no ``clear_session()`` (any alias) or
+    ``tf.compat.v1.reset_default_graph()`` runs on the same iteration path (also inside a called
+    function). Models kept on purpose (appended to an ensemble list), layers built in a loop,
+    one model reused with ``load_weights``, factories that build no Keras model (scikit-learn
+    estimators) and a model loaded once beside a request handler are not IMR.
     The finding is at the construction call inside the loop or repeated function, or at the
     builder call when a builder returning the model is called in the loop.
 
@@ -67,12 +99,13 @@ class ImproperModelReuse(Rule):
     #: Model constructors and loaders; a scikit-learn search or cross-validation anywhere in
     #: the module makes a ``build_fn`` repeat.
     SEEDS = Seeds(
-        api=_MODEL_WORDS,
+        roots=TF_ROOTS | _LOADER_ROOTS,
+        api=_MODEL_WORDS | _LOADER_WORDS,
         calls=frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
                          "cross_validate", "BayesSearchCV", "HalvingGridSearchCV",
                          "HalvingRandomSearchCV", "cross_val_predict", "learning_curve",
-                         "validation_curve"}),
-        repeats=_MODEL_WORDS)
+                         "validation_curve"}) | _TRAIN_WORDS,
+        repeats=_MODEL_WORDS | _LOADER_WORDS | _TRAIN_WORDS)
     VARIANTS = {
         "loop-fit": "model built and trained inside a loop",
         "loop-build": "model built or loaded inside a loop (no training seen in the loop)",
@@ -82,6 +115,9 @@ class ImproperModelReuse(Rule):
         "search-objective": "model built in a hyper-parameter search objective",
         "build-fn": "build_fn of a scikit-learn wrapper used in a search",
         "straight-line": "the same variable rebuilt in straight-line code",
+        "request-handler": "model built or loaded (or a frozen graph imported) in a web request "
+                           "handler, once per request; or a frozen graph imported into the "
+                           "default graph in a per-input inference function (predict, infer)",
     }
 
     VALID = [
@@ -194,6 +230,40 @@ class ImproperModelReuse(Rule):
             else:
                 model = keras.Sequential([keras.layers.Dense(64)])
             model.fit(x, y)
+            """)),
+        Valid(dedent("""
+            from sklearn.ensemble import RandomForestClassifier
+            from sklearn.linear_model import LogisticRegression
+
+            def evaluate(make, x, y):
+                clf = make()
+                clf.fit(x, y)
+
+            for make in [RandomForestClassifier, LogisticRegression]:
+                evaluate(make, x, y)
+            """)),
+        Valid(dedent("""
+            from flask import Flask
+            from tensorflow import keras
+
+            app = Flask(__name__)
+            model = keras.models.load_model("m.keras")
+
+            @app.route("/predict")
+            def predict():
+                return str(model.predict_on_batch(x))
+            """)),
+        Valid(dedent("""
+            import keras
+            from keras.models import load_model
+
+            def load_model(path):
+                keras.backend.clear_session()
+                return keras.models.load_model(path)
+
+            for path in paths:
+                model = load_model(path)
+                model.evaluate(x, y)
             """)),
     ]
     INVALID = [
@@ -318,6 +388,50 @@ class ImproperModelReuse(Rule):
                 agent = Agent()
                 agent.model.fit(x, y)
             """), line=8, variant="builder-in-loop"),
+        Invalid(dedent("""
+            import keras
+
+            def build_cnn():
+                return keras.Sequential([keras.layers.Conv2D(8, 3)])
+
+            def build_mlp():
+                return keras.Sequential([keras.layers.Dense(8)])
+
+            def evaluate(build_fn, x, y):
+                model = build_fn()
+                model.fit(x, y)
+
+            for arch in [build_cnn, build_mlp]:
+                evaluate(arch, x, y)
+            """), line=10, variant="called-in-loop"),
+        Invalid(dedent("""
+            from tensorflow import keras
+
+            for arch in [keras.applications.ResNet50, keras.applications.VGG16]:
+                model = arch(weights=None, classes=10)
+                model.fit(x, y)
+            """), line=4, variant="builder-in-loop"),
+        Invalid(dedent("""
+            from qkeras.utils import load_qmodel
+
+            for path in checkpoints:
+                model = load_qmodel(path)
+                print(model.evaluate(x, y))
+            """), line=4, variant="loop-build"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            from flask import Flask
+
+            app = Flask(__name__)
+
+            @app.route("/predict", methods=["POST"])
+            def predict():
+                graph_def = tf.GraphDef()
+                with tf.gfile.GFile("frozen.pb", "rb") as f:
+                    graph_def.ParseFromString(f.read())
+                tf.import_graph_def(graph_def, name="")
+                return "ok"
+            """), line=11, variant="request-handler"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -337,9 +451,16 @@ class _Analysis:
         self._clearing_loops: dict[int, set[int]] = {}
         self._keepers: dict[int, tuple[list[CallSite], list]] = {}
         self._training: dict[tuple[int, int], str] = {}
+        self._constructions: dict[int, tuple[str, bool]] = {}
+        #: id of a construction call -> how it was resolved beyond the module's imports
+        self.via: dict[int, str] = {}
+        self._callers: dict[int, list[CallSite]] | None = None
+        self._bound_names: dict[int, set[str]] = {}
 
     # -- classification -------------------------------------------------------------------
     def direct_ctor(self, site: CallSite) -> str:
+        if self._shadowed(site):
+            return ""  # a same-module function of that name: followed into its body instead
         api = is_model_ctor(site.qn)
         if api:
             return api
@@ -348,13 +469,28 @@ class _Analysis:
             return "subclass"
         return ""
 
+    def _shadowed(self, site: CallSite) -> bool:
+        """``load_model(p)`` where the module defines its own ``load_model`` (a wrapper of the
+        Keras one, say) besides importing Keras's: the call runs the module's function."""
+        return (site.qn is not None and isinstance(site.node.func, cst.Name)
+                and self.ctx.resolve_local_function(site) is not None)
+
     def construction(self, site: CallSite) -> tuple[str, bool]:
         """(model_api, is_builder_call) of a call that yields a new model, else ("", False)."""
+        key = id(site.node)
+        found = self._constructions.get(key)
+        if found is None:
+            found = self._constructions[key] = self._construction(site)
+        return found
+
+    def _construction(self, site: CallSite) -> tuple[str, bool]:
         api = self.direct_ctor(site)
         if api:
             return api, False
         sym = self.ctx.project_symbol(site.node.func, site.func)
         if sym is not None and sym.returns == MODEL:  # another project module's builder/class
+            if sym.via:
+                self.via[id(site.node)] = sym.via
             return ("builder", True) if sym.kind == "function" else ("subclass", False)
         target = self.ctx.resolve_local_function(site)
         if target is not None and target is not site.func:
@@ -367,7 +503,164 @@ class _Analysis:
             if init is not None and self.ctx.reaches(init, lambda s: bool(self.direct_ctor(s)),
                                                      "imr-ctor"):
                 return "builder", True
+        factory = self.higher_order(site)
+        if factory is not None:
+            api, via = factory
+            self.via[id(site.node)] = via
+            return api, True
         return "", False
+
+    # -- higher-order builders ----------------------------------------------------------------
+    def higher_order(self, site: CallSite) -> tuple[str, str] | None:
+        """``build_fn(cfg)`` where ``build_fn`` is a parameter that the same-module call sites
+        pass a model builder or class (``evaluate(create_model, ...)``), or a name bound to the
+        items of a list (or dict) of them (``for arch in [ResNet50, build_cnn]: arch()``):
+        (model_api, via)."""
+        func = site.node.func
+        if not isinstance(func, cst.Name):
+            return None
+        name, fn = func.value, site.func
+        if not self._may_bind(fn, name):
+            return None  # (cheap: most called names are bound nowhere here)
+        ev = self.ctx.last_assign(fn, name, site.seq)
+        if ev is None:
+            if fn.node is None or not is_param(fn, name):
+                return None
+            for caller, arg in self._arguments(fn, name):
+                found = self.factory(arg, caller.func, caller.seq, 0)
+                if found:
+                    return found, (f"higher-order builder: parameter {name} of {fn.qualname} "
+                                   f"receives {_code(self.ctx, arg)} (called from "
+                                   f"{caller.func.qualname})")
+            return None
+        found = self._bound_factory(ev, 0)
+        if found:
+            source = ev.source if ev.source is not None else ev.value
+            return found, (f"higher-order builder: {name} is bound to "
+                           f"{_code(self.ctx, source) if source is not None else name}")
+        return None
+
+    def _may_bind(self, fn: FuncInfo, name: str) -> bool:
+        """``name`` is a parameter of ``fn`` or assigned in it or an enclosing scope."""
+        scope: FuncInfo | None = fn
+        while scope is not None:
+            names = self._bound_names.get(id(scope))
+            if names is None:
+                names = self._bound_names[id(scope)] = {
+                    ev.target.value for ev in scope.assigns if isinstance(ev.target, cst.Name)}
+            if name in names or (scope.node is not None and is_param(scope, name)):
+                return True
+            scope = scope.parent
+        return False
+
+    def _bound_factory(self, ev: AssignEvent, depth: int) -> str:
+        """The model_api when a binding holds a model factory: ``f = build_cnn``, ``for f in
+        [a, b]``, ``f = BUILDERS[name]`` over a dict literal of them."""
+        if ev.kind == "assign" and ev.value is not None:
+            value = ev.value
+            if isinstance(value, cst.Subscript):  # BUILDERS[name]
+                return self._items_factory(value.value, ev.func, ev.seq, depth + 1)
+            return self.factory(value, ev.func, ev.seq, depth + 1)
+        if ev.kind == "for" and ev.source is not None:
+            return self._items_factory(ev.source, ev.func, ev.seq, depth + 1)
+        return ""
+
+    def _items_factory(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int,
+                       depth: int) -> str:
+        """A list, tuple, set or dict literal (or a name bound to one, or ``d.items()`` /
+        ``d.values()`` / ``enumerate(xs)`` of one) holding model factories."""
+        if depth > 4:
+            return ""
+        if isinstance(expr, cst.Call) and expr.args and isinstance(expr.func, cst.Name) \
+                and expr.func.value in ("enumerate", "list", "tuple", "reversed", "sorted"):
+            return self._items_factory(expr.args[0].value, fn, seq, depth + 1)
+        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) \
+                and expr.func.attr.value in ("items", "values"):
+            return self._items_factory(expr.func.value, fn, seq, depth + 1)
+        if isinstance(expr, cst.Name):
+            ev = self.ctx.last_assign(fn, expr.value, seq)
+            if ev is not None and ev.kind == "assign" and ev.value is not None:
+                return self._items_factory(ev.value, ev.func, ev.seq, depth + 1)
+            return ""
+        values: list[cst.BaseExpression] = []
+        if isinstance(expr, cst.List | cst.Tuple | cst.Set):
+            values = [e.value for e in expr.elements if isinstance(e, cst.Element)]
+        elif isinstance(expr, cst.Dict):
+            values = [e.value for e in expr.elements if isinstance(e, cst.DictElement)]
+        for value in values:
+            if isinstance(value, cst.Tuple) and value.elements:  # ("cnn", build_cnn)
+                inner = [e.value for e in value.elements]
+            else:
+                inner = [value]
+            for v in inner:
+                found = self.factory(v, fn, seq, depth + 1)
+                if found:
+                    return found
+        return ""
+
+    def factory(self, expr: cst.BaseExpression, fn: FuncInfo, seq: int, depth: int) -> str:
+        """The model_api when ``expr`` (not called) is a model builder or class: a Keras
+        constructor or loader (``keras.applications.ResNet50``), a same-module builder or
+        ``keras.Model`` subclass, another project module's, ``functools.partial`` of one, or
+        a lambda that builds one."""
+        if depth > 4:
+            return ""
+        ctx = self.ctx
+        if isinstance(expr, cst.Call):
+            if call_name(expr.func) == "partial" and expr.args:
+                return self.factory(expr.args[0].value, fn, seq, depth + 1)
+            return ""
+        if isinstance(expr, cst.Lambda):
+            body = expr.body
+            if isinstance(body, cst.Call):
+                return self.factory(body.func, fn, seq, depth + 1)
+            return ""
+        if not isinstance(expr, cst.Name | cst.Attribute):
+            return ""
+        if isinstance(expr, cst.Name):
+            ev = ctx.last_assign(fn, expr.value, seq)
+            if ev is not None:
+                return self._bound_factory(ev, depth + 1)
+            local = ctx.local_function_by_ref(expr, fn)
+            if local is not None:
+                return "builder" if self.kinds.return_kind(local) == MODEL else ""
+            if expr.value in self.subclasses:
+                return "subclass"
+        sym = ctx.project_symbol(expr, fn)
+        if sym is not None:
+            if sym.returns != MODEL:
+                return ""
+            return "builder" if sym.kind == "function" else "subclass"
+        return is_model_ctor(ctx.names.resolve(expr))
+
+    def _arguments(self, fn: FuncInfo, name: str) -> list[tuple[CallSite, cst.BaseExpression]]:
+        """(call site, argument) for parameter ``name`` at each same-module call of ``fn``."""
+        if self._callers is None:
+            self._callers = {}
+            for s in self.ctx.calls:
+                callee = self.ctx.resolve_local_function(s)
+                if callee is not None and callee is not s.func:
+                    self._callers.setdefault(id(callee), []).append(s)
+        node = fn.node
+        if node is None:
+            return []
+        params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
+        if fn.class_name and params and params[0] in ("self", "cls"):
+            params = params[1:]
+        out: list[tuple[CallSite, cst.BaseExpression]] = []
+        for s in self._callers.get(id(fn), []):
+            positional = 0
+            for a in s.node.args:
+                if a.star:
+                    break
+                if a.keyword is not None:
+                    if a.keyword.value == name:
+                        out.append((s, a.value))
+                    continue
+                if positional < len(params) and params[positional] == name:
+                    out.append((s, a.value))
+                positional += 1
+        return out
 
     def site_clears(self, site: CallSite) -> bool:
         if is_clear(site.qn):
@@ -502,6 +795,13 @@ class _Analysis:
                     cleared = self.loop_clears(site.func, loop) or self.fn_clears(target)
                     mark(target, _Repeat("called-in-loop", loop.kind, cleared,
                                          loop if loop.body is not None else None))
+        for fn in ctx.functions:  # web request handlers: called once per request
+            if fn.node is None:
+                continue
+            if _request_handler(fn.node) or (INFERENCE_FUNCS.match(fn.name) and any(
+                    is_model_ctor(s.qn) == "graph-import" for s in fn.calls)):
+                # (a frozen graph imported in ``predict``/``infer``: once per input)
+                mark(fn, _Repeat("request-handler", "", self.fn_clears(fn), fn))
         while work:
             fn = work.pop()
             info = rep[id(fn)]
@@ -518,8 +818,13 @@ class _Analysis:
         repeated = self.repeated_functions()
         for site in ctx.calls:
             api, builder = self.construction(site)
-            if not api or self.in_fresh_graph(site):
-                continue
+            if not api or self.in_fresh_graph(site) or (api == "graph-import" and any(
+                    fresh_graph_item(ctx, w, site.func) for w in site.withs
+                    if isinstance(w, cst.BaseExpression))):
+                continue  # (a graph imported into a graph of its own does not pile up)
+            if api == "hub" and any(s is not site and s.stmt is site.stmt and self.direct_ctor(s)
+                                    for s in site.func.calls):
+                continue  # a hub layer inside a model built on the same line: one finding
             fn = site.func
             if site.loops:
                 loop = site.loops[-1]
@@ -555,7 +860,8 @@ class _Analysis:
                 if fn.node is not None and info.variant == "called-in-loop" and \
                         self.kinds.return_kind(fn) == MODEL:
                     continue  # a builder: reported at its call in the loop
-                conf = 0.85 if info.variant in ("search-objective", "build-fn") else 0.8
+                conf = 0.85 if info.variant in ("search-objective", "build-fn") else (
+                    0.7 if info.variant == "request-handler" else 0.8)
                 yield self.report(site, info.variant, conf, info.loop_kind, api,
                                   self.training_api(fn, None), info.fix_target)
         yield from self.straight_line(repeated)
@@ -582,17 +888,20 @@ class _Analysis:
                     continue
                 if any(prev.seq < s.seq < site.seq and self.site_clears(s) for s in fn.calls):
                     continue
-                if self.in_fresh_graph(site) or _rewraps(site, names[0]):
+                if self.in_fresh_graph(site) or _rewraps(ctx, site, names[0]):
                     continue
                 yield self.report(site, "straight-line", 0.6, "straight-line", api,
                                   self.training_api(fn, None), None)
 
     def report(self, site: CallSite, variant: str, confidence: float, loop_kind: str,
                api: str, training: str, fix_target: Loop | FuncInfo | None) -> Report:
+        via = self.via.get(id(site.node), "")
+        if via:  # resolved beyond the module's own imports: less sure
+            confidence = min(confidence, 0.7)
         return Report(node=site.node, variant=variant, confidence=confidence,
                       loop_kind=loop_kind, model_api=api, training_api=training,
                       function=site.func.qualname, stmt=site.stmt,
-                      fix=self.fix(fix_target))
+                      fix=self.fix(fix_target), via=via)
 
     def fix(self, target: Loop | FuncInfo | None):  # type: ignore[no-untyped-def]
         if target is None:
@@ -644,12 +953,20 @@ def _is_kfold(ctx: ModuleContext, loop: Loop) -> bool:
     return "fold" in text
 
 
-def _rewraps(site: CallSite, name: str) -> bool:
+def _rewraps(ctx: ModuleContext, site: CallSite, name: str) -> bool:
     """``m = Model(m.inputs, m.layers[-2].output)``: the new model wraps the previous one's
-    own layers (no second copy is built)."""
+    own layers (no second copy is built), also through names bound from them in between
+    (``c2 = m.get_layer("conv2").output``; ``m = Model(inputs, c2)``)."""
     for arg in site.node.args:
         for node in _walk(arg.value):
-            if isinstance(node, cst.Name) and node.value == name:
+            if not isinstance(node, cst.Name):
+                continue
+            if node.value == name:
+                return True
+            ev = ctx.last_assign(site.func, node.value, site.seq)
+            value = None if ev is None else (ev.value if ev.value is not None else ev.source)
+            if value is not None and any(isinstance(n, cst.Name) and n.value == name
+                                         for n in _walk(value)):
                 return True
     return False
 
@@ -673,3 +990,26 @@ def _names_in(expr: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
             yield el.value
     else:
         yield expr
+
+
+def _code(ctx: ModuleContext, node: cst.CSTNode) -> str:
+    text = " ".join(ctx.code(node).split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+#: Decorator methods that register a web request handler (Flask ``@app.route``, FastAPI
+#: ``@app.post``, aiohttp ``@routes.get``): the function runs once per request.
+_ROUTE_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "api_route",
+                               "websocket"})
+
+
+def _request_handler(node: cst.FunctionDef) -> bool:
+    for dec in node.decorators:
+        d = dec.decorator
+        if (isinstance(d, cst.Call) and isinstance(d.func, cst.Attribute)
+                and d.func.attr.value in _ROUTE_DECORATORS
+                and isinstance(d.func.value, cst.Name) and d.func.value.value != "self"
+                and d.args and isinstance(d.args[0].value, cst.SimpleString | cst.FormattedString)
+                and d.args[0].keyword is None):
+            return True
+    return False

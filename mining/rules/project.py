@@ -22,6 +22,14 @@ the project root, and otherwise the module whose dotted path ends with the impor
 imports itself. Imports of ``tensorflow``/``keras``/``tf_keras`` are never resolved through the
 project, so scanning Keras's own sources keeps the canonical names.
 
+A name a file calls but never binds (no import, definition, assignment or parameter: a script
+fragment from an article or a course calling a builder of a sibling file it never imports) is
+resolved *by name* when exactly one project file defines it at top level; its symbol then
+carries a ``via`` note (``resolved by name to a unique definition in models/cnn.py; not
+imported``) and the rules report it with lower confidence. Which files define a name is a
+plain-text look (``def``/``class`` at column 0), and a commit that changes it invalidates
+the views that asked for the name.
+
 A module is parsed only when another module imports it (and a consumer only when a plain-text
 look at its import lines names a project module), and each parse is cached by content hash, so
 an index updated for a commit's changed files (:meth:`ProjectIndex.with_changes`) re-parses only
@@ -34,19 +42,28 @@ beyond one module level), functions passed around as values, and methods of clas
 another module (a call in a loop into another module's function is resolved for what it
 returns and whether it clears the session; a model built *inside* that function is reported
 in its own module only when that module repeats it).
+
+The other way round, a module that opens a ``Session`` or calls ``predict`` learns which of its
+functions and methods another project module importing it calls inside a loop
+(:attr:`ProjectView.loop_called`: a session opened in ``Agent.act`` that ``train.py`` calls
+per step); the importers are found by a plain-text look at import lines (``i:<word>`` probes
+keep :meth:`ProjectIndex.with_changes` exact), then resolved. A method name is matched by name
+(``agent.act(s)`` in a loop of a module importing the one defining ``act``).
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
+import keyword
 import posixpath
 import re
 import sys
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from leakwatt.mining.rules.api import TF_ROOTS
@@ -58,6 +75,7 @@ from leakwatt.mining.rules.values import (
     LOSSFN,
     METRIC,
     MODEL,
+    MODEL_LOADERS,
     PLAIN,
     SCALAR,
     TAPE,
@@ -71,6 +89,8 @@ from leakwatt.mining.rules.values import (
 
 #: Kinds a module-level value may carry across modules.
 _VALUE_KINDS = frozenset({MODEL, LOSSFN, METRIC, LAYER})
+#: Packages whose names the index resolves: TensorFlow/Keras and those of the loader table.
+_QN_ROOTS = TF_ROOTS | frozenset(name.split(".", 1)[0] for name in MODEL_LOADERS)
 _MODEL_PLAIN = frozenset({"predict", "evaluate", "fit", "fit_generator", "train_on_batch",
                           "test_on_batch", "predict_on_batch", "get_weights", "summary", "save",
                           "save_weights", "load_weights", "compile", "to_json", "count_params"})
@@ -103,6 +123,10 @@ class Symbol:
     elements: tuple[str, ...] = ()
     clears: bool = False
     origin: str = ""
+    #: how the name was found when not through an import (see :meth:`ProjectIndex.view`)
+    via: str = ""
+    #: a class's own overrides of Keras ``Model`` methods (``predict`` returning ``self(x)``)
+    overrides: tuple[str, ...] = ()
 
     @cached_property
     def useful(self) -> bool:
@@ -114,6 +138,9 @@ class ProjectView:
     """The project facts one file receives: its local dotted names -> symbols."""
 
     symbols: Mapping[str, Symbol]
+    #: (name, importer) pairs: this module's functions and methods that another project module,
+    #: importing this one, calls inside a loop (see :meth:`ProjectIndex.view`)
+    loop_called: tuple[tuple[str, str], ...] = ()
 
     def lookup(self, dotted_name: str | None) -> Symbol | None:
         return self.symbols.get(dotted_name) if dotted_name else None
@@ -121,8 +148,10 @@ class ProjectView:
     @property
     def call_names(self) -> frozenset[str]:
         """Last names of the calls that reach a project fact (the pre-filter's seed words)."""
-        return frozenset(k.rsplit(".", 1)[-1] for k, s in self.symbols.items()
-                         if s.kind != "value")
+        names = {k.rsplit(".", 1)[-1] for k, s in self.symbols.items() if s.kind != "value"}
+        # a function or method another module calls per step: what repeats in it is a seed
+        names.update(name for name, _ in self.loop_called)
+        return frozenset(names)
 
     @property
     def names(self) -> frozenset[str]:
@@ -131,8 +160,8 @@ class ProjectView:
 
     @cached_property
     def fingerprint(self) -> str:
-        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears)
-                           for k, s in self.symbols.items()))
+        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via, s.overrides)
+                           for k, s in self.symbols.items())) + repr(self.loop_called)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -313,6 +342,9 @@ class _Raw:
     classes: dict[str, list[ast.expr]]
     values: dict[str, ast.expr]
     public: list[str]
+    #: class name -> the Keras ``Model`` methods it overrides without calling the Keras one
+    #: (``predict`` returning ``self(x)`` builds no ``predict`` pipeline: not DIR)
+    overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 #: Recently parsed texts (by content): a history walk meets a text again at merges (the
@@ -381,16 +413,36 @@ def _raw_from_tree(tree: ast.Module) -> _Raw:
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     classes: dict[str, list[ast.expr]] = {}
     values: dict[str, ast.expr] = {}
+    overrides: dict[str, tuple[str, ...]] = {}
     for stmt in _top_statements(tree.body):
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             functions[stmt.name] = stmt
         elif isinstance(stmt, ast.ClassDef):
             classes[stmt.name] = list(stmt.bases)
+            own = _own_overrides(stmt)
+            if own:
+                overrides[stmt.name] = own
         elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
                 stmt.targets[0], ast.Name):
             values[stmt.targets[0].id] = stmt.value
     public = [n for n in (*functions, *classes, *values) if not n.startswith("_")]
-    return _Raw(_imports_of(tree), functions, classes, values, public)
+    return _Raw(_imports_of(tree), functions, classes, values, public, overrides)
+
+
+#: Keras ``Model`` methods whose override the rules ask about.
+_OVERRIDABLE = frozenset({"predict"})
+
+
+def _own_overrides(cls: ast.ClassDef) -> tuple[str, ...]:
+    """The methods of ``_OVERRIDABLE`` that ``cls`` defines without calling a method of that
+    name inside (``super().predict(x)`` still runs Keras's)."""
+    out = []
+    for stmt in cls.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name in _OVERRIDABLE and not any(
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                and n.func.attr == stmt.name for n in ast.walk(stmt)):
+            out.append(stmt.name)
+    return tuple(out)
 
 
 def _top_statements(body: list[ast.stmt]) -> Iterable[ast.stmt]:
@@ -444,7 +496,8 @@ class ProjectIndex:
     Every computation of a module's facts or a file's view records what it read from the
     index (see :meth:`with_changes`): the index keys it probed (``f:<path>``: its own file's
     text; ``e:<path>``: whether a file exists; ``n:<module>``: the files a dotted module name
-    may denote; ``r:<root>`` / ``t:<root>``: whether a top-level name belongs to the project)
+    may denote; ``r:<root>`` / ``t:<root>``: whether a top-level name belongs to the project;
+    ``d:<name>``: which files define a name at top level)
     and the modules whose facts it used (whose text reaches it through those facts). An
     index derived for a commit keeps every cached result whose record the commit's changes do
     not touch (or, early cut-off, whose modules' facts came out the same), and names the
@@ -458,6 +511,11 @@ class ProjectIndex:
     _views: dict[str, ProjectView | None] = field(default_factory=dict, repr=False)
     _raws: dict[str, _Raw | None] = field(default_factory=dict, repr=False)
     _words: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    #: path -> its top-level def/class names; name -> the files defining it (lazily built)
+    _defnames: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _definers: dict[str, list[str]] | None = field(default=None, repr=False)
+    #: path -> the words of its import lines
+    _importwords: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     #: consumer (``m:<path>``: a module's facts; ``v:<path>``: a file's view) -> index keys read
     _probes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     #: consumer -> module paths whose facts it used
@@ -491,6 +549,7 @@ class ProjectIndex:
         those, may see other project facts than in this index."""
         files = dict(self.files)
         keys: set[str] = set()
+        moved_defs: list[tuple[str, frozenset[str], frozenset[str]]] = []
         moved: list[str] = []  # paths added or removed
         for raw_path, text in changed.items():
             path = raw_path.replace("\\", "/")
@@ -503,11 +562,25 @@ class ProjectIndex:
                 files[path] = text
             if old != text:
                 keys.add(f"f:{path}")
+                before = self._defnames.get(path) if old is not None else frozenset()
+                if before is None:
+                    before = _defined_in(old or "")
+                after = _defined_in(text) if text is not None else frozenset()
+                keys.update(f"d:{n}" for n in before ^ after)  # who defines a name changed
+                if before != after:
+                    moved_defs.append((path, before, after))
+                old_words = self._importwords.get(path) if old is not None else frozenset()
+                if old_words is None:
+                    old_words = _import_words_of(old or "")
+                new_words = _import_words_of(text) if text is not None else frozenset()
+                keys.update(f"i:{w}" for w in old_words | new_words)  # who imports what
             if (old is None) != (text is None):
                 moved.append(path)
                 keys.add(f"e:{path}")
         if not keys:
-            return self._carry(ProjectIndex(files, _by_name=dict(self._by_name)), set(), True)
+            same = self._carry(ProjectIndex(files, _by_name=dict(self._by_name)), set(), True)
+            same._definers = self._definers
+            return same
         by_name = dict(self._by_name)
         for path in moved:
             for name in module_names(path):
@@ -541,6 +614,7 @@ class ProjectIndex:
                         if consumer.startswith("m:"):
                             todo.append(consumer[2:])
         self._carry(new, invalid, False)
+        new._definers = _updated_definers(self._definers, moved_defs)
         self._settle(new, direct, invalid)
         return new
 
@@ -596,6 +670,10 @@ class ProjectIndex:
         new._raws = {p: r for p, r in self._raws.items() if new.files.get(p) is self.files.get(p)}
         new._words = {p: w for p, w in self._words.items()
                       if new.files.get(p) is self.files.get(p)}
+        new._defnames = {p: d for p, d in self._defnames.items()
+                         if new.files.get(p) is self.files.get(p)}
+        new._importwords = {p: w for p, w in self._importwords.items()
+                            if new.files.get(p) is self.files.get(p)}
         new.stale_views = frozenset(c[2:] for c in invalid if c.startswith("v:"))
         return new
 
@@ -729,6 +807,7 @@ class ProjectIndex:
             return self._views[path]
         source = self.files.get(path) if text is None else text
         view = None
+        symbols: dict[str, Symbol] = {}
         self._stack.append(({f"f:{path}"}, set()))
         try:
             if source and self._may_import_project(source, path):
@@ -744,14 +823,121 @@ class ProjectIndex:
                         self._words[path] = words
                 symbols = {k: v for k, v in self.imported_symbols(path, imports, words)
                            .spelled(words).items() if v.useful}
-                if symbols:
-                    view = ProjectView(symbols)
+            loop_called: tuple[tuple[str, str], ...] = ()
+            if source:
+                symbols.update(self._resolved_by_name(path, source, symbols))
+                loop_called = self._loop_called(path, source) if text is None else ()
+            if symbols or loop_called:
+                view = ProjectView(symbols, loop_called)
         finally:
             read, used = self._stack.pop()
             self._probes[f"v:{path}"], self._deps[f"v:{path}"] = frozenset(read), frozenset(used)
         if text is None:
             self._views[path] = view
         return view
+
+    # -- functions another module calls from a loop ------------------------------------------
+    def _import_words(self, path: str) -> frozenset[str]:
+        """The words of a file's import lines (module parts and imported names, cached)."""
+        found = self._importwords.get(path)
+        if found is None:
+            found = self._importwords[path] = _import_words_of(self.files[path])
+        return found
+
+    def _loop_called(self, path: str, source: str) -> tuple[tuple[str, str], ...]:
+        """(name, importer) for this module's top-level functions and its top-level classes'
+        methods that another project module importing it calls inside a loop (``agent.act(s)``
+        per environment step, ``predictor.run(x)`` per request in a serving loop). Asked only
+        of modules that open a ``Session`` or call ``predict`` (the rules that need it: US,
+        DIR); the importers are found by a plain-text look at import lines, then resolved."""
+        if path not in self.files or not _LOOP_TARGETS.search(source):
+            return ()
+        stems = {name.rsplit(".", 1)[-1] for name in module_names(path)}
+        for stem in stems:
+            self._read(f"i:{stem}")  # a commit touching an import of this name redoes this
+        functions, methods = _own_callables(source)
+        if not functions and not methods:
+            return ()
+        out: dict[str, str] = {}
+        for other in sorted(self.files):
+            if other == path or stems.isdisjoint(self._import_words(other)):
+                continue
+            raw = self._raw(other)
+            if raw is None:
+                continue
+            local: dict[str, str] = {}  # local name -> this module's name ("" for the module)
+            for imp in raw.imports:
+                if imp.name is None:
+                    if self.resolve_module(other, imp.module, 0) == path:
+                        local[imp.local] = ""
+                    continue
+                target = self.resolve_module(other, imp.module, imp.level)
+                if target == path:
+                    local[imp.local] = "" if imp.name == "*" else imp.name
+                elif imp.name != "*" and self.resolve_module(
+                        other, f"{imp.module}.{imp.name}" if imp.module else imp.name,
+                        imp.level) == path:
+                    local[imp.local] = ""
+            if not local:
+                continue
+            bare, attrs = _loop_calls(self.files[other])
+            for name in bare:
+                own = local.get(name)
+                if own in functions:
+                    out.setdefault(own, other)
+                elif name in functions and "*" in {i.name for i in raw.imports}:
+                    out.setdefault(name, other)
+            for name in attrs & (methods | functions):
+                out.setdefault(name, other)
+        return tuple(sorted(out.items()))
+
+    # -- resolution by name (names a file calls but never binds) ----------------------------
+    def _defined(self, path: str) -> frozenset[str]:
+        """The top-level ``def``/``class`` names of a file (a plain-text look, cached)."""
+        found = self._defnames.get(path)
+        if found is None:
+            found = self._defnames[path] = _defined_in(self.files[path])
+        return found
+
+    def _definers_of(self) -> dict[str, list[str]]:
+        """Name -> the files defining it at top level (built on first use)."""
+        if self._definers is None:
+            table: dict[str, list[str]] = {}
+            for path in self.files:
+                for name in self._defined(path):
+                    table.setdefault(name, []).append(path)
+            self._definers = table
+        return self._definers
+
+    def _resolved_by_name(self, path: str, source: str, known: Mapping[str, Symbol]
+                 ) -> dict[str, Symbol]:
+        """Symbols for the names ``path`` calls without binding them (no import, definition,
+        assignment or parameter of that name) that exactly one other project file defines at
+        top level: a script fragment calling a builder of a sibling file it never imports (an
+        article's or a course's snippets). Lower confidence than an import: the symbol's
+        ``via`` says how it was found."""
+        called = (set(_CALLED.findall(source)) - _BUILTINS - set(known)
+                  - (self._defined(path) if path in self.files and source is self.files[path]
+                     else _defined_in(source)))  # its own definitions bind those names
+        if not called:
+            return {}
+        definers = self._definers_of()
+        for name in called:
+            self._read(f"d:{name}")  # a file defining one of them later changes this view
+        unique = {n: definers[n][0] for n in called
+                  if len(definers.get(n, ())) == 1 and definers[n][0] != path}
+        if not unique:
+            return {}
+        unbound = _unbound_calls(source, set(unique))
+        out: dict[str, Symbol] = {}
+        for name in sorted(unbound):
+            where = unique[name]
+            sym = self.facts(where).get(name)
+            if sym is None or not sym.useful or sym.kind not in ("function", "class"):
+                continue
+            out[name] = replace(sym, via=f"resolved by name to a unique definition in {where}; "
+                                         f"not imported")
+        return out
 
     def _may_import_project(self, source: str, path: str) -> bool:
         for m in _IMPORT_LINE.finditer(source):
@@ -767,6 +953,139 @@ class ProjectIndex:
             if root in self._roots and (root not in _EXTERNAL or root in self._top):
                 return True
         return False
+
+
+#: Text that makes a module worth asking which of its functions other modules call in a loop.
+_LOOP_TARGETS = re.compile(r"\bSession[ \t]*\(|\.predict[ \t]*\(")
+#: One import statement's line (continuation lines of parenthesised imports are not read: an
+#: imported name found only there just misses the cheap look, never a module's own name).
+_IMPORT_STMT = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]+[^\n]*|import[ \t]+[^\n]*)",
+                          re.MULTILINE)
+
+
+def _import_words_of(text: str) -> frozenset[str]:
+    words: set[str] = set()
+    for line in _IMPORT_STMT.findall(text):
+        words.update(_WORD.findall(line))
+    return frozenset(words)
+
+
+def _parse_quietly(text: str) -> ast.Module | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _own_callables(source: str) -> tuple[frozenset[str], frozenset[str]]:
+    """A module's top-level function names and its top-level classes' method names."""
+    tree = _parse_quietly(source)
+    if tree is None:
+        return frozenset(), frozenset()
+    functions: set[str] = set()
+    methods: set[str] = set()
+    for stmt in _top_statements(tree.body):
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            functions.add(stmt.name)
+        elif isinstance(stmt, ast.ClassDef):
+            methods.update(s.name for s in stmt.body
+                           if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)
+                           and not (s.name.startswith("__") and s.name != "__call__"))
+    return frozenset(functions), frozenset(methods)
+
+
+_LOOP_CALLS: OrderedDict[str, tuple[frozenset[str], frozenset[str]]] = OrderedDict()
+
+
+def _loop_calls(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Names a module calls inside a ``for``/``while`` loop or comprehension: bare names
+    (``act(s)``) and method names (``agent.act(s)``); cached by content."""
+    key = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+    if key in _LOOP_CALLS:
+        _LOOP_CALLS.move_to_end(key)
+        return _LOOP_CALLS[key]
+    bare: set[str] = set()
+    attrs: set[str] = set()
+    tree = _parse_quietly(text)
+    loops = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.GeneratorExp,
+             ast.DictComp)
+    for node in ast.walk(tree) if tree is not None else ():
+        if not isinstance(node, loops):
+            continue
+        inside = node.body if isinstance(node, ast.For | ast.AsyncFor | ast.While) else [node]
+        for part in inside:
+            for sub in ast.walk(part):
+                if isinstance(sub, ast.Call):
+                    if isinstance(sub.func, ast.Name):
+                        bare.add(sub.func.id)
+                    elif isinstance(sub.func, ast.Attribute):
+                        attrs.add(sub.func.attr)
+    result = (frozenset(bare), frozenset(attrs))
+    _LOOP_CALLS[key] = result
+    if len(_LOOP_CALLS) > _RECENT_MAX:
+        _LOOP_CALLS.popitem(last=False)
+    return result
+
+
+#: A name followed by ``(``, not after a dot: what a file may call by its bare name.
+_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\(")
+#: Top-level ``def``/``class`` names (column 0: nested and guarded ones are left out).
+_DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
+_BUILTINS = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
+
+
+def _defined_in(text: str) -> frozenset[str]:
+    return frozenset(_DEFINED.findall(text))
+
+
+def _updated_definers(table: dict[str, list[str]] | None,
+                      moved: list[tuple[str, frozenset[str], frozenset[str]]]
+                      ) -> dict[str, list[str]] | None:
+    """The name -> defining files table after files changed their top-level definitions
+    (None stays None: built on first use). The old table is left as it was."""
+    if table is None:
+        return None
+    new = dict(table)
+    for path, before, after in moved:
+        for name in before - after:
+            left = [p for p in new.get(name, ()) if p != path]
+            if left:
+                new[name] = left
+            else:
+                new.pop(name, None)
+        for name in after - before:
+            new[name] = [*new.get(name, ()), path]
+    return new
+
+
+def _unbound_calls(source: str, names: set[str]) -> set[str]:
+    """The ``names`` that ``source`` calls by their bare name and binds nowhere (no import,
+    definition, assignment, loop or ``with`` target, parameter or ``except ... as``)."""
+    tree = _parse_quietly(source)
+    if tree is None:
+        return set()
+    called: set[str] = set()
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in names:
+            called.add(node.func.id)
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add(node.asname or node.name.split(".", 1)[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names) \
+                and node.module and node.module.split(".", 1)[0] not in TF_ROOTS:
+            return set()  # a star import of another package may bind any of them
+    return called - bound
 
 
 def _imports_of_text(text: str) -> list[_Import]:
@@ -799,7 +1118,7 @@ class _ModuleEval:
         self.aliases: dict[str, str] = {}
         for imp in raw.imports:
             root = imp.module.split(".", 1)[0]
-            if imp.level or root not in TF_ROOTS:
+            if imp.level or root not in _QN_ROOTS:
                 continue
             if imp.name is None:
                 self.aliases[imp.local] = imp.module if imp.local != imp.module else root
@@ -845,7 +1164,8 @@ class _ModuleEval:
             out.set(name, self.function(name))
         for name in self.raw.classes:
             out.set(name, Symbol("class", MODEL if name in self.model_classes else UNKNOWN,
-                                 origin=f"{self.path}:{name}"))
+                                 origin=f"{self.path}:{name}",
+                                 overrides=self.raw.overrides.get(name, ())))
         for name, value in self.raw.values.items():
             kind = self.kind(value, None)
             out.set(name, Symbol("value", kind if kind in _VALUE_KINDS else UNKNOWN,
@@ -952,8 +1272,8 @@ class _ModuleEval:
     def call_kind(self, call: ast.Call, scope: _Scope | None, depth: int) -> str:
         func = call.func
         qn = self.qn(func)
-        if qn is not None:
-            return qualified_kind(qn)
+        if qn is not None and not (isinstance(func, ast.Name) and func.id in self.raw.functions):
+            return qualified_kind(qn)  # (a module function of that name shadows the import)
         if isinstance(func, ast.Name) and func.id in _CONVERSIONS:
             return PLAIN
         sym = self.callee_symbol(func)

@@ -154,11 +154,13 @@ class UnboundedGraphExpansion(Rule):
 
     *Retrace variants.* A ``@tf.function`` (or ``f = tf.function(g)``) called inside a loop
     with a Python number that changes per iteration (a ``range``/``enumerate`` index, a numeric
-    loop target, a counter incremented in the loop) is traced again for each new value, and
-    each trace is a new concrete graph kept by the function. ``tf.function(...)`` created inside
-    a step loop (or called right away in any loop) traces on every iteration. Not reported: a
-    function with an ``input_signature``, tensor arguments (dataset batches), constant Python
-    arguments (``training=True``). The finding is at the call (or at ``tf.function(...)``).
+    loop target, a counter incremented in the loop, or a number computed from one in the
+    iteration: ``lr_scale = 0.5 ** epoch``, named in the finding's ``via``) is traced again
+    for each new value, and each trace is a new concrete graph kept by the function.
+    ``tf.function(...)`` created inside a step loop (or called right away in any loop) traces
+    on every iteration. Not reported: a function with an ``input_signature``, tensor arguments
+    (dataset batches), constant Python arguments (``training=True``), a number wrapped in
+    ``tf.constant``. The finding is at the call (or at ``tf.function(...)``).
 
     Autofix (retrace with a Python number): wrap the argument in ``tf.constant(...)`` (spelled
     with the module's own alias), offered only when the called function is in the same module
@@ -245,6 +247,19 @@ class UnboundedGraphExpansion(Rule):
                 with tf.Session() as sess:
                     sess.run(x * 2, feed_dict={x: i})
             """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def train_step(x, lr_scale):
+                return model(x) * lr_scale
+
+            for epoch in range(100):
+                lr_scale = tf.constant(0.5 ** (epoch // 10))
+                base = 0.5
+                train_step(batch, lr_scale)
+                train_step(batch, base)
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -316,6 +331,17 @@ class UnboundedGraphExpansion(Rule):
             for lr in [0.1, 0.01, 0.001]:
                 step_fn(x, lr)
             """), line=4, variant="retrace-python-arg"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            @tf.function
+            def train_step(x, lr_scale):
+                return model(x) * lr_scale
+
+            for epoch in range(100):
+                lr_scale = 0.5 ** (epoch // 10)
+                train_step(batch, lr_scale)
+            """), line=9, variant="retrace-python-arg"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -415,14 +441,16 @@ class UnboundedGraphExpansion(Rule):
             else:
                 continue
             for i, arg in enumerate(site.node.args):
-                if arg.star or not _changing_number(ctx, site, arg.value):
+                how = "" if arg.star else _changing_number(ctx, site, arg.value)
+                if not how:
                     continue
                 fix = None
                 if target is not None and _param_tensor_safe(ctx, target, i, arg):
                     fix = _wrap_constant(arg.value, tf_alias)
                 yield Report(node=site.node, variant="retrace-python-arg", confidence=0.7,
                              loop_kind=site.loops[-1].kind, function=site.func.qualname,
-                             stmt=site.stmt, fix=fix)
+                             stmt=site.stmt, fix=fix,
+                             via="" if how == "counter" else how)
                 break
 
     @staticmethod
@@ -518,27 +546,57 @@ def _traced_names(ctx: ModuleContext) -> set[str]:
 _NUMERIC_WRAPPERS = frozenset({"range", "enumerate", "reversed", "tqdm", "trange"})
 
 
-def _changing_number(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression) -> bool:
-    """``expr`` is a Python number that changes per iteration of a loop around ``site``: a
-    ``range``/``enumerate`` index, a loop target over a list of numbers, a counter incremented
-    in the loop, or arithmetic / ``float()``/``int()`` of one of these."""
+#: Calls that keep a Python number a Python number (``float(i)``, ``math.exp(-k * epoch)``).
+_NUMERIC_CALLS = frozenset({"float", "int", "round", "abs", "min", "max", "pow"})
+
+
+def _changing_number(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression,
+                     depth: int = 0) -> str:
+    """Whether ``expr`` is a Python number that changes per iteration of a loop around
+    ``site``: a ``range``/``enumerate`` index, a loop target over a list of numbers, a counter
+    incremented in the loop, or arithmetic / ``float()``/``int()``/``math.*`` of one of these,
+    also through a name assigned such a value in the loop (``lr_scale = 0.5 ** epoch``).
+    Returns ``""`` when it is not, else how: ``"counter"`` for the loop's own number, or
+    ``"derived from <name>"``."""
+    if depth > 6:
+        return ""
     if isinstance(expr, cst.BinaryOperation):
-        return (_changing_number(ctx, site, expr.left)
-                or _changing_number(ctx, site, expr.right))
-    if isinstance(expr, cst.Call) and call_name(expr.func) in ("float", "int") and expr.args:
-        return _changing_number(ctx, site, expr.args[0].value)
+        return (_changing_number(ctx, site, expr.left, depth + 1)
+                or _changing_number(ctx, site, expr.right, depth + 1))
+    if isinstance(expr, cst.UnaryOperation):
+        return _changing_number(ctx, site, expr.expression, depth + 1)
+    if isinstance(expr, cst.Call) and expr.args and _numeric_call(ctx, expr):
+        for a in expr.args:
+            found = _changing_number(ctx, site, a.value, depth + 1)
+            if found:
+                return found
+        return ""
     if not isinstance(expr, cst.Name):
-        return False
+        return ""
     name = expr.value
     fn = site.func
     for loop in site.loops:
         it, target = loop_iter(loop)
         if it is not None and target is not None and _numeric_target(it, target, name):
-            return True
+            return "counter"
         if any(isinstance(ev.target, cst.Name) and ev.target.value == name and loop in ev.loops
                and isinstance(ev.value, cst.Integer | cst.Float)
                for ev in fn.aug_assigns):
-            return True
+            return "counter"
+    ev = ctx.last_assign(fn, name, site.seq)
+    if (ev is not None and ev.kind == "assign" and ev.value is not None and ev.func is fn
+            and any(loop in ev.loops for loop in site.loops)
+            and _changing_number(ctx, site, ev.value, depth + 1)):
+        return f"derived from the loop counter through {name} = {ctx.code(ev.value)}"[:160]
+    return ""
+
+
+def _numeric_call(ctx: ModuleContext, call: cst.Call) -> bool:
+    """``float(x)``, ``int(x)``, ``round(x)``, ``math.exp(x)``: a Python number of a number."""
+    if isinstance(call.func, cst.Name):
+        return call.func.value in _NUMERIC_CALLS and call.func.value not in ctx.module_funcs
+    if isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name):
+        return call.func.value.value == "math"
     return False
 
 

@@ -11,7 +11,7 @@ from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.index import CallSite
 from leakwatt.mining.rules.kit import call_name, called_in_loop
 from leakwatt.mining.rules.uge import fresh_graph_item
-from leakwatt.mining.rules.values import is_session_ctor
+from leakwatt.mining.rules.values import called_from_other_modules, is_session_ctor
 
 
 class UnclosedSession(Rule):
@@ -26,15 +26,19 @@ class UnclosedSession(Rule):
     ``with sess.as_default():`` does not close the session. The finding is at the constructor.
 
     *Session in a loop* (``session-in-loop``): a session constructed inside a ``for``/``while``
-    loop or a comprehension (or in a function called from one) costs its creation on every
-    iteration, closed or not. It is more severe (``session-in-loop-kept``) when the session
+    loop or a comprehension (or in a function called from one, also a method another project
+    module calls in a loop: ``via`` names it) costs its creation on every iteration, closed or
+    not. It is more severe (``session-in-loop-kept``) when the session
     escapes the iteration: appended to a list, stored on ``self`` or in a container, or passed
-    to ``set_session``; then every session and its graph's resources stay alive. Not reported
-    as such: a session created once outside the loop, or one per iteration of a loop that
-    builds a fresh graph each time (``with tf.Graph().as_default():``,
-    ``tf.reset_default_graph()``, ``clear_session()`` in the iteration, or ``graph=``
-    passed), because a session belongs to one graph; such sessions are still checked for
-    ``close()`` like any other.
+    to ``set_session``; then every session and its graph's resources stay alive. A session per
+    iteration of a loop that builds a fresh graph each time (``with tf.Graph().as_default():``,
+    ``tf.reset_default_graph()``, ``clear_session()`` in the iteration, or
+    ``Session(graph=g)`` with ``g`` made in the iteration) is its own, milder variant
+    (``session-in-loop-fresh-graph``, lower confidence): a session belongs to one graph, yet
+    an identical graph and session rebuilt per restart or grid point still costs their creation
+    each time. ``Session(graph=g)`` over one graph made before the loop is plain
+    ``session-in-loop``. Not reported as such: a session created once outside the loop.
+    Fresh-graph sessions are still checked for ``close()`` like any other.
 
     Autofix: turn ``sess = tf.Session(...)`` and the statements of its block up to the last one
     that uses ``sess`` into ``with tf.Session(...) as sess:`` (what follows stays outside).
@@ -57,10 +61,17 @@ class UnclosedSession(Rule):
         "session-in-loop-kept": "more severe: a session constructed per iteration that escapes "
                                 "it (appended, stored on self, passed to set_session), so "
                                 "every session stays alive",
+        "session-in-loop-fresh-graph": "milder: a session constructed per iteration of a loop "
+                                       "that makes a fresh graph each time (an identical graph "
+                                       "and session rebuilt per restart or grid point)",
     }
     IN_LOOP_MESSAGE = ("TensorFlow Session constructed on every iteration of a loop: each "
                        "creation costs time and memory. Create the session once before the "
                        "loop and reuse it")
+    FRESH_GRAPH_MESSAGE = ("TensorFlow Session constructed on every iteration, each over a "
+                           "fresh graph: the graph and session are rebuilt per iteration. If "
+                           "the graph is the same each time, build it and its session once "
+                           "before the loop and reuse them")
     KEPT_MESSAGE = ("TensorFlow Session constructed on every iteration and kept (appended, "
                     "stored on self or passed to set_session): every session and its graph "
                     "resources stay alive, more severe than a session closed per iteration. "
@@ -117,11 +128,12 @@ class UnclosedSession(Rule):
             """)),
         Valid(dedent("""
             import tensorflow as tf
-            for lr in [0.1, 0.01]:
-                with tf.Graph().as_default():
-                    build(lr)
-                    with tf.Session() as sess:
-                        sess.run(train_op)
+            graph = tf.Graph()
+            with graph.as_default():
+                build()
+            with tf.Session(graph=graph) as sess:
+                for lr in [0.1, 0.01]:
+                    sess.run(train_op, feed_dict={rate: lr})
             """)),
     ]
     INVALID = [
@@ -188,6 +200,32 @@ class UnclosedSession(Rule):
                         self.sess = tf.Session()
                         self.sess.close()
             """), line=6, variant="session-in-loop-kept"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            for lr in [0.1, 0.01]:
+                with tf.Graph().as_default():
+                    build(lr)
+                    with tf.Session() as sess:
+                        sess.run(train_op)
+            """), line=5, variant="session-in-loop-fresh-graph"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            graph = tf.Graph()
+            with graph.as_default():
+                build()
+            for lr in [0.1, 0.01, 0.001]:
+                with tf.Session(graph=graph) as sess:
+                    sess.run(train_op, feed_dict={rate: lr})
+            """), line=6, variant="session-in-loop"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            for restart in range(5):
+                g = tf.Graph()
+                with g.as_default():
+                    build()
+                sess = tf.Session(graph=g)
+                sess.run(train_op)
+            """), line=6, variant="session-in-loop-fresh-graph"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -199,11 +237,15 @@ class UnclosedSession(Rule):
             fn = site.func
             if repeated is None:
                 repeated = ctx.analysis(called_in_loop)
-            if site.loops or id(fn) in repeated:
-                report = self._in_loop(ctx, site, bool(site.loops))
+            remote = ctx.analysis(called_from_other_modules)
+            if site.loops or id(fn) in repeated or id(fn) in remote:
+                via = "" if site.loops or id(fn) in repeated else (
+                    f"{fn.qualname} is called from a loop in {remote[id(fn)]}")
+                report = self._in_loop(ctx, site, bool(site.loops), via)
                 if report is not None:
                     yield report
-                    continue
+                    if report.variant != "session-in-loop-fresh-graph":
+                        continue  # a fresh-graph session is still checked for close()
             if any(item.item is site.node for item, _, _ in fn.with_items):
                 continue
             parent = site.parent_call
@@ -250,19 +292,25 @@ class UnclosedSession(Rule):
                 continue
             yield self._report(site, "session-close-conditional", 0.6)
 
-    def _in_loop(self, ctx: ModuleContext, site: CallSite, direct: bool) -> Report | None:
+    def _in_loop(self, ctx: ModuleContext, site: CallSite, direct: bool,
+                 via: str = "") -> Report | None:
         """A ``session-in-loop`` report for a constructor in a loop (``direct``) or in a
-        function called from one, unless each iteration has a fresh graph (and the session
-        does not escape)."""
+        function called from one; ``session-in-loop-fresh-graph`` when each iteration has a
+        fresh graph (and the session does not escape)."""
         kept = _escapes(ctx, site)
-        if not kept and _fresh_graph_per_iteration(ctx, site, direct):
-            return None
-        variant = "session-in-loop-kept" if kept else "session-in-loop"
-        return Report(node=site.node, variant=variant,
-                      confidence=(0.9 if kept else 0.75) if direct else (0.75 if kept else 0.6),
-                      message=self.KEPT_MESSAGE if kept else self.IN_LOOP_MESSAGE,
+        fresh = not kept and _fresh_graph_per_iteration(ctx, site, direct)
+        if fresh:
+            variant, message = "session-in-loop-fresh-graph", self.FRESH_GRAPH_MESSAGE
+            confidence = 0.55 if direct else 0.5
+        elif kept:
+            variant, message = "session-in-loop-kept", self.KEPT_MESSAGE
+            confidence = 0.9 if direct else 0.75
+        else:
+            variant, message = "session-in-loop", self.IN_LOOP_MESSAGE
+            confidence = 0.75 if direct else 0.6
+        return Report(node=site.node, variant=variant, confidence=confidence, message=message,
                       loop_kind=site.loops[-1].kind if site.loops else "",
-                      function=site.func.qualname, stmt=site.stmt)
+                      function=site.func.qualname, stmt=site.stmt, via=via)
 
     @staticmethod
     def _returned(fn, text: str) -> bool:  # type: ignore[no-untyped-def]
@@ -415,8 +463,9 @@ def _escapes(ctx: ModuleContext, site: CallSite) -> bool:
 
 def _fresh_graph_per_iteration(ctx: ModuleContext, site: CallSite, direct: bool) -> bool:
     """Each iteration (or each call of the repeated function) builds a new graph."""
-    if any(a.keyword is not None and a.keyword.value == "graph" for a in site.node.args):
-        return True
+    for a in site.node.args:
+        if a.keyword is not None and a.keyword.value == "graph":
+            return not direct or _graph_made_per_iteration(ctx, site, a.value)
     if any(fresh_graph_item(ctx, w, site.func) for w in site.withs
            if isinstance(w, cst.BaseExpression)):
         return True
@@ -439,3 +488,23 @@ def _finally_bodies(module: cst.Module) -> set[int]:
 
     module.visit(_V())
     return found
+
+
+def _graph_made_per_iteration(ctx: ModuleContext, site: CallSite,
+                              graph: cst.BaseExpression) -> bool:
+    """``Session(graph=g)`` in a loop: ``g`` is made in the same iteration (``tf.Graph()``
+    or ``with tf.Graph().as_default() as g``), not one graph shared by every iteration (a
+    session per grid point over one graph: plain ``session-in-loop``)."""
+    if isinstance(graph, cst.Call):
+        return ctx.names.resolve(graph.func) == "tensorflow.Graph"
+    if not isinstance(graph, cst.Name):
+        return False
+    loop = site.loops[-1]
+    ev = ctx.last_assign(site.func, graph.value, site.seq)
+    if ev is None or ev.func is not site.func or loop not in ev.loops:
+        return False
+    if ev.kind == "assign" and isinstance(ev.value, cst.Call):
+        return ctx.names.resolve(ev.value.func) == "tensorflow.Graph"
+    if ev.kind == "with" and ev.source is not None:
+        return fresh_graph_item(ctx, ev.source, site.func)
+    return False

@@ -63,8 +63,27 @@ _MODEL_STEP_METHODS = frozenset({"predict_step", "train_step", "test_step"})
 _OBJECT_KINDS = frozenset({MODEL, LOSSFN, METRIC, LAYER})
 
 
+#: Third-party loaders and graph imports that return a model (or put one into the default
+#: graph), by canonical qualified name -> the ``model_api`` a finding gets. The one table to
+#: extend when a library's loader is missed; docs/rules.md (IMR) lists it. Keras's own
+#: constructors and loaders (``load_model``, ``model_from_json`` ...) are recognised by
+#: :func:`is_model_ctor` itself.
+MODEL_LOADERS: dict[str, str] = {
+    "qkeras.utils.load_qmodel": "load",  # QKeras: a quantised Keras model from a file
+    "qkeras.load_qmodel": "load",
+    "tensorflow_hub.load": "load",  # a SavedModel from TF Hub
+    "tensorflow_hub.KerasLayer": "hub",  # a Keras layer holding a whole hub model
+    "tensorflow.saved_model.load": "load",  # a SavedModel (TF2)
+    "tensorflow.saved_model.loader.load": "graph-import",  # a SavedModel into a session (TF1)
+    "tensorflow.import_graph_def": "graph-import",  # a frozen TF1 graph into the default graph
+    "tensorflow.train.import_meta_graph": "graph-import",  # a checkpoint's graph (TF1)
+}
+
+
 def is_model_ctor(qn: str | None) -> str:
     """The ``model_api`` of a call to ``qn`` when it constructs a Keras model, else ``""``."""
+    if qn in MODEL_LOADERS:
+        return MODEL_LOADERS[qn]
     if not qn or not qn.startswith("keras."):
         return ""
     last = qn.rsplit(".", 1)[-1]
@@ -210,9 +229,13 @@ class ValueKinds:
             return sym.returns if sym.kind in ("function", "class") else self._called_object(
                 sym.returns)
         qn = ctx.names.resolve(node.func)
+        func = node.func
+        if qn is not None and isinstance(func, cst.Name):
+            shadow = self._local_function(func, fn)  # a module function shadowing an import
+            if shadow is not None:
+                return self.return_kind(shadow)
         if qn is not None:
             return self.qualified_call_kind(qn)
-        func = node.func
         if isinstance(func, cst.Name):
             if func.value in _CONVERSIONS:
                 return PLAIN
@@ -537,3 +560,22 @@ def _is_none(expr: cst.BaseExpression) -> bool:
 def kinds_for(ctx: ModuleContext) -> ValueKinds:
     """The module's :class:`ValueKinds`, built once per module."""
     return ctx.analysis(ValueKinds)
+
+
+def called_from_other_modules(ctx: ModuleContext) -> dict[int, str]:
+    """Ids of this module's top-level functions and top-level classes' methods that another
+    project module calls inside a loop -> that module's path (from the project view's
+    ``loop_called``; a module analysis: ``ctx.analysis(called_from_other_modules)``)."""
+    project = ctx.project
+    if project is None or not project.loop_called:
+        return {}
+    callers = dict(project.loop_called)
+    out: dict[int, str] = {}
+    for fn in ctx.functions:
+        if fn.node is None or fn.name not in callers:
+            continue
+        top_level = fn.parent is ctx.module_func and (
+            fn.class_name is None or fn.class_name in ctx.classes)
+        if top_level:
+            out[id(fn)] = callers[fn.name]
+    return out

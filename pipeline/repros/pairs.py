@@ -245,7 +245,7 @@ VARIANT_FAMILIES: dict[tuple[str, str], tuple[str, ...]] = {
 _FOLD_VARIANTS = {"kfold", "search-objective", "build-fn"}
 #: Every IMR variant: its family depends on the loop (folds vs epochs) and the training API.
 IMR_VARIANTS = {"loop-fit", "loop-build", "kfold", "builder-in-loop", "called-in-loop",
-                "search-objective", "build-fn", "straight-line"}
+                "search-objective", "build-fn", "straight-line", "request-handler"}
 _FOLD_KINDS = {"fold", "folds", "kfold", "k-fold", "cv", "cross_validation", "trial", "trials",
                "hyperparameter", "hyperparameters", "grid", "search", "tuning", "models",
                "ensemble"}
