@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from leakwatt.pipeline.cost_table import build_table, priced_variants, render, write_table
 from leakwatt.mining import cost_table, costs
+from leakwatt.pipeline.cost_table import build_table, priced_variants, render, write_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
