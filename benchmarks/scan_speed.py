@@ -40,6 +40,15 @@ normal path: the same files (``--tree``, default keras 3.15 sources) scanned by
 ``--jobs`` 1 and all cores; prints medians and the ratio sandboxed/unsandboxed.
 
     .venv/bin/python benchmarks/scan_speed.py --sandbox [--tree PATH] [--repeat N]
+
+``--against REV`` times this checkout's scan against the code of another revision in the same
+run (issue 21: the keras sources must scan within 1.3x of the time before the rule changes):
+``git archive REV`` is installed without dependencies into a temporary folder, and the two
+command lines (``python -m leakwatt.pipeline.cli scan TREE --format json``, a fresh cache
+each) alternate ``--repeat`` times; prints each run with the load average before it, the
+medians, their ratio and the findings per rule of each. Exit 1 when the ratio is above 1.3.
+
+    .venv/bin/python benchmarks/scan_speed.py --against 4e15791 [--tree PATH] [--repeat N]
 """
 
 from __future__ import annotations
@@ -284,6 +293,68 @@ def sandbox_overhead(tree: Path, repeat: int = 3) -> int:
     return status
 
 
+#: the slowdown issue 21 allows the rule changes on the keras sources
+AGAINST_LIMIT = 1.3
+
+
+def install_revision(rev: str, into: Path) -> Path:
+    """The package of revision ``rev`` (``git archive``) installed, without dependencies, into
+    ``into/site``; returns that folder (put first on PYTHONPATH, it shadows this checkout)."""
+    src, site = into / "src", into / "site"
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(site), str(src)], check=True)
+    return site
+
+
+def against_revision(rev: str, tree: Path, repeat: int = 3) -> int:
+    """This checkout's scan against revision ``rev``'s, alternating (see the module doc)."""
+    print(f"scan speed against {rev}, {dt.datetime.now().isoformat(timespec='seconds')}")
+    print(f"machine: {machine()}")
+    work = Path(tempfile.mkdtemp(prefix="leakwatt-against-"))
+    try:
+        site = install_revision(rev, work)
+        env_old = {**os.environ, "PYTHONPATH": str(site)}
+        env_new = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        labels = {"before": (env_old, rev), "after": (env_new, f"HEAD {head} + work tree")}
+        times: dict[str, list[float]] = {k: [] for k in labels}
+        found: dict[str, dict[str, int]] = {}
+        for i in range(repeat):
+            for label in (("before", "after") if i % 2 == 0 else ("after", "before")):
+                env, _ = labels[label]
+                cache = work / f"cache-{label}-{i}"
+                load = os.getloadavg()[0]
+                t0 = time.perf_counter()
+                out = subprocess.run([sys.executable, "-m", "leakwatt.pipeline.cli", "scan",
+                                      "--format", "json", "--cache-dir", str(cache), str(tree)],
+                                     capture_output=True, text=True, cwd=work, env=env)
+                elapsed = time.perf_counter() - t0
+                if out.returncode not in (0, 1):
+                    raise SystemExit(f"{label}: scan failed ({out.returncode}): "
+                                     f"{out.stderr[-2000:]}")
+                report = json.loads(out.stdout)
+                counts: dict[str, int] = {}
+                for f in report["findings"]:
+                    counts[f["rule"]] = counts.get(f["rule"], 0) + 1
+                found[label] = counts
+                times[label].append(elapsed)
+                print(f"  round {i + 1} {label:6s} {elapsed:7.2f} s  (load before {load:.2f})")
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ratio = med["after"] / med["before"]
+        for label, (_, what) in labels.items():
+            rules = ", ".join(f"{r} {n}" for r, n in sorted(found[label].items())) or "none"
+            print(f"{label} ({what}): median {med[label]:.2f} s; findings: {rules}")
+        print(f"ratio after/before: {ratio:.2f}x (limit {AGAINST_LIMIT}x)")
+        return 0 if ratio <= AGAINST_LIMIT else 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=None,
@@ -301,7 +372,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="files for --arguments (default 4000)")
     parser.add_argument("--sandbox", action="store_true",
                         help="only time the sandboxed scan against the unsandboxed one")
+    parser.add_argument("--against", metavar="REV",
+                        help="only time this checkout's scan against revision REV's")
     args = parser.parse_args(argv)
+    if args.against:
+        return against_revision(args.against, (args.tree or keras_tree()).resolve(),
+                                args.repeat if args.repeat > 1 else 3)
     if args.scaling:
         print(machine())
         return line_scaling(args.repeat if args.repeat > 1 else 3)

@@ -45,14 +45,24 @@ def _variants(family: str) -> set[str]:
     return {v for (rule, v), fams in VARIANT_FAMILIES.items() if family in fams and rule == smell}
 
 
+def _shared_variants(family: str) -> set[str]:
+    """Variants both programs of a family have by design (not the one it measures)."""
+    return {"session-in-loop"} if family == "us-session-with" else set()
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_smelly_is_reported_and_clean_is_the_autofix_or_says_why_not(family: str) -> None:
     spec = FAMILIES[family]
     smelly = _program(spec.smelly_body, "smelly")
     clean = _program(spec.clean_body, "clean")
     findings = scan_source(smelly, "smelly.py", rules=[spec.smell])
-    assert findings and {f.variant for f in findings} <= _variants(family), findings
-    assert scan_source(clean, "clean.py", rules=[spec.smell]) == []
+    assert {f.variant for f in findings} & _variants(family), findings
+    # A pair isolates one leak; the programs may share another smell of the same rule that
+    # the pair does not measure (us-session-with opens a session per fold over one graph in
+    # both programs: `session-in-loop`, measured by its own family), never the measured one.
+    others = _shared_variants(family)
+    assert {f.variant for f in findings} <= _variants(family) | others, findings
+    assert {f.variant for f in scan_source(clean, "clean.py", rules=[spec.smell])} <= others
     fixed, applied = fix_source(smelly, "smelly.py", rules=[spec.smell])
     if spec.autofix.startswith("yes"):
         assert applied, f"{family}: the rule offers no autofix on smelly.py"
