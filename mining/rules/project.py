@@ -926,18 +926,20 @@ class ProjectIndex:
             self._read(f"d:{name}")  # a file defining one of them later changes this view
         unique = {n: definers[n][0] for n in called
                   if len(definers.get(n, ())) == 1 and definers[n][0] != path}
-        if not unique:
-            return {}
-        unbound = _unbound_calls(source, set(unique))
-        out: dict[str, Symbol] = {}
-        for name in sorted(unbound):
-            where = unique[name]
+        # only names whose definition the rules can use are worth the parse below (on the
+        # keras sources most uniquely-defined names are imported helpers of no interest, and
+        # parsing every file for them cost 10 s of the index's serial time)
+        symbols: dict[str, Symbol] = {}
+        for name, where in unique.items():
             sym = self.facts(where).get(name)
-            if sym is None or not sym.useful or sym.kind not in ("function", "class"):
-                continue
-            out[name] = replace(sym, via=f"resolved by name to a unique definition in {where}; "
-                                         f"not imported")
-        return out
+            if sym is not None and sym.useful and sym.kind in ("function", "class"):
+                symbols[name] = sym
+        if not symbols:
+            return {}
+        unbound = _unbound_calls(source, set(symbols))
+        return {name: replace(symbols[name], via=f"resolved by name to a unique definition in "
+                                                 f"{unique[name]}; not imported")
+                for name in sorted(unbound)}
 
     def _may_import_project(self, source: str, path: str) -> bool:
         for m in _IMPORT_LINE.finditer(source):
