@@ -232,7 +232,7 @@ def test_figures_fit_the_page_and_have_captions(seen):
 
 
 def test_paper_and_stats_tables_are_shown(seen, report):
-    assert seen["title"] == "Browser check"
+    assert seen["title"] == "Browser check (full profile)"  # the title names the profile
     paper_table = _table(seen, "smell", "paper kWh (NVIDIA Tesla T4)", "change [95 % CI]")
     for text in ("+31.78 %", "+45.80 %", "0.025646", "paper-imr (cpu)", "paper-utr (cpu)"):
         assert text in paper_table["text"], text
