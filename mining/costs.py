@@ -81,13 +81,16 @@ def summary(entry: dict[str, Any]) -> str:
     return f"{levels} ({dose + '; ' if dose else ''}{tail})"
 
 
-def annotate(finding: dict[str, Any]) -> dict[str, Any]:
-    """A finding's JSON dict with ``cost`` (the cost object, or None) and, when None,
-    ``cost_reason`` (why: "cost not measured yet: ...")."""
-    rule, variant = str(finding.get("rule", "")), str(finding.get("variant", ""))
+def cost_and_reason(rule: str, variant: str) -> tuple[dict[str, Any] | None, str]:
+    """The cost object (or None) and, when None, why ("cost not measured yet: ...")."""
     found = cost(rule, variant)
-    finding["cost"] = found
-    finding["cost_reason"] = "" if found is not None else reason(rule, variant)
+    return found, "" if found is not None else reason(rule, variant)
+
+
+def annotate(finding: dict[str, Any]) -> dict[str, Any]:
+    """A finding's JSON dict with ``cost`` and ``cost_reason`` (:func:`cost_and_reason`)."""
+    finding["cost"], finding["cost_reason"] = cost_and_reason(
+        str(finding.get("rule", "")), str(finding.get("variant", "")))
     return finding
 
 
@@ -158,5 +161,5 @@ def _variants(rule: str) -> list[str]:
     return list(getattr(cls, "VARIANTS", {})) if cls is not None else []
 
 
-__all__ = ["NOT_MEASURED", "annotate", "cost", "finding_text", "measurements", "reason",
+__all__ = ["NOT_MEASURED", "annotate", "cost", "cost_and_reason", "finding_text", "measurements", "reason",
            "rule_cost_markdown", "summary"]

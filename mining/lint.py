@@ -745,9 +745,8 @@ def to_sarif(report: ScanReport, codes: list[str] | None = None,
                            "snippet": {"text": f.snippet}}}}],
             "properties": {"variant": f.variant, "confidence": f.confidence,
                            "function": f.function, "cell": f.cell,
-                           "cost": costs.cost(f.rule, f.variant),
-                           "costReason": "" if costs.cost(f.rule, f.variant) is not None
-                           else costs.reason(f.rule, f.variant)},
+                           **dict(zip(("cost", "costReason"),
+                                      costs.cost_and_reason(f.rule, f.variant), strict=True))},
         })
     notifications = [{"level": "error", "message": {"text": e["error"]},
                       "locations": [{"physicalLocation": {

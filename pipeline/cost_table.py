@@ -218,9 +218,26 @@ def build_table(results_dir: Path) -> tuple[dict[str, dict[str, list[dict[str, A
 
 
 def render(table: dict[str, Any], notes: list[str]) -> str:
-    """The generated module's text."""
-    body = pprint.pformat(table, width=100, sort_dicts=True)
-    return (f"{_HEADER}\nGENERATED_FROM = {'; '.join(notes)!r}\n\nTABLE: dict = {body}\n")
+    """The generated module's text. One measurement prices several variants (``paper-imr``
+    prices five IMR variants), so each is written once (``MEASUREMENTS``) and the variants
+    name it by index; ``TABLE`` (rule -> variant -> measurements) is rebuilt from them."""
+    measurements: list[dict[str, Any]] = []
+    index: dict[int, int] = {}  # id() of an entry of build_table -> its position
+    variants: dict[str, dict[str, list[int]]] = {}
+    for rule in sorted(table):
+        for variant in sorted(table[rule]):
+            refs = variants.setdefault(rule, {}).setdefault(variant, [])
+            for entry in table[rule][variant]:
+                if id(entry) not in index:
+                    index[id(entry)] = len(measurements)
+                    measurements.append(entry)
+                refs.append(index[id(entry)])
+    return (f"{_HEADER}\nGENERATED_FROM = {'; '.join(notes)!r}\n\n"
+            f"MEASUREMENTS: list = {pprint.pformat(measurements, width=100, sort_dicts=True)}\n\n"
+            f"VARIANTS: dict = {pprint.pformat(variants, width=100, sort_dicts=True)}\n\n"
+            "TABLE: dict = {rule: {variant: [MEASUREMENTS[i] for i in refs]\n"
+            "                      for variant, refs in by_variant.items()}\n"
+            "               for rule, by_variant in VARIANTS.items()}\n")
 
 
 def write_table(root: Path, check: bool = False) -> tuple[bool, Path]:
