@@ -24,7 +24,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
   'pair': '1 mined DIR instance(s): tf.data pipeline rebuilt every epoch in the loop vs built once '
           'before it (sequential model)',
   'pair_id': 'dir-dataset-loop',
-  'provisional': '10 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 10 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -54,7 +55,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
           'NumPy arrays (read with np.load), taken from its closure, into tf.constant tensors (one '
           'embedded copy per trace) vs takes them as tensor arguments (sequential model)',
   'pair_id': 'gcb-function-closure',
-  'provisional': '20 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 20 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -74,7 +76,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
           "np.load) enter each fold's graph as tf.constant vs fed once through placeholders into "
           'non-trainable variables (sequential model)',
   'pair_id': 'gcb-graph-constant',
-  'provisional': '10 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 10 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -113,7 +116,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
   'pair': 'CNN rebuilt and recompiled every epoch in a loop (weights carried over): without '
           'clear_session() vs with clear_session() before each rebuild',
   'pair_id': 'paper-imr',
-  'provisional': '',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs)',
   'result': '2026-12-01-cpu-reference',
   'unit': 'time'},
  {'device': 'cpu',
@@ -133,7 +137,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
           "the batch's loss again before every sess.run vs the op built once before the loop and "
           'the graph finalized (sequential model)',
   'pair_id': 'uge-graph-op-in-loop',
-  'provisional': '10 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 10 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -163,7 +168,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
           'learning-rate decay) as a Python int, one trace per step, vs the counter as a tensor '
           '(sequential model)',
   'pair_id': 'uge-retrace-python-arg',
-  'provisional': '20 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 20 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -192,7 +198,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
   'pair': '4 mined UP instance(s): scikit-learn grid search (cross-validation) over a Keras '
           'classifier with n_jobs=-1 vs n_jobs=1 (sequential model)',
   'pair_id': 'up-search-n-jobs',
-  'provisional': '20 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 20 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -211,7 +218,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
   'pair': '483 mined US instance(s): TF1-compat session per fold never closed vs the same session '
           'in a `with` block (sequential model)',
   'pair_id': 'us-session-with',
-  'provisional': '10 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 10 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -250,7 +258,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
   'pair': '3 mined US instance(s): TF1-compat session created (and closed) on every fold vs one '
           'session created before the loop and reused (sequential model)',
   'pair_id': 'us-session-in-loop',
-  'provisional': '30 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 30 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -289,7 +298,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
   'pair': '1 mined US instance(s): TF1-compat session created on every fold and kept in a list '
           '(never closed) vs one session created before the loop and reused (sequential model)',
   'pair_id': 'us-session-in-loop-kept',
-  'provisional': '30 run(s) under foreign load',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs); 30 run(s) under foreign load',
   'result': '2026-12-02-cpu-catalogue',
   'unit': 'time'},
  {'device': 'cpu',
@@ -318,7 +328,8 @@ MEASUREMENTS: list = [{'device': 'cpu',
   'pair': 'GradientTape loop keeping per-step loss and logits tensors for the whole run and '
           'gradient tensors for the whole epoch vs keeping Python floats only',
   'pair_id': 'paper-utr',
-  'provisional': '',
+  'provisional': "its positive control ran inside the measured window (before issue 18's control "
+                 'runs)',
   'result': '2026-12-01-cpu-reference',
   'unit': 'time'}]
 

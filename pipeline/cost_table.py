@@ -104,6 +104,18 @@ def _measured(folder: Path) -> dict[tuple[str, str], set[str]]:
     return out
 
 
+def _control_outside(folder: Path) -> bool:
+    """Whether the folder's runs kept the leak's control out of the measured windows: their
+    runs.csv has the ``instrumented`` column (issue 18: separate control runs). Older runs
+    counted the leak inside every measured round (a GC and heap walk), so their costs
+    include the instrument's."""
+    for runs in sorted(folder.glob("runs.csv")) + sorted(folder.glob("*/runs.csv")):
+        with runs.open(newline="", encoding="utf-8") as fh:
+            if "instrumented" not in (next(csv.reader(fh), None) or []):
+                return False
+    return True
+
+
 def _descriptions(folder: Path) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for pairs in sorted(folder.glob("*/pairs.csv")):
@@ -169,6 +181,9 @@ def _entry(folder: Path, pair_id: str, device: str, sources: set[str],
     dose_note = (f"at dose {', '.join(sorted(doses))} (the highest measured)" if doses
                  else f"one dose: the {scale} program" if scale else "")
     provisional = []
+    if not _control_outside(folder):
+        provisional.append("its positive control ran inside the measured window (before "
+                           "issue 18's control runs)")
     if foreign:
         provisional.append(f"{foreign} run(s) under foreign load")
     if unreliable:

@@ -39,11 +39,13 @@ def _stats_row(pair: str, metric: str, pct: float, diff: float, framework: str =
 
 
 def _result(root: Path, name: str, pair: str, source: str, stats: list[dict],
-            measured: bool = True) -> Path:
+            measured: bool = True, control_runs: bool = True) -> Path:
     folder = root / name
     if measured:
-        _write(folder / "runs.csv", ["pair_id", "device", "status", "cpu_power_source"],
-               [{"pair_id": pair, "device": "cpu", "status": "ok", "cpu_power_source": source}])
+        fields = ["pair_id", "device", "status", "cpu_power_source"]
+        _write(folder / "runs.csv", fields + (["instrumented"] if control_runs else []),
+               [{"pair_id": pair, "device": "cpu", "status": "ok", "cpu_power_source": source,
+                 "instrumented": 0}])
     _write(folder / "pairs" / "pairs.csv", ["pair_id", "description", "scale"],
            [{"pair_id": pair, "description": f"{pair} program pair", "scale": "tiny"}])
     if stats:
@@ -195,3 +197,11 @@ def test_text_and_sarif_findings_carry_the_cost(tmp_path: Path,
     sarif = json.loads(_scan(tmp_path, "sarif", capsys))
     props = sarif["runs"][0]["results"][0]["properties"]
     assert props["cost"]["pair_id"] == "paper-imr" and props["costReason"] == ""
+
+
+def test_a_result_whose_control_ran_inside_the_window_is_provisional(tmp_path: Path) -> None:
+    pair = "gcb-graph-constant"
+    _result(tmp_path, "2026-01-01-old", pair, "constant",
+            [_stats_row(pair, "duration_s", 30.0, 0.5)], control_runs=False)
+    entry = build_table(tmp_path)[0]["GCB"]["graph-constant"][0]
+    assert "positive control ran inside the measured window" in entry["provisional"]
