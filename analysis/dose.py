@@ -20,7 +20,10 @@ Tables (columns in docs/data.md; all written beside stats.csv):
   with the dose). ``a`` is the cost of the first leak events, ``a + 2 b dose`` the marginal cost
   of one more event at ``dose``; the curve ``bends`` where the quadratic term's share of the
   marginal cost equals the linear one (``2 b dose = a``), reported only when ``b``'s interval
-  excludes 0. A linear-only fit (``a_linear``) is given beside it.
+  excludes 0. A linear-only fit (``a_linear``) is given beside it, and a sensitivity fit with an
+  intercept (``d = i + a dose + c order``: ``intercept``, ``a_free``) checks the no-intercept
+  assumption: an intercept whose interval excludes 0 is a fixed difference per run (start-up,
+  the clean variant's extra call), which the no-intercept model would book as cost per event.
 * ``heldout.csv``: the same model fitted on every dose but the highest, predicting the mean
   difference at the highest dose (95 % interval of the mean), beside the measured mean and its
   interval: the fit is judged on a dose it did not see.
@@ -141,20 +144,23 @@ def dose_stats(measured: pd.DataFrame, alpha: float, primary_metric: dict[str, s
     return table
 
 
-def _design(dose: np.ndarray, first: np.ndarray, quadratic: bool) -> np.ndarray:
-    cols = [dose]
+def _design(dose: np.ndarray, first: np.ndarray, quadratic: bool,
+            intercept: bool = False) -> np.ndarray:
+    cols = [np.ones_like(dose)] if intercept else []
+    cols.append(dose)
     if quadratic:
         cols.append(dose ** 2)
     cols.append(first - 0.5)
     return np.column_stack(cols)
 
 
-def _fit(dose: np.ndarray, d: np.ndarray, first: np.ndarray, quadratic: bool) -> Any:
+def _fit(dose: np.ndarray, d: np.ndarray, first: np.ndarray, quadratic: bool,
+         intercept: bool = False) -> Any:
     import statsmodels.api as sm
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return sm.OLS(d, _design(dose, first, quadratic)).fit(cov_type="HC3")
+        return sm.OLS(d, _design(dose, first, quadratic, intercept)).fit(cov_type="HC3")
 
 
 def _blocks(measured: pd.DataFrame, metric: str) -> dict[tuple[str, str, str], pd.DataFrame]:
@@ -202,6 +208,8 @@ def cost_model(measured: pd.DataFrame, alpha: float) -> tuple[pd.DataFrame, pd.D
             x, d, f = b["dose"].to_numpy(float), b["d"].to_numpy(float), b["first"].to_numpy(float)
             quad = _fit(x, d, f, True)
             lin = _fit(x, d, f, False)
+            free = _fit(x, d, f, False, intercept=True)
+            ci_free = free.conf_int(alpha)
             with warnings.catch_warnings():  # R² of differences that are all 0 (no variance)
                 warnings.simplefilter("ignore")
                 r2 = float(quad.rsquared)
@@ -213,7 +221,11 @@ def cost_model(measured: pd.DataFrame, alpha: float) -> tuple[pd.DataFrame, pd.D
                        order_p=float(quad.pvalues[2]), r2=r2,
                        a_linear=float(lin.params[0]),
                        a_linear_ci_low=float(lin.conf_int(alpha)[0][0]),
-                       a_linear_ci_high=float(lin.conf_int(alpha)[0][1]))
+                       a_linear_ci_high=float(lin.conf_int(alpha)[0][1]),
+                       intercept=float(free.params[0]), intercept_ci_low=float(ci_free[0][0]),
+                       intercept_ci_high=float(ci_free[0][1]), intercept_p=float(free.pvalues[0]),
+                       a_free=float(free.params[1]), a_free_ci_low=float(ci_free[1][0]),
+                       a_free_ci_high=float(ci_free[1][1]))
             for label, at in (("low", doses[0]), ("high", doses[-1])):
                 est, lo, hi = _ci(quad, np.array([1.0, 2 * at, 0.0]), alpha)
                 row.update({f"marginal_{label}": est, f"marginal_{label}_ci_low": lo,
@@ -223,6 +235,10 @@ def cost_model(measured: pd.DataFrame, alpha: float) -> tuple[pd.DataFrame, pd.D
                 row["bend_dose"] = row["a"] / (2 * row["b"])
             row["note"] = ("the curve bends: the quadratic term is resolved" if bends else
                            "no bend resolved: b's interval spans 0 (the linear fit applies)")
+            if not (row["intercept_ci_low"] <= 0 <= row["intercept_ci_high"]):
+                row["note"] += ("; the intercept's interval excludes 0: a fixed difference per "
+                                "run that the no-intercept model books per event (a_free is "
+                                "the cost per event with it)")
             rows.append(row)
             held.append(_heldout(key, smell, metric, b, doses, alpha))
     return (pd.DataFrame(rows, columns=list(COST_MODEL.columns)),

@@ -301,7 +301,8 @@ COST_MODEL = Table(
              "b_ci_low", "b_ci_high", "b_p", "order_effect", "order_p", "r2", "a_linear",
              "a_linear_ci_low", "a_linear_ci_high", "marginal_low", "marginal_low_ci_low",
              "marginal_low_ci_high", "marginal_high", "marginal_high_ci_low",
-             "marginal_high_ci_high", "bend_dose", "note"),
+             "marginal_high_ci_high", "bend_dose", "note", "intercept", "intercept_ci_low",
+             "intercept_ci_high", "intercept_p", "a_free", "a_free_ci_low", "a_free_ci_high"),
     required=(*_DOSE_UNIT, "metric", "n"))
 HELDOUT = Table(
     "heldout.csv", "analyze",

@@ -271,6 +271,21 @@ def test_a_quadratic_cost_is_resolved_as_a_bend() -> None:
     assert row["marginal_high"] > row["marginal_low"]
 
 
+def test_a_fixed_difference_per_run_is_told_apart_from_a_cost_per_event() -> None:
+    """The intercept fit: a constant smelly-clean gap per run is not booked as cost per event."""
+    plain = _analyse(_synthetic_runs(a=0.08, b=0.0, noise=0.01))
+    row = plain["cost_model"].set_index("metric").loc["duration_s"]
+    assert row["intercept_ci_low"] <= 0 <= row["intercept_ci_high"]
+    assert row["a_free"] == pytest.approx(0.08, rel=0.25) and "intercept" not in row["note"]
+    runs = _synthetic_runs(a=0.08, b=0.0, noise=0.01)
+    smelly = (runs["variant"] == "smelly") & (runs["smell"] == "IMR")
+    runs.loc[smelly, "duration_s"] = runs.loc[smelly, "duration_s"].astype(float) + 3.0
+    row = _analyse(runs)["cost_model"].set_index("metric").loc["duration_s"]
+    assert row["intercept_ci_low"] > 0 and row["intercept"] == pytest.approx(3.0, rel=0.2)
+    assert row["a_free"] == pytest.approx(0.08, rel=0.3)
+    assert "intercept's interval excludes 0" in row["note"]
+
+
 def test_aa_cell_calibrates_false_positives_and_noise_floor() -> None:
     tables = _analyse(_synthetic_runs(a=0.08, b=0.0))
     aa = tables["aa"].set_index("metric").loc["duration_s"]
