@@ -26,7 +26,7 @@ What the correction is, and is not:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +177,7 @@ def _correction(observed: float, r: dict[str, Any] | None, absent: str) -> dict[
     if r["tp"] == 0:
         # nothing found of n true sites: recall may be 0, so no finite upper bound exists
         row.update(corrected_instances_lo=observed / r["recall_hi"],
-                   corrected_instances_hi=math.inf if observed else 0.0,
+                   corrected_instances_hi=math.inf,
                    correction_note=f"recall 0 on {r['label_set']} (0 of {r['true_sites']} true "
                                    "sites found): no point estimate, no upper bound")
         return row
@@ -209,19 +209,54 @@ def correct_for_recall(table: pd.DataFrame, recall: pd.DataFrame | None,
     return out
 
 
-def recall_sources(table: pd.DataFrame) -> list[str]:
+def recall_sources(table: pd.DataFrame, label_set_column: str = "recall_label_set",
+                   commit_column: str = "recall_commit") -> list[str]:
     """``label set @ commit`` (first 12 characters) for each distinct source of the recall in
-    ``table``'s correction columns, in order of first appearance; [] when none."""
-    if "recall_label_set" not in table.columns:
+    ``table`` (a corrected table, or with the column names given, recall.csv), in order of
+    first appearance; [] when none."""
+    if label_set_column not in table.columns:
         return []
     seen: dict[str, None] = {}
-    for label_set, commit in zip(table["recall_label_set"].fillna("").astype(str),
-                                 table["recall_commit"].fillna("").astype(str), strict=True):
+    for label_set, commit in zip(table[label_set_column].fillna("").astype(str),
+                                 table[commit_column].fillna("").astype(str), strict=True):
         if label_set:
             seen.setdefault(f"{label_set} @ {commit[:12]}" if commit else label_set, None)
     return list(seen)
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _count(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.3g}"
+
+
+def recall_text(row: Mapping[str, Any]) -> str:
+    """``0.80 (0.44–0.97), 10 true sites`` from a corrected row; '' when it has no recall."""
+    if not _finite(row.get("recall")):
+        return ""
+    return (f"{float(row['recall']):.2f} ({float(row['recall_lo']):.2f}–"
+            f"{float(row['recall_hi']):.2f}), {int(float(row['recall_true_sites']))} true sites")
+
+
+def corrected_text(row: Mapping[str, Any]) -> str:
+    """``125 (103–160)``: the corrected instance count and its interval; ``≥ 40 (no upper
+    bound)`` when the recall may be 0; '' when there is no correction."""
+    low, high = row.get("corrected_instances_lo"), row.get("corrected_instances_hi")
+    if not _finite(low):
+        return ""
+    if not _finite(high):
+        return f"≥ {_count(float(low))} (no upper bound)"
+    point = row.get("corrected_instances")
+    shown = _count(float(point)) if _finite(point) else "?"
+    return f"{shown} ({_count(float(low))}–{_count(float(high))})"
+
+
 __all__ = ["CONFIDENCE", "CORRECTION_COLUMNS", "NO_RECALL_TABLE", "RECALL_COLUMNS",
+           "corrected_text", "recall_text",
            "correct_for_recall", "load_recall", "read_recall", "recall_row", "recall_sources",
            "recall_table"]

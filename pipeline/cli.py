@@ -129,7 +129,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     ap = _replace(params.analyze, bootstrap_resamples=args.bootstrap, seed=args.seed)
     ap.check("analyze (with the command-line flags)")
     analyze([Path(p) for p in args.runs], Path(args.mined) if args.mined else None,
-            Path(args.out), ap)
+            Path(args.out), ap, recall_path=Path(args.recall) if args.recall else None)
     return 0
 
 
@@ -314,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for the analysis tables")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples")
     p.add_argument("--seed", type=int, help="random seed (default: params analyze.seed)")
+    p.add_argument("--recall", default="data/labels/recall.csv",
+                   help="the detectors' recall per rule, to correct the prevalence (default: "
+                        "data/labels/recall.csv; when it is not there, a note and no correction)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="render report.md, report.html, figures and metrics.json",
