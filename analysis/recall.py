@@ -44,6 +44,9 @@ CONFIDENCE = 0.95
 TOLERANCE = 1e-6
 #: ``correction_note`` when analyze was given no recall table
 NO_RECALL_TABLE = "no recall table given: not corrected for recall"
+#: the correction columns metrics.json carries per rule (prevalence.<rule>)
+RECALL_METRICS = ("recall", "recall_lo", "recall_hi", "corrected_instances",
+                  "corrected_instances_lo", "corrected_instances_hi")
 
 
 def recall_row(rule: str, tp: int, fn: int, fp: int, label_set: str, commit: str,
@@ -256,7 +259,7 @@ def corrected_text(row: Mapping[str, Any]) -> str:
     return f"{shown} ({_count(float(low))}–{_count(float(high))})"
 
 
-__all__ = ["CONFIDENCE", "CORRECTION_COLUMNS", "NO_RECALL_TABLE", "RECALL_COLUMNS",
+__all__ = ["CONFIDENCE", "CORRECTION_COLUMNS", "NO_RECALL_TABLE", "RECALL_COLUMNS", "RECALL_METRICS",
            "corrected_text", "recall_text",
            "correct_for_recall", "load_recall", "read_recall", "recall_row", "recall_sources",
            "recall_table"]
