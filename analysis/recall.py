@@ -49,6 +49,16 @@ RECALL_METRICS = ("recall", "recall_lo", "recall_hi", "corrected_instances",
                   "corrected_instances_lo", "corrected_instances_hi")
 
 
+def _count_arg(rule: str, name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # None, NaN, inf, text
+        number = -1
+    if isinstance(value, bool) or number != value or number < 0:
+        raise LeakwattError(f"recall of {rule}: {name} must be a count (>= 0), got {value!r}")
+    return number
+
+
 def recall_row(rule: str, tp: int, fn: int, fp: int, label_set: str, commit: str,
                scored_at: str, confidence: float = CONFIDENCE) -> dict[str, Any]:
     """One ``recall.csv`` row from a rule's counts on a labelled set.
@@ -57,10 +67,8 @@ def recall_row(rule: str, tp: int, fn: int, fp: int, label_set: str, commit: str
     (NaN when undefined); ``recall_lo``/``recall_hi`` the exact Clopper-Pearson interval
     (0 below when ``tp`` is 0, 1 above when every true site was found).
     """
-    for name, value in (("tp", tp), ("fn", fn), ("fp", fp)):
-        if isinstance(value, bool) or int(value) != value or value < 0:
-            raise LeakwattError(f"recall of {rule}: {name} must be a count (>= 0), got {value!r}")
-    tp, fn, fp = int(tp), int(fn), int(fp)
+    tp, fn, fp = (_count_arg(rule, name, value) for name, value in (("tp", tp), ("fn", fn),
+                                                                     ("fp", fp)))
     true_sites = tp + fn
     recall = lo = hi = math.nan
     if true_sites:

@@ -609,8 +609,8 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
 #: what the recall correction does and does not do (leakwatt.analysis.recall), said wherever
 #: corrected counts are shown
 RECALL_CAVEAT = ("The correction divides each rule's observed instances by its recall on the "
-                 "labelled set, with the interval [observed / upper recall bound, observed / "
-                 "lower recall bound] from the recall's exact (Clopper-Pearson) 95 % interval. "
+                 "labelled set; its interval runs from observed / upper recall bound to observed / "
+                 "lower recall bound, the recall's exact (Clopper-Pearson) 95 % interval. "
                  "It corrects instance counts for misses only, not the shares of repositories "
                  "affected; precision is shown beside it and not applied (its hard negatives are "
                  "not a sample of the findings); the interval covers the recall's uncertainty "
@@ -628,7 +628,7 @@ def recall_correction(table: pd.DataFrame, by_era: pd.DataFrame | None = None) -
     if not sources:
         notes = sorted({str(n) for n in table["correction_note"].fillna("") if str(n)})
         return ("Not corrected for the detectors' recall: "
-                f"{'; '.join(notes) or 'no recall table'}.")
+                f"{inert('; '.join(notes)) or 'no recall table'}.")
     rows = [[r["rule"], int(r["instances"]), recall_text(r), fmt(r["precision"], 2),
              corrected_text(r), r["correction_note"]]
             for r in table.to_dict("records")]

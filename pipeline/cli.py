@@ -1,4 +1,5 @@
-"""The `leakwatt` command line: one subcommand per study step, plus `scan`, `corpus` and `study`.
+"""The `leakwatt` command line: one subcommand per study step, plus `scan`, `corpus`, `study` and
+`export-mined` (a mined corpus as a result folder without code).
 
 Each subcommand loads params.yaml (``--params``, ``--profile``), applies its flags on top and calls
 the same functions in :mod:`leakwatt.pipeline.workflow` that the DVC stages call.
