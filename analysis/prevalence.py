@@ -426,7 +426,8 @@ def read_prevalence(analysis_dir: Path) -> dict[str, pd.DataFrame] | None:
             raise LeakwattError(f"{path}: not found beside {PREVALENCE.file} "
                                 "(run the analyze stage again)")
         try:
-            frame = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+            header = set(pd.read_csv(path, nrows=0).columns)
+            frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS if c in header})
         except pd.errors.EmptyDataError:
             raise LeakwattError(f"{path}: empty file (no header line)") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:

@@ -43,7 +43,7 @@ CONFIDENCE = 0.95
 #: how far a recall.csv value may differ from the one its counts give (rounding in the file)
 TOLERANCE = 1e-6
 #: ``correction_note`` when analyze was given no recall table
-NO_RECALL_TABLE = "no recall table given: not corrected for recall"
+NO_RECALL_TABLE = "no recall table given"
 #: the correction columns metrics.json carries per rule (prevalence.<rule>)
 RECALL_METRICS = ("recall", "recall_lo", "recall_hi", "corrected_instances",
                   "corrected_instances_lo", "corrected_instances_hi")
@@ -165,12 +165,12 @@ def read_recall(path: Path) -> pd.DataFrame:
 
 
 def load_recall(path: Path | None) -> tuple[pd.DataFrame | None, str]:
-    """(the recall table, "") or, when ``path`` is not given or not there, (None, a one-line
-    note saying the prevalence is not corrected). A malformed table is an error."""
+    """(the recall table, "") or, when ``path`` is not given or not there, (None, why there is
+    none: the ``correction_note`` of every row). A malformed table is an error."""
     if path is None:
         return None, NO_RECALL_TABLE
     if not Path(path).is_file():
-        return None, f"no recall table at {path}: prevalence is not corrected for recall"
+        return None, f"no recall table at {path}"
     return read_recall(Path(path)), ""
 
 

@@ -161,7 +161,7 @@ def analyze(runs_paths: Sequence[Path], mined_dir: Path | None, out_dir: Path,
     if mined_dir is not None and (mined_dir / REPOS.file).exists():
         recall, no_recall = load_recall(recall_path)
         if recall is None:
-            log(no_recall)
+            log(f"{no_recall}: prevalence is not corrected for recall")
         else:
             log(f"prevalence corrected for recall from {recall_path} "
                 f"({', '.join(recall_sources(recall, 'label_set', 'commit'))})")

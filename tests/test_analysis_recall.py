@@ -138,8 +138,7 @@ def test_load_recall_notes_a_missing_table(tmp_path: Path) -> None:
     assert load_recall(None) == (None, NO_RECALL_TABLE)
     frame, note = load_recall(tmp_path / "recall.csv")
     assert frame is None
-    assert note == f"no recall table at {tmp_path / 'recall.csv'}: prevalence is not corrected " \
-                   "for recall"
+    assert note == f"no recall table at {tmp_path / 'recall.csv'}"
 
 
 # ----------------------------------------------------------------------------- correction
@@ -253,8 +252,9 @@ def test_analyze_notes_a_missing_recall_table_and_the_report_shows_the_correctio
 
     absent = tmp_path / "labels" / "recall.csv"
     analyze([runs], mined, out, params, recall_path=absent)
-    note = f"no recall table at {absent}: prevalence is not corrected for recall"
-    assert f"leakwatt: {note}\n" in capsys.readouterr().err
+    note = f"no recall table at {absent}"
+    assert f"leakwatt: {note}: prevalence is not corrected for recall\n" in \
+        capsys.readouterr().err
     table = pd.read_csv(out / "prevalence.csv", keep_default_na=False)
     assert set(table["correction_note"]) == {note}
     assert (table["corrected_instances"] == "").all()
