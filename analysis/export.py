@@ -121,12 +121,15 @@ def readme_text(title: str, repos: pd.DataFrame, instances: pd.DataFrame,
               fmt(r["instances_per_kloc"], 3), recall_text(r), corrected_text(r),
               r.get("correction_note", "")] for r in prevalence.to_dict("records")]))
     used = recall_sources(prevalence)
+    notes = sorted({str(n) for n in prevalence.get("correction_note", pd.Series(dtype=object))
+                    .fillna("") if str(n)})
     parts.append(f"Recall from {', '.join(inert(s) for s in used)} (label set @ commit of the "
                  "detectors scored); the correction divides the observed count by the recall "
                  "and corrects instance counts for misses only (not repository shares; precision "
                  "is shown, not applied); its interval covers the recall's uncertainty only "
                  "(the corpus is mined in full, a census)." if used else
-                 "Not corrected for recall: analyze was given no recall table.")
+                 "Not corrected for recall: "
+                 f"{inert('; '.join(notes)) or 'analyze was given no recall table'}.")
     by_era = tables["by_era"]
     if len(by_era):
         parts += ["## Instances per rule and era",
