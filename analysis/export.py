@@ -34,6 +34,9 @@ CODE_COLUMNS: Mapping[str, tuple[str, ...]] = {INSTANCES.file: ("snippet", "mess
 MINED_TABLES: tuple[Table, ...] = (REPOS, INSTANCES, EVENTS)
 OK = "ok"
 README = "README.md"
+#: the prevalence.csv columns the README's history table reads
+HISTORY_COLUMNS = {"introduced", "removed", "removed_code_changed", "removed_deleted_file",
+                   "still_present", "km_median_days"}
 
 
 def _read_mined(mined_dir: Path) -> dict[str, pd.DataFrame]:
@@ -130,6 +133,17 @@ def readme_text(title: str, repos: pd.DataFrame, instances: pd.DataFrame,
                  "(the corpus is mined in full, a census)." if used else
                  "Not corrected for recall: "
                  f"{inert('; '.join(notes)) or 'analyze was given no recall table'}.")
+    if len(prevalence) and HISTORY_COLUMNS <= set(prevalence.columns):
+        parts += ["## History per rule",
+                  "Instances introduced and removed in the walked histories, from "
+                  "`prevalence.csv` (Kaplan–Meier curves in `survival.csv`, one row per "
+                  "instance in `lifetimes.csv`).",
+                  md_table(["rule", "introduced", "removed", "fixed / file deleted",
+                            "still present", "Kaplan–Meier median days"],
+                           [[r["rule"], int(r["introduced"]), int(r["removed"]),
+                             f"{int(r['removed_code_changed'])} / {int(r['removed_deleted_file'])}",
+                             int(r["still_present"]), fmt(r["km_median_days"], 4)]
+                            for r in prevalence.to_dict("records")])]
     by_era = tables["by_era"]
     if len(by_era):
         parts += ["## Instances per rule and era",
