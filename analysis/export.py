@@ -133,7 +133,7 @@ def readme_text(title: str, repos: pd.DataFrame, instances: pd.DataFrame,
                  "(the corpus is mined in full, a census)." if used else
                  "Not corrected for recall: "
                  f"{inert('; '.join(notes)) or 'analyze was given no recall table'}.")
-    if len(prevalence) and HISTORY_COLUMNS <= set(prevalence.columns):
+    if len(prevalence) and set(prevalence.columns) >= HISTORY_COLUMNS:
         parts += ["## History per rule",
                   "Instances introduced and removed in the walked histories, from "
                   "`prevalence.csv` (Kaplan–Meier curves in `survival.csv`, one row per "

@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 
 from leakwatt.analysis import paper
-from leakwatt.analysis.recall import corrected_text, recall_sources, recall_text
 from leakwatt.analysis.markup import (
     fmt,
     fmt_ci,
@@ -29,6 +28,7 @@ from leakwatt.analysis.markup import (
     isnum,
     md_table,
 )
+from leakwatt.analysis.recall import corrected_text, recall_sources, recall_text
 
 ESTIMATED_SOURCES = {"cpu_load", "constant"}
 #: the defaults of analyze.primary, used only for a stats.csv written before ``family`` existed
