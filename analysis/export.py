@@ -35,6 +35,12 @@ MINED_TABLES: tuple[Table, ...] = (REPOS, INSTANCES, EVENTS)
 OK = "ok"
 README = "README.md"
 #: the prevalence.csv columns the README's history table reads
+#: what each of analyze's tables holds, for the README's list of files
+ANALYSIS_WHAT = {"prevalence": "observed and recall-corrected instances per rule, history counts",
+                 "by_era": "observed and recall-corrected instances per rule and era",
+                 "survival": "Kaplan–Meier survival curves per rule",
+                 "lifetimes": "one row per instance seen in history",
+                 "overview": "the mining run in one row"}
 HISTORY_COLUMNS = {"introduced", "removed", "removed_code_changed", "removed_deleted_file",
                    "still_present", "km_median_days"}
 
@@ -150,10 +156,11 @@ def readme_text(title: str, repos: pd.DataFrame, instances: pd.DataFrame,
                   md_table(["rule", "era", "instances", "recall-corrected instances (95 % CI)"],
                            [[r["rule"], r["era"], int(r["instances"]), corrected_text(r)]
                             for r in by_era.to_dict("records")])]
-    files = [[f"`{REPOS.file}`", "one row per corpus repository (mine)"],
-             [f"`{INSTANCES.file}`", "one row per smell instance at the pin (mine), without code"],
-             [f"`{EVENTS.file}`", "introductions and removals in history (mine), without code"]]
-    files += [[f"`{t.file}`", f"{name} (analyze)"] for name, t in ANALYSIS_TABLES.items()]
+    files = [[REPOS.file, "one row per corpus repository (mine)"],
+             [INSTANCES.file, "one row per smell instance at the pin (mine), without code"],
+             [EVENTS.file, "introductions and removals in history (mine), without code"]]
+    files += [[t.file, f"{ANALYSIS_WHAT.get(name, name)} (analyze)"]
+              for name, t in ANALYSIS_TABLES.items()]
     parts += ["## Files", md_table(["file", "what"], files),
               "Columns: docs/data.md of leakwatt."]
     return "\n\n".join(parts) + "\n"

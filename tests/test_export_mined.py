@@ -102,6 +102,8 @@ def test_readme_is_read_from_the_data(mined: tuple[Path, Path], tmp_path: Path) 
     assert "| 2.5 (" in text and "| 2 (" in text        # 2 / 0.8 and 1 / 0.5
     assert f"Recall from tiny.csv @ {SHA[:12]}" in text
     assert "`snippet` of instances.csv; `message` of instances.csv; `snippet` of events.csv" in text
+    for name in EXPORTED - {"README.md"}:      # every file listed with what it holds
+        assert f"| {name} | " in text
 
 
 def test_readme_of_a_corpus_with_failures_and_unwalked_history() -> None:
