@@ -11,6 +11,12 @@
 * **Survival**: Kaplan-Meier curves per rule (``statsmodels.duration.survfunc.SurvfuncRight``,
   Greenwood standard errors), medians of the removed instances' lifetimes, and the share of
   removals that fixed the code (``code_changed``) vs deleted the file (``deleted_file``).
+* **Recall correction** (issue 21): with a recall table (``recall.csv``, one row per rule from a
+  labelled set), each rule's instance count in ``prevalence.csv`` and ``prevalence_by_era.csv``
+  gets a corrected count ``instances / recall`` with the interval ``[instances / recall_hi,
+  instances / recall_lo]`` (:mod:`leakwatt.analysis.recall`). It corrects instance counts for
+  misses only, not repository shares; precision is reported beside it and not applied; the
+  interval covers the recall's uncertainty only (the corpus is a census, not a sample).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.duration.survfunc import SurvfuncRight
 
+from leakwatt.analysis.recall import NO_RECALL_TABLE, correct_for_recall
 from leakwatt.common import LeakwattError, atomic_write_csv
 from leakwatt.contracts import (
     EVENTS,
@@ -219,11 +226,17 @@ def km_median(durations: np.ndarray, observed: np.ndarray) -> float:
 
 
 def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFrame,
-               leak_commits: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+               leak_commits: pd.DataFrame | None = None, recall: pd.DataFrame | None = None,
+               no_recall: str = NO_RECALL_TABLE) -> dict[str, pd.DataFrame]:
     """Prevalence and survival tables from the mining outputs (any may hold headers only).
 
-    Returns ``{"prevalence", "survival", "lifetimes", "overview"}`` (columns in
-    ``PREVALENCE_COLUMNS``, ``SURVIVAL_COLUMNS``, ``LIFETIME_COLUMNS``, ``OVERVIEW_COLUMNS``).
+    Returns ``{"prevalence", "survival", "lifetimes", "overview", "by_era"}`` (columns in
+    ``PREVALENCE_COLUMNS``, ``SURVIVAL_COLUMNS``, ``LIFETIME_COLUMNS``, ``OVERVIEW_COLUMNS``,
+    ``BY_ERA_COLUMNS``). ``recall`` (:func:`leakwatt.analysis.recall.read_recall`) fills the
+    prevalence and by-era tables' recall-correction columns
+    (:func:`~leakwatt.analysis.recall.correct_for_recall`: instance counts corrected for misses
+    only; repository shares are not corrected, precision is not applied, the interval is the
+    recall's); without it they are NaN and ``correction_note`` says ``no_recall``.
     """
     _require(repos, REPOS_REQUIRED, "repos.csv")
     _require(instances, INSTANCES_REQUIRED, "instances.csv")
@@ -276,7 +289,7 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
                 curve.insert(0, "time_unit", unit)
                 curve.insert(0, "rule", rule)
                 curves.append(curve)
-    table = pd.DataFrame(rows, columns=PREVALENCE_COLUMNS)
+    table = correct_for_recall(pd.DataFrame(rows, columns=PREVALENCE_COLUMNS), recall, no_recall)
     survival = (pd.concat(curves, ignore_index=True) if curves
                 else pd.DataFrame(columns=SURVIVAL_COLUMNS))[SURVIVAL_COLUMNS]
 
@@ -290,7 +303,7 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
                  else ""),
     }], columns=OVERVIEW_COLUMNS)
     return {"prevalence": table, "survival": survival, "lifetimes": life, "overview": overview,
-            "by_era": _by_era(inst_ok, int(ok.sum()))}
+            "by_era": correct_for_recall(_by_era(inst_ok, int(ok.sum())), recall, no_recall)}
 
 
 def _ok_instances(repos: pd.DataFrame, instances: pd.DataFrame
@@ -305,7 +318,9 @@ def _ok_instances(repos: pd.DataFrame, instances: pd.DataFrame
     return inst, inst[inst["_url"].isin(ok_urls)]
 
 
-def prevalence_by_era(repos: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
+def prevalence_by_era(repos: pd.DataFrame, instances: pd.DataFrame,
+                      recall: pd.DataFrame | None = None,
+                      no_recall: str = NO_RECALL_TABLE) -> pd.DataFrame:
     """Instances per rule and era of the file they were found in (``era`` of instances.csv:
     ``tf1`` graph-mode code, ``tf2`` eager code, ``unknown`` when the file names neither, or
     when instances.csv predates the column), over the repositories mined successfully.
@@ -313,11 +328,16 @@ def prevalence_by_era(repos: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFr
     ``share_of_rule`` is the era's share of the rule's instances, ``share_repos_affected`` the
     share of the ok repositories with at least one instance of the rule in a file of that era.
     No per-KLOC rate: mining counts lines per repository, not per era.
+
+    With ``recall``, each row's ``instances`` is corrected by the rule's recall, as in
+    :func:`prevalence`; the labelled sets are not split by era, so this assumes the rule finds
+    its instances equally well in both eras.
     """
     _require(repos, REPOS_REQUIRED, "repos.csv")
     _require(instances, INSTANCES_REQUIRED, "instances.csv")
     _, inst_ok = _ok_instances(repos, instances)
-    return _by_era(inst_ok, int((_text(repos, "status") == OK_STATUS).sum()))
+    table = _by_era(inst_ok, int((_text(repos, "status") == OK_STATUS).sum()))
+    return correct_for_recall(table, recall, no_recall)
 
 
 def _by_era(inst_ok: pd.DataFrame, n_ok: int) -> pd.DataFrame:
@@ -362,13 +382,14 @@ def read_mined(mined_dir: Path) -> dict[str, pd.DataFrame | None]:
     }
 
 
-def prevalence_from_dir(mined_dir: Path) -> dict[str, pd.DataFrame]:
+def prevalence_from_dir(mined_dir: Path, recall: pd.DataFrame | None = None,
+                        no_recall: str = NO_RECALL_TABLE) -> dict[str, pd.DataFrame]:
     """:func:`prevalence` on ``mined_dir``'s repos.csv, instances.csv, events.csv
-    (and leak_commits.csv when present)."""
+    (and leak_commits.csv when present), corrected with ``recall`` when given."""
     mined = read_mined(mined_dir)
     try:
         return prevalence(mined["repos"], mined["instances"], mined["events"],
-                          mined["leak_commits"])
+                          mined["leak_commits"], recall, no_recall)
     except LeakwattError as exc:
         raise LeakwattError(f"{Path(mined_dir)}/{exc}") from None
 
@@ -376,12 +397,16 @@ def prevalence_from_dir(mined_dir: Path) -> dict[str, pd.DataFrame]:
 #: table name in :func:`prevalence`'s result -> its contract (and file name in analyze's output).
 TABLES = {"prevalence": PREVALENCE, "survival": SURVIVAL, "lifetimes": LIFETIMES,
           "overview": OVERVIEW, "by_era": PREVALENCE_BY_ERA}
+#: text columns of the recall correction (a commit of digits only must stay text)
+TEXT_COLUMNS = ("recall_label_set", "recall_commit", "correction_note")
 
 
-def write_prevalence(mined_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
+def write_prevalence(mined_dir: Path, out_dir: Path, recall: pd.DataFrame | None = None,
+                     no_recall: str = NO_RECALL_TABLE) -> dict[str, pd.DataFrame]:
     """Write ``prevalence.csv``, ``prevalence_by_era.csv``, ``survival.csv``, ``lifetimes.csv``
-    and ``overview.csv``."""
-    tables = prevalence_from_dir(mined_dir)
+    and ``overview.csv`` (the first two corrected with ``recall`` when given; see
+    :func:`prevalence`)."""
+    tables = prevalence_from_dir(mined_dir, recall, no_recall)
     out_dir = Path(out_dir)
     for name, table in TABLES.items():
         atomic_write_csv(out_dir / table.file, tables[name].copy(), columns=list(table.columns))
@@ -401,11 +426,15 @@ def read_prevalence(analysis_dir: Path) -> dict[str, pd.DataFrame] | None:
             raise LeakwattError(f"{path}: not found beside {PREVALENCE.file} "
                                 "(run the analyze stage again)")
         try:
-            frame = pd.read_csv(path)
+            header = set(pd.read_csv(path, nrows=0).columns)
+            frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS if c in header})
         except pd.errors.EmptyDataError:
             raise LeakwattError(f"{path}: empty file (no header line)") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise LeakwattError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
+        for column in TEXT_COLUMNS:
+            if column in frame.columns:
+                frame[column] = frame[column].fillna("").astype(str)
         tables[name] = table.validate(frame, str(path))
     tables["by_era"]["era"] = tables["by_era"]["era"].fillna("unknown").astype(str)
     for name in ("prevalence", "overview"):

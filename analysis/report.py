@@ -21,6 +21,7 @@ from leakwatt.analysis import figures, paper
 from leakwatt.analysis.dose_report import dose_figure, read_dose_tables
 from leakwatt.analysis.markup import json_safe, to_html
 from leakwatt.analysis.prevalence import read_prevalence
+from leakwatt.analysis.recall import RECALL_METRICS
 from leakwatt.analysis.runs import load_runs
 from leakwatt.analysis.sections import build_markdown, primary_rows, report_title
 from leakwatt.common import LeakwattError, atomic_write_csv, atomic_write_json, atomic_write_text
@@ -193,7 +194,9 @@ def render_report(stats_dir: Path, runs_paths: Sequence[Path], out_dir: Path,
         metrics["prevalence"] = {
             r.rule: {"instances": r.instances, "instances_per_kloc": r.instances_per_kloc,
                      "share_repos_affected": r.share_repos_affected,
-                     "median_survival_days": r.median_survival_days, "share_fixed": r.share_fixed}
+                     "median_survival_days": r.median_survival_days, "share_fixed": r.share_fixed,
+                     # issue 21: null when analyze had no recall table (or an old table)
+                     **{c: getattr(r, c, None) for c in RECALL_METRICS}}
             for r in tables["prevalence"].itertuples()}
         overview = tables["overview"].iloc[0]
         metrics["mining"] = {"repos_total": int(overview["repos_total"]),

@@ -28,6 +28,7 @@ from leakwatt.analysis.markup import (
     isnum,
     md_table,
 )
+from leakwatt.analysis.recall import corrected_text, recall_sources, recall_text
 
 ESTIMATED_SOURCES = {"cpu_load", "constant"}
 #: the defaults of analyze.primary, used only for a stats.csv written before ``family`` existed
@@ -596,9 +597,55 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
                  "also counts instances still present (censored at the pinned commit's date, or "
                  "at the last commit seen when repos.csv has no `pin_date`).")
     by_era = tables.get("by_era")
+    correction = recall_correction(table, by_era)
+    if correction:
+        parts.append(correction)
     if by_era is not None and len(by_era):
         parts.append(era_table(by_era))
     parts += [figure_md(figs, name) for name in ("prevalence", "survival") if figs.get(name)]
+    return "\n\n".join(parts)
+
+
+#: what the recall correction does and does not do (leakwatt.analysis.recall), said wherever
+#: corrected counts are shown
+RECALL_CAVEAT = ("The correction divides each rule's observed instances by its recall on the "
+                 "labelled set; its interval runs from observed / upper recall bound to observed / "
+                 "lower recall bound, the recall's exact (Clopper-Pearson) 95 % interval. "
+                 "It corrects instance counts for misses only, not the shares of repositories "
+                 "affected; precision is shown beside it and not applied (its hard negatives are "
+                 "not a sample of the findings); the interval covers the recall's uncertainty "
+                 "only, the corpus being mined in full (a census), and assumes the labelled "
+                 "set's recall holds in the corpus.")
+
+
+def recall_correction(table: pd.DataFrame, by_era: pd.DataFrame | None = None) -> str:
+    """Observed instances beside the recall-corrected ones, per rule (and per rule and era),
+    naming the label set and commit the recall came from; '' for a table written before the
+    correction existed."""
+    if "corrected_instances" not in table.columns or table.empty:
+        return ""
+    sources = recall_sources(table)
+    if not sources:
+        notes = sorted({str(n) for n in table["correction_note"].fillna("") if str(n)})
+        return ("Not corrected for the detectors' recall: "
+                f"{inert('; '.join(notes)) or 'no recall table'}.")
+    rows = [[r["rule"], int(r["instances"]), recall_text(r), fmt(r["precision"], 2),
+             corrected_text(r), r["correction_note"]]
+            for r in table.to_dict("records")]
+    parts = [f"Observed and recall-corrected instances per rule. Recall from "
+             f"{', '.join(inert(s) for s in sources)} (label set @ the commit of the detectors "
+             "scored).",
+             md_table(["rule", "observed instances", "recall (95 % CI), true sites",
+                       "precision", "recall-corrected instances (95 % CI)", "note"], rows)]
+    if by_era is not None and "corrected_instances" in by_era.columns and len(by_era):
+        era_rows = [[r["rule"], r["era"], int(r["instances"]), corrected_text(r)]
+                    for r in by_era.to_dict("records") if int(r["instances"])]
+        if era_rows:
+            parts.append("By era of the file (the same recall for both eras: the labelled sets "
+                         "are not split by era):\n\n"
+                         + md_table(["rule", "era", "observed instances",
+                                     "recall-corrected instances (95 % CI)"], era_rows))
+    parts.append(RECALL_CAVEAT)
     return "\n\n".join(parts)
 
 

@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/detector_accuracy.py [--labels FILE] [--mirror-dir DIR] [--verbose]
+                                            [--write-recall PATH]
 
 Any labels file in the same format can be scored (``--labels``, e.g. a held-out set); the
 repositories are read from a folder of fetched git dirs or clones (``--mirror-dir``, laid out
@@ -20,12 +21,19 @@ FN = ``true`` labels without one, FP = ``false`` labels (hard negatives) with a 
 Findings on unlabelled lines of labelled files are counted as "unlabelled findings" and listed
 with ``--verbose`` so they can be labelled. The same files are then scanned with semgrep and
 the rules in ``benchmarks/semgrep/leak-rules.yaml`` (notebooks converted to Python first).
+
+``--write-recall PATH`` writes leakwatt's score as the recall table ``analyze`` corrects the
+prevalence with (``data/labels/recall.csv``; columns in docs/data.md): one row per rule scored,
+with TP, FN, FP, precision, recall and its exact 95 % interval
+(:func:`leakwatt.analysis.recall.recall_row`), the label set's file name, the commit of the
+code scored and the time.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -38,6 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from leakwatt.analysis.recall import recall_row, recall_table  # noqa: E402
+from leakwatt.common import atomic_write_csv  # noqa: E402
 from leakwatt.mining.clone import CloneError, checkout, find_mirror  # noqa: E402
 from leakwatt.mining.git import BlobReader, list_tree, run_git  # noqa: E402
 from leakwatt.mining.notebook import NotebookError, notebook_source  # noqa: E402
@@ -49,6 +59,8 @@ SEMGREP_RULES = ROOT / "benchmarks" / "semgrep" / "leak-rules.yaml"
 RULES = ("IMR", "UTR", "DIR", "US")
 SEMGREP_IDS = {"leak-imr": "IMR", "leak-utr": "UTR"}
 TOLERANCE = 2
+#: the code whose detectors are scored: uncommitted changes here mark the commit ``-dirty``
+CODE_DIRS = ("core", "mining")
 
 
 @dataclass(frozen=True)
@@ -303,6 +315,29 @@ def print_table(title: str, res: dict[str, dict], rules: tuple[str, ...]) -> Non
               f"{len(m['unlabelled']):>20}")
 
 
+def code_commit(root: Path = ROOT) -> str:
+    """``HEAD`` of the checkout at ``root``, with ``-dirty`` when ``core/`` or ``mining/`` hold
+    changes not committed (modified or untracked files): the recall then belongs to no commit.
+    ``unknown`` outside a git checkout."""
+    head = run_git(["rev-parse", "HEAD"], cwd=root, timeout_s=60)
+    if head.returncode != 0:
+        return "unknown"
+    status = run_git(["status", "--porcelain", "--", *CODE_DIRS], cwd=root, timeout_s=120)
+    dirty = status.returncode != 0 or bool(status.stdout.strip())
+    return head.stdout.decode().strip() + ("-dirty" if dirty else "")
+
+
+def write_recall(path: Path, res: dict[str, dict], rules: tuple[str, ...], labels_path: Path,
+                 commit: str, now: dt.datetime | None = None) -> int:
+    """Write leakwatt's score (:func:`score`) as ``recall.csv``: one row per rule in ``rules``.
+    Returns the number of rows."""
+    scored_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    table = recall_table(recall_row(rule, res[rule]["tp"], res[rule]["fn"], res[rule]["fp"],
+                                    labels_path.name, commit, scored_at) for rule in rules)
+    atomic_write_csv(path, table)
+    return len(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--labels", type=Path, default=LABELS)
@@ -320,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
                          "--all-rules every rule the labels name)")
     ap.add_argument("--all-rules", action="store_true",
                     help="score every rule that appears in the labels file")
+    ap.add_argument("--write-recall", type=Path, metavar="PATH",
+                    help="write leakwatt's recall per rule (with its exact 95 %% interval) to "
+                         "PATH, the table analyze corrects prevalence with "
+                         "(data/labels/recall.csv)")
     args = ap.parse_args(argv)
 
     labels = load_labels(args.labels)
@@ -349,6 +388,17 @@ def main(argv: list[str] | None = None) -> int:
         mode = "files alone" if args.no_project else "with each repository's project index"
         print_table(f"leakwatt (leakwatt.mining.scan.scan_bytes, all rules, {mode})", res,
                     rules)
+        status = 0
+        if args.write_recall and problems:
+            # an unread file would count its true sites as misses of the detectors
+            print(f"\nrecall table NOT written: {len(problems)} labelled file(s) or repositories "
+                  "could not be read (warnings above); their sites would count as misses")
+            status = 1
+        elif args.write_recall:
+            commit = code_commit()
+            rows = write_recall(args.write_recall, res, rules, args.labels, commit)
+            print(f"\nrecall table: {args.write_recall} ({rows} rules, {args.labels.name} @ "
+                  f"{commit[:12]}{' (uncommitted code)' if commit.endswith('-dirty') else ''})")
         if args.verbose:
             for rule in rules:
                 for lab in res[rule]["missed"]:
@@ -385,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  SpecDetect4AI: not run - no installable distribution on PyPI "
           "(`pip install specdetect4ai`: no matching distribution)")
     print("  dslinter: not run - does not install on Python 3.11")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -97,6 +97,16 @@ LABELS = Table(
     required=("repo", "commit", "path", "line", "rule", "label"),
     values={"label": _set("true", "false")})
 
+#: issue 21: each rule's recall on a labelled set (benchmarks/detector_accuracy.py
+#: --write-recall); analyze corrects the prevalence tables' instance counts with it.
+RECALL = Table(
+    "recall.csv", "input",
+    columns=("rule", "label_set", "commit", "scored_at", "true_sites", "tp", "fn", "fp",
+             "precision", "recall", "recall_lo", "recall_hi"),
+    required=("rule", "label_set", "commit", "true_sites", "tp", "fn", "fp", "recall",
+              "recall_lo", "recall_hi"),
+    key=("rule", "label_set"))
+
 # ----------------------------------------------------------------------------- mine
 
 REPO_STATUSES = _set("ok", "no_python", "empty", "clone_failed", "commit_missing", "timeout",
@@ -339,13 +349,21 @@ _PREVALENCE_COLUMNS = (
     "instances_per_kloc", "introduced", "removed", "removed_code_changed", "removed_deleted_file",
     "share_fixed", "share_deleted", "still_present", "median_survival_days",
     "median_survival_commits", "km_median_days", "unmatched_removals", "note")
-PREVALENCE = Table("prevalence.csv", "analyze", columns=_PREVALENCE_COLUMNS,
+#: issue 21: the rule's recall on a labelled set (recall.csv) and the instance count corrected
+#: for the misses it implies (leakwatt.analysis.recall.correct_for_recall); not required, so a
+#: table written before them still reads.
+RECALL_CORRECTION = (
+    "precision", "recall", "recall_lo", "recall_hi", "recall_true_sites", "recall_label_set",
+    "recall_commit", "corrected_instances", "corrected_instances_lo", "corrected_instances_hi",
+    "correction_note")
+PREVALENCE = Table("prevalence.csv", "analyze",
+                   columns=(*_PREVALENCE_COLUMNS, *RECALL_CORRECTION),
                    required=_PREVALENCE_COLUMNS)
 
 _BY_ERA_COUNTS = ("rule", "era", "instances", "share_of_rule", "repos_affected",
                   "share_repos_affected")
 PREVALENCE_BY_ERA = Table("prevalence_by_era.csv", "analyze",
-                          columns=_BY_ERA_COUNTS,
+                          columns=(*_BY_ERA_COUNTS, *RECALL_CORRECTION),
                           required=("rule", "era", "instances"),
                           values={"era": _set("tf1", "tf2", "unknown")})
 
@@ -379,7 +397,7 @@ PLOT_SURVIVAL = Table("plots/survival.csv", "report", columns=("rule", "days", "
 
 #: every table, in the order data flows.
 TABLES: tuple[Table, ...] = (
-    CORPUS, LABELS, REPOS, INSTANCES, EVENTS, LEAK_COMMITS, SCAN_ERRORS, PAIRS, EQUIVALENCE,
+    CORPUS, LABELS, RECALL, REPOS, INSTANCES, EVENTS, LEAK_COMMITS, SCAN_ERRORS, PAIRS, EQUIVALENCE,
     UNREPRODUCED, RUNS, WARMUP, IDLE, SERIES, STATS, SUMMARY, FAILURES, CONTROLS, DOSE_STATS,
     COST_MODEL, HELDOUT, ROUND_COSTS, AA_TABLE, PAPER_PLACEMENT, PREVALENCE,
     PREVALENCE_BY_ERA, LIFETIMES, SURVIVAL, OVERVIEW, PLOT_PCT_CHANGE, PLOT_ENERGY_RUNS,
@@ -397,7 +415,7 @@ __all__ = [
     "EVENTS", "FAILURES", "FAMILIES", "FRAMEWORKS", "IDLE",
     "INSTANCES", "LABELS", "LEAK_COMMITS", "LIFETIMES", "MINE_OUTPUTS", "OVERVIEW",
     "PAIRS", "PLOT_ENERGY_RUNS", "PLOT_PCT_CHANGE", "PLOT_SURVIVAL", "PREVALENCE",
-    "PREVALENCE_BY_ERA", "REPOS",
+    "PREVALENCE_BY_ERA", "RECALL", "RECALL_CORRECTION", "REPOS",
     "REPO_STATUSES", "RUNS", "RUN_MEASURES", "RUN_STATUSES", "SCALES", "SCAN_ERRORS", "SERIES",
     "STATS", "STATS_STATUSES", "SUMMARY", "SURVIVAL", "TABLES", "TESTS", "Table", "UNREPRODUCED",
     "VARIANTS", "WARMUP", "WINDOW_STARTS", "WORK_COUNTERS",

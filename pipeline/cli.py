@@ -1,4 +1,5 @@
-"""The `leakwatt` command line: one subcommand per study step, plus `scan`, `corpus` and `study`.
+"""The `leakwatt` command line: one subcommand per study step, plus `scan`, `corpus`, `study` and
+`export-mined` (a mined corpus as a result folder without code).
 
 Each subcommand loads params.yaml (``--params``, ``--profile``), applies its flags on top and calls
 the same functions in :mod:`leakwatt.pipeline.workflow` that the DVC stages call.
@@ -129,7 +130,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     ap = _replace(params.analyze, bootstrap_resamples=args.bootstrap, seed=args.seed)
     ap.check("analyze (with the command-line flags)")
     analyze([Path(p) for p in args.runs], Path(args.mined) if args.mined else None,
-            Path(args.out), ap)
+            Path(args.out), ap, recall_path=Path(args.recall) if args.recall else None)
     return 0
 
 
@@ -143,6 +144,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_mined(args: argparse.Namespace) -> int:
+    from leakwatt.analysis.export import export_mined
+
+    written = export_mined(Path(args.mined), Path(args.analysis), Path(args.out))
+    print(f"leakwatt: wrote {len(written)} files to {args.out} (no repository code)",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from leakwatt.pipeline.study import find_root, run_study
 
@@ -153,7 +163,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 #: the study's commands and the modules they need beyond the linter (pip install
 #: "leakwatt[study]"); `scan` and `rules` need only the light install
-STUDY_COMMANDS = ("mine", "reproduce", "measure", "analyze", "report", "study", "costs")
+STUDY_COMMANDS = ("mine", "reproduce", "measure", "analyze", "report", "study", "costs",
+                  "export-mined")
 STUDY_MODULES = ("pandas", "numpy", "scipy", "statsmodels", "matplotlib", "markdown_it", "tqdm",
                  "psutil", "codecarbon", "dvc", "tensorflow", "tf_keras", "sklearn")
 
@@ -314,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for the analysis tables")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples")
     p.add_argument("--seed", type=int, help="random seed (default: params analyze.seed)")
+    p.add_argument("--recall", default="data/labels/recall.csv",
+                   help="the detectors' recall per rule, to correct the prevalence (default: "
+                        "data/labels/recall.csv; when it is not there, a note and no correction)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="render report.md, report.html, figures and metrics.json",
@@ -326,6 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", help="pairs folder, to show the programs in the report")
     p.add_argument("--out", required=True, help="output folder for the report")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export-mined", help="write a mined corpus as a result folder, no code",
+                       description="Copy repos.csv, instances.csv and events.csv from --mined "
+                                   "(without the columns that quote code) and the prevalence, "
+                                   "by-era, lifetimes, survival and overview tables from "
+                                   "--analysis into --out, with a README generated from them.")
+    p.add_argument("--mined", required=True, help="output folder of `leakwatt mine`")
+    p.add_argument("--analysis", required=True,
+                   help="output folder of `leakwatt analyze --mined` on the same mining outputs")
+    p.add_argument("--out", required=True,
+                   help="a new or empty folder, e.g. results/2026-12-08-corpus")
+    p.set_defaults(func=cmd_export_mined)
 
     p = sub.add_parser("study", help="run the whole study with DVC (`dvc repro`)",
                        description="Run the DVC pipeline. --profile demo runs offline in minutes; "

@@ -19,6 +19,7 @@ import pandas as pd
 
 from leakwatt.analysis.prevalence import TABLES as PREVALENCE_TABLES
 from leakwatt.analysis.prevalence import write_prevalence
+from leakwatt.analysis.recall import load_recall, recall_sources
 from leakwatt.analysis.report import render_report
 from leakwatt.analysis.stats import analyze as analyze_runs
 from leakwatt.common import LeakwattError, cap_jobs, usable_cores
@@ -148,14 +149,23 @@ def runs_files(runs_dir: Path) -> list[Path]:
 
 
 def analyze(runs_paths: Sequence[Path], mined_dir: Path | None, out_dir: Path,
-            params: AnalyzeParams) -> None:
+            params: AnalyzeParams, recall_path: Path | None = None) -> None:
+    """Statistics of the runs and, with mining outputs, prevalence and survival; the prevalence
+    corrected for the detectors' recall when ``recall_path`` (recall.csv) is there, else a
+    one-line note says it is not."""
     refuse_output_holding_input("analyze", out_dir,
                                 [*runs_paths, *([mined_dir] if mined_dir is not None else [])])
     idle = [p.parent / "idle.csv" for p in runs_paths if (p.parent / "idle.csv").exists()]
     result = analyze_runs(runs_paths, out_dir, params, idle_paths=idle)
     log(f"wrote {len(result.stats)} rows to {out_dir / 'stats.csv'}")
     if mined_dir is not None and (mined_dir / REPOS.file).exists():
-        write_prevalence(mined_dir, out_dir)
+        recall, no_recall = load_recall(recall_path)
+        if recall is None:
+            log(f"{no_recall}: prevalence is not corrected for recall")
+        else:
+            log(f"prevalence corrected for recall from {recall_path} "
+                f"({', '.join(recall_sources(recall, 'label_set', 'commit'))})")
+        write_prevalence(mined_dir, out_dir, recall, no_recall)
         log(f"wrote prevalence tables to {out_dir}")
     else:  # no stale prevalence tables from an earlier run with mining outputs
         for table in PREVALENCE_TABLES.values():

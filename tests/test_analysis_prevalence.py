@@ -255,3 +255,6 @@ def test_prevalence_by_era_splits_each_rule_by_the_era_of_its_files(tmp_path: Pa
 
     text = prevalence_section(back, {})
     assert "TF1 graph code" in text and "2 (67 %); 2 repos (67 %)" in text
+    # analyzed without a recall table: the section says so instead of showing corrected counts
+    assert "Not corrected for the detectors' recall: no recall table given." in text
+    assert "recall-corrected" not in text

@@ -10,7 +10,8 @@ import pytest
 
 from leakwatt.pipeline.cli import main
 
-SUBCOMMANDS = ["scan", "corpus", "mine", "reproduce", "measure", "analyze", "report", "study"]
+SUBCOMMANDS = ["scan", "corpus", "mine", "reproduce", "measure", "analyze", "report", "study",
+               "export-mined"]
 
 
 def leakwatt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

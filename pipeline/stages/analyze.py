@@ -12,7 +12,8 @@ from leakwatt.pipeline.workflow import analyze, runs_files
 
 
 def body(args: argparse.Namespace, params: Params) -> None:
-    analyze(runs_files(Path(args.runs)), Path(args.mined), Path(args.out), params.analyze)
+    analyze(runs_files(Path(args.runs)), Path(args.mined), Path(args.out), params.analyze,
+            recall_path=Path(args.recall) if args.recall else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, help="folder holding <device>/runs.csv")
     parser.add_argument("--mined", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--recall", help="the detectors' recall per rule (recall.csv); when it "
+                                         "is not there, prevalence is not corrected (a note)")
     return run_stage(parser, body, argv)
 
 
