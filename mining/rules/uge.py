@@ -426,8 +426,8 @@ class UnboundedGraphExpansion(Rule):
                 yield Report(node=site.node, variant="graph-op-in-loop", confidence=0.8,
                              loop_kind=loop.kind, function=fn.qualname, stmt=site.stmt)
             elif id(fn) in repeated and fn.node is not None and not in_fresh_graph(ctx, site):
-                if id(fn) in covered:
-                    continue  # reported where the loop calls it
+                if id(fn) in covered or is_tf_function(fn):
+                    continue  # reported where the loop calls it; a tf.function traces once
                 if not self._called_from_running_loop(ctx, fn, callers.get(id(fn), [])):
                     continue
                 seen_stmts.add(id(site.stmt))

@@ -177,12 +177,13 @@ class UnreleasedTensorReference(Rule):
     created in the body of a function run once per step or update (called from a loop, or
     named ``update``, ``learn``, ``train_step`` ...), filled by its loops and reduced before
     it returns (``np.mean(losses)``, ``tf.add_n(losses)``), never returned, stored or handed
-    on (its tensors are freed when the call returns); a running total (``total += loss``:
-    each sum replaces the previous one, no container keeps the old tensors); the output of a
-    layer created in
-    place or in the same iteration, or a symbolic tensor traced back to ``keras.Input`` (a
-    model being built, not run); code that builds a TF1 graph. Graph code is decided per
-    function and region (:mod:`leakwatt.mining.rules.modes`): eager execution disabled,
+    on (its tensors are freed when the call returns; a function named for an epoch or an
+    evaluation, ``run_epoch``, ``evaluate``, keeps an epoch's history and is reported); a
+    running total (``total += loss``: each sum replaces the previous one, no container keeps
+    the old tensors); the output of a layer created in place or in the same iteration, or a
+    symbolic tensor traced back to ``keras.Input`` (a model being built, not run); code that
+    builds a TF1 graph. Graph code is decided per function and region
+    (:mod:`leakwatt.mining.rules.modes`): eager execution disabled,
     ``with tf.Graph().as_default():`` and ``with Session()`` blocks, functions that build a
     session or call graph-building APIs and what they call, module-level code a session runs,
     and modules that call graph-building APIs, except where the loop shows eager code (a
@@ -1301,6 +1302,9 @@ def _method_result(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
 _UPDATE_NAMES = re.compile(
     r"^_?(?:update|learn|train_step|train_batch|train_on_batch|optimi[sz]e|replay|fit_batch|"
     r"update_\w+|learn_\w+|\w+_update|\w+_train_step)$")
+#: Functions run once per epoch or evaluation: a list they fill and average is the epoch's
+#: history (as in a loop over epochs), not one update's statistics.
+_PER_EPOCH_NAMES = re.compile(r"epoch|eval|valid|test|predict|infer", re.IGNORECASE)
 #: Calls that reduce a list of tensors to one value (or one array) it does not keep.
 _NUMPY_REDUCERS = frozenset({"mean", "average", "nanmean", "sum", "nansum", "median", "std",
                              "var", "stack", "concatenate", "array", "asarray", "max", "min"})
@@ -1341,9 +1345,10 @@ def _per_call_stats(ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpress
     """A list of one call's statistics: created in ``fn``'s own body (outside its loops),
     filled in its loops and reduced before it returns (``np.mean(losses)``,
     ``tf.add_n(losses)``), never returned, stored or handed to anything else, in a function
-    that runs once per step or update (called from a loop, by name an ``update``/``learn``/
-    ``train_step``). The list and its tensors are freed when the call returns: bounded by
-    one update's work, not kept across the training run."""
+    that runs once per step or update (by name an ``update``/``learn``/``train_step``, or
+    called from a loop and not named for an epoch or an evaluation). The list and its
+    tensors are freed when the call returns: bounded by one update's work, not kept across
+    the training run."""
     if loop is None or fn.node is None or not isinstance(container, cst.Name):
         return False
     name = container.value
@@ -1351,9 +1356,9 @@ def _per_call_stats(ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpress
     if ev is None or ev.func is not fn or ev.kind != "assign" or ev.loops or ev.value is None \
             or not _list_value(ev.value):
         return False
-    if not (repeated or _UPDATE_NAMES.match(fn.name)
-            or id(fn) in ctx.analysis(per_step_callees)):
-        return False
+    if not _UPDATE_NAMES.match(fn.name) and (_PER_EPOCH_NAMES.search(fn.name) or not (
+            repeated or id(fn) in ctx.analysis(per_step_callees))):
+        return False  # a function run once, or once per epoch: its list is a history
     reduced = False
     for site in fn.calls:
         if site.seq <= seq or not any(isinstance(a.value, cst.Name) and a.value.value == name
