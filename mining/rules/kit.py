@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
+from leakwatt.mining.rules.index import CallSite, ClassInfo, FuncInfo, Loop
 from leakwatt.mining.rules.values import DATASET, LOSSFN
 
 if TYPE_CHECKING:
@@ -345,10 +345,20 @@ def resolve_callee(ctx: ModuleContext, fn: FuncInfo, call: cst.Call, seq: int, *
     if method in common or method.startswith("__") or ctx.names.resolve(func) is not None \
             or not _binding_unknown(ctx, fn, recv, seq):
         return None, ""
-    owners = [cls for cls in ctx.classes.values() if method in cls.methods]
+    owners = ctx.analysis(method_owners).get(method, ())
     if len(owners) != 1:
         return None, ""
     text = " ".join(ctx.code(recv).split())[:60]
     return owners[0].methods[method], (f"{text}.{method}() matched by name to "
                                        f"{owners[0].name}.{method}, the one method of that name "
                                        f"in this module")
+
+
+def method_owners(ctx: ModuleContext) -> dict[str, tuple[ClassInfo, ...]]:
+    """Method name -> the module classes defining it (a module analysis:
+    ``ctx.analysis(method_owners)``)."""
+    out: dict[str, list[ClassInfo]] = {}
+    for cls in ctx.classes.values():
+        for name in cls.methods:
+            out.setdefault(name, []).append(cls)
+    return {name: tuple(found) for name, found in out.items()}

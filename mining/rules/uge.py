@@ -602,25 +602,33 @@ def _reaches_reset(ctx: ModuleContext, site: CallSite) -> bool:
 _CALL_DEPTH = 3
 #: The last name of a receiver that holds an optimizer (``opt``, ``self.optimizer``).
 _OPTIMIZER_NAME = re.compile(r"(?:^|_)(?:opt|optim|optimizer|optimiser)$", re.IGNORECASE)
+#: ``tensorflow.*`` calls that look up what the graph already holds (or create it once): they
+#: add no operation when a loop calls them again.
+_NOT_NEW_OPS = frozenset({"get_global_step", "get_or_create_global_step", "checkpoint_exists",
+                          "get_tensor_by_name", "get_operation_by_name", "get_variable_scope",
+                          "get_default_session", "executing_eagerly"})
 
 
 def _op_site(ctx: ModuleContext, site: CallSite) -> bool:
-    """``site`` creates graph operations: a ``tf.*`` operation (:func:`creates_op`), a
-    ``K.function``, or an optimizer's ``minimize`` (it adds the gradient and update
-    operations; the optimizer a ``tf.*Optimizer(...)`` call, a name bound to one, or a
-    receiver named like one)."""
-    if creates_op(site.qn) or site.qn == "keras.backend.function":
+    """``site`` creates graph operations: a ``tf.*`` operation (:func:`creates_op`, less the
+    look-ups of :data:`_NOT_NEW_OPS`), a ``K.function``, or an optimizer's ``minimize`` (it
+    adds the gradient and update operations; the optimizer a ``tf.*Optimizer(...)`` call, a
+    name bound to one, or a receiver named like one)."""
+    if site.qn == "keras.backend.function":
         return True
+    if creates_op(site.qn):
+        return (site.qn or "").rsplit(".", 1)[-1] not in _NOT_NEW_OPS
     if site.method != "minimize" or site.qn is not None:
         return False
     recv = site.receiver
+    bound: cst.BaseExpression | None = recv
     if isinstance(recv, cst.Name):
         ev = ctx.last_assign(site.func, recv.value, site.seq)
-        if ev is not None and isinstance(ev.value, cst.Call):
-            recv = ev.value
-    if isinstance(recv, cst.Call):
-        qn = ctx.names.resolve(recv.func) or ""
-        return qn.startswith("tensorflow.") and qn.endswith("Optimizer")
+        bound = ev.value if ev is not None and isinstance(ev.value, cst.Call) else recv
+    if isinstance(bound, cst.Call):
+        qn = ctx.names.resolve(bound.func) or ""
+        if qn.startswith("tensorflow.") and qn.endswith("Optimizer"):
+            return True
     last = recv.value if isinstance(recv, cst.Name) else (
         recv.attr.value if isinstance(recv, cst.Attribute) else "")
     return bool(_OPTIMIZER_NAME.search(last))
@@ -705,7 +713,7 @@ class _Guards:
                 after_exit = top and self._returns_built(stmt)
             elif isinstance(stmt, cst.BaseCompoundStatement) and not isinstance(
                     stmt, cst.FunctionDef | cst.ClassDef):
-                suites = [stmt.body]
+                suites = [getattr(stmt, "body", None)]
                 for name in ("orelse", "finalbody"):
                     part = getattr(stmt, name, None)
                     if isinstance(part, cst.Else | cst.Finally):
@@ -728,8 +736,8 @@ class _Guards:
 
     def _returns_built(self, stmt: cst.If) -> bool:
         """``if self.op is not None: return self.op`` (``if key in cache: return cache[key]``,
-        ``if hasattr(self, "op"): return self.op``): the rest of the function builds what the
-        first call keeps."""
+        ``if hasattr(self, "op"): return self.op``, ``if self.built: return``): the rest of
+        the function builds what the first call keeps."""
         subject = _present(stmt.test)
         if subject is None:
             return False
@@ -737,10 +745,18 @@ class _Guards:
         lines = stmt.body.body if isinstance(stmt.body, cst.IndentedBlock) else [stmt.body]
         for line in lines:
             for small in getattr(line, "body", ()):
-                if isinstance(small, cst.Return) and small.value is not None and (
-                        not subject or subject in code(small.value)):
+                if not isinstance(small, cst.Return):
+                    continue
+                if small.value is None:
+                    if not subject or _BUILT_FLAG.search(subject):
+                        return True  # ``if self.built: return``, ``if hasattr(...): return``
+                elif not subject or subject in code(small.value):
                     return True
         return False
+
+
+#: A flag saying that what a function builds exists already (``if self.built: return``).
+_BUILT_FLAG = re.compile(r"built|initiali[sz]ed|created|ready|setup|cache", re.IGNORECASE)
 
 
 def _absent(test: cst.BaseExpression) -> bool:
