@@ -185,6 +185,24 @@ metrics = Metrics()
 for epoch in range(10):
     sess.run([metrics.op("loss", loss), metrics.accuracy(), metrics.loss(logits, labels)])
 """,
+    "a builder that returns early once built": """\
+import tensorflow as tf
+
+
+class Net:
+    def build(self):
+        if self.built:
+            return
+        self.x = tf.placeholder(tf.float32, [None, 4])
+        self.y = tf.reduce_sum(self.x)
+        self.built = True
+
+
+net = Net()
+for batch in batches:
+    net.build()
+    print(sess.run(net.y, feed_dict={net.x: batch}))
+""",
     "graph built before the loop by the same builder": """\
 import tensorflow as tf
 
