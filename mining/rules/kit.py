@@ -266,8 +266,7 @@ COMMON_METHODS = frozenset({
     "warning", "error", "shuffle", "next", "call", "predict", "fit", "evaluate", "summary",
     "compile", "numpy", "mean", "sum", "reshape", "astype", "result", "update_state",
     "reset_states", "reset_state", "apply_gradients", "minimize", "gradient", "assign",
-    "train_on_batch", "test_on_batch", "predict_on_batch", "print", "show", "plot", "act", "item",
-    "tolist"})
+    "train_on_batch", "test_on_batch", "predict_on_batch", "print", "show", "plot", "item", "tolist"})
 
 
 def instance_class(ctx: ModuleContext, fn: FuncInfo, expr: cst.BaseExpression,
