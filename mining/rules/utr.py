@@ -1326,7 +1326,9 @@ def per_step_callees(ctx: ModuleContext) -> frozenset[int]:
     return frozenset(out)
 
 
-def _reduces(ctx: ModuleContext, site: CallSite) -> bool:
+def _reduces(site: CallSite) -> bool:
+    """A call that reduces a list to a number or an array it does not keep: numpy's and
+    TensorFlow's reductions and stacks, ``statistics``, ``sum``/``len``/``max``/``min``."""
     qn = site.qn or ""
     root, _, rest = qn.partition(".")
     last = rest.rsplit(".", 1)[-1] if rest else ""
@@ -1364,7 +1366,7 @@ def _per_call_stats(ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpress
         if site.seq <= seq or not any(isinstance(a.value, cst.Name) and a.value.value == name
                                       for a in site.node.args):
             continue
-        if not _reduces(ctx, site):
+        if not _reduces(site):
             return False  # handed to something that may keep it
         reduced = reduced or site.simple_name != "len"
     if not reduced:
