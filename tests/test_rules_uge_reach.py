@@ -351,7 +351,8 @@ from keras.callbacks import Callback
 
 class LrLogger(Callback):
     def on_epoch_end(self, epoch, logs=None):
-        lr = K.get_session().run(tf.cast(self.model.optimizer.lr, tf.float32))
+        sess = K.get_session()
+        lr = sess.run(tf.cast(self.model.optimizer.lr, tf.float32))
         print(epoch, lr)
 """
     assert _uge(source) == [_line_of(source, "tf.cast(")]

@@ -658,9 +658,13 @@ def _builds_ops(ctx: ModuleContext, fn: FuncInfo, depth: int
             for site in fn.calls:
                 if _guarded(ctx, site) or in_fresh_graph(ctx, site):
                     continue
+                func = site.node.func
+                if isinstance(func, cst.Attribute) and not (
+                        isinstance(func.value, cst.Name) and func.value.value == "self"):
+                    continue  # below the loop's own call: functions, self.m(), Cls(...)
                 target, how = resolve_callee(ctx, fn, site.node, site.seq)
                 if how or target is None or target is fn:
-                    continue  # only calls bound to their callee are followed further down
+                    continue
                 found = _builds_ops(ctx, target, depth - 1)
                 if found is not None:
                     result = (found[0], (fn, *found[1]))
