@@ -203,6 +203,24 @@ for batch in batches:
     net.build()
     print(sess.run(net.y, feed_dict={net.x: batch}))
 """,
+    "an early return after a loop in the cache check": """\
+import tensorflow as tf
+
+
+class Cache:
+    def ops(self, names):
+        if self._ops is not None:
+            for name in names:
+                print(name)
+            return self._ops
+        self._ops = [tf.reduce_sum(self.x)]
+        return self._ops
+
+
+cache = Cache()
+for batch in batches:
+    sess.run(cache.ops(["a"]), feed_dict={x: batch})
+""",
     "graph built before the loop by the same builder": """\
 import tensorflow as tf
 

@@ -748,7 +748,9 @@ class _Guards:
         code = self.ctx.code
         lines = stmt.body.body if isinstance(stmt.body, cst.IndentedBlock) else [stmt.body]
         for line in lines:
-            for small in getattr(line, "body", ()):
+            if not isinstance(line, cst.SimpleStatementLine | cst.SimpleStatementSuite):
+                continue
+            for small in line.body:
                 if not isinstance(small, cst.Return):
                     continue
                 if small.value is None:
