@@ -221,6 +221,31 @@ cache = Cache()
 for batch in batches:
     sess.run(cache.ops(["a"]), feed_dict={x: batch})
 """,
+    "a helper rebound to a wrapper that builds its graph once": """\
+import numpy as np
+import tensorflow as tf
+
+
+def graph_once(f):
+    x = tf.placeholder(tf.float32)
+    out = f(x)
+    return lambda value: out.eval({x: value}, session=sess)
+
+
+def double(img):
+    return tf.multiply(img, 2.0)
+
+
+def run(img):
+    for octave in range(4):
+        img = double(img) + sess.run(noise)
+    return img
+
+
+if __name__ == "__main__":
+    double = graph_once(double)
+    run(np.zeros(3))
+""",
     "graph built before the loop by the same builder": """\
 import tensorflow as tf
 

@@ -328,6 +328,8 @@ def resolve_callee(ctx: ModuleContext, fn: FuncInfo, call: cst.Call, seq: int, *
     holds (a parameter, ``self.agent = agent``), the one module class defining a method ``m``
     is matched by name, unless ``m`` is one of ``common`` (names library objects share)."""
     func = call.func
+    if isinstance(func, cst.Name) and ctx.last_assign(fn, func.value, seq) is not None:
+        return None, ""  # rebound (``resize = tffunc(...)(resize)``): not what it defines
     target = ctx.local_function_by_ref(func, fn)
     if target is not None:
         return target, ""

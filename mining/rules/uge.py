@@ -428,7 +428,10 @@ class UnboundedGraphExpansion(Rule):
             elif id(fn) in repeated and fn.node is not None and not in_fresh_graph(ctx, site):
                 if id(fn) in covered or is_tf_function(fn):
                     continue  # reported where the loop calls it; a tf.function traces once
-                if not self._called_from_running_loop(ctx, fn, callers.get(id(fn), [])):
+                sites = [c for c in callers.get(id(fn), []) if not (  # not a rebound name
+                    isinstance(c.node.func, cst.Name)
+                    and ctx.last_assign(c.func, c.node.func.value, c.seq) is not None)]
+                if not self._called_from_running_loop(ctx, fn, sites):
                     continue
                 seen_stmts.add(id(site.stmt))
                 yield Report(node=site.node, variant="graph-op-in-called-fn", confidence=0.65,
