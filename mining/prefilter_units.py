@@ -159,6 +159,7 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
     """One pass over a unit's ast: names it mentions, defines and calls, loops and stores."""
     facts = Facts()
     tokens, stored, attrs, calls = unit.tokens, facts.stored, facts.attrs, facts.calls
+    methods: set[str] = set()  # ``obj.m(...)`` calls on other objects than self
     stack: list[Any] = list(unit.nodes)
     pop, push = stack.pop, stack.append
     while stack:
@@ -183,6 +184,8 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
             parts = _dotted_parts(node.func)
             if parts:
                 calls.append(parts)
+                if len(parts) > 2 or (len(parts) == 2 and parts[0] not in ("self", "cls")):
+                    methods.add(parts[-1])
                 if parts[-1] in store_methods and len(parts) > 1:
                     facts.store_call = True
         elif t is ast.For or t is ast.AsyncFor or t is ast.While:
@@ -223,6 +226,10 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
         unit.callables |= facts.defs
         unit.values = stored | attrs
     unit.loop = facts.loop or facts.comp  # calls in comprehensions count as in a loop
+    if unit.loop:
+        # a method called on an object in a loop (``agent.update(batch)``) may be a module
+        # class's: the rules follow it there (UTR, UGE), so its definition is connected
+        tokens.update(methods)
     return facts
 
 

@@ -391,3 +391,213 @@ def test_tensor_returned_by_a_helper_of_another_project_module(tmp_path) -> None
         "for x, y in dataset:\n    losses.append(compute_loss(model, x, y))\n")
     report = scan_paths([tmp_path], select=["UTR"], jobs=1)
     assert [(f.path.rsplit("/", 1)[-1], f.line) for f in report.findings] == [("train.py", 6)]
+
+
+# -- tensors returned by methods, and one update's statistics --------------------------------------
+
+METHOD_POSITIVES = {
+    "loss returned by an agent's update, kept per minibatch": ("""\
+import numpy as np
+import tensorflow as tf
+
+
+class Agent:
+    def __init__(self, model):
+        self.model = model
+        self.optimizer = tf.keras.optimizers.Adam(1e-3)
+
+    def update(self, states, targets):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(self.model(states) - targets))
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss
+
+
+agent = Agent(model)
+losses = []
+for episode in range(500):
+    for states, targets in minibatches(memory):
+        loss = agent.update(states, targets)
+        losses.append(loss)
+    print(episode, np.mean(losses[-10:]))
+""", ["losses.append(loss)"]),
+    "metric unpacked from a method of an instance stored on self": ("""\
+import tensorflow as tf
+
+
+class Learner:
+    def train_batch(self, x, y):
+        with tf.GradientTape() as tape:
+            logits = self.model(x)
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits))
+        self.opt.apply_gradients(zip(tape.gradient(loss, self.model.trainable_variables),
+                                     self.model.trainable_variables))
+        return loss, tf.reduce_mean(tf.cast(tf.argmax(logits, -1) == y, tf.float32))
+
+
+class Runner:
+    def __init__(self):
+        self.learner = Learner()
+        self.accuracies = []
+
+    def run(self, dataset):
+        for x, y in dataset:
+            loss, acc = self.learner.train_batch(x, y)
+            self.accuracies.append(acc)
+""", ["self.accuracies.append(acc)"]),
+    "a list of the whole run in a train method called once": ("""\
+import numpy as np
+import tensorflow as tf
+
+
+class Trainer:
+    def train(self, dataset, epochs):
+        losses = []
+        for epoch in range(epochs):
+            for x, y in dataset:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.square(self.model(x) - y))
+                grads = tape.gradient(loss, self.model.trainable_variables)
+                self.opt.apply_gradients(zip(grads, self.model.trainable_variables))
+                losses.append(loss)
+        return float(np.mean(losses))
+""", ["losses.append(loss)"]),
+    "an epoch's history in a function called once per epoch": ("""\
+import numpy as np
+import tensorflow as tf
+
+loss_fn = tf.keras.losses.MeanSquaredError()
+
+
+def run_epoch(model, dataset):
+    losses = []
+    for x, y in dataset:
+        losses.append(loss_fn(y, model(x)))
+    return np.mean(losses)
+
+
+for epoch in range(10):
+    print(run_epoch(model, ds))
+""", ["losses.append(loss_fn(y, model(x)))"]),
+}
+
+METHOD_NEGATIVES = {
+    "an update's statistics reduced before it returns": """\
+import numpy as np
+import tensorflow as tf
+
+
+class PPO:
+    def update(self, batches, epochs):
+        policy_losses = []
+        for _ in range(epochs):
+            for states, actions, advantages in batches:
+                with tf.GradientTape() as tape:
+                    ratio = tf.exp(self.logp(states, actions) - self.old_logp)
+                    loss = -tf.reduce_mean(tf.minimum(ratio * advantages, self.clip(ratio)))
+                grads = tape.gradient(loss, self.policy.trainable_variables)
+                self.opt.apply_gradients(zip(grads, self.policy.trainable_variables))
+                policy_losses.append(loss)
+        return np.mean(policy_losses)
+
+
+agent = PPO()
+for episode in range(1000):
+    stats = agent.update(collect(env), 10)
+""",
+    "statistics of a method called once per step, added up before it returns": """\
+import tensorflow as tf
+
+
+class Agent:
+    def fit_minibatches(self, memory):
+        losses = []
+        for states, targets in memory.minibatches(32):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self.q(states) - targets))
+            self.opt.apply_gradients(zip(tape.gradient(loss, self.q.weights), self.q.weights))
+            losses.append(loss)
+        return tf.add_n(losses) / len(losses)
+
+
+agent = Agent()
+for step in range(10000):
+    agent.fit_minibatches(memory)
+""",
+    "method results converted before they are kept": """\
+import numpy as np
+import tensorflow as tf
+
+
+class Agent:
+    def update(self, batch):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(self.model(batch))
+        return loss
+
+
+agent = Agent()
+losses, floats, items = [], [], []
+for batch in batches:
+    losses.append(agent.update(batch).numpy())
+    floats.append(float(agent.update(batch)))
+    loss = agent.update(batch)
+    items.append(loss.item())
+    items.append(np.asarray(loss))
+""",
+    "a method of a non-tensor helper class": """\
+import tensorflow as tf
+
+
+class Recorder:
+    def describe(self, value):
+        return f"{value:.3f}"
+
+
+recorder = Recorder()
+lines = []
+for step in range(100):
+    loss = tf.reduce_mean(model(batch(step)))
+    lines.append(recorder.describe(float(loss)))
+""",
+}
+
+
+@pytest.mark.parametrize("case", list(METHOD_POSITIVES))
+def test_utr_method_results_are_reported(case: str) -> None:
+    source, texts = METHOD_POSITIVES[case]
+    assert _utr(source) == sorted(_line_of(source, t) for t in texts)
+
+
+@pytest.mark.parametrize("case", list(METHOD_NEGATIVES))
+def test_utr_method_hard_negatives_stay_silent(case: str) -> None:
+    assert _utr(METHOD_NEGATIVES[case]) == []
+
+
+def test_a_method_matched_by_name_only_says_so_with_lower_confidence() -> None:
+    source = """\
+import tensorflow as tf
+
+
+class DQN:
+    def learn(self, batch):
+        with tf.GradientTape() as tape:
+            q = self.net(batch.states)
+            loss = tf.reduce_mean(tf.square(batch.targets - q))
+        self.opt.apply_gradients(zip(tape.gradient(loss, self.net.trainable_variables),
+                                     self.net.trainable_variables))
+        return loss
+
+
+def run(agent, replay, steps):
+    history = []
+    for step in range(steps):
+        history.append(agent.learn(replay.sample()))
+    return history
+"""
+    (f,) = scan_source(source, "t.py", rules=["UTR"])
+    assert f.line == _line_of(source, "history.append(")
+    assert "matched by name to DQN.learn" in f.via
+    assert f.confidence == 0.6
+    assert scan_source(source, "t.py", rules=["UTR"], prefilter=False) == [f]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
+from leakwatt.mining.rules.index import CallSite, ClassInfo, FuncInfo, Loop
 from leakwatt.mining.rules.values import DATASET, LOSSFN
 
 if TYPE_CHECKING:
@@ -252,3 +252,114 @@ def step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | 
     return policy.targets and target is not None and any(
         policy.words.search(n.value) for n in names_read(target))
 
+
+
+# -- calls into the module's own classes -------------------------------------------------------
+
+#: Method names too common on library objects (progress bars, dicts, lists, files, sessions,
+#: environments, Keras models) to be matched to a module class by the name alone.
+COMMON_METHODS = frozenset({
+    "update", "run", "eval", "get", "set", "add", "append", "extend", "insert", "pop", "remove",
+    "clear", "copy", "write", "read", "close", "save", "restore", "load", "items", "keys",
+    "values", "format", "join", "split", "reset", "step", "render", "sample", "put", "send",
+    "start", "stop", "set_postfix", "set_description", "flush", "log", "info", "debug",
+    "warning", "error", "shuffle", "next", "call", "predict", "fit", "evaluate", "summary",
+    "compile", "numpy", "mean", "sum", "reshape", "astype", "result", "update_state",
+    "reset_states", "reset_state", "apply_gradients", "minimize", "gradient", "assign",
+    "train_on_batch", "test_on_batch", "predict_on_batch", "print", "show", "plot", "item", "tolist"})
+
+
+def instance_class(ctx: ModuleContext, fn: FuncInfo, expr: cst.BaseExpression,
+                   seq: int) -> str | None:
+    """The module class ``expr`` holds an instance of: a name whose binding in force at
+    ``seq`` (or in an enclosing scope) is ``Cls(...)``, or ``self.attr`` whose every store in
+    the class is ``Cls(...)`` of one module class. None when that cannot be told."""
+    values: list[cst.BaseExpression | None]
+    if isinstance(expr, cst.Name):
+        ev = ctx.last_assign(fn, expr.value, seq)
+        if ev is None or ev.kind != "assign":
+            return None
+        values = [ev.value]
+    elif (isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name)
+          and expr.value.value == "self" and fn.class_name):
+        cls = ctx.classes.get(fn.class_name)
+        values = [ev.value for ev in cls.attr_assigns.get(expr.attr.value, [])] \
+            if cls is not None else []
+    else:
+        return None
+    names = {v.func.value for v in values if isinstance(v, cst.Call)
+             and isinstance(v.func, cst.Name) and v.func.value in ctx.classes}
+    matched = sum(1 for v in values if isinstance(v, cst.Call) and isinstance(v.func, cst.Name)
+                  and v.func.value in ctx.classes)
+    if len(names) == 1 and values and matched == len(values):
+        return names.pop()
+    return None
+
+
+def _binding_unknown(ctx: ModuleContext, fn: FuncInfo, expr: cst.BaseExpression,
+                     seq: int) -> bool:
+    """Nothing here says what ``expr`` holds: a parameter or an unbound name, a loop target,
+    a name or ``self.attr`` bound only to other names (``self.agent = agent``), an attribute
+    of another object (``env.agent``). A name bound to a call or a literal is known to hold
+    something else than an instance of a module class (``pbar = tqdm(...)``)."""
+    if isinstance(expr, cst.Name):
+        if expr.value in ("self", "cls"):
+            return False
+        ev = ctx.last_assign(fn, expr.value, seq)
+        return ev is None or ev.value is None or isinstance(
+            ev.value, cst.Name | cst.Attribute | cst.Subscript)
+    if (isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name)
+            and expr.value.value == "self" and fn.class_name):
+        cls = ctx.classes.get(fn.class_name)
+        events = cls.attr_assigns.get(expr.attr.value, []) if cls is not None else []
+        return all(ev.value is None or isinstance(ev.value, cst.Name | cst.Attribute
+                                                  | cst.Subscript) for ev in events)
+    return isinstance(expr, cst.Attribute)
+
+
+def resolve_callee(ctx: ModuleContext, fn: FuncInfo, call: cst.Call, seq: int, *,
+                   common: frozenset[str] = COMMON_METHODS) -> tuple[FuncInfo | None, str]:
+    """The module function or method that ``call`` (in ``fn``, at ``seq``) runs, and how it was
+    found (``""``: by a binding; else a ``via`` note).
+
+    Beyond :meth:`ModuleContext.resolve_local_function` (``f()``, ``self.m()``): ``Cls(...)``
+    runs ``Cls.__init__``; ``obj.m()`` where ``obj`` is an instance of a module class
+    (:func:`instance_class`) runs that class's ``m``; and where nothing says what ``obj``
+    holds (a parameter, ``self.agent = agent``), the one module class defining a method ``m``
+    is matched by name, unless ``m`` is one of ``common`` (names library objects share)."""
+    func = call.func
+    if isinstance(func, cst.Name) and ctx.last_assign(fn, func.value, seq) is not None:
+        return None, ""  # rebound (``resize = tffunc(...)(resize)``): not what it defines
+    target = ctx.local_function_by_ref(func, fn)
+    if target is not None:
+        return target, ""
+    if isinstance(func, cst.Name):
+        if func.value in ctx.classes and ctx.last_assign(fn, func.value, seq) is None:
+            return ctx.method(func.value, "__init__"), ""
+        return None, ""
+    if not isinstance(func, cst.Attribute):
+        return None, ""
+    method, recv = func.attr.value, func.value
+    cls_name = instance_class(ctx, fn, recv, seq)
+    if cls_name is not None:
+        return ctx.method(cls_name, method), ""
+    if method in common or method.startswith("__") or ctx.names.resolve(func) is not None \
+            or not _binding_unknown(ctx, fn, recv, seq):
+        return None, ""
+    owners = ctx.analysis(method_owners).get(method, ())
+    if len(owners) != 1:
+        return None, ""
+    text = " ".join(ctx.code(recv).split())[:60]
+    return owners[0].methods[method], (f"{text}.{method}() matched by name to "
+                                       f"{owners[0].name}.{method}, the one method of that name "
+                                       f"in this module")
+
+
+def method_owners(ctx: ModuleContext) -> dict[str, tuple[ClassInfo, ...]]:
+    """Method name -> the module classes defining it (a module analysis:
+    ``ctx.analysis(method_owners)``)."""
+    out: dict[str, list[ClassInfo]] = {}
+    for cls in ctx.classes.values():
+        for name in cls.methods:
+            out.setdefault(name, []).append(cls)
+    return {name: tuple(found) for name, found in out.items()}

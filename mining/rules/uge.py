@@ -17,6 +17,7 @@ from leakwatt.mining.rules.kit import (
     called_in_loop,
     iter_loops,
     loop_iter,
+    resolve_callee,
 )
 from leakwatt.mining.rules.values import is_session_ctor, is_tf_function
 
@@ -150,7 +151,24 @@ class UnboundedGraphExpansion(Rule):
     that builds a fresh graph per iteration (``with tf.Graph().as_default():``,
     ``tf.reset_default_graph()`` or ``clear_session()`` in the iteration); loops that only build
     the graph (stacking layers) and run nothing. The finding is at each statement that creates
-    an operation inside the loop or the repeatedly called function.
+    an operation inside the loop.
+
+    *Operations built by the functions a loop calls.* The loop's calls are followed into the
+    module's functions and methods, three calls deep: ``helper(x)``, ``self.build_acc()``,
+    ``model.build_decoder()`` on an instance of a module class (``model = Seq2Seq()``, or
+    ``self.model`` stored as one), ``Model(config)`` (its ``__init__``), and, where nothing
+    says what the receiver holds (a parameter, ``self.agent = agent``), the one module class
+    defining a method of that name (lower confidence, named in the finding's ``via``; not
+    for names library objects share, ``update``, ``run``, ``predict`` ...). An optimizer's
+    ``minimize`` counts as an operation. When a callee creates operations on every call and
+    the loop runs the graph, the finding is at the call in the loop, and its message names
+    the chain of callees and the operation (``via`` too). Not reported: callees that only
+    run the graph, feed placeholders or compute with numpy; operations built once behind a
+    cache guard (``if self.acc_op is None:``, ``if not hasattr(self, "op"):``, ``if k not in
+    cache:``, or after ``if self.op is not None: return self.op``); a ``tf.function`` callee
+    (traced once); a callee that resets the default graph or builds under a fresh one. A
+    Keras hook (``on_epoch_end``) that creates operations and runs the graph is reported at
+    its operations.
 
     *Retrace variants.* A ``@tf.function`` (or ``f = tf.function(g)``) called inside a loop
     with a Python number that changes per iteration (a ``range``/``enumerate`` index, a numeric
@@ -179,7 +197,7 @@ class UnboundedGraphExpansion(Rule):
     VARIANTS = {
         "graph-op-in-loop": "tf operations created inside a loop that also runs the graph",
         "graph-op-in-called-fn": "tf operations created in a function called from a loop "
-                                 "that runs the graph",
+                                 "that runs the graph (reported at the call in the loop)",
         "retrace-python-arg": "a tf.function called in a loop with a Python number that "
                               "changes per iteration",
         "function-per-step": "tf.function(...) created on every iteration of a loop",
@@ -260,8 +278,39 @@ class UnboundedGraphExpansion(Rule):
                 train_step(batch, lr_scale)
                 train_step(batch, base)
             """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            class Evaluator:
+                def __init__(self):
+                    self.acc_op = None
+
+                def accuracy(self, sess, logits, labels):
+                    if self.acc_op is None:
+                        self.acc_op = tf.reduce_mean(tf.cast(tf.equal(logits, labels), tf.float32))
+                    return sess.run(self.acc_op)
+
+            evaluator = Evaluator()
+            for epoch in range(10):
+                print(evaluator.accuracy(sess, logits, labels))
+            """)),
     ]
     INVALID = [
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            class Translator:
+                def decode_op(self):
+                    return tf.argmax(self.logits, axis=-1)
+
+                def translate(self, sess, line):
+                    ids = self.decode_op()
+                    return sess.run(ids, feed_dict={self.src: line})
+
+            translator = Translator()
+            for line in lines:
+                print(translator.translate(sess, line))
+            """), line=13, variant="graph-op-in-called-fn"),
         Invalid(dedent("""
             import tensorflow as tf
 
@@ -300,7 +349,7 @@ class UnboundedGraphExpansion(Rule):
 
             for epoch in range(100):
                 print(evaluate(sess, a, b))
-            """), line=4, variant="graph-op-in-called-fn"),
+            """), line=8, variant="graph-op-in-called-fn"),
         Invalid(dedent("""
             import tensorflow as tf
             sess = tf.Session()
@@ -358,13 +407,15 @@ class UnboundedGraphExpansion(Rule):
         repeated = ctx.analysis(called_in_loop)
         callers = _loop_callers(ctx)
         seen_stmts: set[int] = set()
+        covered: set[int] = set()  # callees whose operations are reported at a loop's call
+        yield from self._calls_that_build(ctx, covered)
         for site in ctx.calls:
-            if not (creates_op(site.qn) or site.qn == "keras.backend.function"):
+            if not _op_site(ctx, site):
                 continue
             if site.parent_call is not None and creates_op(ctx.names.resolve(
                     site.parent_call.func)):
                 continue  # one report per expression: the outermost operation
-            if id(site.stmt) in seen_stmts:
+            if id(site.stmt) in seen_stmts or _guarded(ctx, site):
                 continue
             fn = site.func
             if site.loops:
@@ -375,11 +426,56 @@ class UnboundedGraphExpansion(Rule):
                 yield Report(node=site.node, variant="graph-op-in-loop", confidence=0.8,
                              loop_kind=loop.kind, function=fn.qualname, stmt=site.stmt)
             elif id(fn) in repeated and fn.node is not None and not in_fresh_graph(ctx, site):
-                if not self._called_from_running_loop(ctx, fn, callers.get(id(fn), [])):
+                if id(fn) in covered or is_tf_function(fn):
+                    continue  # reported where the loop calls it; a tf.function traces once
+                sites = [c for c in callers.get(id(fn), []) if not (  # not a rebound name
+                    isinstance(c.node.func, cst.Name)
+                    and ctx.last_assign(c.func, c.node.func.value, c.seq) is not None)]
+                if not self._called_from_running_loop(ctx, fn, sites):
                     continue
                 seen_stmts.add(id(site.stmt))
                 yield Report(node=site.node, variant="graph-op-in-called-fn", confidence=0.65,
                              function=fn.qualname, stmt=site.stmt)
+
+    def _calls_that_build(self, ctx: ModuleContext, covered: set[int]) -> Iterator[Report]:
+        """Calls, in a loop that runs the graph, of a module function or method that creates
+        operations on every call, itself or through the functions it calls
+        (:func:`_builds_ops`, ``_CALL_DEPTH`` levels deep): reported at the call, with the
+        callee and its operation in the message. ``covered`` receives the ids of the
+        functions on each reported chain (their operations are not reported again)."""
+        op_stmts = {id(s.stmt) for s in ctx.calls
+                    if s.loops and _op_site(ctx, s) and not _guarded(ctx, s)}
+        seen: set[int] = set()
+        for site in ctx.calls:
+            if not site.loops or is_tf_function(site.func) or id(site.stmt) in op_stmts \
+                    or id(site.stmt) in seen:
+                continue  # a statement that creates an operation itself is reported as such
+            if in_fresh_graph(ctx, site) or _guarded(ctx, site):
+                continue
+            target, how = resolve_callee(ctx, site.func, site.node, site.seq)
+            if target is None or target is site.func or target.node is None:
+                continue
+            found = _builds_ops(ctx, target, _CALL_DEPTH)
+            if found is None:
+                continue
+            op, chain = found
+            loop = self._running_loop(ctx, site.func, site)
+            if loop is None:
+                continue
+            covered.update(id(f) for f in chain)
+            seen.add(id(site.stmt))
+            names = " -> ".join(f"{f.qualname}()" for f in chain)
+            op_text = " ".join(ctx.code(op.node).split())
+            op_text = op_text if len(op_text) <= 80 else op_text[:77] + "..."
+            message = (f"Graph grows on every iteration: {names} creates graph operations "
+                       f"({op_text}) each time this loop calls it, and the loop runs the "
+                       "graph, so each step gets slower and memory grows. Build the operations "
+                       "once before the loop (and graph.finalize()), or cache them")
+            via = f"through {names}" + (f"; {how}" if how else "")
+            yield Report(node=site.node, variant="graph-op-in-called-fn",
+                         confidence=0.55 if how else 0.65, message=message,
+                         loop_kind=loop.kind, function=site.func.qualname, stmt=site.stmt,
+                         via=via[:300])
 
     def _running_loop(self, ctx: ModuleContext, fn: FuncInfo, site: CallSite) -> Loop | None:
         """The innermost loop around ``site`` whose iteration also runs the graph, unless an
@@ -494,13 +590,240 @@ def _structure_loop(loop: Loop) -> bool:
 
 
 def _reaches_run(ctx: ModuleContext, site: CallSite) -> bool:
-    target = ctx.resolve_local_function(site)
+    target, _ = resolve_callee(ctx, site.func, site.node, site.seq)
     return target is not None and ctx.reaches(target, lambda s: runs_graph(ctx, s), "uge-run")
 
 
 def _reaches_reset(ctx: ModuleContext, site: CallSite) -> bool:
-    target = ctx.resolve_local_function(site)
+    target, _ = resolve_callee(ctx, site.func, site.node, site.seq)
     return target is not None and ctx.reaches(target, lambda s: _resets(ctx, s), "uge-reset")
+
+
+# -- operations created by the functions a loop calls --------------------------------------------
+
+#: How many calls deep a loop's call is followed into the module's functions and methods.
+_CALL_DEPTH = 3
+#: The last name of a receiver that holds an optimizer (``opt``, ``self.optimizer``).
+_OPTIMIZER_NAME = re.compile(r"(?:^|_)(?:opt|optim|optimizer|optimiser)$", re.IGNORECASE)
+#: ``tensorflow.*`` calls that look up what the graph already holds (or create it once): they
+#: add no operation when a loop calls them again.
+_NOT_NEW_OPS = frozenset({"get_global_step", "get_or_create_global_step", "checkpoint_exists",
+                          "get_tensor_by_name", "get_operation_by_name", "get_variable_scope",
+                          "get_default_session", "executing_eagerly"})
+
+
+def _op_site(ctx: ModuleContext, site: CallSite) -> bool:
+    """``site`` creates graph operations: a ``tf.*`` operation (:func:`creates_op`, less the
+    look-ups of :data:`_NOT_NEW_OPS`), a ``K.function``, or an optimizer's ``minimize`` (it
+    adds the gradient and update operations; the optimizer a ``tf.*Optimizer(...)`` call, a
+    name bound to one, or a receiver named like one)."""
+    if site.qn == "keras.backend.function":
+        return True
+    if creates_op(site.qn):
+        return (site.qn or "").rsplit(".", 1)[-1] not in _NOT_NEW_OPS
+    if site.method != "minimize" or site.qn is not None:
+        return False
+    recv = site.receiver
+    bound: cst.BaseExpression | None = recv
+    if isinstance(recv, cst.Name):
+        ev = ctx.last_assign(site.func, recv.value, site.seq)
+        bound = ev.value if ev is not None and isinstance(ev.value, cst.Call) else recv
+    if isinstance(bound, cst.Call):
+        qn = ctx.names.resolve(bound.func) or ""
+        if qn.startswith("tensorflow.") and qn.endswith("Optimizer"):
+            return True
+    last = recv.value if isinstance(recv, cst.Name) else (
+        recv.attr.value if isinstance(recv, cst.Attribute) else "")
+    return bool(_OPTIMIZER_NAME.search(last))
+
+
+def _builds_ops(ctx: ModuleContext, fn: FuncInfo, depth: int
+                ) -> tuple[CallSite, tuple[FuncInfo, ...]] | None:
+    """The first operation ``fn`` creates on every call, itself or through the module
+    functions it calls (``depth`` levels, counting ``fn``), and the chain of functions from
+    ``fn`` to it; None when it creates none. Not counted: a ``tf.function`` (traced once),
+    a function that starts a fresh default graph (``reset_default_graph``), operations under
+    a fresh graph (``with tf.Graph().as_default():``) or built once behind a cache guard
+    (:func:`_guarded`: ``if self.op is None:``)."""
+    table = ctx.analysis(_BuildMemo).table
+    key = (id(fn), depth)
+    if key in table:
+        return table[key]
+    table[key] = None  # recursion guard
+    result = None
+    if fn.node is not None and not is_tf_function(fn) and not ctx.reaches(
+            fn, lambda s: _resets(ctx, s), "uge-reset"):
+        for site in fn.calls:
+            if _op_site(ctx, site) and not _guarded(ctx, site) and not in_fresh_graph(ctx, site):
+                result = (site, (fn,))
+                break
+        if result is None and depth > 1:
+            for site in fn.calls:
+                if _guarded(ctx, site) or in_fresh_graph(ctx, site):
+                    continue
+                func = site.node.func
+                if isinstance(func, cst.Attribute) and not (
+                        isinstance(func.value, cst.Name) and func.value.value == "self"):
+                    continue  # below the loop's own call: functions, self.m(), Cls(...)
+                target, how = resolve_callee(ctx, fn, site.node, site.seq)
+                if how or target is None or target is fn:
+                    continue
+                found = _builds_ops(ctx, target, depth - 1)
+                if found is not None:
+                    result = (found[0], (fn, *found[1]))
+                    break
+    table[key] = result
+    return result
+
+
+class _BuildMemo:
+    """Per-module memo of :func:`_builds_ops` (a module analysis)."""
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self.table: dict[tuple[int, int], tuple[CallSite, tuple[FuncInfo, ...]] | None] = {}
+
+
+def _guarded(ctx: ModuleContext, site: CallSite) -> bool:
+    """``site`` runs only while something is not built yet: under ``if self.op is None:``,
+    ``if not self.built:``, ``if key not in cache:``, ``if not hasattr(self, "op"):``, or
+    after an early return of what was built (``if self.op is not None: return self.op``)."""
+    return id(site.node) in ctx.analysis(_Guards).of(site.func)
+
+
+class _Guards:
+    """Per-module: the calls of each function that a cache guard keeps to the first call."""
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        self._by_fn: dict[int, frozenset[int]] = {}
+
+    def of(self, fn: FuncInfo) -> frozenset[int]:
+        found = self._by_fn.get(id(fn))
+        if found is None:
+            out: set[int] = set()
+            if fn.node is None:
+                self._walk(list(self.ctx.module.body), out, top=False)
+            elif isinstance(fn.node.body, cst.IndentedBlock):
+                self._walk(list(fn.node.body.body), out, top=True)
+            found = self._by_fn[id(fn)] = frozenset(out)
+        return found
+
+    def _walk(self, stmts: list[cst.BaseStatement], out: set[int], top: bool) -> None:
+        """Collect into ``out`` the ids of the calls in ``stmts`` that a cache guard protects
+        (``top``: the statements of a function's own body, where an early return counts)."""
+        after_exit = False
+        for stmt in stmts:
+            if after_exit:
+                out.update(_calls_under(stmt))
+            elif isinstance(stmt, cst.If):
+                self._if(stmt, out)
+                after_exit = top and self._returns_built(stmt)
+            elif isinstance(stmt, cst.BaseCompoundStatement) and not isinstance(
+                    stmt, cst.FunctionDef | cst.ClassDef):
+                suites = [getattr(stmt, "body", None)]
+                for name in ("orelse", "finalbody"):
+                    part = getattr(stmt, name, None)
+                    if isinstance(part, cst.Else | cst.Finally):
+                        suites.append(part.body)
+                suites.extend(h.body for h in getattr(stmt, "handlers", ()))
+                for suite in suites:
+                    if isinstance(suite, cst.IndentedBlock):
+                        self._walk(list(suite.body), out, top=False)
+
+    def _if(self, stmt: cst.If, out: set[int]) -> None:
+        if _absent(stmt.test):
+            out.update(_calls_under(stmt.body))
+        elif isinstance(stmt.body, cst.IndentedBlock):
+            self._walk(list(stmt.body.body), out, top=False)
+        orelse = stmt.orelse
+        if isinstance(orelse, cst.If):
+            self._if(orelse, out)
+        elif isinstance(orelse, cst.Else) and isinstance(orelse.body, cst.IndentedBlock):
+            self._walk(list(orelse.body.body), out, top=False)
+
+    def _returns_built(self, stmt: cst.If) -> bool:
+        """``if self.op is not None: return self.op`` (``if key in cache: return cache[key]``,
+        ``if hasattr(self, "op"): return self.op``, ``if self.built: return``): the rest of
+        the function builds what the first call keeps."""
+        subject = _present(stmt.test)
+        if subject is None:
+            return False
+        code = self.ctx.code
+        lines = stmt.body.body if isinstance(stmt.body, cst.IndentedBlock) else [stmt.body]
+        for line in lines:
+            if not isinstance(line, cst.SimpleStatementLine | cst.SimpleStatementSuite):
+                continue
+            for small in line.body:
+                if not isinstance(small, cst.Return):
+                    continue
+                if small.value is None:
+                    if not subject or _BUILT_FLAG.search(subject):
+                        return True  # ``if self.built: return``, ``if hasattr(...): return``
+                elif not subject or subject in code(small.value):
+                    return True
+        return False
+
+
+#: A flag saying that what a function builds exists already (``if self.built: return``).
+_BUILT_FLAG = re.compile(r"built|initiali[sz]ed|created|ready|setup|cache", re.IGNORECASE)
+
+
+def _absent(test: cst.BaseExpression) -> bool:
+    """A test that holds while something is not built yet: ``x is None``, ``x == None``,
+    ``k not in cache``, ``not x``, ``not hasattr(obj, "x")`` (or one of them in and/or)."""
+    if isinstance(test, cst.BooleanOperation):
+        return _absent(test.left) or _absent(test.right)
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        inner = test.expression
+        return isinstance(inner, cst.Name | cst.Attribute | cst.Subscript) or (
+            isinstance(inner, cst.Call) and call_name(inner.func) in ("hasattr", "getattr"))
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        cmp = test.comparisons[0]
+        if isinstance(cmp.operator, cst.NotIn):
+            return True
+        return isinstance(cmp.operator, cst.Is | cst.Equal) and isinstance(
+            cmp.comparator, cst.Name) and cmp.comparator.value == "None"
+    return False
+
+
+def _present(test: cst.BaseExpression) -> str | None:
+    """What a test finds already built, as code the early return must mention (``""``: any
+    value): ``x is not None`` and ``x`` -> ``x``, ``k in cache`` -> ``cache``,
+    ``hasattr(obj, "x")`` -> ``""``. None: not such a test."""
+    module = cst.Module([])
+    if isinstance(test, cst.Name | cst.Attribute):
+        return module.code_for_node(test)
+    if isinstance(test, cst.Call):
+        return "" if call_name(test.func) == "hasattr" else None
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        cmp = test.comparisons[0]
+        if isinstance(cmp.operator, cst.In):
+            return module.code_for_node(cmp.comparator)
+        if isinstance(cmp.operator, cst.IsNot | cst.NotEqual) and isinstance(
+                cmp.comparator, cst.Name) and cmp.comparator.value == "None":
+            return module.code_for_node(test.left)
+    return None
+
+
+class _CallIds(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.ids.add(id(node))
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+
+def _calls_under(node: cst.CSTNode) -> set[int]:
+    """The ids of the calls under ``node`` (not in functions or classes defined there)."""
+    visitor = _CallIds()
+    node.visit(visitor)
+    return visitor.ids
 
 
 def _loop_callers(ctx: ModuleContext) -> dict[int, list[CallSite]]:

@@ -10,8 +10,16 @@ import libcst as cst
 from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.fixes import replace_expr
-from leakwatt.mining.rules.index import FuncInfo, Loop
-from leakwatt.mining.rules.kit import UTR_STEPS, bound_names, called_in_loop, is_param, step_loop
+from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
+from leakwatt.mining.rules.kit import (
+    COMMON_METHODS,
+    UTR_STEPS,
+    bound_names,
+    called_in_loop,
+    is_param,
+    resolve_callee,
+    step_loop,
+)
 from leakwatt.mining.rules.modes import EAGER_OFF_CALLS, GRAPH_API_CALLS, GraphModes
 from leakwatt.mining.rules.values import (
     CONTAINER,
@@ -22,6 +30,7 @@ from leakwatt.mining.rules.values import (
     TENSORISH,
     UNKNOWN,
     ValueKinds,
+    called_from_other_modules,
     kinds_for,
 )
 
@@ -156,13 +165,25 @@ class UnreleasedTensorReference(Rule):
     has the kind its same-module callers pass, and the function ``tf.py_function`` runs gets
     eager tensors once per call; a module-level list they append to is kept until something
     empties it (``xs.clear()`` anywhere in the module), which counts as bounded. Tensors
-    returned by a helper of the same file or project are tensors.
+    returned by a helper of the same file or project are tensors, and so are those a method
+    of a module class returns when it is called on an instance (``losses.append(agent.update(
+    batch))``, also through ``loss = agent.update(batch)``): an instance bound to
+    ``Agent(...)`` (or ``self.agent`` stored as one), or, where nothing says what the receiver
+    holds (a parameter), the one module class defining a method of that name, matched by name
+    (lower confidence, named in the finding's ``via``).
 
     Not UTR: an index store into a list (``slots[i] = t`` replaces an item; only a dict grows
-    by key); a list emptied inside the loop that fills it; the output of a layer created in
-    place or in the same iteration, or a symbolic tensor traced back to ``keras.Input`` (a
-    model being built, not run); code that builds a TF1 graph. Graph code is decided per
-    function and region (:mod:`leakwatt.mining.rules.modes`): eager execution disabled,
+    by key); a list emptied inside the loop that fills it; a list of one update's statistics:
+    created in the body of a function run once per step or update (called from a loop, or
+    named ``update``, ``learn``, ``train_step`` ...), filled by its loops and reduced before
+    it returns (``np.mean(losses)``, ``tf.add_n(losses)``), never returned, stored or handed
+    on (its tensors are freed when the call returns; a function named for an epoch or an
+    evaluation, ``run_epoch``, ``evaluate``, keeps an epoch's history and is reported); a
+    running total (``total += loss``: each sum replaces the previous one, no container keeps
+    the old tensors); the output of a layer created in place or in the same iteration, or a
+    symbolic tensor traced back to ``keras.Input`` (a model being built, not run); code that
+    builds a TF1 graph. Graph code is decided per function and region
+    (:mod:`leakwatt.mining.rules.modes`): eager execution disabled,
     ``with tf.Graph().as_default():`` and ``with Session()`` blocks, functions that build a
     session or call graph-building APIs and what they call, module-level code a session runs,
     and modules that call graph-building APIs, except where the loop shows eager code (a
@@ -461,6 +482,22 @@ class UnreleasedTensorReference(Rule):
                 for step in range(num_steps):
                     outputs.append(tf.reduce_mean(cell(inputs[step])))
             """)),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            class PPOAgent:
+                def update(self, batches, epochs):
+                    losses = []
+                    for _ in range(epochs):
+                        for states, advantages in batches:
+                            with tf.GradientTape() as tape:
+                                loss = -tf.reduce_mean(self.policy(states) * advantages)
+                            grads = tape.gradient(loss, self.policy.trainable_variables)
+                            self.opt.apply_gradients(zip(grads, self.policy.trainable_variables))
+                            losses.append(loss)
+                    return float(np.mean(losses))
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -675,6 +712,37 @@ class UnreleasedTensorReference(Rule):
                     outputs.append(model.predict_step(batch))
                 return tf.concat(outputs, 0)
             """), line=6, variant="append-tensor"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            class Agent:
+                def update(self, states, targets):
+                    with tf.GradientTape() as tape:
+                        loss = tf.reduce_mean(tf.square(self.q(states) - targets))
+                    grads = tape.gradient(loss, self.q.trainable_variables)
+                    self.opt.apply_gradients(zip(grads, self.q.trainable_variables))
+                    return loss
+
+            agent = Agent()
+            losses = []
+            for states, targets in replay_batches:
+                losses.append(agent.update(states, targets))
+            """), line=14, variant="append-loss", expected_replacement=dedent("""
+            import tensorflow as tf
+
+            class Agent:
+                def update(self, states, targets):
+                    with tf.GradientTape() as tape:
+                        loss = tf.reduce_mean(tf.square(self.q(states) - targets))
+                    grads = tape.gradient(loss, self.q.trainable_variables)
+                    self.opt.apply_gradients(zip(grads, self.q.trainable_variables))
+                    return loss
+
+            agent = Agent()
+            losses = []
+            for states, targets in replay_batches:
+                losses.append(float(agent.update(states, targets)))
+            """)),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -739,8 +807,13 @@ class UnreleasedTensorReference(Rule):
             if arg.star:
                 continue
             kind = self._value_kind(ctx, kinds, fn, arg.value, site.seq, py_function)
+            via = ""
+            if kind == UNKNOWN:
+                kind, via = _method_result(ctx, kinds, fn, arg.value, site.seq)
             if kind not in TENSORISH:
                 continue
+            if _per_call_stats(ctx, fn, receiver, loop, site.seq, repeated):
+                continue  # filled and reduced within one call of a per-step function
             history = _history(ctx, kinds, fn, receiver, arg.value, kind, site.seq)
             if not history and self._one_computation(ctx, kinds, fn, receiver, loop):
                 continue
@@ -753,7 +826,7 @@ class UnreleasedTensorReference(Rule):
             if modes.graph(fn, site.stmt, site.seq, loop):
                 continue  # a list of symbolic tensors: graph structure, built once
             yield self._report(ctx, kinds, fn, site.seq, site.node, arg.value, kind, site.stmt,
-                               loop, repeated, "append")
+                               loop, repeated, "append", via=via)
         for ev in fn.aug_assigns:
             loop = _statement_loop(ev.loops)
             if loop is None or not isinstance(ev.op, cst.AddAssign) or ev.value is None:
@@ -764,7 +837,11 @@ class UnreleasedTensorReference(Rule):
             if not self._outlives(ctx, fn, ev.target, loop):
                 continue
             kind = kinds.expr_kind(ev.value, fn, ev.seq)
-            if kind not in TENSORISH:
+            via = ""
+            if kind == UNKNOWN and isinstance(ev.value, cst.List | cst.Tuple) \
+                    and len(ev.value.elements) == 1:
+                kind, via = _method_result(ctx, kinds, fn, ev.value.elements[0].value, ev.seq)
+            if kind not in TENSORISH or _per_call_stats(ctx, fn, ev.target, loop, ev.seq, False):
                 continue
             history = _history(ctx, kinds, fn, ev.target, ev.value, kind, ev.seq)
             if (not history and self._one_computation(ctx, kinds, fn, ev.target, loop)) or \
@@ -778,11 +855,12 @@ class UnreleasedTensorReference(Rule):
             value = ev.value
             if isinstance(value, cst.List | cst.Tuple) and len(value.elements) == 1:
                 value = value.elements[0].value
-                kind = kinds.expr_kind(value, fn, ev.seq)
+                if not via:
+                    kind = kinds.expr_kind(value, fn, ev.seq)
             if modes.graph(fn, ev.stmt, ev.seq, loop):
                 continue
             yield self._report(ctx, kinds, fn, ev.seq, ev.stmt or ev.target, value, kind,
-                               ev.stmt, loop, False, "append")
+                               ev.stmt, loop, False, "append", via=via)
         for ev in fn.assigns:
             loop = _statement_loop(ev.loops)
             if loop is None or ev.kind != "assign" or not isinstance(ev.target, cst.Subscript):
@@ -894,7 +972,7 @@ class UnreleasedTensorReference(Rule):
     def _report(self, ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, seq: int,
                 node: cst.CSTNode, value: cst.BaseExpression, kind: str,
                 stmt: cst.CSTNode | None, loop: Loop | None, repeated: bool,
-                store: str) -> Report:
+                store: str, via: str = "") -> Report:
         text = ctx.code(value).lower()
         if store == "dict":
             variant = "dict-store"
@@ -914,12 +992,14 @@ class UnreleasedTensorReference(Rule):
         confidence = 0.7 if repeated or loop is None else 0.9
         if kind not in (SCALAR, GRADS) and _from_dataset(ctx, kinds, fn, value, seq):
             confidence = 0.7
+        if via:
+            confidence = min(confidence, 0.6)  # the method was matched by its name only
         fix = replace_expr(value, lambda upd, k=kind: _convert(k, upd, kinds, fn, seq),
                            key="utr-convert")
         return Report(node=node, variant=variant, confidence=confidence,
                       loop_kind=loop.kind if loop is not None else "",
                       training_api="gradient_tape" if _has_tape(fn) else "",
-                      function=fn.qualname, stmt=stmt, fix=fix)
+                      function=fn.qualname, stmt=stmt, fix=fix, via=via)
 
     @staticmethod
     def _from_model_call(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
@@ -1169,3 +1249,130 @@ def _fresh_layer_output(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
         return ev is not None and ev.value is not None and loop in ev.loops and \
             kinds.expr_kind(ev.value, ev.func, ev.seq) == LAYER
     return False
+
+
+# -- values returned by the methods of the module's classes --------------------------------------
+
+#: Method names matched by name alone for a returned tensor: those of
+#: :data:`~leakwatt.mining.rules.kit.COMMON_METHODS` but ``update`` (an agent's or a trainer's
+#: update step is the very method whose loss is kept; ``dict.update`` returns None, which no
+#: one stores).
+_RESULT_COMMON = COMMON_METHODS - {"update"}
+
+
+def _method_result(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
+                   value: cst.BaseExpression, seq: int) -> tuple[str, str]:
+    """The kind of what a module class's method returns, for a value computed by calling it
+    on an instance (``agent.update(batch)``), directly or through the name it was bound to
+    (``loss = agent.update(batch)``; ``loss, acc = trainer.train_step(x)``), and the ``via``
+    note when the method was matched by its name only (:func:`resolve_callee`).
+    ``(UNKNOWN, "")`` when it is not a tensor or cannot be told."""
+    call: cst.BaseExpression | None = value
+    index: int | None = None
+    scope, at = fn, seq
+    if isinstance(value, cst.Name):
+        ev = ctx.last_assign(fn, value.value, seq)
+        call = None
+        if ev is not None and ev.kind == "assign":
+            call, scope, at = ev.value, ev.func, ev.seq
+        elif ev is not None and ev.kind == "unpack" and ev.index is not None:
+            call, index, scope, at = ev.source, ev.index, ev.func, ev.seq
+    if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
+        return UNKNOWN, ""
+    target, via = resolve_callee(ctx, scope, call, at, common=_RESULT_COMMON)
+    if target is None or target.node is None or target.name == "__init__":
+        return UNKNOWN, ""
+    if index is None:
+        kind = kinds.return_kind(target)
+    else:
+        found: set[str] = set()
+        for ret, rseq in target.returns:
+            if not isinstance(ret, cst.Tuple) or len(ret.elements) <= index:
+                return UNKNOWN, ""
+            found.add(kinds.expr_kind(ret.elements[index].value, target, rseq + 1))
+        found.discard(UNKNOWN)
+        kind = found.pop() if len(found) == 1 else UNKNOWN
+    return (kind, via) if kind in TENSORISH else (UNKNOWN, "")
+
+
+# -- lists that live for one call of a per-step function ------------------------------------------
+
+#: Names of functions that do one update per call (an agent's ``update``/``learn``, a
+#: ``train_step``): what they collect and reduce lives for one call.
+_UPDATE_NAMES = re.compile(
+    r"^_?(?:update|learn|train_step|train_batch|train_on_batch|optimi[sz]e|replay|fit_batch|"
+    r"update_\w+|learn_\w+|\w+_update|\w+_train_step)$")
+#: Functions run once per epoch or evaluation: a list they fill and average is the epoch's
+#: history (as in a loop over epochs), not one update's statistics.
+_PER_EPOCH_NAMES = re.compile(r"epoch|eval|valid|test|predict|infer", re.IGNORECASE)
+#: Calls that reduce a list of tensors to one value (or one array) it does not keep.
+_NUMPY_REDUCERS = frozenset({"mean", "average", "nanmean", "sum", "nansum", "median", "std",
+                             "var", "stack", "concatenate", "array", "asarray", "max", "min"})
+_TF_REDUCERS = frozenset({"add_n", "stack", "concat", "reduce_mean", "reduce_sum", "reduce_max",
+                          "reduce_min", "convert_to_tensor"})
+
+
+def per_step_callees(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of the module functions and methods called inside a loop, also through instances
+    of module classes (``agent.update(batch)``; :func:`resolve_callee`), or called per step
+    by another project module (a module analysis)."""
+    out = {id(fn) for fn in ctx.functions if id(fn) in called_from_other_modules(ctx)}
+    for site in ctx.calls:
+        if site.loops:
+            target, _ = resolve_callee(ctx, site.func, site.node, site.seq,
+                                       common=_RESULT_COMMON)
+            if target is not None and target is not site.func:
+                out.add(id(target))
+    return frozenset(out)
+
+
+def _reduces(site: CallSite) -> bool:
+    """A call that reduces a list to a number or an array it does not keep: numpy's and
+    TensorFlow's reductions and stacks, ``statistics``, ``sum``/``len``/``max``/``min``."""
+    qn = site.qn or ""
+    root, _, rest = qn.partition(".")
+    last = rest.rsplit(".", 1)[-1] if rest else ""
+    if root == "numpy":
+        return last in _NUMPY_REDUCERS
+    if root == "tensorflow":
+        return last in _TF_REDUCERS
+    if root == "statistics" or (site.method in _AVERAGERS and isinstance(site.receiver, cst.Name)
+                                and site.receiver.value == "statistics"):
+        return True
+    return site.simple_name in ("sum", "len", "max", "min") and not site.qn
+
+
+def _per_call_stats(ctx: ModuleContext, fn: FuncInfo, container: cst.BaseExpression,
+                    loop: Loop | None, seq: int, repeated: bool) -> bool:
+    """A list of one call's statistics: created in ``fn``'s own body (outside its loops),
+    filled in its loops and reduced before it returns (``np.mean(losses)``,
+    ``tf.add_n(losses)``), never returned, stored or handed to anything else, in a function
+    that runs once per step or update (by name an ``update``/``learn``/``train_step``, or
+    called from a loop and not named for an epoch or an evaluation). The list and its
+    tensors are freed when the call returns: bounded by one update's work, not kept across
+    the training run."""
+    if loop is None or fn.node is None or not isinstance(container, cst.Name):
+        return False
+    name = container.value
+    ev = ctx.last_assign(fn, name, seq)
+    if ev is None or ev.func is not fn or ev.kind != "assign" or ev.loops or ev.value is None \
+            or not _list_value(ev.value):
+        return False
+    if not _UPDATE_NAMES.match(fn.name) and (_PER_EPOCH_NAMES.search(fn.name) or not (
+            repeated or id(fn) in ctx.analysis(per_step_callees))):
+        return False  # a function run once, or once per epoch: its list is a history
+    reduced = False
+    for site in fn.calls:
+        if site.seq <= seq or not any(isinstance(a.value, cst.Name) and a.value.value == name
+                                      for a in site.node.args):
+            continue
+        if not _reduces(site):
+            return False  # handed to something that may keep it
+        reduced = reduced or site.simple_name != "len"
+    if not reduced:
+        return False
+    for later in fn.assigns:  # ``self.history = losses``, ``out[k] = losses``
+        if later.seq > seq and isinstance(later.value, cst.Name) and later.value.value == name:
+            return False
+    return not any(name in {n.value for n in bound_names(v)} or (
+        isinstance(v, cst.Name) and v.value == name) for v, _ in fn.returns)
