@@ -10,7 +10,7 @@ import libcst as cst
 from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.index import CallSite, FuncInfo
-from leakwatt.mining.rules.kit import call_name, is_param
+from leakwatt.mining.rules.kit import call_bindings, call_name, is_param
 from leakwatt.mining.rules.names import dotted
 from leakwatt.mining.rules.uge import fresh_graph_item, graph_module
 from leakwatt.mining.rules.values import is_tf_function
@@ -573,7 +573,7 @@ class _Origins:
         if target.node is None:
             return None
         inner = dict(binds)
-        for pname, arg in _bindings(target, call):
+        for pname, arg in call_bindings(target, call):
             inner[(id(target), pname)] = (arg, fn, seq)
         for value, rseq in target.returns:
             if index is not None:
@@ -594,7 +594,7 @@ class _Origins:
                 if callee is not None and callee is not site.func:
                     self._callers.setdefault(id(callee), []).append(site)
         for site in self._callers.get(id(target), []):
-            for pname, arg in _bindings(target, site.node):
+            for pname, arg in call_bindings(target, site.node):
                 if pname != name:
                     continue
                 found = self._of(arg, site.func, site.seq, depth, {})
@@ -602,27 +602,6 @@ class _Origins:
                     line = f" (called from {site.func.qualname})"
                     return found.through(f"parameter {name} of {target.qualname}{line}")
         return None
-
-
-def _bindings(target: FuncInfo, call: cst.Call) -> list[tuple[str, cst.BaseExpression]]:
-    """(parameter, argument) pairs of a call of ``target`` (``self`` skipped for a method)."""
-    node = target.node
-    if node is None:
-        return []
-    params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
-    if target.class_name and params and params[0] in ("self", "cls"):
-        params = params[1:]
-    out: list[tuple[str, cst.BaseExpression]] = []
-    i = 0
-    for a in call.args:
-        if a.star:
-            return out
-        if a.keyword is not None:
-            out.append((a.keyword.value, a.value))
-        elif i < len(params):
-            out.append((params[i], a.value))
-            i += 1
-    return out
 
 
 def _column(expr: cst.BaseExpression) -> str | None:

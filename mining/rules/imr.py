@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
@@ -22,6 +23,9 @@ from leakwatt.mining.rules.values import (
     model_subclasses,
 )
 
+if TYPE_CHECKING:
+    from leakwatt.mining.rules.project import Symbol
+
 _TRAIN_METHODS = {"fit": "fit", "fit_generator": "fit", "train_on_batch": "train_on_batch"}
 _SEARCH_NAMES = frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
                            "cross_validate", "BayesSearchCV", "HalvingGridSearchCV",
@@ -33,6 +37,10 @@ _OBJECTIVE_CALLS = frozenset({"optimize", "fmin", "gp_minimize", "forest_minimiz
 #: keras-tuner's tuners clear the Keras session between trials themselves.
 _TUNER_PREFIXES = ("keras_tuner.", "kerastuner.")
 _OBJECTIVE_KWARGS = ("func", "fn", "f", "objective")
+#: scikit-learn wrappers of a Keras builder (``tf.keras``/Keras 2, scikeras, Keras 3): a search
+#: or cross-validation over one calls the builder once per fold and grid point.
+_WRAPPERS = frozenset({"KerasClassifier", "KerasRegressor", "SKLearnClassifier",
+                       "SKLearnRegressor"})
 _APPEND = frozenset({"append", "extend", "insert", "add", "appendleft"})
 
 
@@ -104,7 +112,7 @@ class ImproperModelReuse(Rule):
         calls=frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
                          "cross_validate", "BayesSearchCV", "HalvingGridSearchCV",
                          "HalvingRandomSearchCV", "cross_val_predict", "learning_curve",
-                         "validation_curve"}) | _TRAIN_WORDS,
+                         "validation_curve"}) | _TRAIN_WORDS | _WRAPPERS,
         repeats=_MODEL_WORDS | _LOADER_WORDS | _TRAIN_WORDS)
     VARIANTS = {
         "loop-fit": "model built and trained inside a loop",
@@ -456,6 +464,9 @@ class _Analysis:
         self.via: dict[int, str] = {}
         self._callers: dict[int, list[CallSite]] | None = None
         self._bound_names: dict[int, set[str]] = {}
+        #: wrapper constructions (``KerasClassifier(build_fn=create_model)``) whose builder
+        #: another project module defines: reported at the wrapper (see ``repeated_functions``)
+        self.wrapped_builders: list[tuple[CallSite, Symbol]] = []
 
     # -- classification -------------------------------------------------------------------
     def direct_ctor(self, site: CallSite) -> str:
@@ -509,6 +520,35 @@ class _Analysis:
             self.via[id(site.node)] = via
             return api, True
         return "", False
+
+    def build_fn_target(self, ref: cst.BaseExpression, site: CallSite, depth: int = 0
+                        ) -> FuncInfo | Symbol | None:
+        """What a scikit-learn wrapper's ``build_fn``/``model`` argument builds with: a
+        same-module function, or another project module's builder or model class (imported,
+        or resolved by name); looked through ``functools.partial(f, ...)``, a lambda calling
+        one (``lambda: create_model(64)``) and a name bound to either."""
+        ctx = self.ctx
+        if depth > 3:
+            return None
+        if isinstance(ref, cst.Call) and call_name(ref.func) == "partial" and ref.args:
+            return self.build_fn_target(ref.args[0].value, site, depth + 1)
+        if isinstance(ref, cst.Lambda):
+            body = ref.body
+            return self.build_fn_target(body.func, site, depth + 1) if isinstance(
+                body, cst.Call) else None
+        if isinstance(ref, cst.Name):
+            ev = ctx.last_assign(site.func, ref.value, site.seq)
+            if ev is not None:
+                if ev.kind == "assign" and isinstance(ev.value, cst.Lambda | cst.Call):
+                    return self.build_fn_target(ev.value, site, depth + 1)
+                return None
+        target = ctx.local_function_by_ref(ref, site.func)
+        if target is not None:
+            return target
+        sym = ctx.project_symbol(ref, site.func)
+        if sym is not None and sym.returns == MODEL and sym.kind in ("function", "class"):
+            return sym
+        return None
 
     # -- higher-order builders ----------------------------------------------------------------
     def higher_order(self, site: CallSite) -> tuple[str, str] | None:
@@ -581,9 +621,18 @@ class _Analysis:
             ev = self.ctx.last_assign(fn, expr.value, seq)
             if ev is not None and ev.kind == "assign" and ev.value is not None:
                 return self._items_factory(ev.value, ev.func, ev.seq, depth + 1)
+            if ev is None and fn.node is not None and is_param(fn, expr.value):
+                # ``def evaluate_all(models): for name, make in models.items(): make()``: the
+                # collections the same-module call sites pass
+                for caller, arg in self._arguments(fn, expr.value):
+                    found = self._items_factory(arg, caller.func, caller.seq, depth + 1)
+                    if found:
+                        return found
             return ""
         values: list[cst.BaseExpression] = []
-        if isinstance(expr, cst.List | cst.Tuple | cst.Set):
+        if isinstance(expr, cst.Call) and call_name(expr.func) == "dict":  # dict(cnn=build_cnn)
+            values = [a.value for a in expr.args if a.keyword is not None]
+        elif isinstance(expr, cst.List | cst.Tuple | cst.Set):
             values = [e.value for e in expr.elements if isinstance(e, cst.Element)]
         elif isinstance(expr, cst.Dict):
             values = [e.value for e in expr.elements if isinstance(e, cst.DictElement)]
@@ -626,6 +675,11 @@ class _Analysis:
                 return "builder" if self.kinds.return_kind(local) == MODEL else ""
             if expr.value in self.subclasses:
                 return "subclass"
+            cls = ctx.classes.get(expr.value)
+            init = ctx.method(cls.name, "__init__") if cls is not None else None
+            if init is not None and ctx.reaches(init, lambda s: bool(self.direct_ctor(s)),
+                                                "imr-ctor"):
+                return "builder"  # a wrapper class whose constructor builds a Keras model
         sym = ctx.project_symbol(expr, fn)
         if sym is not None:
             if sym.returns != MODEL:
@@ -779,12 +833,13 @@ class _Analysis:
                     if target is not None:
                         mark(target, _Repeat("search-objective", "", self.fn_clears(target),
                                              target))
-            if name in ("KerasClassifier", "KerasRegressor") and has_search:
-                for a in site.node.args:
-                    if a.keyword is not None and a.keyword.value in ("build_fn", "model"):
-                        target = ctx.local_function_by_ref(a.value, site.func)
-                        if target is not None:
-                            mark(target, _Repeat("build-fn", "", self.fn_clears(target), target))
+            if name in _WRAPPERS and has_search:
+                ref = _build_fn_arg(site.node)
+                target = self.build_fn_target(ref, site) if ref is not None else None
+                if isinstance(target, FuncInfo):
+                    mark(target, _Repeat("build-fn", "", self.fn_clears(target), target))
+                elif target is not None:  # another module's builder: at the wrapper
+                    self.wrapped_builders.append((site, target))
             if site.loops and not self.construction(site)[0]:
                 target = ctx.resolve_local_function(site)
                 if target is None:
@@ -864,6 +919,12 @@ class _Analysis:
                     0.7 if info.variant == "request-handler" else 0.8)
                 yield self.report(site, info.variant, conf, info.loop_kind, api,
                                   self.training_api(fn, None), info.fix_target)
+        for site, sym in self.wrapped_builders:
+            if sym.clears:
+                continue  # the builder releases the previous model itself
+            if sym.via:
+                self.via[id(site.node)] = sym.via
+            yield self.report(site, "build-fn", 0.8, "", "builder", "fit", None)
         yield from self.straight_line(repeated)
 
     def straight_line(self, repeated: dict[int, _Repeat]) -> Iterator[Report]:
@@ -1013,3 +1074,13 @@ def _request_handler(node: cst.FunctionDef) -> bool:
                 and d.args[0].keyword is None):
             return True
     return False
+
+
+def _build_fn_arg(call: cst.Call) -> cst.BaseExpression | None:
+    """The builder a scikit-learn wrapper gets: ``build_fn=`` (``tf.keras``/Keras 2),
+    ``model=`` (scikeras, Keras 3) or the first positional argument (both)."""
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value in ("build_fn", "model"):
+            return a.value
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    return positional[0].value if positional else None

@@ -252,3 +252,153 @@ def step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | 
     return policy.targets and target is not None and any(
         policy.words.search(n.value) for n in names_read(target))
 
+
+
+# -- what runs once per iteration, beyond a direct call in a loop ------------------------------
+
+#: Method names of Keras models, sessions, containers and environments: a call of one of these
+#: in a loop is taken for the library's method, not for a module class's method of that name,
+#: unless the receiver is known to be an instance of that class.
+_LIBRARY_METHODS = frozenset({
+    "fit", "fit_generator", "evaluate", "compile", "summary", "save", "save_weights",
+    "load_weights", "train_on_batch", "test_on_batch", "predict_on_batch", "get_weights",
+    "set_weights", "run", "close", "append", "extend", "get", "update", "add", "pop", "items",
+    "keys", "values", "format", "join", "split", "step", "reset", "render", "sample", "read",
+    "write", "put", "copy", "numpy", "eval", "call"})
+
+
+def call_bindings(target: FuncInfo, call: cst.Call) -> list[tuple[str, cst.BaseExpression]]:
+    """(parameter, argument) pairs of a call of ``target`` (``self`` skipped for a method;
+    nothing after a ``*args``/``**kwargs`` argument)."""
+    node = target.node
+    if node is None:
+        return []
+    params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
+    if target.class_name and params and params[0] in ("self", "cls"):
+        params = params[1:]
+    out: list[tuple[str, cst.BaseExpression]] = []
+    i = 0
+    for a in call.args:
+        if a.star:
+            return out
+        if a.keyword is not None:
+            out.append((a.keyword.value, a.value))
+        elif i < len(params):
+            out.append((params[i], a.value))
+            i += 1
+    return out
+
+
+def method_owner(ctx: ModuleContext, site: CallSite) -> FuncInfo | None:
+    """The module class method that ``obj.m(...)`` (not ``self.m``) calls: the one class of
+    this module defining ``m``, when ``obj`` is bound to an instance of it (``agent =
+    Agent()``, ``self.agent = Agent()``) or, for a name that is not a library method's
+    (``_LIBRARY_METHODS``), when ``obj``'s binding is not seen (a parameter, a global)."""
+    name, recv = site.method, site.receiver
+    if name is None or recv is None or name.startswith("__"):
+        return None
+    if isinstance(recv, cst.Name) and recv.value in ("self", "cls"):
+        return None  # :meth:`ModuleContext.resolve_local_function` resolves those
+    owners = [cls for cls in ctx.classes.values() if name in cls.methods]
+    if len(owners) != 1:
+        return None
+    cls = owners[0]
+    values: list[cst.BaseExpression] = []
+    if isinstance(recv, cst.Name):
+        ev = ctx.last_assign(site.func, recv.value, site.seq)
+        if ev is not None:
+            if ev.kind != "assign" or ev.value is None:
+                return None
+            values.append(ev.value)
+    elif (isinstance(recv, cst.Attribute) and isinstance(recv.value, cst.Name)
+          and recv.value.value == "self" and site.func.class_name):
+        own = ctx.classes.get(site.func.class_name)
+        values.extend(ev.value for ev in (own.attr_assigns.get(recv.attr.value, [])
+                                          if own is not None else []) if ev.value is not None)
+    else:
+        return None
+    if values:
+        if not all(isinstance(v, cst.Call) and isinstance(v.func, cst.Name)
+                   and v.func.value == cls.name for v in values):
+            return None
+    elif name in _LIBRARY_METHODS:
+        return None
+    return cls.methods[name]
+
+
+def called_per_iteration(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of same-module functions that run once per iteration of some loop: those of
+    :func:`called_in_loop`, methods a loop calls on an instance (:func:`method_owner`:
+    ``trainer.init_weights()`` per trial), and, transitively, every same-module function these
+    call (``act`` calls ``self._q(state)``, which predicts; a class instantiated per iteration
+    runs its ``__init__``). A module analysis: ``ctx.analysis(called_per_iteration)``."""
+    out = set(ctx.analysis(called_in_loop))
+    for site in ctx.calls:
+        if site.loops and site.method:
+            owner = method_owner(ctx, site)
+            if owner is not None and owner is not site.func:
+                out.add(id(owner))
+    by_id = {id(f): f for f in ctx.functions}
+    work = [by_id[i] for i in out if i in by_id]
+    while work:
+        fn = work.pop()
+        for _, target in ctx.callees(fn):
+            if id(target) not in out:
+                out.add(id(target))
+                work.append(target)
+    return frozenset(out)
+
+
+#: Calls that run a function argument once per item (``map(lambda f: ..., files)``,
+#: ``df["path"].apply(lambda p: ...)``).
+PER_ITEM_CALLS = frozenset({"map", "filter", "starmap", "imap", "apply", "applymap",
+                            "transform", "sorted", "min", "max", "reduce"})
+
+
+def lambda_repeats(ctx: ModuleContext) -> dict[int, tuple[str, frozenset[str]]]:
+    """Calls inside a lambda that runs once per item or iteration -> (how, the lambda's
+    parameters): a lambda passed to ``map``/``filter``/``.apply``/``sorted(key=...)``
+    (``PER_ITEM_CALLS``), or bound to a name or ``self`` attribute that a loop, or a function
+    run per iteration (:func:`called_per_iteration`), calls (``act = lambda s:
+    model.predict(s)``; ``while ...: act(state)``). A module analysis."""
+    out: dict[int, tuple[str, frozenset[str]]] = {}
+
+    def collect(lam: cst.Lambda, how: str) -> None:
+        params = frozenset(p.name.value for p in (*lam.params.posonly_params,
+                                                   *lam.params.params,
+                                                   *lam.params.kwonly_params))
+        todo: list[cst.CSTNode] = [lam.body]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, cst.Call):
+                out.setdefault(id(node), (how, params))
+            todo.extend(node.children)
+
+    for site in ctx.calls:
+        name = call_name(site.node.func)
+        if name in PER_ITEM_CALLS:
+            for a in site.node.args:
+                if isinstance(a.value, cst.Lambda):
+                    collect(a.value, f"a lambda run per item by {name}()")
+    bound: dict[str, list[cst.Lambda]] = {}
+    for fn in ctx.functions:
+        for ev in fn.assigns:
+            if ev.kind != "assign" or not isinstance(ev.value, cst.Lambda):
+                continue
+            target = ev.target
+            if isinstance(target, cst.Name):
+                bound.setdefault(target.value, []).append(ev.value)
+            elif (isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name)
+                  and target.value.value == "self"):
+                bound.setdefault(f"self.{target.attr.value}", []).append(ev.value)
+    if bound:
+        repeated = ctx.analysis(called_per_iteration)
+        for site in ctx.calls:
+            func = site.node.func
+            key = func.value if isinstance(func, cst.Name) else (
+                f"self.{func.attr.value}" if isinstance(func, cst.Attribute) and isinstance(
+                    func.value, cst.Name) and func.value.value == "self" else None)
+            if key in bound and (site.loops or id(site.func) in repeated):
+                for lam in bound[key]:
+                    collect(lam, f"a lambda bound to {key}, called per iteration")
+    return out
