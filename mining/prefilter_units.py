@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from leakwatt.mining.rules.kit import PER_ITEM_CALLS
+
 _FUNCS = ast.FunctionDef | ast.AsyncFunctionDef
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
@@ -183,8 +185,15 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
             parts = _dotted_parts(node.func)
             if parts:
                 calls.append(parts)
-                if parts[-1] in store_methods and len(parts) > 1:
-                    facts.store_call = True
+                if len(parts) > 1:
+                    # ``agent.label(x)``: a use of a module class's method of that name
+                    tokens.add(parts[-1])
+                    if parts[-1] in store_methods:
+                        facts.store_call = True
+                if parts[-1] in PER_ITEM_CALLS and any(
+                        type(a) is ast.Lambda for a in (*node.args, *(
+                            k.value for k in node.keywords))):
+                    facts.comp = True  # a lambda run per item: calls in it repeat
         elif t is ast.For or t is ast.AsyncFor or t is ast.While:
             facts.loop = True
         elif t in _COMPS:
