@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -10,7 +11,13 @@ import libcst as cst
 from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.index import CallSite, FuncInfo
-from leakwatt.mining.rules.kit import call_bindings, call_name, is_param
+from leakwatt.mining.rules.kit import (
+    INFERENCE_FUNCS,
+    call_bindings,
+    call_name,
+    called_per_iteration,
+    is_param,
+)
 from leakwatt.mining.rules.names import dotted
 from leakwatt.mining.rules.uge import fresh_graph_item, graph_module
 from leakwatt.mining.rules.values import is_tf_function
@@ -65,7 +72,8 @@ class GraphConstantBottleneck(Rule):
     graph-mode code (the module builds a ``Session`` or a ``placeholder``, disables eager
     execution, calls a TF1 graph-building API such as ``tf.variable_scope``,
     ``tf.get_variable`` or ``tf.train.Saver`` (a model module whose session lives in the
-    script importing it), or the call sits in a ``with tf.Graph().as_default():`` /
+    script importing it) or a TF1-only API (``tf.random_normal``, ``tf.train.AdamOptimizer``
+    ...), or the call sits in a ``with tf.Graph().as_default():`` /
     ``with graph.as_default():`` block) or inside a ``@tf.function`` copies the whole array into
     a ``Const`` node of the graph: the data is held twice, the ``GraphDef`` can exceed its 2 GiB
     limit, and a ``tf.function`` holds one copy per trace. A ``@tf.function`` that reads a
@@ -82,7 +90,16 @@ class GraphConstantBottleneck(Rule):
     stores, the return values of same-module functions (``train, labels = reformat(train,
     labels)``) and function parameters (the arguments the same-module call sites pass: the
     finding's ``via`` says so). The message names the origin, with a size estimate when a literal
-    shape gives one. Not reported: a small literal (``tf.constant([1, 2, 3])``,
+    shape gives one. Two cases are reported with lower confidence, the ``via`` saying why: a
+    *loader helper* that embeds loaded data on each of its calls (``def conv(x, i): return
+    tf.nn.conv2d(x, tf.constant(layers[i][0][0][0][0]), ...)`` called per layer, or called
+    from a loop) in a module that shows neither graph mode nor eager execution (its session
+    lives in the script importing it; a module with ``GradientTape``, ``tf.function``,
+    ``.numpy()`` or ``tf.config`` is eager), and, in graph code, trained weights handed to an
+    inference-named function (``def predict(X, parameters): W1 =
+    tf.convert_to_tensor(parameters["W1"])``, every call embedding them again) whose callers
+    live in another module: a parameter named like weights (``parameters``, ``params``,
+    ``weights``, ``*_weights``). Not reported: a small literal (``tf.constant([1, 2, 3])``,
     ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in eager code outside any graph or
     ``tf.function``, arrays passed to a ``tf.function`` as arguments, values read from a JSON
     or text configuration. The finding is at ``tf.constant(...)``, or for a closure at the first
@@ -177,6 +194,27 @@ class GraphConstantBottleneck(Rule):
             weights = np.load("w.npy")
             w = tf.Variable(weights)
             print(tf.reduce_sum(w))
+            """)),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            weights = np.load("w.npz")
+
+            def dense(x, name):
+                return tf.matmul(x, tf.constant(weights[name]))
+
+            h = dense(tf.ones((1, 4)), "w1")
+            print(dense(h, "w2").numpy())
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def predict(X, threshold):
+                t = tf.constant(threshold)
+                x = tf.placeholder(tf.float32, [None, 4])
+                with tf.Session() as sess:
+                    return sess.run(tf.greater(x, t), feed_dict={x: X})
             """)),
     ]
     INVALID = [
@@ -279,6 +317,41 @@ class GraphConstantBottleneck(Rule):
                 arrays = pickle.load(fh)
             build(arrays["x"])
             """), line=6, variant="graph-constant"),
+        Invalid(dedent("""
+            import scipy.io
+            import tensorflow as tf
+
+            def load_vgg(path, image):
+                layers = scipy.io.loadmat(path)["layers"][0]
+
+                def conv(x, i):
+                    kernel, bias = layers[i][0][0][0][0]
+                    return tf.nn.conv2d(x, tf.constant(kernel), [1, 1, 1, 1], "SAME") + bias
+
+                h = conv(image, 0)
+                h = conv(h, 2)
+                return conv(h, 5)
+            """), line=9, variant="graph-constant"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            def predict(X, parameters):
+                W1 = tf.convert_to_tensor(parameters["W1"])
+                b1 = tf.convert_to_tensor(parameters["b1"])
+                x = tf.placeholder("float", [12288, 1])
+                z1 = tf.add(tf.matmul(W1, x), b1)
+                sess = tf.Session()
+                return sess.run(tf.argmax(z1), feed_dict={x: X})
+            """), line=4, variant="graph-constant"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            table = np.load("embeddings.npy")
+            ids = tf.constant(table)
+            loss = tf.reduce_mean(tf.random_normal([8]))
+            train_op = tf.train.AdamOptimizer(1e-3).minimize(loss)
+            """), line=5, variant="graph-constant"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -290,19 +363,32 @@ class GraphConstantBottleneck(Rule):
                 continue
             fn = site.func
             traced = _in_tf_function(fn)
+            assumed = False
             if not traced:
                 if graph is None:
                     graph = ctx.analysis(_graph_code)
                 under_graph = any(fresh_graph_item(ctx, w, fn) for w in site.withs
                                   if isinstance(w, cst.BaseExpression))
                 if not (graph or under_graph):
-                    continue
+                    # a loader helper called per layer, in a module that shows neither mode
+                    # (its session lives in the script importing it)
+                    if id(fn) not in ctx.analysis(_called_repeatedly) or \
+                            ctx.analysis(_eager_code):
+                        continue
+                    assumed = True
             origin = origins.of(arg, fn, site.seq)
+            if origin is None and not assumed:
+                origin = _weights_parameter(ctx, arg, fn, site.seq)
             if origin is None:
                 continue
+            if assumed:
+                origin = origin.through(
+                    f"graph mode assumed: {fn.qualname}() embeds it on each of its calls (per "
+                    f"layer or input) and the module uses no eager-only API")
             yield Report(node=site.node,
                          variant="function-constant" if traced else "graph-constant",
-                         confidence=0.75 if not origin.via else 0.7,
+                         confidence=0.6 if assumed or origin.guess else (
+                             0.75 if not origin.via else 0.7),
                          message=_message(origin), function=fn.qualname, stmt=site.stmt,
                          via=origin.via)
         yield from self._closures(ctx, origins)
@@ -404,9 +490,12 @@ class _Origin:
     what: str
     size: int = 0
     via: str = ""
+    #: read from a name rather than traced to a load (``predict(X, parameters)``)
+    guess: bool = False
 
     def through(self, via: str) -> _Origin:
-        return _Origin(self.what, self.size, f"{via}; {self.via}" if self.via else via)
+        return _Origin(self.what, self.size, f"{via}; {self.via}" if self.via else via,
+                       self.guess)
 
 
 _MAX_DEPTH = 32  # (subscript and attribute chains cost no depth: ``w[i][0][0][0]``)
@@ -665,5 +754,98 @@ _TF1_GRAPH_PREFIXES = ("tensorflow.contrib.", "tensorflow.layers.")
 def _graph_code(ctx: ModuleContext) -> bool:
     """GCB's graph-mode module: :func:`uge.graph_module` or a TF1 graph-building API."""
     return graph_module(ctx) or any(
-        s.qn is not None and (s.qn in _TF1_GRAPH_QNS or s.qn.startswith(_TF1_GRAPH_PREFIXES))
+        s.qn is not None and (s.qn in _TF1_GRAPH_QNS or s.qn.startswith(_TF1_GRAPH_PREFIXES)
+                              or _tf1_only(s.qn))
         for s in ctx.calls)
+
+
+#: TF1-only APIs (removed from the TF2 namespace): a module calling one runs as TF1 graph code
+#: (or through ``tf.compat.v1`` with eager execution off), so an embedded array is a
+#: ``Const`` node there too.
+_TF1_ONLY_QNS = frozenset({
+    "tensorflow.truncated_normal", "tensorflow.random_normal", "tensorflow.random_uniform",
+    "tensorflow.to_float", "tensorflow.to_int32", "tensorflow.log", "tensorflow.assign",
+    "tensorflow.trainable_variables", "tensorflow.global_variables",
+    "tensorflow.initialize_all_variables", "tensorflow.summary.FileWriter",
+    "tensorflow.image.resize_images", "tensorflow.squared_difference", "tensorflow.Print",
+    "tensorflow.get_collection", "tensorflow.train.exponential_decay",
+    "tensorflow.nn.softmax_cross_entropy_with_logits_v2", "tensorflow.add_to_collection"})
+
+
+def _tf1_only(qn: str | None) -> bool:
+    return qn is not None and (qn in _TF1_ONLY_QNS or (
+        qn.startswith("tensorflow.train.") and qn.endswith("Optimizer")))
+
+
+#: Calls only eager (TF2) code makes: a module with one is not assumed to build a graph.
+_EAGER_QNS = frozenset({"tensorflow.GradientTape", "tensorflow.executing_eagerly",
+                        "tensorflow.enable_eager_execution", "tensorflow.function"})
+
+
+def _eager_code(ctx: ModuleContext) -> bool:
+    """The module shows eager execution: ``GradientTape``, ``tf.function``, ``.numpy()``,
+    ``tf.executing_eagerly()``, ``enable_eager_execution()``, a ``tf.config`` call."""
+    return any(s.qn in _EAGER_QNS or s.method == "numpy" or (
+        s.qn or "").startswith("tensorflow.config.") for s in ctx.calls) or any(
+        is_tf_function(fn) for fn in ctx.functions if fn.node is not None)
+
+
+def _called_repeatedly(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of same-module functions that run more than once: called from two or more places
+    (a ``conv(x, i)`` helper per layer), from a loop, or from a function that runs more than
+    once; the closure over same-module calls. A module analysis."""
+    counts: dict[int, int] = {}
+    for site in ctx.calls:
+        target = ctx.resolve_local_function(site)
+        if target is not None and target is not site.func:
+            counts[id(target)] = counts.get(id(target), 0) + 1
+    out = set(ctx.analysis(called_per_iteration)) | {k for k, n in counts.items() if n > 1}
+    by_id = {id(f): f for f in ctx.functions}
+    work = [by_id[i] for i in out if i in by_id]
+    while work:
+        fn = work.pop()
+        for _, target in ctx.callees(fn):
+            if id(target) not in out:
+                out.add(id(target))
+                work.append(target)
+    return frozenset(out)
+
+
+#: Parameter names that hold trained or pretrained weights.
+_WEIGHTS_PARAM = re.compile(
+    r"^(?:parameters|params|weights|trained_\w+|pretrained_?\w*|kernels?|layer_weights|"
+    r"\w+_weights|\w+_params|weights_\w+|params_\w+)$", re.IGNORECASE)
+
+
+def _weights_parameter(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: int,
+                       depth: int = 0) -> _Origin | None:
+    """Trained weights passed to a per-input function: ``def predict(X, parameters): W1 =
+    tf.convert_to_tensor(parameters["W1"])`` (the course pattern; each call embeds the arrays
+    again). Only for an inference-named function (``predict``, ``infer`` ...) that no
+    same-module call passes arguments to (its callers live elsewhere: when they are here,
+    their arguments were traced and are not data), and a parameter named like weights, read
+    directly, by subscript or through a local name."""
+    if depth > 4 or fn.node is None or not INFERENCE_FUNCS.match(fn.name):
+        return None
+    while True:
+        if isinstance(expr, cst.Subscript) or (isinstance(expr, cst.Attribute) and not (
+                isinstance(expr.value, cst.Name) and expr.value.value == "self")):
+            expr = expr.value
+        elif isinstance(expr, cst.Call) and call_name(expr.func) in _KEEPS and expr.args:
+            expr = expr.args[0].value
+        else:
+            break
+    if not isinstance(expr, cst.Name):
+        return None
+    ev = ctx.last_assign(fn, expr.value, seq)
+    if ev is not None:
+        if ev.func is fn and ev.kind == "assign" and ev.value is not None:
+            return _weights_parameter(ctx, ev.value, fn, ev.seq, depth + 1)
+        return None
+    if not is_param(fn, expr.value, star=False) or not _WEIGHTS_PARAM.match(expr.value):
+        return None
+    if any(ctx.resolve_local_function(s) is fn for s in ctx.calls):
+        return None
+    return _Origin(f"parameter {expr.value} of {fn.qualname}() (trained weights passed in)",
+                   via=f"{fn.qualname}() runs per input; its parameter {expr.value} is read "
+                       f"as trained weights (not traced to a load)", guess=True)
