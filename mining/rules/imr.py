@@ -77,16 +77,21 @@ class ImproperModelReuse(Rule):
     ``tf.import_graph_def``, ``tf.train.import_meta_graph``) and builder functions that return
     such a model: same-module ones (a module function shadowing an imported Keras name, such as
     a local ``load_model`` wrapping the Keras one, is followed into its body), other project
-    modules' (imported, or resolved by name to the project's one definition when a script
-    fragment calls a sibling file's builder without importing it: lower confidence, and the
-    finding's ``via`` says so), and *higher-order* builders: a parameter that is called, where
-    the same-module call sites pass a builder or model class, or a name bound to the items of a
-    list or dict of them (``for arch in [ResNet50, build_cnn]: model = arch()``; ``via`` names
-    the binding). IMR is reported when a construction happens inside a ``for``/``while`` loop,
-    inside a function called from a loop, in a web request handler (``@app.route("/...")``:
-    once per request; and a frozen graph imported into the default graph in a per-input
-    inference function such as ``predict``), or passed as a search objective (optuna, hyperopt, skopt, a
-    scikit-learn wrapper's ``build_fn`` used in a search), or rebuilt in straight-line code over
+    modules' (imported, or resolved by name to the project's one definition, or to the one
+    definition in the caller's folder, when a script fragment calls a sibling file's builder
+    without importing it: lower confidence, and the finding's ``via`` says so), and
+    *higher-order* builders: a parameter that is called, where the same-module call sites pass
+    a builder or model class (or a class whose ``__init__`` builds a Keras model), or a name
+    bound to the items of a list or dict of them (``for arch in [ResNet50, build_cnn]: model =
+    arch()``; also a dict a helper receives as a parameter, ``dict(cnn=build_cnn)``; ``via``
+    names the binding). IMR is reported when a construction happens inside a ``for``/``while``
+    loop, inside a function called from a loop, in a web request handler
+    (``@app.route("/...")``: once per request; and a frozen graph imported into the default
+    graph in a per-input inference function such as ``predict``), or passed as a search
+    objective (optuna, hyperopt, skopt, a scikit-learn wrapper's ``build_fn``/``model``,
+    keyword or positional, directly or through a lambda or ``functools.partial``, when the
+    module runs a search or cross-validation: reported in the builder, or at the wrapper when
+    the builder is another module's), or rebuilt in straight-line code over
     the same variable; and no ``clear_session()`` (any alias) or
     ``tf.compat.v1.reset_default_graph()`` runs on the same iteration path (also inside a called
     function). Models kept on purpose (appended to an ensemble list), layers built in a loop,
@@ -440,6 +445,58 @@ class ImproperModelReuse(Rule):
                 tf.import_graph_def(graph_def, name="")
                 return "ok"
             """), line=11, variant="request-handler"),
+        Invalid(dedent("""
+            from keras.models import Sequential
+            from keras.layers import Dense
+            from keras.wrappers.scikit_learn import KerasRegressor
+            from sklearn.model_selection import cross_val_score
+
+            def baseline(units):
+                model = Sequential([Dense(units), Dense(1)])
+                model.compile(loss="mse", optimizer="adam")
+                return model
+
+            reg = KerasRegressor(lambda: baseline(32), epochs=50, verbose=0)
+            print(cross_val_score(reg, X, y, cv=10).mean())
+            """), line=7, variant="build-fn"),
+        Invalid(dedent("""
+            from tensorflow import keras
+
+            def cnn():
+                return keras.Sequential([keras.layers.Conv1D(8, 3), keras.layers.Dense(1)])
+
+            def mlp():
+                return keras.Sequential([keras.layers.Dense(16), keras.layers.Dense(1)])
+
+            def compare(candidates, x, y):
+                scores = {}
+                for name, make in candidates.items():
+                    model = make()
+                    model.compile(loss="mse")
+                    scores[name] = model.fit(x, y).history["loss"][-1]
+                return scores
+
+            compare({"cnn": cnn, "mlp": mlp}, x, y)
+            """), line=12, variant="builder-in-loop"),
+        Invalid(dedent("""
+            import keras
+
+            class CNN:
+                def __init__(self):
+                    self.net = keras.Sequential([keras.layers.Dense(4)])
+
+                def train(self, x, y):
+                    self.net.fit(x, y)
+
+            MODELS = {"cnn": CNN}
+
+            def evaluate(make, x, y):
+                m = make()
+                m.train(x, y)
+
+            for name, make in MODELS.items():
+                evaluate(make, x, y)
+            """), line=13, variant="called-in-loop"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
