@@ -73,10 +73,9 @@ class DatasetIteratorRetention(Rule):
     model.predict(load(f)) > 0.5, files)``, ``map``, ``.apply``) or bound to a name a loop
     calls. Not reported: one ``predict`` over the same whole data set per outer iteration (per
     epoch, grid point, model or fold: the input is not bound or changed in the loop; in a
-    called function, a global, a ``self`` attribute set only in ``__init__`` or by the
-    framework, or a parameter every same-module caller passes such data to), which is batched
-    inference, not one pipeline per sample. Datasets
-    built from ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a
+    called function, a global, a ``self`` attribute set only by methods that run once
+    (``__init__``) or by the framework, or a parameter every same-module caller passes such
+    data to), which is batched inference, not one pipeline per sample. Datasets built from ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a
     function called from a loop are reported too. The finding is at the call.
 
     Remedy and autofix: ``model.predict(x)`` becomes ``model.predict_on_batch(x)``, which
@@ -695,7 +694,7 @@ def _fixed_input(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression,
     callback's ``on_epoch_end`` predicting ``self.validation_data``), which is one batched
     ``predict`` per outer iteration, not inference per sample. Fixed: literals, names not
     bound in the loop (not bound per call, for a function: a global, or a parameter every
-    same-module caller passes fixed data to), ``self`` attributes not assigned in the loop,
+    same-module caller passes fixed data to), ``self`` attributes no per-iteration code sets,
     subscripts and slices of fixed data by fixed indices, and copies or conversions of them
     (``_SAME_DATA``). Never fixed: names that read like one sample or batch (``state``,
     ``obs``, ``frame``, ``x_batch``), a lambda's parameters (``varying``), any other call."""
@@ -722,11 +721,13 @@ def _fixed_input(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression,
             return False
         base = expr.value
         if isinstance(base, cst.Name) and base.value == "self":
-            # set once (in ``__init__``, or by the framework: a callback's validation data)
+            # set by methods that run once (``__init__``, a loader), or by the framework (a
+            # callback's validation data); not by one that runs per iteration (``step``)
             cls = ctx.classes.get(fn.class_name) if fn.class_name else None
             stores = cls.attr_assigns.get(expr.attr.value, []) if cls is not None else []
-            return all(ev.func.name == "__init__" for ev in stores) and not _mutated(
-                fn, expr, loop)
+            repeated = ctx.analysis(called_per_iteration)
+            return not any(id(ev.func) in repeated or ev.loops for ev in stores) and not \
+                _mutated(fn, expr, loop)
         return _fixed_input(ctx, site, base, loop, varying, depth + 1)
     if isinstance(expr, cst.Call):
         if call_name(expr.func) not in _SAME_DATA:
