@@ -75,8 +75,9 @@ class DatasetIteratorRetention(Rule):
     epoch, grid point, model or fold: the input is not bound or changed in the loop; in a
     called function, a global, a ``self`` attribute set only by methods that run once
     (``__init__``) or by the framework, or a parameter every same-module caller passes such
-    data to), which is batched inference, not one pipeline per sample. Datasets built from ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a
-    function called from a loop are reported too. The finding is at the call.
+    data to), which is batched inference, not one pipeline per sample. Datasets built from
+    ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a function
+    called from a loop are reported too. The finding is at the call.
 
     Remedy and autofix: ``model.predict(x)`` becomes ``model.predict_on_batch(x)``, which
     returns NumPy arrays like ``predict`` and so keeps the calling code's semantics. Neither the
