@@ -934,6 +934,10 @@ class ProjectIndex:
                 if len(mine) == 1:
                     beside[n] = mine[0]
         if beside:  # (cheap first: most such names are imported from elsewhere)
+            imported = (self._import_words(path) if path in self.files
+                        and source is self.files[path] else _import_words_of(source))
+            beside = {n: p for n, p in beside.items() if n not in imported}
+        if beside:
             beside = {n: p for n, p in beside.items()
                       if n in _unbound_calls(source, set(beside))}
         # only names whose definition the rules can use are worth the parse below (on the
