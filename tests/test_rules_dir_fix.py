@@ -18,7 +18,6 @@ NO_FIX = {
     "callbacks": "for frame in frames:\n    p = model.predict(frame[None], callbacks=[cb])\n",
     "x-keyword": "for frame in frames:\n    p = model.predict(x=frame[None])\n",
     "star-args": "for frame in frames:\n    p = model.predict(*frame)\n",
-    "fold-slice": "for tr, va in kf.split(X):\n    x_val = X[va]\n    p = model.predict(x_val)\n",
     "dataset-built-in-loop": "for chunk in chunks:\n"
                              "    d = tf.data.Dataset.from_tensor_slices(chunk).batch(8)\n"
                              "    p = model.predict(d)\n",
@@ -41,6 +40,7 @@ WHOLE_SET = {
     "per-grid-point-generator": "for lr in [0.1, 0.01]:\n    p = model.predict(val_gen)\n",
     "converted-slice": "for lr in rates:\n    p = model.predict(np.asarray(x_test[:500]))\n",
     "per-model": "for net in [model, model]:\n    p = net.predict(x_test, verbose=0)\n",
+    "per-fold": "for tr, va in kf.split(X):\n    x_val = X[va]\n    p = model.predict(x_val)\n",
     "helper-per-epoch": "def score(net, data):\n    return net.predict(data).mean()\n\n"
                         "for epoch in range(5):\n    print(score(model, x_test))\n",
 }
@@ -50,6 +50,7 @@ PER_ITERATION = {
                                "    y = model.predict(x_in)\n    x_in = np.roll(x_in, 1)\n",
     "mutated-in-place": "for t in range(9):\n    p = model.predict(hist)\n    hist[0] = p\n",
     "indexed-by-the-loop": "for i in range(100):\n    p = model.predict(x_test[i:i + 1])\n",
+    "split-words-not-folds": "for word in text.split():\n    p = model.predict(word)\n",
     "helper-per-sample": "def score(net, data):\n    return net.predict(data).mean()\n\n"
                          "for row in rows:\n    print(score(model, row))\n",
 }

@@ -750,8 +750,10 @@ def _fixed_input(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression,
         # yhat)`` feeds each prediction back, one step at a time)
         in_loop = [ev for ev in fn.assigns if isinstance(ev.target, cst.Name)
                    and ev.target.value == name and loop in ev.loops]
-        if _mutated(fn, expr, loop) or _bound_by(loop, name):
+        if _mutated(fn, expr, loop):
             return False
+        if _bound_by(loop, name):
+            return _fold_split(loop)  # a fold's index array selects a whole set, not a sample
         if not in_loop:
             return True  # bound before the loop
         ev = in_loop[0]
@@ -774,6 +776,21 @@ def _fixed_input(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression,
     return bool(passed) and len(passed) == len(callers) and all(
         _fixed_input(ctx, s, arg, s.loops[-1] if s.loops else None, frozenset(), depth + 1)
         for s, arg in passed)
+
+
+def _fold_split(loop: Loop) -> bool:
+    """``for train_idx, val_idx in kf.split(X)`` (also under ``enumerate``): a loop over the
+    folds of a cross-validation splitter, whose targets are index arrays."""
+    it, target = loop_iter(loop)
+    if isinstance(it, cst.Call) and call_name(it.func) == "enumerate" and it.args:
+        it = it.args[0].value
+        if isinstance(target, cst.Tuple) and len(target.elements) == 2:
+            target = target.elements[1].value
+    args = [a for a in it.args if a.keyword is None] if isinstance(it, cst.Call) else []
+    return (isinstance(it, cst.Call) and call_name(it.func) == "split"
+            and isinstance(it.func, cst.Attribute) and bool(args)
+            and not isinstance(args[0].value, cst.SimpleString | cst.FormattedString)
+            and isinstance(target, cst.Tuple) and len(target.elements) == 2)
 
 
 #: Methods that change a container or array in place.
