@@ -123,9 +123,14 @@ def test_by_name_view_follows_commits() -> None:
     view = added.view("snippet.py")
     assert view is not None and view.symbols["create_model"].returns == MODEL
     assert view.symbols["create_model"].via.startswith("resolved by name")
-    twice = added.with_changes({"lib/models.py": BUILDER})
+    twice = added.with_changes({"models2.py": BUILDER})  # a second definition beside it
     assert "snippet.py" in twice.stale_views and twice.view("snippet.py") is None
-    back = twice.with_changes({"lib/models.py": None})  # (the name table is updated, not rebuilt)
+    elsewhere = added.with_changes({"lib/models.py": BUILDER})  # one beside, one elsewhere
+    assert "snippet.py" in elsewhere.stale_views
+    found = elsewhere.view("snippet.py")
+    assert found is not None and found.symbols["create_model"].via.startswith(
+        "resolved by name to the one definition in its folder, models.py")
+    back = twice.with_changes({"models2.py": None})  # (the name table is updated, not rebuilt)
     assert back.view("snippet.py") == view and back._definers == added._definers
     unrelated = added.with_changes({"notes.py": "def other():\n    return 1\n"})
     assert "snippet.py" not in unrelated.stale_views
