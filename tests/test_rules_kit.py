@@ -163,9 +163,9 @@ def test_lambda_repeats_and_call_bindings() -> None:
     found = ctx.analysis(lambda_repeats)
     by_code = {ctx.code(s.node): found.get(id(s.node)) for s in ctx.calls}
     assert by_code["model.predict(load(f))"] == ("a lambda run per item by map()",
-                                                 frozenset({"f"}))
+                                                 frozenset({"f"}), True)
     assert by_code["net.predict(s)"] == ("a lambda bound to act, called per iteration",
-                                         frozenset({"s"}))
+                                         frozenset({"s"}), False)
     assert by_code["net.predict(x)"] is None  # bound, never called in a loop
     fn = _ctx("def f(a, b=1, *, c):\n    pass\n").module_funcs["f"]
     call = cst.parse_expression("f(1, c=3)")

@@ -446,9 +446,11 @@ class DatasetIteratorRetention(Rule):
                 per_item = lambdas.get(id(site.node))
                 if site.loops:
                     variant, loop_kind = "predict-in-loop", site.loops[-1].kind
-                elif per_item is not None:
+                elif per_item is not None and per_item[2]:
                     # (costed like a comprehension: one predict per item)
                     variant, loop_kind = "predict-in-loop", "comprehension"
+                elif per_item is not None:  # a lambda called per iteration, as a function
+                    variant, loop_kind, conf = "predict-in-called-fn", "", conf - 0.1
                 elif in_repeated:
                     variant, loop_kind, conf = "predict-in-called-fn", "", conf - 0.1
                 elif in_inference:

@@ -355,15 +355,16 @@ PER_ITEM_CALLS = frozenset({"map", "filter", "starmap", "imap", "apply", "applym
                             "transform", "sorted", "min", "max", "reduce"})
 
 
-def lambda_repeats(ctx: ModuleContext) -> dict[int, tuple[str, frozenset[str]]]:
+def lambda_repeats(ctx: ModuleContext) -> dict[int, tuple[str, frozenset[str], bool]]:
     """Calls inside a lambda that runs once per item or iteration -> (how, the lambda's
-    parameters): a lambda passed to ``map``/``filter``/``.apply``/``sorted(key=...)``
+    parameters, whether it runs per item of a ``map``-like call rather than as a function
+    called per iteration): a lambda passed to ``map``/``filter``/``.apply``/``sorted(key=...)``
     (``PER_ITEM_CALLS``), or bound to a name or ``self`` attribute that a loop, or a function
     run per iteration (:func:`called_per_iteration`), calls (``act = lambda s:
     model.predict(s)``; ``while ...: act(state)``). A module analysis."""
-    out: dict[int, tuple[str, frozenset[str]]] = {}
+    out: dict[int, tuple[str, frozenset[str], bool]] = {}
 
-    def collect(lam: cst.Lambda, how: str) -> None:
+    def collect(lam: cst.Lambda, how: str, per_item: bool) -> None:
         params = frozenset(p.name.value for p in (*lam.params.posonly_params,
                                                    *lam.params.params,
                                                    *lam.params.kwonly_params))
@@ -371,7 +372,7 @@ def lambda_repeats(ctx: ModuleContext) -> dict[int, tuple[str, frozenset[str]]]:
         while todo:
             node = todo.pop()
             if isinstance(node, cst.Call):
-                out.setdefault(id(node), (how, params))
+                out.setdefault(id(node), (how, params, per_item))
             todo.extend(node.children)
 
     for site in ctx.calls:
@@ -379,7 +380,7 @@ def lambda_repeats(ctx: ModuleContext) -> dict[int, tuple[str, frozenset[str]]]:
         if name in PER_ITEM_CALLS:
             for a in site.node.args:
                 if isinstance(a.value, cst.Lambda):
-                    collect(a.value, f"a lambda run per item by {name}()")
+                    collect(a.value, f"a lambda run per item by {name}()", True)
     bound: dict[str, list[cst.Lambda]] = {}
     for fn in ctx.functions:
         for ev in fn.assigns:
@@ -400,5 +401,5 @@ def lambda_repeats(ctx: ModuleContext) -> dict[int, tuple[str, frozenset[str]]]:
                     func.value, cst.Name) and func.value.value == "self" else None)
             if key in bound and (site.loops or id(site.func) in repeated):
                 for lam in bound[key]:
-                    collect(lam, f"a lambda bound to {key}, called per iteration")
+                    collect(lam, f"a lambda bound to {key}, called per iteration", False)
     return out
