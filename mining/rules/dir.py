@@ -22,6 +22,7 @@ from leakwatt.mining.rules.kit import (
     lambda_repeats,
     loop_iter,
     names_read,
+    repetition_via,
     step_loop,
 )
 from leakwatt.mining.rules.values import (
@@ -29,7 +30,6 @@ from leakwatt.mining.rules.values import (
     MODEL,
     UNKNOWN,
     ValueKinds,
-    called_from_other_modules,
     is_dataset_ctor,
     kinds_for,
 )
@@ -425,15 +425,12 @@ class DatasetIteratorRetention(Rule):
         kinds = kinds_for(ctx)
         direct = ctx.analysis(called_in_loop)
         repeated = ctx.analysis(called_per_iteration)
-        remote = ctx.analysis(called_from_other_modules)
         lambdas = ctx.analysis(lambda_repeats)
+        via_of = ctx.analysis(repetition_via)
         for site in ctx.calls:
             fn = site.func
-            in_repeated = id(fn) in repeated or id(fn) in remote
-            via = "" if id(fn) in direct else (
-                f"{fn.qualname} is called from a loop in {remote[id(fn)]}" if id(fn) in remote
-                and id(fn) not in repeated else f"{fn.qualname} runs once per loop iteration "
-                f"(called from a loop through another function or an instance)")
+            in_repeated = id(fn) in repeated or id(fn) in via_of
+            via = "" if id(fn) in direct else via_of.get(id(fn), "")
             in_inference = bool(fn.node is not None and INFERENCE_FUNCS.match(fn.name))
             if site.method == "predict" and site.receiver is not None:
                 conf = self._model_confidence(ctx, site)

@@ -17,6 +17,7 @@ from leakwatt.mining.rules.kit import (
     call_name,
     called_per_iteration,
     is_param,
+    reached_from,
 )
 from leakwatt.mining.rules.names import dotted
 from leakwatt.mining.rules.uge import fresh_graph_item, graph_module
@@ -799,16 +800,8 @@ def _called_repeatedly(ctx: ModuleContext) -> frozenset[int]:
         target = ctx.resolve_local_function(site)
         if target is not None and target is not site.func:
             counts[id(target)] = counts.get(id(target), 0) + 1
-    out = set(ctx.analysis(called_per_iteration)) | {k for k, n in counts.items() if n > 1}
-    by_id = {id(f): f for f in ctx.functions}
-    work = [by_id[i] for i in out if i in by_id]
-    while work:
-        fn = work.pop()
-        for _, target in ctx.callees(fn):
-            if id(target) not in out:
-                out.add(id(target))
-                work.append(target)
-    return frozenset(out)
+    seeds = set(ctx.analysis(called_per_iteration)) | {k for k, n in counts.items() if n > 1}
+    return frozenset(reached_from(ctx, seeds))
 
 
 #: Parameter names that hold trained or pretrained weights.

@@ -10,14 +10,14 @@ iterates over, and whether a loop runs once per training step, batch or sample
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
-from leakwatt.mining.rules.values import DATASET, LOSSFN
+from leakwatt.mining.rules.values import DATASET, LOSSFN, called_from_other_modules
 
 if TYPE_CHECKING:
     from leakwatt.mining.rules.context import ModuleContext
@@ -332,21 +332,30 @@ def called_per_iteration(ctx: ModuleContext) -> frozenset[int]:
     ``trainer.init_weights()`` per trial), and, transitively, every same-module function these
     call (``act`` calls ``self._q(state)``, which predicts; a class instantiated per iteration
     runs its ``__init__``). A module analysis: ``ctx.analysis(called_per_iteration)``."""
-    out = set(ctx.analysis(called_in_loop))
+    seeds = set(ctx.analysis(called_in_loop))
     for site in ctx.calls:
         if site.loops and site.method:
             owner = method_owner(ctx, site)
             if owner is not None and owner is not site.func:
-                out.add(id(owner))
+                seeds.add(id(owner))
+    return frozenset(reached_from(ctx, seeds))
+
+
+def reached_from(ctx: ModuleContext, seeds: Iterable[int]) -> dict[int, int]:
+    """The same-module functions ``seeds`` (function ids) call, directly or through others,
+    and the seeds themselves -> the seed each was first reached from (class instantiation
+    reaches ``__init__``)."""
     by_id = {id(f): f for f in ctx.functions}
-    work = [by_id[i] for i in out if i in by_id]
+    out = {i: i for i in seeds if i in by_id}
+    work = list(out)
     while work:
-        fn = work.pop()
+        start = work.pop()
+        fn = by_id[start]
         for _, target in ctx.callees(fn):
             if id(target) not in out:
-                out.add(id(target))
-                work.append(target)
-    return frozenset(out)
+                out[id(target)] = out[start]
+                work.append(id(target))
+    return out
 
 
 #: Calls that run a function argument once per item (``map(lambda f: ..., files)``,
@@ -402,4 +411,29 @@ def lambda_repeats(ctx: ModuleContext) -> dict[int, tuple[str, frozenset[str], b
             if key in bound and (site.loops or id(site.func) in repeated):
                 for lam in bound[key]:
                     collect(lam, f"a lambda bound to {key}, called per iteration", False)
+    return out
+
+
+def repetition_via(ctx: ModuleContext) -> dict[int, str]:
+    """Functions that run once per iteration other than by a direct call in a loop of this
+    module -> how (a finding's ``via``): reached through other functions or an instance
+    (:func:`called_per_iteration`), or called in a loop by another project module
+    (:func:`~leakwatt.mining.rules.values.called_from_other_modules`), directly or through
+    the same-module functions it calls. A module analysis."""
+    direct = ctx.analysis(called_in_loop)
+    repeated = ctx.analysis(called_per_iteration)
+    remote = ctx.analysis(called_from_other_modules)
+    by_id = {id(f): f for f in ctx.functions}
+    out: dict[int, str] = {}
+    for fid in repeated:
+        if fid not in direct and fid in by_id:
+            out[fid] = (f"{by_id[fid].qualname} runs once per loop iteration (called from a "
+                        f"loop through another function or an instance)")
+    for fid, seed in reached_from(ctx, remote).items():
+        if fid in repeated:
+            continue
+        name = by_id[fid].qualname
+        out[fid] = (f"{name} is called from a loop in {remote[fid]}" if fid == seed else
+                    f"{name} is called by {by_id[seed].qualname}, which is called from a loop "
+                    f"in {remote[seed]}")
     return out

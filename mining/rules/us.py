@@ -9,7 +9,13 @@ import libcst as cst
 from leakwatt.mining.rules.api import Fix, Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.index import CallSite, FuncInfo
-from leakwatt.mining.rules.kit import call_name, called_per_iteration, method_owner
+from leakwatt.mining.rules.kit import (
+    call_name,
+    called_in_loop,
+    called_per_iteration,
+    method_owner,
+    repetition_via,
+)
 from leakwatt.mining.rules.uge import fresh_graph_item
 from leakwatt.mining.rules.values import called_from_other_modules, is_session_ctor
 
@@ -311,14 +317,15 @@ class UnclosedSession(Rule):
             fn = site.func
             if repeated is None:
                 repeated = ctx.analysis(called_per_iteration)
+            via_of = ctx.analysis(repetition_via)
             remote = ctx.analysis(called_from_other_modules)
             # A factory's own constructor, where the module calls the factory: the finding
             # is at each call that repeats (the call in the loop), as IMR's builders are.
             at_callers = factory is None and not site.loops and factories.get(id(fn), False) \
                 and id(fn) not in remote
-            if (site.loops or id(fn) in repeated or id(fn) in remote) and not at_callers:
-                via = "" if site.loops or id(fn) in repeated else (
-                    f"{fn.qualname} is called from a loop in {remote[id(fn)]}")
+            if (site.loops or id(fn) in repeated or id(fn) in via_of) and not at_callers:
+                via = "" if site.loops or id(fn) in ctx.analysis(called_in_loop) else \
+                    via_of.get(id(fn), "")
                 if factory is not None:
                     via = "; ".join(v for v in (
                         via, f"the session is opened by {factory.qualname}()") if v)
