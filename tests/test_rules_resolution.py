@@ -492,6 +492,34 @@ def test_methods_called_per_step_from_another_module(tmp_path: Path) -> None:
          "Agent.evaluate is called from a loop in train.py")]
 
 
+Q_AGENT = """
+    import numpy as np
+    import tensorflow as tf
+
+
+    class Agent:
+        def __init__(self):
+            self.model = tf.keras.Sequential([tf.keras.layers.Dense(2)])
+
+        def act(self, state):
+            return int(np.argmax(self._q(state)))
+
+        def _q(self, s):
+            return self.model.predict(s, verbose=0)
+    """
+
+
+def test_predict_reached_through_a_method_another_module_calls_per_step(tmp_path: Path
+                                                                        ) -> None:
+    train = "from agent import Agent\n\nagent = Agent()\nwhile True:\n    obs = step(agent.act(obs))\n"
+    findings = _findings(tmp_path, {"agent.py": Q_AGENT, "train.py": train}, ["DIR"])
+    assert [(Path(f.path).name, f.line, f.variant, f.via) for f in findings] == [
+        ("agent.py", 13, "predict-in-called-fn",
+         "Agent._q is called by Agent.act, which is called from a loop in train.py")]
+    once = train.replace("while True:\n    obs = ", "obs = ")
+    assert _scan(tmp_path, {"agent.py": Q_AGENT, "train.py": once}, ["DIR"]) == []
+
+
 @pytest.mark.parametrize("train", [
     TRAIN.replace("while True:\n        agent.step(obs)\n        agent.evaluate(x)",
                   "agent.step(obs)\n    agent.evaluate(x)"),  # called once

@@ -997,18 +997,22 @@ def _parse_quietly(text: str) -> ast.Module | None:
     tab-and-space indentation: TF1-era course and article code) is read the way the scan reads
     it (:func:`leakwatt.mining.python2.python3_text`), so that a Python 2 script fragment and
     the Python 2 sibling defining its builder still reach each other. None: neither parses."""
+    tree = _ast_or_none(text)
+    if tree is not None:
+        return tree
+    try:
+        readable = python3_text(text)
+    except (LegacyError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    return _ast_or_none(readable.text)
+
+
+def _ast_or_none(text: str) -> ast.Module | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        pass
-    try:
-        readable = python3_text(text)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ast.parse(readable.text)
-    except (LegacyError, SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
