@@ -99,8 +99,8 @@ class GraphConstantBottleneck(Rule):
     ``.numpy()`` or ``tf.config`` is eager), and, in graph code, trained weights handed to an
     inference-named function (``def predict(X, parameters): W1 =
     tf.convert_to_tensor(parameters["W1"])``, every call embedding them again) whose callers
-    live in another module: a parameter named like weights (``parameters``, ``params``,
-    ``weights``, ``*_weights``). Not reported: a small literal (``tf.constant([1, 2, 3])``,
+    live in another module: a parameter named like weights (``parameters``, ``weights``,
+    ``*_weights``, ``pretrained*``; not ``params``, often hyper-parameters). Not reported: a small literal (``tf.constant([1, 2, 3])``,
     ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in eager code outside any graph or
     ``tf.function``, arrays passed to a ``tf.function`` as arguments, values read from a JSON
     or text configuration. The finding is at ``tf.constant(...)``, or for a closure at the first
@@ -806,8 +806,8 @@ def _called_repeatedly(ctx: ModuleContext) -> frozenset[int]:
 
 #: Parameter names that hold trained or pretrained weights.
 _WEIGHTS_PARAM = re.compile(
-    r"^(?:parameters|params|weights|trained_\w+|pretrained_?\w*|kernels?|layer_weights|"
-    r"\w+_weights|\w+_params|weights_\w+|params_\w+)$", re.IGNORECASE)
+    r"^(?:parameters|weights|trained_\w+|pretrained_?\w*|\w+_weights|weights_\w+|net_params|"
+    r"model_params)$", re.IGNORECASE)
 
 
 def _weights_parameter(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: int,
