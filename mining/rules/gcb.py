@@ -100,9 +100,9 @@ class GraphConstantBottleneck(Rule):
     inference-named function (``def predict(X, parameters): W1 =
     tf.convert_to_tensor(parameters["W1"])``, every call embedding them again) whose callers
     live in another module: a parameter named like weights (``parameters``, ``weights``,
-    ``*_weights``, ``pretrained*``; not ``params``, often hyper-parameters). Not reported: a small literal (``tf.constant([1, 2, 3])``,
-    ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in eager code outside any graph or
-    ``tf.function``, arrays passed to a ``tf.function`` as arguments, values read from a JSON
+    ``*_weights``, ``pretrained*``; not ``params``, often hyper-parameters). Not reported: a
+    small literal (``tf.constant([1, 2, 3])``, ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in
+    eager code outside any graph or ``tf.function``, arrays passed to a ``tf.function`` as arguments, values read from a JSON
     or text configuration. The finding is at ``tf.constant(...)``, or for a closure at the first
     statement of the ``tf.function`` that reads the array.
 
