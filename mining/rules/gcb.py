@@ -102,9 +102,10 @@ class GraphConstantBottleneck(Rule):
     live in another module: a parameter named like weights (``parameters``, ``weights``,
     ``*_weights``, ``pretrained*``; not ``params``, often hyper-parameters). Not reported: a
     small literal (``tf.constant([1, 2, 3])``, ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in
-    eager code outside any graph or ``tf.function``, arrays passed to a ``tf.function`` as arguments, values read from a JSON
-    or text configuration. The finding is at ``tf.constant(...)``, or for a closure at the first
-    statement of the ``tf.function`` that reads the array.
+    eager code outside any graph or ``tf.function``, arrays passed to a ``tf.function`` as
+    arguments, values read from a JSON or text configuration. The finding is at
+    ``tf.constant(...)``, or for a closure at the first statement of the ``tf.function`` that
+    reads the array.
 
     No autofix: the remedy (feed through a ``placeholder``/``tf.data`` pipeline, or pass the
     array as an argument) changes the program's structure.
