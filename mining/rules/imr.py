@@ -278,6 +278,18 @@ class ImproperModelReuse(Rule):
                 model = load_model(path)
                 model.evaluate(x, y)
             """)),
+        Valid(dedent("""
+            import keras
+            from scikeras.wrappers import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+
+            def build(units):
+                keras.backend.clear_session()
+                return keras.Sequential([keras.layers.Dense(units)])
+
+            clf = KerasClassifier(lambda: build(32))
+            GridSearchCV(clf, {"epochs": [1, 2]}).fit(x, y)
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
