@@ -701,8 +701,13 @@ def _fixed_input(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression,
     if depth > 6:
         return False
     fn = site.func
-    if isinstance(expr, cst.Integer | cst.Float | cst.SimpleString):
+    if isinstance(expr, cst.Integer | cst.Float | cst.SimpleString | cst.Ellipsis):
         return True
+    if isinstance(expr, cst.UnaryOperation):  # ``x_test[-100:]``
+        return _fixed_input(ctx, site, expr.expression, loop, varying, depth + 1)
+    if isinstance(expr, cst.BinaryOperation):  # ``x_test / 255.0``
+        return all(_fixed_input(ctx, site, side, loop, varying, depth + 1)
+                   for side in (expr.left, expr.right))
     if isinstance(expr, cst.Tuple | cst.List):  # a model with several inputs
         return bool(expr.elements) and all(
             _fixed_input(ctx, site, e.value, loop, varying, depth + 1) for e in expr.elements)
