@@ -329,7 +329,7 @@ class UnclosedSession(Rule):
                 if factory is not None:
                     via = "; ".join(v for v in (
                         via, f"the session is opened by {factory.qualname}()") if v)
-                report = self._in_loop(ctx, site, bool(site.loops), via)
+                report = self._in_loop(ctx, site, bool(site.loops), via, factory)
                 if report is not None:
                     yield report
                     if report.variant == "session-in-loop-kept":
@@ -382,12 +382,13 @@ class UnclosedSession(Rule):
             yield self._report(site, "session-close-conditional", 0.6)
 
     def _in_loop(self, ctx: ModuleContext, site: CallSite, direct: bool,
-                 via: str = "") -> Report | None:
+                 via: str = "", factory: FuncInfo | None = None) -> Report | None:
         """A ``session-in-loop`` report for a constructor in a loop (``direct``) or in a
         function called from one; ``session-in-loop-fresh-graph`` when each iteration has a
         fresh graph (and the session does not escape)."""
         kept = _escapes(ctx, site)
-        fresh = not kept and _fresh_graph_per_iteration(ctx, site, direct)
+        fresh = not kept and (_fresh_graph_per_iteration(ctx, site, direct) or (
+            factory is not None and any(s.qn in _RESETS for s in factory.calls)))
         if fresh:
             variant, message = "session-in-loop-fresh-graph", self.FRESH_GRAPH_MESSAGE
             confidence = 0.55 if direct else 0.5
@@ -550,6 +551,10 @@ def _escapes(ctx: ModuleContext, site: CallSite) -> bool:
     return False
 
 
+#: Calls that start a new default graph.
+_RESETS = ("tensorflow.reset_default_graph", "keras.backend.clear_session")
+
+
 def _fresh_graph_per_iteration(ctx: ModuleContext, site: CallSite, direct: bool) -> bool:
     """Each iteration (or each call of the repeated function) builds a new graph."""
     for a in site.node.args:
@@ -559,7 +564,7 @@ def _fresh_graph_per_iteration(ctx: ModuleContext, site: CallSite, direct: bool)
            if isinstance(w, cst.BaseExpression)):
         return True
     fn = site.func
-    resets = ("tensorflow.reset_default_graph", "keras.backend.clear_session")
+    resets = _RESETS
     if not direct:
         return any(s.qn in resets for s in fn.calls)
     loop = site.loops[-1]
