@@ -329,15 +329,20 @@ def method_owner(ctx: ModuleContext, site: CallSite) -> FuncInfo | None:
 def called_per_iteration(ctx: ModuleContext) -> frozenset[int]:
     """Ids of same-module functions that run once per iteration of some loop: those of
     :func:`called_in_loop`, methods a loop calls on an instance (:func:`method_owner`:
-    ``trainer.init_weights()`` per trial), and, transitively, every same-module function these
-    call (``act`` calls ``self._q(state)``, which predicts; a class instantiated per iteration
-    runs its ``__init__``). A module analysis: ``ctx.analysis(called_per_iteration)``."""
+    ``trainer.init_weights()`` per trial), the ``__init__`` of a module class instantiated in a
+    loop, and, transitively, every same-module function these call (``act`` calls
+    ``self._q(state)``, which predicts; a class instantiated there runs its ``__init__``). A
+    module analysis: ``ctx.analysis(called_per_iteration)``."""
     seeds = set(ctx.analysis(called_in_loop))
     for site in ctx.calls:
-        if site.loops and site.method:
-            owner = method_owner(ctx, site)
-            if owner is not None and owner is not site.func:
-                seeds.add(id(owner))
+        if not site.loops:
+            continue
+        owner = method_owner(ctx, site) if site.method else None
+        if owner is None and site.simple_name is not None:
+            cls = ctx.local_class(site)  # ``Trainer(cfg)`` per trial runs its ``__init__``
+            owner = ctx.method(cls.name, "__init__") if cls is not None else None
+        if owner is not None and owner is not site.func:
+            seeds.add(id(owner))
     return frozenset(reached_from(ctx, seeds))
 
 
