@@ -38,8 +38,8 @@ class UnclosedSession(Rule):
     loop or a comprehension (or in a function called from one, directly or through other
     functions, a method called on an instance in a loop such as ``net.init_weights()`` per
     trial, also a method another project module calls in a loop: ``via`` names it) costs its
-    creation on every iteration, closed or not. It is more severe (``session-in-loop-kept``) when the session
-    escapes the iteration: appended to a list, stored on ``self`` or in a container, or passed
+    creation on every iteration, closed or not. It is more severe (``session-in-loop-kept``)
+    when the session escapes the iteration: appended to a list, stored on ``self`` or in a container, or passed
     to ``set_session``; then every session and its graph's resources stay alive. A session per
     iteration of a loop that builds a fresh graph each time (``with tf.Graph().as_default():``,
     ``tf.reset_default_graph()``, ``clear_session()`` in the iteration, or
