@@ -39,8 +39,9 @@ class UnclosedSession(Rule):
     functions, a method called on an instance in a loop such as ``net.init_weights()`` per
     trial, also a method another project module calls in a loop: ``via`` names it) costs its
     creation on every iteration, closed or not. It is more severe (``session-in-loop-kept``)
-    when the session escapes the iteration: appended to a list, stored on ``self`` or in a container, or passed
-    to ``set_session``; then every session and its graph's resources stay alive. A session per
+    when the session escapes the iteration: appended to a list, stored on ``self`` or in a
+    container, or passed to ``set_session``; then every session and its graph's resources
+    stay alive. A session per
     iteration of a loop that builds a fresh graph each time (``with tf.Graph().as_default():``,
     ``tf.reset_default_graph()``, ``clear_session()`` in the iteration, or
     ``Session(graph=g)`` with ``g`` made in the iteration) is its own, milder variant
