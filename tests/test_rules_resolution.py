@@ -80,12 +80,24 @@ def test_snippet_calling_the_one_builder_of_its_own_folder(tmp_path: Path) -> No
 #: The same snippet and builder as Python 2 (print statements): TF1-era course code.
 BUILDER_PY2 = BUILDER.replace("    return model\n", '    print "built", units\n    return model\n')
 SNIPPET_PY2 = SNIPPET + '    print "units", units\n'
+#: ... and a builder that star-imports Keras (TF1-era course code)
+BUILDER_STAR = textwrap.dedent("""
+    from keras.models import *
+    from keras.layers import *
+
+
+    def create_model(units=8):
+        model = Sequential([Dense(units), Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        return model
+    """).lstrip()
 
 
 @pytest.mark.parametrize(("builder", "snippet"), [
     (BUILDER_PY2, SNIPPET_PY2), (BUILDER, SNIPPET_PY2), (BUILDER_PY2, SNIPPET),
-    (BUILDER, "from pylab import *\n" + SNIPPET),
-], ids=["both-python2", "snippet-python2", "builder-python2", "star-import-of-pylab"])
+    (BUILDER, "from pylab import *\n" + SNIPPET), (BUILDER_STAR, SNIPPET),
+], ids=["both-python2", "snippet-python2", "builder-python2", "star-import-of-pylab",
+        "builder-star-imports-keras"])
 def test_by_name_resolution_reads_python2_files(tmp_path: Path, builder: str,
                                                 snippet: str) -> None:
     findings = _findings(tmp_path, {"models.py": builder, "snippet.py": snippet}, ["IMR"])

@@ -1164,6 +1164,9 @@ class _ModuleEval:
                     self.aliases[root] = root
             elif imp.name != "*":
                 self.aliases[imp.local] = f"{imp.module}.{imp.name}"
+        #: TensorFlow/Keras modules star-imported (``from keras.layers import *``)
+        self.star_modules = [imp.module for imp in raw.imports if imp.name == "*"
+                             and not imp.level and imp.module.split(".", 1)[0] in _QN_ROOTS]
         self.imported = index.imported_symbols(path, raw.imports)
         self.fn_memo: dict[str, Symbol] = {}
         self.busy: set[str] = set()
@@ -1177,8 +1180,23 @@ class _ModuleEval:
         head, _, rest = text.partition(".")
         base = self.aliases.get(head)
         if base is None:
-            return None
+            return self._star_qn(head, text)
         return canonical(f"{base}.{rest}" if rest else base)
+
+    def _star_qn(self, head: str, text: str) -> str | None:
+        """A name a star import of TensorFlow/Keras may bind (``from keras.models import *``
+        in TF1-era course code, then ``Sequential()``): the first star-imported module, last
+        import first, under which the name builds a model or clears the session; None
+        otherwise."""
+        if not self.star_modules or head in _BUILTINS or head in self.raw.functions \
+                or head in self.raw.classes or head in self.raw.values \
+                or any(imp.local == head for imp in self.raw.imports):
+            return None
+        for module in reversed(self.star_modules):
+            candidate = canonical(f"{module}.{text}")
+            if qualified_kind(candidate) == MODEL or is_clear(candidate):
+                return candidate  # (only what builders need: other kinds stay unresolved)
+        return None
 
     def _find_model_classes(self) -> None:
         changed = True
