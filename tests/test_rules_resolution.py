@@ -98,7 +98,7 @@ BUILDER_STAR = textwrap.dedent("""
     (BUILDER, "from pylab import *\n" + SNIPPET), (BUILDER_STAR, SNIPPET),
 ], ids=["both-python2", "snippet-python2", "builder-python2", "star-import-of-pylab",
         "builder-star-imports-keras"])
-def test_by_name_resolution_reads_python2_files(tmp_path: Path, builder: str,
+def test_by_name_resolution_of_legacy_course_code(tmp_path: Path, builder: str,
                                                 snippet: str) -> None:
     findings = _findings(tmp_path, {"models.py": builder, "snippet.py": snippet}, ["IMR"])
     line = 6 if snippet.startswith("from pylab") else 5
