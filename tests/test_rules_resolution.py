@@ -99,7 +99,7 @@ BUILDER_STAR = textwrap.dedent("""
 ], ids=["both-python2", "snippet-python2", "builder-python2", "star-import-of-pylab",
         "builder-star-imports-keras"])
 def test_by_name_resolution_of_legacy_course_code(tmp_path: Path, builder: str,
-                                                snippet: str) -> None:
+                                                  snippet: str) -> None:
     findings = _findings(tmp_path, {"models.py": builder, "snippet.py": snippet}, ["IMR"])
     line = 6 if snippet.startswith("from pylab") else 5
     assert [(Path(f.path).name, f.line, f.variant) for f in findings] == [
