@@ -90,18 +90,19 @@ class ImproperModelReuse(Rule):
     graph in a per-input inference function such as ``predict``), or passed as a search
     objective (optuna, hyperopt, skopt, a scikit-learn wrapper's ``build_fn``/``model``,
     keyword or positional, directly or through a lambda or ``functools.partial``, when the
-    module runs a search or cross-validation: reported in the builder, or at the wrapper when
-    the builder is another module's), or rebuilt in straight-line code over
-    the same variable; and no ``clear_session()`` (any alias) or
+    module runs a search or cross-validation; the builder may be another module's), or rebuilt
+    in straight-line code over the same variable; and no ``clear_session()`` (any alias) or
     ``tf.compat.v1.reset_default_graph()`` runs on the same iteration path (also inside a called
     function). Models kept on purpose (appended to an ensemble list), layers built in a loop,
     one model reused with ``load_weights``, factories that build no Keras model (scikit-learn
     estimators) and a model loaded once beside a request handler are not IMR.
-    The finding is at the construction call inside the loop or repeated function, or at the
-    builder call when a builder returning the model is called in the loop.
+    The finding is at the construction call inside the loop or repeated function, at the
+    builder call when a builder returning the model is called in the loop, or at the
+    scikit-learn wrapper that receives the ``build_fn`` (where the builder is handed to the
+    search).
 
     Autofix: insert ``keras.backend.clear_session()`` (spelled with the module's own alias) at
-    the top of the loop body, or of the repeatedly called objective.
+    the top of the loop body, or of the repeatedly called objective or same-module builder.
     """
 
     CODE = "IMR"
@@ -394,7 +395,7 @@ class ImproperModelReuse(Rule):
 
             clf = KerasClassifier(build_fn=make)
             GridSearchCV(clf, {"epochs": [1, 2]}).fit(x, y)
-            """), line=6, variant="build-fn"),
+            """), line=10, variant="build-fn"),
         Invalid(dedent("""
             import keras
             model = keras.Sequential([keras.layers.Dense(1)])
@@ -470,7 +471,7 @@ class ImproperModelReuse(Rule):
 
             reg = KerasRegressor(lambda: baseline(32), epochs=50, verbose=0)
             print(cross_val_score(reg, X, y, cv=10).mean())
-            """), line=7, variant="build-fn"),
+            """), line=11, variant="build-fn"),
         Invalid(dedent("""
             from tensorflow import keras
 
@@ -533,9 +534,9 @@ class _Analysis:
         self.via: dict[int, str] = {}
         self._callers: dict[int, list[CallSite]] | None = None
         self._bound_names: dict[int, set[str]] = {}
-        #: wrapper constructions (``KerasClassifier(build_fn=create_model)``) whose builder
-        #: another project module defines: reported at the wrapper (see ``repeated_functions``)
-        self.wrapped_builders: list[tuple[CallSite, Symbol]] = []
+        #: wrapper constructions (``KerasClassifier(build_fn=create_model)``) in a module that
+        #: searches, with the builder they get (see ``wrapped``)
+        self.wrapped_builders: list[tuple[CallSite, FuncInfo | Symbol]] = []
 
     # -- classification -------------------------------------------------------------------
     def direct_ctor(self, site: CallSite) -> str:
@@ -905,9 +906,7 @@ class _Analysis:
             if name in _WRAPPERS and has_search:
                 ref = _build_fn_arg(site.node)
                 target = self.build_fn_target(ref, site) if ref is not None else None
-                if isinstance(target, FuncInfo):
-                    mark(target, _Repeat("build-fn", "", self.fn_clears(target), target))
-                elif target is not None:  # another module's builder: at the wrapper
+                if target is not None:  # reported at the wrapper (see ``run``)
                     self.wrapped_builders.append((site, target))
             if site.loops and not self.construction(site)[0]:
                 target = ctx.resolve_local_function(site)
@@ -988,13 +987,28 @@ class _Analysis:
                     0.7 if info.variant == "request-handler" else 0.8)
                 yield self.report(site, info.variant, conf, info.loop_kind, api,
                                   self.training_api(fn, None), info.fix_target)
-        for site, sym in self.wrapped_builders:
-            if sym.clears:
-                continue  # the builder releases the previous model itself
-            if sym.via:
-                self.via[id(site.node)] = sym.via
-            yield self.report(site, "build-fn", 0.8, "", "builder", "fit", None)
+        yield from self.wrapped()
         yield from self.straight_line(repeated)
+
+    def wrapped(self) -> Iterator[Report]:
+        """``KerasClassifier(build_fn=create_model)`` in a module that searches or
+        cross-validates: every fold and grid point calls the builder again. Reported at the
+        wrapper, where the builder is handed over (as a builder called in a loop is reported at
+        its call), unless the builder clears the session or builds no Keras model; the autofix
+        clears the session at the top of a same-module builder."""
+        for site, target in self.wrapped_builders:
+            if isinstance(target, FuncInfo):
+                if self.fn_clears(target) or not self.ctx.reaches(
+                        target, lambda s: bool(self.construction(s)[0]), "imr-builds"):
+                    continue
+                yield self.report(site, "build-fn", 0.85, "", "builder",
+                                  self.training_api(target, None) or "fit", target)
+                continue
+            if target.clears:
+                continue  # another module's builder that releases the previous model itself
+            if target.via:
+                self.via[id(site.node)] = target.via
+            yield self.report(site, "build-fn", 0.8, "", "builder", "fit", None)
 
     def straight_line(self, repeated: dict[int, _Repeat]) -> Iterator[Report]:
         ctx = self.ctx
