@@ -96,11 +96,13 @@ class GraphConstantBottleneck(Rule):
     tf.nn.conv2d(x, tf.constant(layers[i][0][0][0][0]), ...)`` called per layer, or called
     from a loop) in a module that shows neither graph mode nor eager execution (its session
     lives in the script importing it; a module with ``GradientTape``, ``tf.function``,
-    ``.numpy()`` or ``tf.config`` is eager), and, in graph code, trained weights handed to an
-    inference-named function (``def predict(X, parameters): W1 =
-    tf.convert_to_tensor(parameters["W1"])``, every call embedding them again) whose callers
-    live in another module: a parameter named like weights (``parameters``, ``weights``,
-    ``*_weights``, ``pretrained*``; not ``params``, often hyper-parameters). Not reported: a
+    ``.numpy()`` or ``tf.config`` is eager), and weights handed in by another module: a
+    parameter named like weights (``parameters``, ``weights``, ``*_weights``, ``pretrained*``;
+    not ``params``, often hyper-parameters) of a function no same-module code calls, when the
+    function is inference-named (``def predict(X, parameters): W1 =
+    tf.convert_to_tensor(parameters["W1"])``, every call embedding them again) or the module
+    reads data itself (``net_preloaded(weights, image)`` beside the ``load_net()`` that
+    returns ``scipy.io.loadmat`` layers to the calling script). Not reported: a
     small literal (``tf.constant([1, 2, 3])``, ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in
     eager code outside any graph or ``tf.function``, arrays passed to a ``tf.function`` as
     arguments, values read from a JSON or text configuration. The finding is at
@@ -217,6 +219,17 @@ class GraphConstantBottleneck(Rule):
                 x = tf.placeholder(tf.float32, [None, 4])
                 with tf.Session() as sess:
                     return sess.run(tf.greater(x, t), feed_dict={x: X})
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def _conv(x, kernels):
+                return tf.nn.conv2d(x, tf.constant(kernels), strides=(1, 1, 1, 1), padding="SAME")
+
+            def net_preloaded(weights, image):
+                for w in weights:
+                    image = _conv(image, w)
+                return image
             """)),
     ]
     INVALID = [
@@ -335,6 +348,31 @@ class GraphConstantBottleneck(Rule):
                 return conv(h, 5)
             """), line=9, variant="graph-constant"),
         Invalid(dedent("""
+            import numpy as np
+            import scipy.io
+            import tensorflow as tf
+
+            LAYERS = ("conv1_1", "relu1_1", "conv1_2", "relu1_2")
+
+            def load_net(path):
+                data = scipy.io.loadmat(path)
+                return data["layers"][0], np.mean(data["normalization"][0][0][0], axis=(0, 1))
+
+            def _conv(x, kernels, bias):
+                out = tf.nn.conv2d(x, tf.constant(kernels), strides=(1, 1, 1, 1), padding="SAME")
+                return tf.nn.bias_add(out, bias)
+
+            def net_preloaded(weights, image):
+                current = image
+                for i, name in enumerate(LAYERS):
+                    if name.startswith("conv"):
+                        kernels, bias = weights[i][0][0][0][0]
+                        current = _conv(current, np.transpose(kernels, (1, 0, 2, 3)), bias.reshape(-1))
+                    else:
+                        current = tf.nn.relu(current)
+                return current
+            """), line=12, variant="graph-constant"),
+        Invalid(dedent("""
             import tensorflow as tf
 
             def predict(X, parameters):
@@ -359,6 +397,7 @@ class GraphConstantBottleneck(Rule):
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         graph = None
         origins = _Origins(ctx)
+        guesses: _Origins | None = None
         for site in ctx.calls:
             arg = _embedded_value(site)
             if arg is None:
@@ -379,8 +418,10 @@ class GraphConstantBottleneck(Rule):
                         continue
                     assumed = True
             origin = origins.of(arg, fn, site.seq)
-            if origin is None and not assumed:
-                origin = _weights_parameter(ctx, arg, fn, site.seq)
+            if origin is None:
+                if guesses is None:
+                    guesses = _Origins(ctx, guess=True)
+                origin = guesses.of(arg, fn, site.seq)
             if origin is None:
                 continue
             if assumed:
@@ -510,8 +551,11 @@ class _Origins:
     functions (their parameters bound to the call's arguments) and a function's parameters
     (the arguments its same-module call sites pass)."""
 
-    def __init__(self, ctx: ModuleContext) -> None:
+    def __init__(self, ctx: ModuleContext, guess: bool = False) -> None:
         self.ctx = ctx
+        #: also read weights-named parameters nobody here passes data to as weights (see
+        #: :meth:`_param`)
+        self.guess = guess
         self._busy: set[tuple[int, int, int]] = set()
         self._memo: dict[tuple[int, int, int], _Origin | None] = {}
         self._callers: dict[int, list[CallSite]] | None = None
@@ -692,6 +736,15 @@ class _Origins:
                 if found is not None:
                     line = f" (called from {site.func.qualname})"
                     return found.through(f"parameter {name} of {target.qualname}{line}")
+        if self.guess and id(target) not in self._callers and _WEIGHTS_PARAM.match(name) and (
+                INFERENCE_FUNCS.match(target.name) or self.ctx.analysis(_loads_data)):
+            # Trained or pretrained weights handed in by another module: ``def predict(X,
+            # parameters)`` (each call embeds them again), or ``net_preloaded(weights, image)``
+            # beside the ``load_net()`` that reads them with ``scipy.io.loadmat``.
+            return _Origin(f"parameter {name} of {target.qualname}() (weights passed in)",
+                           via=f"{target.qualname}() is called from another module; its "
+                               f"parameter {name} is read as trained or pretrained weights "
+                               f"(not traced to a load)", guess=True)
         return None
 
 
@@ -811,35 +864,9 @@ _WEIGHTS_PARAM = re.compile(
     r"model_params)$", re.IGNORECASE)
 
 
-def _weights_parameter(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: int,
-                       depth: int = 0) -> _Origin | None:
-    """Trained weights passed to a per-input function: ``def predict(X, parameters): W1 =
-    tf.convert_to_tensor(parameters["W1"])`` (the course pattern; each call embeds the arrays
-    again). Only for an inference-named function (``predict``, ``infer`` ...) that no
-    same-module call passes arguments to (its callers live elsewhere: when they are here,
-    their arguments were traced and are not data), and a parameter named like weights, read
-    directly, by subscript or through a local name."""
-    if depth > 4 or fn.node is None or not INFERENCE_FUNCS.match(fn.name):
-        return None
-    while True:
-        if isinstance(expr, cst.Subscript) or (isinstance(expr, cst.Attribute) and not (
-                isinstance(expr.value, cst.Name) and expr.value.value == "self")):
-            expr = expr.value
-        elif isinstance(expr, cst.Call) and call_name(expr.func) in _KEEPS and expr.args:
-            expr = expr.args[0].value
-        else:
-            break
-    if not isinstance(expr, cst.Name):
-        return None
-    ev = ctx.last_assign(fn, expr.value, seq)
-    if ev is not None:
-        if ev.func is fn and ev.kind == "assign" and ev.value is not None:
-            return _weights_parameter(ctx, ev.value, fn, ev.seq, depth + 1)
-        return None
-    if not is_param(fn, expr.value, star=False) or not _WEIGHTS_PARAM.match(expr.value):
-        return None
-    if any(ctx.resolve_local_function(s) is fn for s in ctx.calls):
-        return None
-    return _Origin(f"parameter {expr.value} of {fn.qualname}() (trained weights passed in)",
-                   via=f"{fn.qualname}() runs per input; its parameter {expr.value} is read "
-                       f"as trained weights (not traced to a load)", guess=True)
+def _loads_data(ctx: ModuleContext) -> bool:
+    """The module reads data or weights itself (``scipy.io.loadmat``, ``np.load``, a pickle,
+    an HDF5 file, ``get_weights()``): a weights-named parameter of one of its functions is
+    likely what its loader returned to the calling script. A module analysis."""
+    return any(call_name(s.node.func) in _LOADERS or (s.qn or "") in _LOAD_QNS
+               or s.method in _WEIGHTS for s in ctx.calls)
