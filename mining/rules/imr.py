@@ -679,7 +679,7 @@ class _Analysis:
                        depth: int) -> str:
         """A list, tuple, set or dict literal (or a name bound to one, or ``d.items()`` /
         ``d.values()`` / ``enumerate(xs)`` of one) holding model factories."""
-        if depth > 4:
+        if depth > 8:
             return ""
         if isinstance(expr, cst.Call) and expr.args and isinstance(expr.func, cst.Name) \
                 and expr.func.value in ("enumerate", "list", "tuple", "reversed", "sorted"):
@@ -722,7 +722,7 @@ class _Analysis:
         constructor or loader (``keras.applications.ResNet50``), a same-module builder or
         ``keras.Model`` subclass, another project module's, ``functools.partial`` of one, or
         a lambda that builds one."""
-        if depth > 4:
+        if depth > 8:
             return ""
         ctx = self.ctx
         if isinstance(expr, cst.Call):
