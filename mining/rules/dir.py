@@ -446,9 +446,7 @@ class DatasetIteratorRetention(Rule):
                 elif per_item is not None and per_item[2]:
                     # (costed like a comprehension: one predict per item)
                     variant, loop_kind = "predict-in-loop", "comprehension"
-                elif per_item is not None:  # a lambda called per iteration, as a function
-                    variant, loop_kind, conf = "predict-in-called-fn", "", conf - 0.1
-                elif in_repeated:
+                elif per_item is not None or in_repeated:  # (a lambda called per iteration)
                     variant, loop_kind, conf = "predict-in-called-fn", "", conf - 0.1
                 elif in_inference:
                     variant, loop_kind, conf = "predict-in-inference-fn", "", conf - 0.2
