@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from leakwatt.mining.rules.kit import PER_ITEM_CALLS
+
 _FUNCS = ast.FunctionDef | ast.AsyncFunctionDef
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
@@ -160,6 +162,7 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
     facts = Facts()
     tokens, stored, attrs, calls = unit.tokens, facts.stored, facts.attrs, facts.calls
     methods: set[str] = set()  # ``obj.m(...)`` calls on other objects than self
+    loops: list[ast.AST] = []
     stack: list[Any] = list(unit.nodes)
     pop, push = stack.pop, stack.append
     while stack:
@@ -188,10 +191,16 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
                     methods.add(parts[-1])
                 if parts[-1] in store_methods and len(parts) > 1:
                     facts.store_call = True
+                if parts[-1] in PER_ITEM_CALLS and any(
+                        type(a) is ast.Lambda for a in (*node.args, *(
+                            k.value for k in node.keywords))):
+                    facts.comp = True  # a lambda run per item: calls in it repeat
         elif t is ast.For or t is ast.AsyncFor or t is ast.While:
             facts.loop = True
+            loops.append(node)
         elif t in _COMPS:
             facts.comp = True
+            loops.append(node)
         elif t is ast.AugAssign:
             facts.loop_store = facts.loop_store or type(node.op) is ast.Add
         elif t is ast.Assign or t is ast.AnnAssign:
@@ -217,6 +226,17 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
                         push(item)
             elif isinstance(value, ast.AST):
                 push(value)
+    # A method called on an instance inside a loop (``agent.remember_and_act(s)`` per step,
+    # ``net.init_weights()`` per trial) repeats that module method: its name is a use here,
+    # as ``self.m`` is (loops only: every ``obj.m()`` would tie too many units together).
+    covered: set[int] = set()
+    for loop in loops:  # (outer loops come first: an inner one is walked with its outer)
+        if id(loop) in covered:
+            continue
+        for sub in ast.walk(loop):
+            covered.add(id(sub))
+            if type(sub) is ast.Call and type(sub.func) is ast.Attribute:
+                tokens.add(sub.func.attr)
     if unit.kind == "method":
         unit.callables = {unit.name}
         unit.values = attrs  # the ``self.x`` it stores

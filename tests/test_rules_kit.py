@@ -10,8 +10,12 @@ from leakwatt.mining.rules.kit import (
     DIR_STEPS,
     UTR_STEPS,
     bound_names,
+    call_bindings,
     called_in_loop,
+    called_per_iteration,
     is_param,
+    lambda_repeats,
+    method_owner,
     names_read,
     step_loop,
 )
@@ -93,3 +97,78 @@ def test_step_loop_policies(index: int, utr: bool, dir_: bool) -> None:
     assert step_loop(ctx, kinds, fn, loop, UTR_STEPS) is utr
     assert step_loop(ctx, kinds, fn, loop, DIR_STEPS) is dir_
     assert step_loop(ctx, kinds, fn, None, UTR_STEPS)  # a function called per step
+
+
+PER_ITERATION = """
+class Agent:
+    def act(self, s):
+        return self._q(s)
+
+    def _q(self, s):
+        return s
+
+    def remember(self, s):
+        pass
+
+    def run(self, env):
+        pass
+
+
+class Env:
+    def reset(self):
+        return 0
+
+
+def once():
+    pass
+
+
+agent = Agent()
+for t in range(10):
+    agent.act(t)
+    agent.remember(t)
+    env.reset()
+    helper.run(t)
+once()
+"""
+
+
+def test_called_per_iteration_follows_calls_and_instances() -> None:
+    ctx = _ctx(PER_ITERATION)
+    methods = ctx.classes["Agent"].methods
+    repeated = ctx.analysis(called_per_iteration)
+    # act (an inference name on a loop call), _q (called by act), remember (an Agent instance)
+    assert {n for n, m in methods.items() if id(m) in repeated} == {"act", "_q", "remember"}
+    # ``env.reset()``: env's binding is not seen and ``reset`` is a library method's name;
+    # ``helper.run(t)``: likewise (``run``); once() is called outside any loop
+    assert id(ctx.classes["Env"].methods["reset"]) not in repeated
+    assert id(ctx.module_funcs["once"]) not in repeated
+    assert id(methods["_q"]) not in ctx.analysis(called_in_loop)  # (only the closure has it)
+
+
+def test_method_owner_needs_one_class_and_a_fitting_receiver() -> None:
+    ctx = _ctx(PER_ITERATION + "other = make()\nfor t in range(3):\n    other.remember(t)\n")
+    sites = {ctx.code(s.node): s for s in ctx.calls}
+    assert method_owner(ctx, sites["agent.remember(t)"]) is ctx.classes["Agent"].methods[
+        "remember"]
+    assert method_owner(ctx, sites["other.remember(t)"]) is None  # bound to something else
+    assert method_owner(ctx, sites["env.reset()"]) is None
+
+
+def test_lambda_repeats_and_call_bindings() -> None:
+    ctx = _ctx("ys = list(map(lambda f: model.predict(load(f)), files))\n"
+               "act = lambda s: net.predict(s)\n"
+               "while True:\n    act(state)\n"
+               "once = lambda: net.predict(x)\n")
+    found = ctx.analysis(lambda_repeats)
+    by_code = {ctx.code(s.node): found.get(id(s.node)) for s in ctx.calls}
+    assert by_code["model.predict(load(f))"] == ("a lambda run per item by map()",
+                                                 frozenset({"f"}), True)
+    assert by_code["net.predict(s)"] == ("a lambda bound to act, called per iteration",
+                                         frozenset({"s"}), False)
+    assert by_code["net.predict(x)"] is None  # bound, never called in a loop
+    fn = _ctx("def f(a, b=1, *, c):\n    pass\n").module_funcs["f"]
+    call = cst.parse_expression("f(1, c=3)")
+    assert isinstance(call, cst.Call)
+    assert [(p, cst.Module([]).code_for_node(v)) for p, v in call_bindings(fn, call)] == [
+        ("a", "1"), ("c", "3")]

@@ -65,9 +65,55 @@ def test_snippet_calling_a_sibling_builder_it_never_imports(tmp_path: Path) -> N
     assert f.confidence <= 0.7
 
 
+def test_snippet_calling_the_one_builder_of_its_own_folder(tmp_path: Path) -> None:
+    """A course repository: each lesson folder has its own ``create_model``; the lesson's
+    snippet calls the one beside it."""
+    findings = _findings(tmp_path, {"lesson1/models.py": BUILDER, "lesson1/snippet.py": SNIPPET,
+                                    "lesson2/models.py": BUILDER}, ["IMR"])
+    assert [(Path(f.path).parent.name, Path(f.path).name, f.line, f.variant)
+            for f in findings] == [("lesson1", "snippet.py", 5, "builder-in-loop")]
+    assert findings[0].via == ("resolved by name to the one definition in its folder, "
+                               "lesson1/models.py (2 files define it); not imported")
+    assert findings[0].confidence <= 0.7
+
+
+#: The same snippet and builder as Python 2 (print statements): TF1-era course code.
+BUILDER_PY2 = BUILDER.replace("    return model\n", '    print "built", units\n    return model\n')
+SNIPPET_PY2 = SNIPPET + '    print "units", units\n'
+#: ... and a builder that star-imports Keras (TF1-era course code)
+BUILDER_STAR = textwrap.dedent("""
+    from keras.models import *
+    from keras.layers import *
+
+
+    def create_model(units=8):
+        model = Sequential([Dense(units), Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        return model
+    """).lstrip()
+
+
+@pytest.mark.parametrize(("builder", "snippet"), [
+    (BUILDER_PY2, SNIPPET_PY2), (BUILDER, SNIPPET_PY2), (BUILDER_PY2, SNIPPET),
+    (BUILDER, "from pylab import *\n" + SNIPPET), (BUILDER_STAR, SNIPPET),
+], ids=["both-python2", "snippet-python2", "builder-python2", "star-import-of-pylab",
+        "builder-star-imports-keras"])
+def test_by_name_resolution_of_legacy_course_code(tmp_path: Path, builder: str,
+                                                  snippet: str) -> None:
+    findings = _findings(tmp_path, {"models.py": builder, "snippet.py": snippet}, ["IMR"])
+    line = 6 if snippet.startswith("from pylab") else 5
+    assert [(Path(f.path).name, f.line, f.variant) for f in findings] == [
+        ("snippet.py", line, "builder-in-loop")]
+
+
 @pytest.mark.parametrize("files", [
-    # two files define it: which one runs is unknown
-    {"models.py": BUILDER, "other/models2.py": BUILDER, "snippet.py": SNIPPET},
+    # two files define it, neither beside the snippet: which one runs is unknown
+    {"a/models.py": BUILDER, "b/models2.py": BUILDER, "snippet.py": SNIPPET},
+    # two files beside it define it
+    {"models.py": BUILDER, "models2.py": BUILDER, "other/models3.py": BUILDER,
+     "snippet.py": SNIPPET},
+    # a star import of a package that is not known: it may bind the name
+    {"models.py": BUILDER, "snippet.py": "from zoo.builders import *\n" + SNIPPET},
     # the snippet binds the name itself (an import from outside the project)
     {"models.py": BUILDER, "snippet.py": "from zoo import create_model\n" + SNIPPET},
     # ... or a parameter / assignment of that name
@@ -75,7 +121,8 @@ def test_snippet_calling_a_sibling_builder_it_never_imports(tmp_path: Path) -> N
      "snippet.py": "create_model = make_factory()\n" + SNIPPET},
     # the one definition builds no model
     {"models.py": "def create_model(units=8):\n    return units\n", "snippet.py": SNIPPET},
-], ids=["two-definitions", "imported", "assigned", "not-a-builder"])
+], ids=["two-definitions-elsewhere", "two-definitions-beside", "star-import", "imported",
+        "assigned", "not-a-builder"])
 def test_resolution_by_name_near_misses(tmp_path: Path, files: dict[str, str]) -> None:
     assert _scan(tmp_path, files, ["IMR"]) == []
 
@@ -88,9 +135,14 @@ def test_by_name_view_follows_commits() -> None:
     view = added.view("snippet.py")
     assert view is not None and view.symbols["create_model"].returns == MODEL
     assert view.symbols["create_model"].via.startswith("resolved by name")
-    twice = added.with_changes({"lib/models.py": BUILDER})
+    twice = added.with_changes({"models2.py": BUILDER})  # a second definition beside it
     assert "snippet.py" in twice.stale_views and twice.view("snippet.py") is None
-    back = twice.with_changes({"lib/models.py": None})  # (the name table is updated, not rebuilt)
+    elsewhere = added.with_changes({"lib/models.py": BUILDER})  # one beside, one elsewhere
+    assert "snippet.py" in elsewhere.stale_views
+    found = elsewhere.view("snippet.py")
+    assert found is not None and found.symbols["create_model"].via.startswith(
+        "resolved by name to the one definition in its folder, models.py")
+    back = twice.with_changes({"models2.py": None})  # (the name table is updated, not rebuilt)
     assert back.view("snippet.py") == view and back._definers == added._definers
     unrelated = added.with_changes({"notes.py": "def other():\n    return 1\n"})
     assert "snippet.py" not in unrelated.stale_views
@@ -132,6 +184,40 @@ def test_higher_order_builder_from_another_module(tmp_path: Path) -> None:
     assert [(Path(f.path).name, f.line, f.variant) for f in findings] == [
         ("train.py", 6, "called-in-loop")]
     assert "parameter build_fn of evaluate receives create_model" in findings[0].via
+
+
+SEARCH = """
+    from models import create_model
+    from scikeras.wrappers import KerasRegressor
+    from sklearn.model_selection import GridSearchCV
+
+    reg = KerasRegressor(model=create_model, epochs=5, verbose=0)
+    search = GridSearchCV(reg, {"model__units": [8, 16]}, cv=3)
+    search.fit(x, y)
+    """
+
+
+def test_build_fn_from_another_module_searched_here(tmp_path: Path) -> None:
+    """Every fold and grid point rebuilds the model in ``models.py``: reported at the wrapper,
+    the one place in this module that repeats it."""
+    assert _scan(tmp_path, {"models.py": BUILDER, "search.py": SEARCH}, ["IMR"]) == [
+        ("search.py", "IMR", 5, "build-fn")]
+
+
+@pytest.mark.parametrize("files", [
+    # the builder releases the previous model itself
+    {"models.py": BUILDER.replace("    model = keras.Sequential",
+                                  "    keras.backend.clear_session()\n    model = keras.Sequential"),
+     "search.py": SEARCH},
+    # the wrapper is built but never searched or cross-validated
+    {"models.py": BUILDER, "search.py": SEARCH.replace(
+        "search = GridSearchCV(reg, {\"model__units\": [8, 16]}, cv=3)\n    search.fit(x, y)\n",
+        "reg.fit(x, y)\n")},
+    # the factory builds no Keras model
+    {"models.py": "def create_model(units=8):\n    return Forest(units)\n", "search.py": SEARCH},
+], ids=["builder-clears", "no-search", "not-a-keras-builder"])
+def test_build_fn_from_another_module_near_misses(tmp_path: Path, files: dict[str, str]) -> None:
+    assert _scan(tmp_path, files, ["IMR"]) == []
 
 
 def test_higher_order_with_no_model_factory_is_not_imr(tmp_path: Path) -> None:
@@ -416,6 +502,34 @@ def test_methods_called_per_step_from_another_module(tmp_path: Path) -> None:
          "Agent.step is called from a loop in train.py"),
         ("agent.py", "US", 12, "session-in-loop",
          "Agent.evaluate is called from a loop in train.py")]
+
+
+Q_AGENT = """
+    import numpy as np
+    import tensorflow as tf
+
+
+    class Agent:
+        def __init__(self):
+            self.model = tf.keras.Sequential([tf.keras.layers.Dense(2)])
+
+        def act(self, state):
+            return int(np.argmax(self._q(state)))
+
+        def _q(self, s):
+            return self.model.predict(s, verbose=0)
+    """
+
+
+def test_predict_reached_through_a_method_another_module_calls_per_step(tmp_path: Path
+                                                                        ) -> None:
+    train = "from agent import Agent\n\nagent = Agent()\nwhile True:\n    obs = step(agent.act(obs))\n"
+    findings = _findings(tmp_path, {"agent.py": Q_AGENT, "train.py": train}, ["DIR"])
+    assert [(Path(f.path).name, f.line, f.variant, f.via) for f in findings] == [
+        ("agent.py", 13, "predict-in-called-fn",
+         "Agent._q is called by Agent.act, which is called from a loop in train.py")]
+    once = train.replace("while True:\n    obs = ", "obs = ")
+    assert _scan(tmp_path, {"agent.py": Q_AGENT, "train.py": once}, ["DIR"]) == []
 
 
 @pytest.mark.parametrize("train", [

@@ -14,10 +14,15 @@ from leakwatt.mining.rules.index import CallSite, FuncInfo, Loop
 from leakwatt.mining.rules.kit import (
     DIR_STEPS,
     INFERENCE_FUNCS,
+    call_bindings,
+    call_name,
     called_in_loop,
+    called_per_iteration,
     is_param,
+    lambda_repeats,
     loop_iter,
     names_read,
+    repetition_via,
     step_loop,
 )
 from leakwatt.mining.rules.values import (
@@ -25,7 +30,6 @@ from leakwatt.mining.rules.values import (
     MODEL,
     UNKNOWN,
     ValueKinds,
-    called_from_other_modules,
     is_dataset_ctor,
     kinds_for,
 )
@@ -62,9 +66,18 @@ class DatasetIteratorRetention(Rule):
     ``self.attr``) or, with lower confidence, an untyped name that reads like one (``model``,
     ``actor``, ``self.q_net``). Scikit-learn estimators are not reported, nor a model whose class
     (in this module or another project module) overrides ``predict`` without calling a
-    ``predict`` inside (``def predict(self, x): return self(x)`` builds no pipeline). Datasets
-    built from ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a
-    function called from a loop are reported too. The finding is at the call.
+    ``predict`` inside (``def predict(self, x): return self(x)`` builds no pipeline). "Called
+    from a loop" follows same-module calls transitively (``run`` loops over ``act``, which
+    calls ``self._q(state)``, which predicts), methods called on an instance of a module class
+    in a loop (``agent.remember_and_act(s)``), and lambdas run per item (``filter(lambda f:
+    model.predict(load(f)) > 0.5, files)``, ``map``, ``.apply``) or bound to a name a loop
+    calls. Not reported: one ``predict`` over the same whole data set per outer iteration (per
+    epoch, grid point, model or fold: the input is not bound or changed in the loop; in a
+    called function, a global, a ``self`` attribute set only by methods that run once
+    (``__init__``) or by the framework, or a parameter every same-module caller passes such
+    data to), which is batched inference, not one pipeline per sample. Datasets built from
+    ``tf.data.Dataset.from_tensor_slices`` and friends inside a loop or inside a function
+    called from a loop are reported too. The finding is at the call.
 
     Remedy and autofix: ``model.predict(x)`` becomes ``model.predict_on_batch(x)``, which
     returns NumPy arrays like ``predict`` and so keeps the calling code's semantics. Neither the
@@ -79,8 +92,8 @@ class DatasetIteratorRetention(Rule):
     the loop index (``X[i]``); or, in a called or inference function, a parameter named like
     one batch. No fix when ``batch_size=``, ``steps=``, ``callbacks=`` or any other keyword is
     passed, when the input is a generator, ``tf.data`` dataset or Keras ``Sequence``, or when it
-    is loop-invariant (a whole test set predicted on every epoch: one ``predict_on_batch`` over
-    it could exhaust memory). Datasets built in a loop get no autofix.
+    is not known to be one batch (one ``predict_on_batch`` over a whole set could exhaust
+    memory). Datasets built in a loop, and calls reached through a lambda, get no autofix.
     """
 
     CODE = "DIR"
@@ -174,6 +187,39 @@ class DatasetIteratorRetention(Rule):
                 while True:
                     probs = estimator_policy.predict(state)
                     state, done = env.step(probs.argmax())
+            """)),
+        Valid(dedent("""
+            import keras
+            model = keras.models.load_model("m.keras")
+            for lr in [0.1, 0.01]:
+                model.optimizer.learning_rate = lr
+                model.fit(x_train, y_train, epochs=5)
+                val_pred = model.predict(x_val, verbose=0)
+                print((val_pred.argmax(-1) == y_val).mean())
+            """)),
+        Valid(dedent("""
+            import keras
+
+            class Report(keras.callbacks.Callback):
+                def __init__(self, x_val):
+                    super().__init__()
+                    self.x_val = x_val
+
+                def on_epoch_end(self, epoch, logs=None):
+                    preds = self.model.predict(self.x_val, verbose=0)
+                    print(preds.mean())
+            """)),
+        Valid(dedent("""
+            import keras
+
+            def evaluate(model, x_test, y_test):
+                probs = model.predict(x_test, verbose=0)
+                return (probs.argmax(-1) == y_test).mean()
+
+            for units in [16, 32]:
+                net = keras.Sequential([keras.layers.Dense(units)])
+                net.fit(x_train, y_train)
+                print(evaluate(net, x_test, y_test))
             """)),
     ]
     INVALID = [
@@ -320,17 +366,71 @@ class DatasetIteratorRetention(Rule):
             while not done:
                 action = policy.predict(obs[None])
             """), line=9, variant="predict-in-loop"),
+        Invalid(dedent("""
+            import numpy as np
+            import keras
+
+            class Agent:
+                def __init__(self):
+                    self.model = keras.Sequential([keras.layers.Dense(2)])
+
+                def _q(self, s):
+                    return self.model.predict(s, verbose=0)
+
+                def act(self, state):
+                    return int(np.argmax(self._q(state)))
+
+                def run(self, env):
+                    state = env.reset()
+                    for t in range(500):
+                        state, reward, done = env.step(self.act(state))
+            """), line=9, variant="predict-in-called-fn"),
+        Invalid(dedent("""
+            import numpy as np
+            from tensorflow import keras
+
+            model = keras.models.load_model("cats.keras")
+
+            def cats(paths):
+                return list(filter(lambda p: model.predict(np.load(p)[None])[0, 0] > 0.5, paths))
+            """), line=7, variant="predict-in-loop"),
+        Invalid(dedent("""
+            import keras
+
+            class Classifier:
+                def __init__(self, path):
+                    self.net = keras.models.load_model(path)
+
+                def label(self, image):
+                    return self.net.predict(image[None], verbose=0).argmax()
+
+            clf = Classifier("m.keras")
+            for image in images:
+                print(clf.label(image))
+            """), line=8, variant="predict-in-called-fn"),
+        Invalid(dedent("""
+            import numpy as np
+            from keras.models import load_model
+            model = load_model("lstm.h5")
+            x_input = x_test[-1:]
+            forecast = []
+            for hour in range(24):
+                yhat = model.predict(x_input, verbose=0)
+                forecast.append(yhat[0, 0])
+                x_input = np.append(x_input[:, 1:], yhat[:, None], axis=1)
+            """), line=7, variant="predict-in-loop"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         kinds = kinds_for(ctx)
-        repeated = ctx.analysis(called_in_loop)
-        remote = ctx.analysis(called_from_other_modules)
+        direct = ctx.analysis(called_in_loop)
+        repeated = ctx.analysis(called_per_iteration)
+        lambdas = ctx.analysis(lambda_repeats)
+        via_of = ctx.analysis(repetition_via)
         for site in ctx.calls:
             fn = site.func
-            in_repeated = id(fn) in repeated or id(fn) in remote
-            via = "" if id(fn) in repeated or id(fn) not in remote else (
-                f"{fn.qualname} is called from a loop in {remote[id(fn)]}")
+            in_repeated = id(fn) in repeated or id(fn) in via_of
+            via = "" if id(fn) in direct else via_of.get(id(fn), "")
             in_inference = bool(fn.node is not None and INFERENCE_FUNCS.match(fn.name))
             if site.method == "predict" and site.receiver is not None:
                 conf = self._model_confidence(ctx, site)
@@ -340,22 +440,33 @@ class DatasetIteratorRetention(Rule):
                     continue  # the class overrides predict (``return self(x)``): no pipeline
                 if conf < 0.9 and ctx.analysis(_custom_predict):
                     continue  # an untyped receiver where a class of its own defines predict
+                per_item = lambdas.get(id(site.node))
                 if site.loops:
                     variant, loop_kind = "predict-in-loop", site.loops[-1].kind
-                elif in_repeated:
+                elif per_item is not None and per_item[2]:
+                    # (costed like a comprehension: one predict per item)
+                    variant, loop_kind = "predict-in-loop", "comprehension"
+                elif per_item is not None or in_repeated:  # (a lambda called per iteration)
                     variant, loop_kind, conf = "predict-in-called-fn", "", conf - 0.1
                 elif in_inference:
                     variant, loop_kind, conf = "predict-in-inference-fn", "", conf - 0.2
                 else:
                     continue
+                data = _input(site.node)
+                if data is not None and _fixed_input(
+                        ctx, site, data, site.loops[-1] if site.loops else None,
+                        per_item[1] if per_item is not None else frozenset()):
+                    continue  # one whole data set per epoch or grid point: not per sample
+                lambda_only = per_item is not None and not site.loops
                 fix = None
-                if kinds.expr_kind(site.receiver, fn, site.seq) == MODEL and _one_batch(
-                        ctx, kinds, site, variant):
+                if not lambda_only and kinds.expr_kind(site.receiver, fn, site.seq) == MODEL \
+                        and _one_batch(ctx, kinds, site, variant):
                     fix = replace_expr(site.node, _to_predict_on_batch, key="dir-on-batch")
                 yield Report(node=site.node, variant=variant, confidence=conf,
                              loop_kind=loop_kind, training_api="predict",
                              function=fn.qualname, stmt=site.stmt, fix=fix,
-                             via=via if variant == "predict-in-called-fn" else "")
+                             via=per_item[0] if lambda_only and per_item is not None else (
+                                 via if variant == "predict-in-called-fn" else ""))
             elif is_dataset_ctor(site.qn):
                 if site.receiver is not None and isinstance(site.receiver, cst.Call) and \
                         is_dataset_ctor(ctx.names.resolve(site.receiver.func)):
@@ -555,6 +666,161 @@ def _one_batch(ctx: ModuleContext, kinds: ValueKinds, site: CallSite, variant: s
         if ev is not None and ev.func is fn:
             return True
     return False
+
+
+#: Calls whose result is the same data as their input (a copy, view, conversion or stack of
+#: it): ``predict(np.asarray(x_val))`` over a fixed set stays a fixed set.
+_SAME_DATA = frozenset({"array", "asarray", "astype", "reshape", "copy", "squeeze",
+                        "transpose", "stack", "concatenate", "vstack", "hstack", "float32",
+                        "to_numpy", "values", "list", "tuple"})
+
+
+def _input(call: cst.Call) -> cst.BaseExpression | None:
+    """``predict``'s input: its first positional argument or ``x=``."""
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == "x":
+            return a.value
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    return positional[0].value if positional else None
+
+
+def _fixed_input(ctx: ModuleContext, site: CallSite, expr: cst.BaseExpression,
+                 loop: Loop | None, varying: frozenset[str], depth: int = 0) -> bool:
+    """Whether ``predict``'s input ``expr`` is the same data on every iteration of ``loop``
+    (None: on every call of the function ``site`` is in): a whole evaluation set predicted
+    once per epoch, grid point or model (``for lr in rates: ...; model.predict(x_test)``; a
+    callback's ``on_epoch_end`` predicting ``self.validation_data``), which is one batched
+    ``predict`` per outer iteration, not inference per sample. Fixed: literals, names not
+    bound in the loop (not bound per call, for a function: a global, or a parameter every
+    same-module caller passes fixed data to), ``self`` attributes no per-iteration code sets,
+    subscripts and slices of fixed data by fixed indices, and copies or conversions of them
+    (``_SAME_DATA``). Never fixed: names that read like one sample or batch (``state``,
+    ``obs``, ``frame``, ``x_batch``), a lambda's parameters (``varying``), any other call."""
+    if depth > 6:
+        return False
+    fn = site.func
+    if isinstance(expr, cst.Integer | cst.Float | cst.SimpleString | cst.Ellipsis):
+        return True
+    if isinstance(expr, cst.UnaryOperation):  # ``x_test[-100:]``
+        return _fixed_input(ctx, site, expr.expression, loop, varying, depth + 1)
+    if isinstance(expr, cst.BinaryOperation):  # ``x_test / 255.0``
+        return all(_fixed_input(ctx, site, side, loop, varying, depth + 1)
+                   for side in (expr.left, expr.right))
+    if isinstance(expr, cst.Tuple | cst.List):  # a model with several inputs
+        return bool(expr.elements) and all(
+            _fixed_input(ctx, site, e.value, loop, varying, depth + 1) for e in expr.elements)
+    if isinstance(expr, cst.Subscript):
+        if not _fixed_input(ctx, site, expr.value, loop, varying, depth + 1):
+            return False
+        for el in expr.slice:
+            part = el.slice
+            bounds = [part.value] if isinstance(part, cst.Index) else [
+                b for b in (part.lower, part.upper, part.step) if b is not None]
+            if not all(_fixed_input(ctx, site, b, loop, varying, depth + 1) for b in bounds):
+                return False
+        return True
+    if isinstance(expr, cst.Attribute):
+        if _BATCH_NAME.search(expr.attr.value):
+            return False
+        base = expr.value
+        if isinstance(base, cst.Name) and base.value == "self":
+            # set by methods that run once (``__init__``, a loader), or by the framework (a
+            # callback's validation data); not by one that runs per iteration (``step``)
+            cls = ctx.classes.get(fn.class_name) if fn.class_name else None
+            stores = cls.attr_assigns.get(expr.attr.value, []) if cls is not None else []
+            repeated = ctx.analysis(called_per_iteration)
+            return not any(id(ev.func) in repeated or ev.loops for ev in stores) and not \
+                _mutated(fn, expr, loop)
+        return _fixed_input(ctx, site, base, loop, varying, depth + 1)
+    if isinstance(expr, cst.Call):
+        if call_name(expr.func) not in _SAME_DATA:
+            return False
+        parts = [a.value for a in expr.args if not a.star]
+        func = expr.func
+        if isinstance(func, cst.Attribute) and not (ctx.names.resolve(func) or "").startswith(
+                "numpy."):
+            parts.append(func.value)  # ``x_val.astype(...)``: the receiver is the data
+        return bool(parts) and all(
+            _fixed_input(ctx, site, p, loop, varying, depth + 1) for p in parts)
+    if not isinstance(expr, cst.Name):
+        return False
+    name = expr.value
+    if name in varying or _BATCH_NAME.search(name) or name in ("None", "True", "False"):
+        return name in ("None", "True", "False")
+    if loop is not None:
+        # bound or changed anywhere in the loop (also after the call: ``x = np.append(x[1:],
+        # yhat)`` feeds each prediction back, one step at a time)
+        in_loop = [ev for ev in fn.assigns if isinstance(ev.target, cst.Name)
+                   and ev.target.value == name and loop in ev.loops]
+        if _mutated(fn, expr, loop):
+            return False
+        if _bound_by(loop, name):
+            return _fold_split(loop)  # a fold's index array selects a whole set, not a sample
+        if not in_loop:
+            return True  # bound before the loop
+        ev = in_loop[0]
+        return (len(in_loop) == 1 and ev.kind == "assign" and ev.value is not None
+                and ev.seq < site.seq
+                and _fixed_input(ctx, site, ev.value, loop, varying, depth + 1))
+    ev = ctx.last_assign(fn, name, site.seq)
+    if ev is not None:
+        if not ev.loops and (ev.func is not fn or varying):
+            return True  # bound once outside the function (a global, a closure) or lambda
+        if ev.kind == "assign" and ev.value is not None and ev.func is fn:
+            return _fixed_input(ctx, site, ev.value, loop, varying, depth + 1)
+        return False
+    if fn.node is None or not is_param(fn, name, star=False):
+        return fn.node is not None and not is_param(fn, name)  # a global never assigned here
+    callers = [s for s in ctx.calls if ctx.resolve_local_function(s) is fn
+               and s.func is not fn]
+    passed = [(s, arg) for s in callers for pname, arg in call_bindings(fn, s.node)
+              if pname == name]
+    return bool(passed) and len(passed) == len(callers) and all(
+        _fixed_input(ctx, s, arg, s.loops[-1] if s.loops else None, frozenset(), depth + 1)
+        for s, arg in passed)
+
+
+def _fold_split(loop: Loop) -> bool:
+    """``for train_idx, val_idx in kf.split(X)`` (also under ``enumerate``): a loop over the
+    folds of a cross-validation splitter, whose targets are index arrays."""
+    it, target = loop_iter(loop)
+    if isinstance(it, cst.Call) and call_name(it.func) == "enumerate" and it.args:
+        it = it.args[0].value
+        if isinstance(target, cst.Tuple) and len(target.elements) == 2:
+            target = target.elements[1].value
+    args = [a for a in it.args if a.keyword is None] if isinstance(it, cst.Call) else []
+    return (isinstance(it, cst.Call) and call_name(it.func) == "split"
+            and isinstance(it.func, cst.Attribute) and bool(args)
+            and not isinstance(args[0].value, cst.SimpleString | cst.FormattedString)
+            and isinstance(target, cst.Tuple) and len(target.elements) == 2)
+
+
+#: Methods that change a container or array in place.
+_MUTATORS = frozenset({"append", "extend", "insert", "pop", "popleft", "appendleft", "clear",
+                       "fill", "put", "update", "resize", "itemset", "remove", "setdefault"})
+
+
+def _mutated(fn: FuncInfo, expr: cst.Name | cst.Attribute, loop: Loop | None) -> bool:
+    """``expr`` (a name or ``self.attr``) is changed in place in ``loop`` (None: anywhere in
+    ``fn``): a subscript or augmented store into it, or a mutating method call on it."""
+    def same(node: cst.BaseExpression) -> bool:
+        if isinstance(expr, cst.Name):
+            return isinstance(node, cst.Name) and node.value == expr.value
+        return (isinstance(node, cst.Attribute) and node.attr.value == expr.attr.value
+                and isinstance(node.value, cst.Name) and node.value.value == "self")
+
+    for ev in (*fn.assigns, *fn.aug_assigns):
+        if loop is not None and loop not in ev.loops:
+            continue
+        target = ev.target
+        if ev.kind == "aug" and same(target):
+            return True
+        if isinstance(target, cst.Subscript) and same(target.value):
+            return True
+        if isinstance(expr, cst.Attribute) and same(target):
+            return True  # ``self.x = ...`` in the loop (or in this function)
+    return any((loop is None or loop in s.loops) and s.method in _MUTATORS
+               and s.receiver is not None and same(s.receiver) for s in fn.calls)
 
 
 def _bound_by(loop: Loop, name: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -10,7 +11,14 @@ import libcst as cst
 from leakwatt.mining.rules.api import Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
 from leakwatt.mining.rules.index import CallSite, FuncInfo
-from leakwatt.mining.rules.kit import call_name, is_param
+from leakwatt.mining.rules.kit import (
+    INFERENCE_FUNCS,
+    call_bindings,
+    call_name,
+    called_per_iteration,
+    is_param,
+    reached_from,
+)
 from leakwatt.mining.rules.names import dotted
 from leakwatt.mining.rules.uge import fresh_graph_item, graph_module
 from leakwatt.mining.rules.values import is_tf_function
@@ -65,7 +73,8 @@ class GraphConstantBottleneck(Rule):
     graph-mode code (the module builds a ``Session`` or a ``placeholder``, disables eager
     execution, calls a TF1 graph-building API such as ``tf.variable_scope``,
     ``tf.get_variable`` or ``tf.train.Saver`` (a model module whose session lives in the
-    script importing it), or the call sits in a ``with tf.Graph().as_default():`` /
+    script importing it) or a TF1-only API (``tf.random_normal``, ``tf.train.AdamOptimizer``
+    ...), or the call sits in a ``with tf.Graph().as_default():`` /
     ``with graph.as_default():`` block) or inside a ``@tf.function`` copies the whole array into
     a ``Const`` node of the graph: the data is held twice, the ``GraphDef`` can exceed its 2 GiB
     limit, and a ``tf.function`` holds one copy per trace. A ``@tf.function`` that reads a
@@ -82,11 +91,23 @@ class GraphConstantBottleneck(Rule):
     stores, the return values of same-module functions (``train, labels = reformat(train,
     labels)``) and function parameters (the arguments the same-module call sites pass: the
     finding's ``via`` says so). The message names the origin, with a size estimate when a literal
-    shape gives one. Not reported: a small literal (``tf.constant([1, 2, 3])``,
-    ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in eager code outside any graph or
-    ``tf.function``, arrays passed to a ``tf.function`` as arguments, values read from a JSON
-    or text configuration. The finding is at ``tf.constant(...)``, or for a closure at the first
-    statement of the ``tf.function`` that reads the array.
+    shape gives one. Two cases are reported with lower confidence, the ``via`` saying why: a
+    *loader helper* that embeds loaded data on each of its calls (``def conv(x, i): return
+    tf.nn.conv2d(x, tf.constant(layers[i][0][0][0][0]), ...)`` called per layer, or called
+    from a loop) in a module that shows neither graph mode nor eager execution (its session
+    lives in the script importing it; a module with ``GradientTape``, ``tf.function``,
+    ``.numpy()`` or ``tf.config`` is eager), and weights handed in by another module: a
+    parameter named like weights (``parameters``, ``weights``, ``*_weights``, ``pretrained*``;
+    not ``params``, often hyper-parameters) of a function no same-module code calls, when the
+    function is inference-named (``def predict(X, parameters): W1 =
+    tf.convert_to_tensor(parameters["W1"])``, every call embedding them again) or the module
+    reads data itself (``net_preloaded(weights, image)`` beside the ``load_net()`` that
+    returns ``scipy.io.loadmat`` layers to the calling script). Not reported: a
+    small literal (``tf.constant([1, 2, 3])``, ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in
+    eager code outside any graph or ``tf.function``, arrays passed to a ``tf.function`` as
+    arguments, values read from a JSON or text configuration. The finding is at
+    ``tf.constant(...)``, or for a closure at the first statement of the ``tf.function`` that
+    reads the array.
 
     No autofix: the remedy (feed through a ``placeholder``/``tf.data`` pipeline, or pass the
     array as an argument) changes the program's structure.
@@ -177,6 +198,38 @@ class GraphConstantBottleneck(Rule):
             weights = np.load("w.npy")
             w = tf.Variable(weights)
             print(tf.reduce_sum(w))
+            """)),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            weights = np.load("w.npz")
+
+            def dense(x, name):
+                return tf.matmul(x, tf.constant(weights[name]))
+
+            h = dense(tf.ones((1, 4)), "w1")
+            print(dense(h, "w2").numpy())
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def predict(X, threshold):
+                t = tf.constant(threshold)
+                x = tf.placeholder(tf.float32, [None, 4])
+                with tf.Session() as sess:
+                    return sess.run(tf.greater(x, t), feed_dict={x: X})
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def _conv(x, kernels):
+                return tf.nn.conv2d(x, tf.constant(kernels), strides=(1, 1, 1, 1), padding="SAME")
+
+            def net_preloaded(weights, image):
+                for w in weights:
+                    image = _conv(image, w)
+                return image
             """)),
     ]
     INVALID = [
@@ -279,30 +332,106 @@ class GraphConstantBottleneck(Rule):
                 arrays = pickle.load(fh)
             build(arrays["x"])
             """), line=6, variant="graph-constant"),
+        Invalid(dedent("""
+            import scipy.io
+            import tensorflow as tf
+
+            def load_vgg(path, image):
+                layers = scipy.io.loadmat(path)["layers"][0]
+
+                def conv(x, i):
+                    kernel, bias = layers[i][0][0][0][0]
+                    return tf.nn.conv2d(x, tf.constant(kernel), [1, 1, 1, 1], "SAME") + bias
+
+                h = conv(image, 0)
+                h = conv(h, 2)
+                return conv(h, 5)
+            """), line=9, variant="graph-constant"),
+        Invalid(dedent("""
+            import numpy as np
+            import scipy.io
+            import tensorflow as tf
+
+            LAYERS = ("conv1_1", "relu1_1", "conv1_2", "relu1_2")
+
+            def load_net(path):
+                data = scipy.io.loadmat(path)
+                return data["layers"][0], np.mean(data["normalization"][0][0][0], axis=(0, 1))
+
+            def _conv(x, kernels, bias):
+                out = tf.nn.conv2d(x, tf.constant(kernels), strides=(1, 1, 1, 1), padding="SAME")
+                return tf.nn.bias_add(out, bias)
+
+            def net_preloaded(weights, image):
+                current = image
+                for i, name in enumerate(LAYERS):
+                    if name.startswith("conv"):
+                        kernels, bias = weights[i][0][0][0][0]
+                        current = _conv(current, np.transpose(kernels, (1, 0, 2, 3)), bias.reshape(-1))
+                    else:
+                        current = tf.nn.relu(current)
+                return current
+            """), line=12, variant="graph-constant"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            def predict(X, parameters):
+                W1 = tf.convert_to_tensor(parameters["W1"])
+                b1 = tf.convert_to_tensor(parameters["b1"])
+                x = tf.placeholder("float", [12288, 1])
+                z1 = tf.add(tf.matmul(W1, x), b1)
+                sess = tf.Session()
+                return sess.run(tf.argmax(z1), feed_dict={x: X})
+            """), line=4, variant="graph-constant"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            table = np.load("embeddings.npy")
+            ids = tf.constant(table)
+            loss = tf.reduce_mean(tf.random_normal([8]))
+            train_op = tf.train.AdamOptimizer(1e-3).minimize(loss)
+            """), line=5, variant="graph-constant"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         graph = None
         origins = _Origins(ctx)
+        guesses: _Origins | None = None
         for site in ctx.calls:
             arg = _embedded_value(site)
             if arg is None:
                 continue
             fn = site.func
             traced = _in_tf_function(fn)
+            assumed = False
             if not traced:
                 if graph is None:
                     graph = ctx.analysis(_graph_code)
                 under_graph = any(fresh_graph_item(ctx, w, fn) for w in site.withs
                                   if isinstance(w, cst.BaseExpression))
                 if not (graph or under_graph):
-                    continue
+                    # a loader helper called per layer, in a module that shows neither mode
+                    # (its session lives in the script importing it)
+                    if id(fn) not in ctx.analysis(_called_repeatedly) or \
+                            ctx.analysis(_eager_code):
+                        continue
+                    assumed = True
             origin = origins.of(arg, fn, site.seq)
             if origin is None:
+                if guesses is None:
+                    guesses = _Origins(ctx, guess=True)
+                origin = guesses.of(arg, fn, site.seq)
+            if origin is None:
                 continue
+            if assumed:
+                origin = origin.through(
+                    f"graph mode assumed: {fn.qualname}() embeds it on each of its calls (per "
+                    f"layer or input) and the module uses no eager-only API")
             yield Report(node=site.node,
                          variant="function-constant" if traced else "graph-constant",
-                         confidence=0.75 if not origin.via else 0.7,
+                         confidence=0.6 if assumed or origin.guess else (
+                             0.75 if not origin.via else 0.7),
                          message=_message(origin), function=fn.qualname, stmt=site.stmt,
                          via=origin.via)
         yield from self._closures(ctx, origins)
@@ -404,9 +533,12 @@ class _Origin:
     what: str
     size: int = 0
     via: str = ""
+    #: read from a name rather than traced to a load (``predict(X, parameters)``)
+    guess: bool = False
 
     def through(self, via: str) -> _Origin:
-        return _Origin(self.what, self.size, f"{via}; {self.via}" if self.via else via)
+        return _Origin(self.what, self.size, f"{via}; {self.via}" if self.via else via,
+                       self.guess)
 
 
 _MAX_DEPTH = 32  # (subscript and attribute chains cost no depth: ``w[i][0][0][0]``)
@@ -419,8 +551,11 @@ class _Origins:
     functions (their parameters bound to the call's arguments) and a function's parameters
     (the arguments its same-module call sites pass)."""
 
-    def __init__(self, ctx: ModuleContext) -> None:
+    def __init__(self, ctx: ModuleContext, guess: bool = False) -> None:
         self.ctx = ctx
+        #: also read weights-named parameters nobody here passes data to as weights (see
+        #: :meth:`_param`)
+        self.guess = guess
         self._busy: set[tuple[int, int, int]] = set()
         self._memo: dict[tuple[int, int, int], _Origin | None] = {}
         self._callers: dict[int, list[CallSite]] | None = None
@@ -573,7 +708,7 @@ class _Origins:
         if target.node is None:
             return None
         inner = dict(binds)
-        for pname, arg in _bindings(target, call):
+        for pname, arg in call_bindings(target, call):
             inner[(id(target), pname)] = (arg, fn, seq)
         for value, rseq in target.returns:
             if index is not None:
@@ -594,35 +729,23 @@ class _Origins:
                 if callee is not None and callee is not site.func:
                     self._callers.setdefault(id(callee), []).append(site)
         for site in self._callers.get(id(target), []):
-            for pname, arg in _bindings(target, site.node):
+            for pname, arg in call_bindings(target, site.node):
                 if pname != name:
                     continue
                 found = self._of(arg, site.func, site.seq, depth, {})
                 if found is not None:
                     line = f" (called from {site.func.qualname})"
                     return found.through(f"parameter {name} of {target.qualname}{line}")
+        if self.guess and id(target) not in self._callers and _WEIGHTS_PARAM.match(name) and (
+                INFERENCE_FUNCS.match(target.name) or self.ctx.analysis(_loads_data)):
+            # Trained or pretrained weights handed in by another module: ``def predict(X,
+            # parameters)`` (each call embeds them again), or ``net_preloaded(weights, image)``
+            # beside the ``load_net()`` that reads them with ``scipy.io.loadmat``.
+            return _Origin(f"parameter {name} of {target.qualname}() (weights passed in)",
+                           via=f"{target.qualname}() is called from another module; its "
+                               f"parameter {name} is read as trained or pretrained weights "
+                               f"(not traced to a load)", guess=True)
         return None
-
-
-def _bindings(target: FuncInfo, call: cst.Call) -> list[tuple[str, cst.BaseExpression]]:
-    """(parameter, argument) pairs of a call of ``target`` (``self`` skipped for a method)."""
-    node = target.node
-    if node is None:
-        return []
-    params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
-    if target.class_name and params and params[0] in ("self", "cls"):
-        params = params[1:]
-    out: list[tuple[str, cst.BaseExpression]] = []
-    i = 0
-    for a in call.args:
-        if a.star:
-            return out
-        if a.keyword is not None:
-            out.append((a.keyword.value, a.value))
-        elif i < len(params):
-            out.append((params[i], a.value))
-            i += 1
-    return out
 
 
 def _column(expr: cst.BaseExpression) -> str | None:
@@ -686,5 +809,64 @@ _TF1_GRAPH_PREFIXES = ("tensorflow.contrib.", "tensorflow.layers.")
 def _graph_code(ctx: ModuleContext) -> bool:
     """GCB's graph-mode module: :func:`uge.graph_module` or a TF1 graph-building API."""
     return graph_module(ctx) or any(
-        s.qn is not None and (s.qn in _TF1_GRAPH_QNS or s.qn.startswith(_TF1_GRAPH_PREFIXES))
+        s.qn is not None and (s.qn in _TF1_GRAPH_QNS or s.qn.startswith(_TF1_GRAPH_PREFIXES)
+                              or _tf1_only(s.qn))
         for s in ctx.calls)
+
+
+#: TF1-only APIs (removed from the TF2 namespace): a module calling one runs as TF1 graph code
+#: (or through ``tf.compat.v1`` with eager execution off), so an embedded array is a
+#: ``Const`` node there too.
+_TF1_ONLY_QNS = frozenset({
+    "tensorflow.truncated_normal", "tensorflow.random_normal", "tensorflow.random_uniform",
+    "tensorflow.to_float", "tensorflow.to_int32", "tensorflow.log", "tensorflow.assign",
+    "tensorflow.trainable_variables", "tensorflow.global_variables",
+    "tensorflow.initialize_all_variables", "tensorflow.summary.FileWriter",
+    "tensorflow.image.resize_images", "tensorflow.squared_difference", "tensorflow.Print",
+    "tensorflow.get_collection", "tensorflow.train.exponential_decay",
+    "tensorflow.nn.softmax_cross_entropy_with_logits_v2", "tensorflow.add_to_collection"})
+
+
+def _tf1_only(qn: str | None) -> bool:
+    return qn is not None and (qn in _TF1_ONLY_QNS or (
+        qn.startswith("tensorflow.train.") and qn.endswith("Optimizer")))
+
+
+#: Calls only eager (TF2) code makes: a module with one is not assumed to build a graph.
+_EAGER_QNS = frozenset({"tensorflow.GradientTape", "tensorflow.executing_eagerly",
+                        "tensorflow.enable_eager_execution", "tensorflow.function"})
+
+
+def _eager_code(ctx: ModuleContext) -> bool:
+    """The module shows eager execution: ``GradientTape``, ``tf.function``, ``.numpy()``,
+    ``tf.executing_eagerly()``, ``enable_eager_execution()``, a ``tf.config`` call."""
+    return any(s.qn in _EAGER_QNS or s.method == "numpy" or (
+        s.qn or "").startswith("tensorflow.config.") for s in ctx.calls) or any(
+        is_tf_function(fn) for fn in ctx.functions if fn.node is not None)
+
+
+def _called_repeatedly(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of same-module functions that run more than once: called from two or more places
+    (a ``conv(x, i)`` helper per layer), from a loop, or from a function that runs more than
+    once; the closure over same-module calls. A module analysis."""
+    counts: dict[int, int] = {}
+    for site in ctx.calls:
+        target = ctx.resolve_local_function(site)
+        if target is not None and target is not site.func:
+            counts[id(target)] = counts.get(id(target), 0) + 1
+    seeds = set(ctx.analysis(called_per_iteration)) | {k for k, n in counts.items() if n > 1}
+    return frozenset(reached_from(ctx, seeds))
+
+
+#: Parameter names that hold trained or pretrained weights.
+_WEIGHTS_PARAM = re.compile(
+    r"^(?:parameters|weights|trained_\w+|pretrained_?\w*|\w+_weights|weights_\w+|net_params|"
+    r"model_params)$", re.IGNORECASE)
+
+
+def _loads_data(ctx: ModuleContext) -> bool:
+    """The module reads data or weights itself (``scipy.io.loadmat``, ``np.load``, a pickle,
+    an HDF5 file, ``get_weights()``): a weights-named parameter of one of its functions is
+    likely what its loader returned to the calling script. A module analysis."""
+    return any(call_name(s.node.func) in _LOADERS or (s.qn or "") in _LOAD_QNS
+               or s.method in _WEIGHTS for s in ctx.calls)

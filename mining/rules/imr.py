@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
@@ -22,6 +23,9 @@ from leakwatt.mining.rules.values import (
     model_subclasses,
 )
 
+if TYPE_CHECKING:
+    from leakwatt.mining.rules.project import Symbol
+
 _TRAIN_METHODS = {"fit": "fit", "fit_generator": "fit", "train_on_batch": "train_on_batch"}
 _SEARCH_NAMES = frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
                            "cross_validate", "BayesSearchCV", "HalvingGridSearchCV",
@@ -33,6 +37,10 @@ _OBJECTIVE_CALLS = frozenset({"optimize", "fmin", "gp_minimize", "forest_minimiz
 #: keras-tuner's tuners clear the Keras session between trials themselves.
 _TUNER_PREFIXES = ("keras_tuner.", "kerastuner.")
 _OBJECTIVE_KWARGS = ("func", "fn", "f", "objective")
+#: scikit-learn wrappers of a Keras builder (``tf.keras``/Keras 2, scikeras, Keras 3): a search
+#: or cross-validation over one calls the builder once per fold and grid point.
+_WRAPPERS = frozenset({"KerasClassifier", "KerasRegressor", "SKLearnClassifier",
+                       "SKLearnRegressor"})
 _APPEND = frozenset({"append", "extend", "insert", "add", "appendleft"})
 
 
@@ -69,26 +77,32 @@ class ImproperModelReuse(Rule):
     ``tf.import_graph_def``, ``tf.train.import_meta_graph``) and builder functions that return
     such a model: same-module ones (a module function shadowing an imported Keras name, such as
     a local ``load_model`` wrapping the Keras one, is followed into its body), other project
-    modules' (imported, or resolved by name to the project's one definition when a script
-    fragment calls a sibling file's builder without importing it: lower confidence, and the
-    finding's ``via`` says so), and *higher-order* builders: a parameter that is called, where
-    the same-module call sites pass a builder or model class, or a name bound to the items of a
-    list or dict of them (``for arch in [ResNet50, build_cnn]: model = arch()``; ``via`` names
-    the binding). IMR is reported when a construction happens inside a ``for``/``while`` loop,
-    inside a function called from a loop, in a web request handler (``@app.route("/...")``:
-    once per request; and a frozen graph imported into the default graph in a per-input
-    inference function such as ``predict``), or passed as a search objective (optuna, hyperopt, skopt, a
-    scikit-learn wrapper's ``build_fn`` used in a search), or rebuilt in straight-line code over
-    the same variable; and no ``clear_session()`` (any alias) or
+    modules' (imported, or resolved by name to the project's one definition, or to the one
+    definition in the caller's folder, when a script fragment calls a sibling file's builder
+    without importing it: lower confidence, and the finding's ``via`` says so), and
+    *higher-order* builders: a parameter that is called, where the same-module call sites pass
+    a builder or model class (or a class whose ``__init__`` builds a Keras model), or a name
+    bound to the items of a list or dict of them (``for arch in [ResNet50, build_cnn]: model =
+    arch()``; also a dict a helper receives as a parameter, ``dict(cnn=build_cnn)``; ``via``
+    names the binding). IMR is reported when a construction happens inside a ``for``/``while``
+    loop, inside a function called from a loop, in a web request handler
+    (``@app.route("/...")``: once per request; and a frozen graph imported into the default
+    graph in a per-input inference function such as ``predict``), or passed as a search
+    objective (optuna, hyperopt, skopt, a scikit-learn wrapper's ``build_fn``/``model``,
+    keyword or positional, directly or through a lambda or ``functools.partial``, when the
+    module runs a search or cross-validation; the builder may be another module's), or rebuilt
+    in straight-line code over the same variable; and no ``clear_session()`` (any alias) or
     ``tf.compat.v1.reset_default_graph()`` runs on the same iteration path (also inside a called
     function). Models kept on purpose (appended to an ensemble list), layers built in a loop,
     one model reused with ``load_weights``, factories that build no Keras model (scikit-learn
     estimators) and a model loaded once beside a request handler are not IMR.
-    The finding is at the construction call inside the loop or repeated function, or at the
-    builder call when a builder returning the model is called in the loop.
+    The finding is at the construction call inside the loop or repeated function, at the
+    builder call when a builder returning the model is called in the loop, or at the
+    scikit-learn wrapper that receives the ``build_fn`` (where the builder is handed to the
+    search).
 
     Autofix: insert ``keras.backend.clear_session()`` (spelled with the module's own alias) at
-    the top of the loop body, or of the repeatedly called objective.
+    the top of the loop body, or of the repeatedly called objective or same-module builder.
     """
 
     CODE = "IMR"
@@ -104,7 +118,7 @@ class ImproperModelReuse(Rule):
         calls=frozenset({"GridSearchCV", "RandomizedSearchCV", "cross_val_score",
                          "cross_validate", "BayesSearchCV", "HalvingGridSearchCV",
                          "HalvingRandomSearchCV", "cross_val_predict", "learning_curve",
-                         "validation_curve"}) | _TRAIN_WORDS,
+                         "validation_curve"}) | _TRAIN_WORDS | _WRAPPERS,
         repeats=_MODEL_WORDS | _LOADER_WORDS | _TRAIN_WORDS)
     VARIANTS = {
         "loop-fit": "model built and trained inside a loop",
@@ -265,6 +279,18 @@ class ImproperModelReuse(Rule):
                 model = load_model(path)
                 model.evaluate(x, y)
             """)),
+        Valid(dedent("""
+            import keras
+            from scikeras.wrappers import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+
+            def build(units):
+                keras.backend.clear_session()
+                return keras.Sequential([keras.layers.Dense(units)])
+
+            clf = KerasClassifier(lambda: build(32))
+            GridSearchCV(clf, {"epochs": [1, 2]}).fit(x, y)
+            """)),
     ]
     INVALID = [
         Invalid(dedent("""
@@ -369,7 +395,7 @@ class ImproperModelReuse(Rule):
 
             clf = KerasClassifier(build_fn=make)
             GridSearchCV(clf, {"epochs": [1, 2]}).fit(x, y)
-            """), line=6, variant="build-fn"),
+            """), line=10, variant="build-fn"),
         Invalid(dedent("""
             import keras
             model = keras.Sequential([keras.layers.Dense(1)])
@@ -432,6 +458,58 @@ class ImproperModelReuse(Rule):
                 tf.import_graph_def(graph_def, name="")
                 return "ok"
             """), line=11, variant="request-handler"),
+        Invalid(dedent("""
+            from keras.models import Sequential
+            from keras.layers import Dense
+            from keras.wrappers.scikit_learn import KerasRegressor
+            from sklearn.model_selection import cross_val_score
+
+            def baseline(units):
+                model = Sequential([Dense(units), Dense(1)])
+                model.compile(loss="mse", optimizer="adam")
+                return model
+
+            reg = KerasRegressor(lambda: baseline(32), epochs=50, verbose=0)
+            print(cross_val_score(reg, X, y, cv=10).mean())
+            """), line=11, variant="build-fn"),
+        Invalid(dedent("""
+            from tensorflow import keras
+
+            def cnn():
+                return keras.Sequential([keras.layers.Conv1D(8, 3), keras.layers.Dense(1)])
+
+            def mlp():
+                return keras.Sequential([keras.layers.Dense(16), keras.layers.Dense(1)])
+
+            def compare(candidates, x, y):
+                scores = {}
+                for name, make in candidates.items():
+                    model = make()
+                    model.compile(loss="mse")
+                    scores[name] = model.fit(x, y).history["loss"][-1]
+                return scores
+
+            compare({"cnn": cnn, "mlp": mlp}, x, y)
+            """), line=12, variant="builder-in-loop"),
+        Invalid(dedent("""
+            import keras
+
+            class CNN:
+                def __init__(self):
+                    self.net = keras.Sequential([keras.layers.Dense(4)])
+
+                def train(self, x, y):
+                    self.net.fit(x, y)
+
+            MODELS = {"cnn": CNN}
+
+            def evaluate(make, x, y):
+                m = make()
+                m.train(x, y)
+
+            for name, make in MODELS.items():
+                evaluate(make, x, y)
+            """), line=13, variant="called-in-loop"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -456,6 +534,9 @@ class _Analysis:
         self.via: dict[int, str] = {}
         self._callers: dict[int, list[CallSite]] | None = None
         self._bound_names: dict[int, set[str]] = {}
+        #: wrapper constructions (``KerasClassifier(build_fn=create_model)``) in a module that
+        #: searches, with the builder they get (see ``wrapped``)
+        self.wrapped_builders: list[tuple[CallSite, FuncInfo | Symbol]] = []
 
     # -- classification -------------------------------------------------------------------
     def direct_ctor(self, site: CallSite) -> str:
@@ -509,6 +590,35 @@ class _Analysis:
             self.via[id(site.node)] = via
             return api, True
         return "", False
+
+    def build_fn_target(self, ref: cst.BaseExpression, site: CallSite, depth: int = 0
+                        ) -> FuncInfo | Symbol | None:
+        """What a scikit-learn wrapper's ``build_fn``/``model`` argument builds with: a
+        same-module function, or another project module's builder or model class (imported,
+        or resolved by name); looked through ``functools.partial(f, ...)``, a lambda calling
+        one (``lambda: create_model(64)``) and a name bound to either."""
+        ctx = self.ctx
+        if depth > 3:
+            return None
+        if isinstance(ref, cst.Call) and call_name(ref.func) == "partial" and ref.args:
+            return self.build_fn_target(ref.args[0].value, site, depth + 1)
+        if isinstance(ref, cst.Lambda):
+            body = ref.body
+            return self.build_fn_target(body.func, site, depth + 1) if isinstance(
+                body, cst.Call) else None
+        if isinstance(ref, cst.Name):
+            ev = ctx.last_assign(site.func, ref.value, site.seq)
+            if ev is not None:
+                if ev.kind == "assign" and isinstance(ev.value, cst.Lambda | cst.Call):
+                    return self.build_fn_target(ev.value, site, depth + 1)
+                return None
+        target = ctx.local_function_by_ref(ref, site.func)
+        if target is not None:
+            return target
+        sym = ctx.project_symbol(ref, site.func)
+        if sym is not None and sym.returns == MODEL and sym.kind in ("function", "class"):
+            return sym
+        return None
 
     # -- higher-order builders ----------------------------------------------------------------
     def higher_order(self, site: CallSite) -> tuple[str, str] | None:
@@ -569,7 +679,7 @@ class _Analysis:
                        depth: int) -> str:
         """A list, tuple, set or dict literal (or a name bound to one, or ``d.items()`` /
         ``d.values()`` / ``enumerate(xs)`` of one) holding model factories."""
-        if depth > 4:
+        if depth > 8:
             return ""
         if isinstance(expr, cst.Call) and expr.args and isinstance(expr.func, cst.Name) \
                 and expr.func.value in ("enumerate", "list", "tuple", "reversed", "sorted"):
@@ -581,9 +691,18 @@ class _Analysis:
             ev = self.ctx.last_assign(fn, expr.value, seq)
             if ev is not None and ev.kind == "assign" and ev.value is not None:
                 return self._items_factory(ev.value, ev.func, ev.seq, depth + 1)
+            if ev is None and fn.node is not None and is_param(fn, expr.value):
+                # ``def evaluate_all(models): for name, make in models.items(): make()``: the
+                # collections the same-module call sites pass
+                for caller, arg in self._arguments(fn, expr.value):
+                    found = self._items_factory(arg, caller.func, caller.seq, depth + 1)
+                    if found:
+                        return found
             return ""
         values: list[cst.BaseExpression] = []
-        if isinstance(expr, cst.List | cst.Tuple | cst.Set):
+        if isinstance(expr, cst.Call) and call_name(expr.func) == "dict":  # dict(cnn=build_cnn)
+            values = [a.value for a in expr.args if a.keyword is not None]
+        elif isinstance(expr, cst.List | cst.Tuple | cst.Set):
             values = [e.value for e in expr.elements if isinstance(e, cst.Element)]
         elif isinstance(expr, cst.Dict):
             values = [e.value for e in expr.elements if isinstance(e, cst.DictElement)]
@@ -603,7 +722,7 @@ class _Analysis:
         constructor or loader (``keras.applications.ResNet50``), a same-module builder or
         ``keras.Model`` subclass, another project module's, ``functools.partial`` of one, or
         a lambda that builds one."""
-        if depth > 4:
+        if depth > 8:
             return ""
         ctx = self.ctx
         if isinstance(expr, cst.Call):
@@ -626,6 +745,11 @@ class _Analysis:
                 return "builder" if self.kinds.return_kind(local) == MODEL else ""
             if expr.value in self.subclasses:
                 return "subclass"
+            cls = ctx.classes.get(expr.value)
+            init = ctx.method(cls.name, "__init__") if cls is not None else None
+            if init is not None and ctx.reaches(init, lambda s: bool(self.direct_ctor(s)),
+                                                "imr-ctor"):
+                return "builder"  # a wrapper class whose constructor builds a Keras model
         sym = ctx.project_symbol(expr, fn)
         if sym is not None:
             if sym.returns != MODEL:
@@ -779,12 +903,11 @@ class _Analysis:
                     if target is not None:
                         mark(target, _Repeat("search-objective", "", self.fn_clears(target),
                                              target))
-            if name in ("KerasClassifier", "KerasRegressor") and has_search:
-                for a in site.node.args:
-                    if a.keyword is not None and a.keyword.value in ("build_fn", "model"):
-                        target = ctx.local_function_by_ref(a.value, site.func)
-                        if target is not None:
-                            mark(target, _Repeat("build-fn", "", self.fn_clears(target), target))
+            if name in _WRAPPERS and has_search:
+                ref = _build_fn_arg(site.node)
+                target = self.build_fn_target(ref, site) if ref is not None else None
+                if target is not None:  # reported at the wrapper (see ``run``)
+                    self.wrapped_builders.append((site, target))
             if site.loops and not self.construction(site)[0]:
                 target = ctx.resolve_local_function(site)
                 if target is None:
@@ -864,7 +987,28 @@ class _Analysis:
                     0.7 if info.variant == "request-handler" else 0.8)
                 yield self.report(site, info.variant, conf, info.loop_kind, api,
                                   self.training_api(fn, None), info.fix_target)
+        yield from self.wrapped()
         yield from self.straight_line(repeated)
+
+    def wrapped(self) -> Iterator[Report]:
+        """``KerasClassifier(build_fn=create_model)`` in a module that searches or
+        cross-validates: every fold and grid point calls the builder again. Reported at the
+        wrapper, where the builder is handed over (as a builder called in a loop is reported at
+        its call), unless the builder clears the session or builds no Keras model; the autofix
+        clears the session at the top of a same-module builder."""
+        for site, target in self.wrapped_builders:
+            if isinstance(target, FuncInfo):
+                if self.fn_clears(target) or not self.ctx.reaches(
+                        target, lambda s: bool(self.construction(s)[0]), "imr-builds"):
+                    continue
+                yield self.report(site, "build-fn", 0.85, "", "builder",
+                                  self.training_api(target, None) or "fit", target)
+                continue
+            if target.clears:
+                continue  # another module's builder that releases the previous model itself
+            if target.via:
+                self.via[id(site.node)] = target.via
+            yield self.report(site, "build-fn", 0.8, "", "builder", "fit", None)
 
     def straight_line(self, repeated: dict[int, _Repeat]) -> Iterator[Report]:
         ctx = self.ctx
@@ -1013,3 +1157,13 @@ def _request_handler(node: cst.FunctionDef) -> bool:
                 and d.args[0].keyword is None):
             return True
     return False
+
+
+def _build_fn_arg(call: cst.Call) -> cst.BaseExpression | None:
+    """The builder a scikit-learn wrapper gets: ``build_fn=`` (``tf.keras``/Keras 2),
+    ``model=`` (scikeras, Keras 3) or the first positional argument (both)."""
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value in ("build_fn", "model"):
+            return a.value
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    return positional[0].value if positional else None

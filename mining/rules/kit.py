@@ -10,14 +10,14 @@ iterates over, and whether a loop runs once per training step, batch or sample
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from leakwatt.mining.rules.index import CallSite, ClassInfo, FuncInfo, Loop
-from leakwatt.mining.rules.values import DATASET, LOSSFN
+from leakwatt.mining.rules.values import DATASET, LOSSFN, called_from_other_modules
 
 if TYPE_CHECKING:
     from leakwatt.mining.rules.context import ModuleContext
@@ -363,3 +363,191 @@ def method_owners(ctx: ModuleContext) -> dict[str, tuple[ClassInfo, ...]]:
         for name in cls.methods:
             out.setdefault(name, []).append(cls)
     return {name: tuple(found) for name, found in out.items()}
+# -- what runs once per iteration, beyond a direct call in a loop ------------------------------
+
+#: Method names of Keras models, sessions, containers and environments: a call of one of these
+#: in a loop is taken for the library's method, not for a module class's method of that name,
+#: unless the receiver is known to be an instance of that class.
+_LIBRARY_METHODS = frozenset({
+    "fit", "fit_generator", "evaluate", "compile", "summary", "save", "save_weights",
+    "load_weights", "train_on_batch", "test_on_batch", "predict_on_batch", "get_weights",
+    "set_weights", "run", "close", "append", "extend", "get", "update", "add", "pop", "items",
+    "keys", "values", "format", "join", "split", "step", "reset", "render", "sample", "read",
+    "write", "put", "copy", "numpy", "eval", "call"})
+
+
+def call_bindings(target: FuncInfo, call: cst.Call) -> list[tuple[str, cst.BaseExpression]]:
+    """(parameter, argument) pairs of a call of ``target`` (``self`` skipped for a method;
+    nothing after a ``*args``/``**kwargs`` argument)."""
+    node = target.node
+    if node is None:
+        return []
+    params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
+    if target.class_name and params and params[0] in ("self", "cls"):
+        params = params[1:]
+    out: list[tuple[str, cst.BaseExpression]] = []
+    i = 0
+    for a in call.args:
+        if a.star:
+            return out
+        if a.keyword is not None:
+            out.append((a.keyword.value, a.value))
+        elif i < len(params):
+            out.append((params[i], a.value))
+            i += 1
+    return out
+
+
+def method_owner(ctx: ModuleContext, site: CallSite) -> FuncInfo | None:
+    """The module class method that ``obj.m(...)`` (not ``self.m``) calls: the one class of
+    this module defining ``m``, when ``obj`` is bound to an instance of it (``agent =
+    Agent()``, ``self.agent = Agent()``) or, for a name that is not a library method's
+    (``_LIBRARY_METHODS``), when ``obj``'s binding is not seen (a parameter, a global)."""
+    name, recv = site.method, site.receiver
+    if name is None or recv is None or name.startswith("__"):
+        return None
+    if isinstance(recv, cst.Name) and recv.value in ("self", "cls"):
+        return None  # :meth:`ModuleContext.resolve_local_function` resolves those
+    owners = [cls for cls in ctx.classes.values() if name in cls.methods]
+    if len(owners) != 1:
+        return None
+    cls = owners[0]
+    values: list[cst.BaseExpression] = []
+    if isinstance(recv, cst.Name):
+        ev = ctx.last_assign(site.func, recv.value, site.seq)
+        if ev is not None:
+            if ev.kind != "assign" or ev.value is None:
+                return None
+            values.append(ev.value)
+    elif (isinstance(recv, cst.Attribute) and isinstance(recv.value, cst.Name)
+          and recv.value.value == "self" and site.func.class_name):
+        own = ctx.classes.get(site.func.class_name)
+        values.extend(ev.value for ev in (own.attr_assigns.get(recv.attr.value, [])
+                                          if own is not None else []) if ev.value is not None)
+    else:
+        return None
+    if values:
+        if not all(isinstance(v, cst.Call) and isinstance(v.func, cst.Name)
+                   and v.func.value == cls.name for v in values):
+            return None
+    elif name in _LIBRARY_METHODS:
+        return None
+    return cls.methods[name]
+
+
+def called_per_iteration(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of same-module functions that run once per iteration of some loop: those of
+    :func:`called_in_loop`, methods a loop calls on an instance (:func:`method_owner`:
+    ``trainer.init_weights()`` per trial), the ``__init__`` of a module class instantiated in a
+    loop, and, transitively, every same-module function these call (``act`` calls
+    ``self._q(state)``, which predicts; a class instantiated there runs its ``__init__``). A
+    module analysis: ``ctx.analysis(called_per_iteration)``."""
+    seeds = set(ctx.analysis(called_in_loop))
+    for site in ctx.calls:
+        if not site.loops:
+            continue
+        owner = method_owner(ctx, site) if site.method else None
+        if owner is None and site.simple_name is not None:
+            cls = ctx.local_class(site)  # ``Trainer(cfg)`` per trial runs its ``__init__``
+            owner = ctx.method(cls.name, "__init__") if cls is not None else None
+        if owner is not None and owner is not site.func:
+            seeds.add(id(owner))
+    return frozenset(reached_from(ctx, seeds))
+
+
+def reached_from(ctx: ModuleContext, seeds: Iterable[int]) -> dict[int, int]:
+    """The same-module functions ``seeds`` (function ids) call, directly or through others,
+    and the seeds themselves -> the seed each was first reached from (class instantiation
+    reaches ``__init__``)."""
+    by_id = {id(f): f for f in ctx.functions}
+    out = {i: i for i in seeds if i in by_id}
+    work = list(out)
+    while work:
+        start = work.pop()
+        fn = by_id[start]
+        for _, target in ctx.callees(fn):
+            if id(target) not in out:
+                out[id(target)] = out[start]
+                work.append(id(target))
+    return out
+
+
+#: Calls that run a function argument once per item (``map(lambda f: ..., files)``,
+#: ``df["path"].apply(lambda p: ...)``).
+PER_ITEM_CALLS = frozenset({"map", "filter", "starmap", "imap", "apply", "applymap",
+                            "transform", "sorted", "min", "max", "reduce"})
+
+
+def lambda_repeats(ctx: ModuleContext) -> dict[int, tuple[str, frozenset[str], bool]]:
+    """Calls inside a lambda that runs once per item or iteration -> (how, the lambda's
+    parameters, whether it runs per item of a ``map``-like call rather than as a function
+    called per iteration): a lambda passed to ``map``/``filter``/``.apply``/``sorted(key=...)``
+    (``PER_ITEM_CALLS``), or bound to a name or ``self`` attribute that a loop, or a function
+    run per iteration (:func:`called_per_iteration`), calls (``act = lambda s:
+    model.predict(s)``; ``while ...: act(state)``). A module analysis."""
+    out: dict[int, tuple[str, frozenset[str], bool]] = {}
+
+    def collect(lam: cst.Lambda, how: str, per_item: bool) -> None:
+        params = frozenset(p.name.value for p in (*lam.params.posonly_params,
+                                                   *lam.params.params,
+                                                   *lam.params.kwonly_params))
+        todo: list[cst.CSTNode] = [lam.body]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, cst.Call):
+                out.setdefault(id(node), (how, params, per_item))
+            todo.extend(node.children)
+
+    for site in ctx.calls:
+        name = call_name(site.node.func)
+        if name in PER_ITEM_CALLS:
+            for a in site.node.args:
+                if isinstance(a.value, cst.Lambda):
+                    collect(a.value, f"a lambda run per item by {name}()", True)
+    bound: dict[str, list[cst.Lambda]] = {}
+    for fn in ctx.functions:
+        for ev in fn.assigns:
+            if ev.kind != "assign" or not isinstance(ev.value, cst.Lambda):
+                continue
+            target = ev.target
+            if isinstance(target, cst.Name):
+                bound.setdefault(target.value, []).append(ev.value)
+            elif (isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name)
+                  and target.value.value == "self"):
+                bound.setdefault(f"self.{target.attr.value}", []).append(ev.value)
+    if bound:
+        repeated = ctx.analysis(called_per_iteration)
+        for site in ctx.calls:
+            func = site.node.func
+            key = func.value if isinstance(func, cst.Name) else (
+                f"self.{func.attr.value}" if isinstance(func, cst.Attribute) and isinstance(
+                    func.value, cst.Name) and func.value.value == "self" else None)
+            if key in bound and (site.loops or id(site.func) in repeated):
+                for lam in bound[key]:
+                    collect(lam, f"a lambda bound to {key}, called per iteration", False)
+    return out
+
+
+def repetition_via(ctx: ModuleContext) -> dict[int, str]:
+    """Functions that run once per iteration other than by a direct call in a loop of this
+    module -> how (a finding's ``via``): reached through other functions or an instance
+    (:func:`called_per_iteration`), or called in a loop by another project module
+    (:func:`~leakwatt.mining.rules.values.called_from_other_modules`), directly or through
+    the same-module functions it calls. A module analysis."""
+    direct = ctx.analysis(called_in_loop)
+    repeated = ctx.analysis(called_per_iteration)
+    remote = ctx.analysis(called_from_other_modules)
+    by_id = {id(f): f for f in ctx.functions}
+    out: dict[int, str] = {}
+    for fid in repeated:
+        if fid not in direct and fid in by_id:
+            out[fid] = (f"{by_id[fid].qualname} runs once per loop iteration (called from a "
+                        f"loop through another function or an instance)")
+    for fid, seed in reached_from(ctx, remote).items():
+        if fid in repeated:
+            continue
+        name = by_id[fid].qualname
+        out[fid] = (f"{name} is called from a loop in {remote[fid]}" if fid == seed else
+                    f"{name} is called by {by_id[seed].qualname}, which is called from a loop "
+                    f"in {remote[seed]}")
+    return out

@@ -24,11 +24,13 @@ project, so scanning Keras's own sources keeps the canonical names.
 
 A name a file calls but never binds (no import, definition, assignment or parameter: a script
 fragment from an article or a course calling a builder of a sibling file it never imports) is
-resolved *by name* when exactly one project file defines it at top level; its symbol then
-carries a ``via`` note (``resolved by name to a unique definition in models/cnn.py; not
-imported``) and the rules report it with lower confidence. Which files define a name is a
-plain-text look (``def``/``class`` at column 0), and a commit that changes it invalidates
-the views that asked for the name.
+resolved *by name* when exactly one project file defines it at top level (or, where several do,
+exactly one file in the caller's own folder: a course repository with a ``create_model`` per
+lesson folder); its symbol then carries a ``via`` note (``resolved by name to a unique
+definition in models/cnn.py; not imported``) and the rules report it with lower confidence.
+Which files define a name is a plain-text look (``def``/``class`` at column 0), and a commit that
+changes it invalidates the views that asked for the name. Python 2 files (print statements,
+tab indentation) are read the way the scan reads them (:mod:`leakwatt.mining.python2`).
 
 A module is parsed only when another module imports it (and a consumer only when a plain-text
 look at its import lines names a project module), and each parse is cached by content hash, so
@@ -66,6 +68,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from leakwatt.mining.python2 import LegacyError, python3_text
 from leakwatt.mining.rules.api import TF_ROOTS
 from leakwatt.mining.rules.names import canonical
 from leakwatt.mining.rules.values import (
@@ -361,14 +364,8 @@ def _parse_raw(text: str) -> _Raw | None:
     if key in _RECENT:
         _RECENT.move_to_end(key)
         return _RECENT[key]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        raw = None
-    else:
-        raw = _raw_from_tree(tree)
+    tree = _parse_quietly(text)
+    raw = _raw_from_tree(tree) if tree is not None else None
     _RECENT[key] = raw
     if len(_RECENT) > _RECENT_MAX:
         _RECENT.popitem(last=False)
@@ -913,9 +910,11 @@ class ProjectIndex:
                  ) -> dict[str, Symbol]:
         """Symbols for the names ``path`` calls without binding them (no import, definition,
         assignment or parameter of that name) that exactly one other project file defines at
-        top level: a script fragment calling a builder of a sibling file it never imports (an
-        article's or a course's snippets). Lower confidence than an import: the symbol's
-        ``via`` says how it was found."""
+        top level, or, where several do, exactly one file in the caller's own folder: a script
+        fragment calling a builder of a sibling file it never imports (an article's or a
+        course's snippets; a course repository has one folder per lesson, each with its own
+        ``create_model``). Lower confidence than an import: the symbol's ``via`` says how it
+        was found."""
         called = (set(_CALLED.findall(source)) - _BUILTINS - set(known)
                   - (self._defined(path) if path in self.files and source is self.files[path]
                      else _defined_in(source)))  # its own definitions bind those names
@@ -926,20 +925,41 @@ class ProjectIndex:
             self._read(f"d:{name}")  # a file defining one of them later changes this view
         unique = {n: definers[n][0] for n in called
                   if len(definers.get(n, ())) == 1 and definers[n][0] != path}
+        folder = posixpath.dirname(path)
+        beside: dict[str, str] = {}
+        for n in called:
+            where = [p for p in definers.get(n, ()) if p != path]
+            if len(where) > 1:
+                mine = [p for p in where if posixpath.dirname(p) == folder]
+                if len(mine) == 1:
+                    beside[n] = mine[0]
+        if beside:  # (cheap first: most such names are imported from elsewhere)
+            imported = (self._import_words(path) if path in self.files
+                        and source is self.files[path] else _import_words_of(source))
+            beside = {n: p for n, p in beside.items() if n not in imported}
+        if beside:
+            beside = {n: p for n, p in beside.items()
+                      if n in _unbound_calls(source, set(beside))}
         # only names whose definition the rules can use are worth the parse below (on the
         # keras sources most uniquely-defined names are imported helpers of no interest, and
         # parsing every file for them cost 10 s of the index's serial time)
         symbols: dict[str, Symbol] = {}
-        for name, where in unique.items():
+        for name, where in (*unique.items(), *beside.items()):
             sym = self.facts(where).get(name)
             if sym is not None and sym.useful and sym.kind in ("function", "class"):
                 symbols[name] = sym
         if not symbols:
             return {}
         unbound = _unbound_calls(source, set(symbols))
-        return {name: replace(symbols[name], via=f"resolved by name to a unique definition in "
-                                                 f"{unique[name]}; not imported")
-                for name in sorted(unbound)}
+        out: dict[str, Symbol] = {}
+        for name in sorted(unbound):
+            if name in unique:
+                via = f"resolved by name to a unique definition in {unique[name]}; not imported"
+            else:
+                via = (f"resolved by name to the one definition in its folder, {beside[name]} "
+                       f"({len(definers[name])} files define it); not imported")
+            out[name] = replace(symbols[name], via=via)
+        return out
 
     def _may_import_project(self, source: str, path: str) -> bool:
         for m in _IMPORT_LINE.finditer(source):
@@ -973,6 +993,21 @@ def _import_words_of(text: str) -> frozenset[str]:
 
 
 def _parse_quietly(text: str) -> ast.Module | None:
+    """``text`` parsed by ``ast``; a file that is not Python 3 (Python 2 print statements,
+    tab-and-space indentation: TF1-era course and article code) is read the way the scan reads
+    it (:func:`leakwatt.mining.python2.python3_text`), so that a Python 2 script fragment and
+    the Python 2 sibling defining its builder still reach each other. None: neither parses."""
+    tree = _ast_or_none(text)
+    if tree is not None:
+        return tree
+    try:
+        readable = python3_text(text)
+    except (LegacyError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    return _ast_or_none(readable.text)
+
+
+def _ast_or_none(text: str) -> ast.Module | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -1062,6 +1097,11 @@ def _updated_definers(table: dict[str, list[str]] | None,
     return new
 
 
+#: Packages whose star import (``from pylab import *``, common in course scripts) cannot bind a
+#: project's builder name: TensorFlow/Keras, the standard library, well-known packages.
+_STAR_SAFE = TF_ROOTS | _EXTERNAL | frozenset({"pylab"})
+
+
 def _unbound_calls(source: str, names: set[str]) -> set[str]:
     """The ``names`` that ``source`` calls by their bare name and binds nowhere (no import,
     definition, assignment, loop or ``with`` target, parameter or ``except ... as``)."""
@@ -1085,18 +1125,14 @@ def _unbound_calls(source: str, names: set[str]) -> set[str]:
         elif isinstance(node, ast.ExceptHandler) and node.name:
             bound.add(node.name)
         elif isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names) \
-                and node.module and node.module.split(".", 1)[0] not in TF_ROOTS:
+                and node.module and node.module.split(".", 1)[0] not in _STAR_SAFE:
             return set()  # a star import of another package may bind any of them
     return called - bound
 
 
 def _imports_of_text(text: str) -> list[_Import]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _imports_of(ast.parse(text))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
+    tree = _parse_quietly(text)
+    return _imports_of(tree) if tree is not None else []
 
 
 # --------------------------------------------------------------------------------------------
@@ -1128,6 +1164,9 @@ class _ModuleEval:
                     self.aliases[root] = root
             elif imp.name != "*":
                 self.aliases[imp.local] = f"{imp.module}.{imp.name}"
+        #: TensorFlow/Keras modules star-imported (``from keras.layers import *``)
+        self.star_modules = [imp.module for imp in raw.imports if imp.name == "*"
+                             and not imp.level and imp.module.split(".", 1)[0] in _QN_ROOTS]
         self.imported = index.imported_symbols(path, raw.imports)
         self.fn_memo: dict[str, Symbol] = {}
         self.busy: set[str] = set()
@@ -1141,8 +1180,23 @@ class _ModuleEval:
         head, _, rest = text.partition(".")
         base = self.aliases.get(head)
         if base is None:
-            return None
+            return self._star_qn(head, text)
         return canonical(f"{base}.{rest}" if rest else base)
+
+    def _star_qn(self, head: str, text: str) -> str | None:
+        """A name a star import of TensorFlow/Keras may bind (``from keras.models import *``
+        in TF1-era course code, then ``Sequential()``): the first star-imported module, last
+        import first, under which the name builds a model or clears the session; None
+        otherwise."""
+        if not self.star_modules or head in _BUILTINS or head in self.raw.functions \
+                or head in self.raw.classes or head in self.raw.values \
+                or any(imp.local == head for imp in self.raw.imports):
+            return None
+        for module in reversed(self.star_modules):
+            candidate = canonical(f"{module}.{text}")
+            if qualified_kind(candidate) == MODEL or is_clear(candidate):
+                return candidate  # (only what builders need: other kinds stay unresolved)
+        return None
 
     def _find_model_classes(self) -> None:
         changed = True

@@ -26,7 +26,8 @@ _FRAMEWORK_ROOTS = ("keras", "tensorflow")
 class UnnecessaryParallelism(Rule):
     """A scikit-learn search or cross-validation over a Keras model run in several processes.
 
-    ``GridSearchCV``, ``RandomizedSearchCV`` (and the halving searches) and ``cross_val_score``,
+    ``GridSearchCV``, ``RandomizedSearchCV`` (and the halving searches, and a module class deriving
+    from one: ``class LoggedSearch(GridSearchCV)``) and ``cross_val_score``,
     ``cross_validate``, ``cross_val_predict``, ``learning_curve``, ``validation_curve`` with
     ``n_jobs=-1`` (or a literal > 1, ``os.cpu_count()``, or a name bound to one) over a
     ``KerasClassifier``/``KerasRegressor`` (the ``tf.keras``/Keras 2 wrappers or scikeras; Keras
@@ -49,7 +50,8 @@ class UnnecessaryParallelism(Rule):
                "TensorFlow already uses every core). Use n_jobs=1")
     #: ``def fit``: the methods of a hand-written wrapper class (kept for the pre-filter, which
     #: otherwise keeps a used class's header and dunder methods only)
-    SEEDS = Seeds(calls=_SEARCHES | _CROSS_VAL, defs=frozenset({"fit"}))
+    #: ``api``: a module class deriving from a search (``class MySearch(GridSearchCV)``)
+    SEEDS = Seeds(calls=_SEARCHES | _CROSS_VAL, defs=frozenset({"fit"}), api=_SEARCHES)
     VARIANTS = {
         "search-n-jobs": "GridSearchCV/RandomizedSearchCV over a Keras wrapper with n_jobs != 1",
         "cross-val-n-jobs": "cross_val_score/cross_validate/... over a Keras wrapper with "
@@ -94,6 +96,16 @@ class UnnecessaryParallelism(Rule):
                     return self
 
             grid = GridSearchCV(Centroid(), {}, n_jobs=-1)
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+            from sklearn.ensemble import RandomForestClassifier
+            from sklearn.model_selection import GridSearchCV
+
+            class QuietSearch(GridSearchCV):
+                pass
+
+            search = QuietSearch(RandomForestClassifier(), {"n_estimators": [10, 100]}, n_jobs=-1)
             """)),
     ]
     INVALID = [
@@ -149,14 +161,41 @@ class UnnecessaryParallelism(Rule):
             clf = keras.wrappers.SKLearnClassifier(model=build, fit_kwargs={"epochs": 5})
             grid = GridSearchCV(clf, params, cv=3, n_jobs=-1)
             """), line=4, variant="search-n-jobs"),
+        Invalid(dedent("""
+            from keras.wrappers.scikit_learn import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+
+            class LoggedSearch(GridSearchCV):
+                def _run_search(self, evaluate_candidates):
+                    print("searching")
+                    super()._run_search(evaluate_candidates)
+
+            clf = KerasClassifier(build_fn=build, epochs=10)
+            search = LoggedSearch(clf, {"batch_size": [16, 32]}, n_jobs=-1)
+            search.fit(X, y)
+            """), line=10, variant="search-n-jobs", expected_replacement=dedent("""
+            from keras.wrappers.scikit_learn import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+
+            class LoggedSearch(GridSearchCV):
+                def _run_search(self, evaluate_candidates):
+                    print("searching")
+                    super()._run_search(evaluate_candidates)
+
+            clf = KerasClassifier(build_fn=build, epochs=10)
+            search = LoggedSearch(clf, {"batch_size": [16, 32]}, n_jobs=1)
+            search.fit(X, y)
+            """)),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         for site in ctx.calls:
             name = call_name(site.node.func)
             if name not in _SEARCHES and name not in _CROSS_VAL:
-                continue
-            if site.qn is not None and not site.qn.startswith("sklearn."):
+                name = _search_subclass(ctx, site.node.func) or ""
+                if not name:
+                    continue
+            elif site.qn is not None and not site.qn.startswith("sklearn."):
                 continue
             n_jobs = next((a for a in site.node.args
                            if a.keyword is not None and a.keyword.value == "n_jobs"), None)
@@ -173,6 +212,26 @@ class UnnecessaryParallelism(Rule):
                          variant="search-n-jobs" if name in _SEARCHES else "cross-val-n-jobs",
                          confidence=0.85, function=site.func.qualname, stmt=site.stmt,
                          fix=_one_job(n_jobs.value))
+
+
+def _search_subclass(ctx: ModuleContext, func: cst.BaseExpression,
+                     seen: frozenset[str] = frozenset()) -> str | None:
+    """The scikit-learn search a module class derives from (``class MySearch(GridSearchCV)``,
+    also through other module classes): its name, else None."""
+    if not isinstance(func, cst.Name) or func.value in seen:
+        return None
+    cls = ctx.classes.get(func.value)
+    if cls is None:
+        return None
+    for base in cls.bases:
+        qn = ctx.names.resolve(base) or ""
+        last = call_name(base)
+        if qn.startswith("sklearn.") and last in _SEARCHES:
+            return last
+        found = _search_subclass(ctx, base, seen | {func.value})
+        if found:
+            return found
+    return None
 
 
 def _parallel(ctx: ModuleContext, expr: cst.BaseExpression, fn: FuncInfo, seq: int) -> bool:

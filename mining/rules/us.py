@@ -8,8 +8,14 @@ import libcst as cst
 
 from leakwatt.mining.rules.api import Fix, Invalid, Report, Rule, Seeds, Valid, dedent
 from leakwatt.mining.rules.context import ModuleContext
-from leakwatt.mining.rules.index import CallSite
-from leakwatt.mining.rules.kit import call_name, called_in_loop
+from leakwatt.mining.rules.index import CallSite, FuncInfo
+from leakwatt.mining.rules.kit import (
+    call_name,
+    called_in_loop,
+    called_per_iteration,
+    method_owner,
+    repetition_via,
+)
 from leakwatt.mining.rules.uge import fresh_graph_item
 from leakwatt.mining.rules.values import called_from_other_modules, is_session_ctor
 
@@ -23,14 +29,19 @@ class UnclosedSession(Rule):
     same block as the constructor or in a ``finally`` clause (``self.sess.close()`` anywhere in
     the class for sessions stored on ``self``). A ``close()`` only inside a branch or loop is
     reported with lower confidence; a session returned to the caller is the caller's business.
-    ``with sess.as_default():`` does not close the session. The finding is at the constructor.
+    ``with sess.as_default():`` does not close the session. The finding is at the constructor,
+    or, for a session a same-module *factory* opens and returns (``def make_session(): return
+    tf.Session(config=cfg)``), at each call of the factory: that call is checked like a
+    constructor (closed, in a loop).
 
     *Session in a loop* (``session-in-loop``): a session constructed inside a ``for``/``while``
-    loop or a comprehension (or in a function called from one, also a method another project
-    module calls in a loop: ``via`` names it) costs its creation on every iteration, closed or
-    not. It is more severe (``session-in-loop-kept``) when the session
-    escapes the iteration: appended to a list, stored on ``self`` or in a container, or passed
-    to ``set_session``; then every session and its graph's resources stay alive. A session per
+    loop or a comprehension (or in a function called from one, directly or through other
+    functions, a method called on an instance in a loop such as ``net.init_weights()`` per
+    trial, also a method another project module calls in a loop: ``via`` names it) costs its
+    creation on every iteration, closed or not. It is more severe (``session-in-loop-kept``)
+    when the session escapes the iteration: appended to a list, stored on ``self`` or in a
+    container, or passed to ``set_session``; then every session and its graph's resources
+    stay alive. A session per
     iteration of a loop that builds a fresh graph each time (``with tf.Graph().as_default():``,
     ``tf.reset_default_graph()``, ``clear_session()`` in the iteration, or
     ``Session(graph=g)`` with ``g`` made in the iteration) is its own, milder variant
@@ -134,6 +145,18 @@ class UnclosedSession(Rule):
             with tf.Session(graph=graph) as sess:
                 for lr in [0.1, 0.01]:
                     sess.run(train_op, feed_dict={rate: lr})
+            """)),
+        Valid(dedent("""
+            import tensorflow as tf
+
+            def make_session():
+                return tf.Session(config=tf.ConfigProto(allow_soft_placement=True))
+
+            sess = make_session()
+            try:
+                sess.run(op)
+            finally:
+                sess.close()
             """)),
     ]
     INVALID = [
@@ -239,22 +262,74 @@ class UnclosedSession(Rule):
                 for fold in folds:
                     run_fold(fold)
             """), line=7, variant="session-in-loop"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            def make_session():
+                return tf.Session(config=tf.ConfigProto(allow_soft_placement=True))
+
+            for run in range(5):
+                tf.reset_default_graph()
+                build_model()
+                sess = make_session()
+                sess.run(tf.global_variables_initializer())
+            """), line=9, variant="session-in-loop-fresh-graph"),
+        Invalid(dedent("""
+            import tensorflow.compat.v1 as tf
+
+            def open_session():
+                sess = tf.Session()
+                sess.run(tf.global_variables_initializer())
+                return sess
+
+            sess = open_session()
+            print(sess.run(y))
+            """), line=8, variant="session-no-close"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            class Net:
+                def init_weights(self):
+                    self.sess = tf.Session()
+                    self.sess.run(tf.global_variables_initializer())
+
+                def train(self, data):
+                    for epoch in range(10):
+                        self.sess.run(self.train_op, feed_dict={self.x: data})
+
+            net = Net()
+            for trial in range(20):
+                net.init_weights()
+                net.train(data)
+            """), line=5, variant="session-in-loop-kept"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
         finally_bodies: set[int] | None = None
         repeated: frozenset[int] | None = None
+        factories = ctx.analysis(_session_factories)
         for site in ctx.calls:
+            factory = None
             if not is_session_ctor(site.qn):
-                continue
+                factory = _factory_called(ctx, site, factories)
+                if factory is None:
+                    continue
             fn = site.func
             if repeated is None:
-                repeated = ctx.analysis(called_in_loop)
+                repeated = ctx.analysis(called_per_iteration)
+            via_of = ctx.analysis(repetition_via)
             remote = ctx.analysis(called_from_other_modules)
-            if site.loops or id(fn) in repeated or id(fn) in remote:
-                via = "" if site.loops or id(fn) in repeated else (
-                    f"{fn.qualname} is called from a loop in {remote[id(fn)]}")
-                report = self._in_loop(ctx, site, bool(site.loops), via)
+            # A factory's own constructor, where the module calls the factory: the finding
+            # is at each call that repeats (the call in the loop), as IMR's builders are.
+            at_callers = factory is None and not site.loops and factories.get(id(fn), False) \
+                and id(fn) not in remote
+            if (site.loops or id(fn) in repeated or id(fn) in via_of) and not at_callers:
+                via = "" if site.loops or id(fn) in ctx.analysis(called_in_loop) else \
+                    via_of.get(id(fn), "")
+                if factory is not None:
+                    via = "; ".join(v for v in (
+                        via, f"the session is opened by {factory.qualname}()") if v)
+                report = self._in_loop(ctx, site, bool(site.loops), via, factory)
                 if report is not None:
                     yield report
                     if report.variant == "session-in-loop-kept":
@@ -307,12 +382,13 @@ class UnclosedSession(Rule):
             yield self._report(site, "session-close-conditional", 0.6)
 
     def _in_loop(self, ctx: ModuleContext, site: CallSite, direct: bool,
-                 via: str = "") -> Report | None:
+                 via: str = "", factory: FuncInfo | None = None) -> Report | None:
         """A ``session-in-loop`` report for a constructor in a loop (``direct``) or in a
         function called from one; ``session-in-loop-fresh-graph`` when each iteration has a
         fresh graph (and the session does not escape)."""
         kept = _escapes(ctx, site)
-        fresh = not kept and _fresh_graph_per_iteration(ctx, site, direct)
+        fresh = not kept and (_fresh_graph_per_iteration(ctx, site, direct) or (
+            factory is not None and any(s.qn in _RESETS for s in factory.calls)))
         if fresh:
             variant, message = "session-in-loop-fresh-graph", self.FRESH_GRAPH_MESSAGE
             confidence = 0.55 if direct else 0.5
@@ -475,6 +551,10 @@ def _escapes(ctx: ModuleContext, site: CallSite) -> bool:
     return False
 
 
+#: Calls that start a new default graph.
+_RESETS = ("tensorflow.reset_default_graph", "keras.backend.clear_session")
+
+
 def _fresh_graph_per_iteration(ctx: ModuleContext, site: CallSite, direct: bool) -> bool:
     """Each iteration (or each call of the repeated function) builds a new graph."""
     for a in site.node.args:
@@ -484,7 +564,7 @@ def _fresh_graph_per_iteration(ctx: ModuleContext, site: CallSite, direct: bool)
            if isinstance(w, cst.BaseExpression)):
         return True
     fn = site.func
-    resets = ("tensorflow.reset_default_graph", "keras.backend.clear_session")
+    resets = _RESETS
     if not direct:
         return any(s.qn in resets for s in fn.calls)
     loop = site.loops[-1]
@@ -525,3 +605,37 @@ def _graph_made_per_iteration(ctx: ModuleContext, site: CallSite,
     if ev.kind == "with" and ev.source is not None:
         return fresh_graph_item(ctx, ev.source, site.func)
     return False
+
+
+def _session_factories(ctx: ModuleContext) -> dict[int, bool]:
+    """Ids of this module's functions that return a new session (``def make_session():
+    return tf.Session(config=cfg)``, or a name bound to a constructor there) -> whether a
+    call of it is seen in this module. A module analysis."""
+    found: dict[int, bool] = {}
+    for fn in ctx.functions:
+        if fn.node is None or not fn.returns:
+            continue
+        for value, seq in fn.returns:
+            if isinstance(value, cst.Name):
+                ev = ctx.last_assign(fn, value.value, seq + 1)
+                value = ev.value if ev is not None and ev.func is fn and ev.kind == "assign" \
+                    and ev.value is not None else value
+            if isinstance(value, cst.Call) and is_session_ctor(ctx.names.resolve(value.func)):
+                found[id(fn)] = False
+                break
+    if found:
+        for site in ctx.calls:
+            target = ctx.resolve_local_function(site) or method_owner(ctx, site)
+            if target is not None and id(target) in found and target is not site.func:
+                found[id(target)] = True
+    return found
+
+
+def _factory_called(ctx: ModuleContext, site: CallSite,
+                    factories: dict[int, bool]) -> FuncInfo | None:
+    """The session factory (:func:`_session_factories`) that ``site`` calls, if any."""
+    if not factories or (site.simple_name is None and site.method is None):
+        return None
+    target = ctx.resolve_local_function(site) or method_owner(ctx, site)
+    return target if target is not None and id(target) in factories \
+        and target is not site.func else None
