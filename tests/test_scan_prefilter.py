@@ -26,7 +26,7 @@ EXPECTED = {
     "builder_in_loop.py": {("IMR", 23)},
     "crlf_endings.py": {("UTR", 12)},
     "nested_aliases.py": {("IMR", 15), ("IMR", 23)},
-    "search_wrapper.py": {("IMR", 16)},  # (at the wrapper the builder is handed to)
+    "search_wrapper.py": {("IMR", 7)},
     "sessions_and_graph.py": {("US", 8), ("US", 28)},
     "subclass_and_objective.py": {("IMR", 23), ("IMR", 30)},
     "tabs_and_decorators.py": {("IMR", 11)},

@@ -90,16 +90,17 @@ class ImproperModelReuse(Rule):
     graph in a per-input inference function such as ``predict``), or passed as a search
     objective (optuna, hyperopt, skopt, a scikit-learn wrapper's ``build_fn``/``model``,
     keyword or positional, directly or through a lambda or ``functools.partial``, when the
-    module runs a search or cross-validation; the builder may be another module's), or rebuilt
-    in straight-line code over the same variable; and no ``clear_session()`` (any alias) or
+    module runs a search or cross-validation: reported in the builder, or at the wrapper when
+    the builder is another module's), or rebuilt in straight-line code over the same variable;
+    and no ``clear_session()`` (any alias) or
     ``tf.compat.v1.reset_default_graph()`` runs on the same iteration path (also inside a called
     function). Models kept on purpose (appended to an ensemble list), layers built in a loop,
     one model reused with ``load_weights``, factories that build no Keras model (scikit-learn
     estimators) and a model loaded once beside a request handler are not IMR.
-    The finding is at the construction call inside the loop or repeated function, at the
-    builder call when a builder returning the model is called in the loop, or at the
-    scikit-learn wrapper that receives the ``build_fn`` (where the builder is handed to the
-    search).
+    The finding is at the construction call inside the loop or repeated function (a
+    same-module ``build_fn`` included), at the builder call when a builder returning the model
+    is called in the loop, or at the scikit-learn wrapper that receives another module's
+    ``build_fn``.
 
     Autofix: insert ``keras.backend.clear_session()`` (spelled with the module's own alias) at
     the top of the loop body, or of the repeatedly called objective or same-module builder.
@@ -395,7 +396,7 @@ class ImproperModelReuse(Rule):
 
             clf = KerasClassifier(build_fn=make)
             GridSearchCV(clf, {"epochs": [1, 2]}).fit(x, y)
-            """), line=10, variant="build-fn"),
+            """), line=6, variant="build-fn"),
         Invalid(dedent("""
             import keras
             model = keras.Sequential([keras.layers.Dense(1)])
@@ -471,7 +472,7 @@ class ImproperModelReuse(Rule):
 
             reg = KerasRegressor(lambda: baseline(32), epochs=50, verbose=0)
             print(cross_val_score(reg, X, y, cv=10).mean())
-            """), line=11, variant="build-fn"),
+            """), line=7, variant="build-fn"),
         Invalid(dedent("""
             from tensorflow import keras
 
@@ -906,7 +907,11 @@ class _Analysis:
             if name in _WRAPPERS and has_search:
                 ref = _build_fn_arg(site.node)
                 target = self.build_fn_target(ref, site) if ref is not None else None
-                if target is not None:  # reported at the wrapper (see ``run``)
+                if isinstance(target, FuncInfo):
+                    # a same-module builder: reported at its model construction, where the
+                    # labelled sets place these sites and where the fix goes
+                    mark(target, _Repeat("build-fn", "", self.fn_clears(target), target))
+                elif target is not None:  # another module's builder: at the wrapper
                     self.wrapped_builders.append((site, target))
             if site.loops and not self.construction(site)[0]:
                 target = ctx.resolve_local_function(site)

@@ -310,7 +310,7 @@ class UnboundedGraphExpansion(Rule):
             translator = Translator()
             for line in lines:
                 print(translator.translate(sess, line))
-            """), line=13, variant="graph-op-in-called-fn"),
+            """), line=5, variant="graph-op-in-called-fn"),
         Invalid(dedent("""
             import tensorflow as tf
 
@@ -349,7 +349,7 @@ class UnboundedGraphExpansion(Rule):
 
             for epoch in range(100):
                 print(evaluate(sess, a, b))
-            """), line=8, variant="graph-op-in-called-fn"),
+            """), line=4, variant="graph-op-in-called-fn"),
         Invalid(dedent("""
             import tensorflow as tf
             sess = tf.Session()
@@ -440,12 +440,13 @@ class UnboundedGraphExpansion(Rule):
     def _calls_that_build(self, ctx: ModuleContext, covered: set[int]) -> Iterator[Report]:
         """Calls, in a loop that runs the graph, of a module function or method that creates
         operations on every call, itself or through the functions it calls
-        (:func:`_builds_ops`, ``_CALL_DEPTH`` levels deep): reported at the call, with the
-        callee and its operation in the message. ``covered`` receives the ids of the
+        (:func:`_builds_ops`, ``_CALL_DEPTH`` levels deep): reported at the operation, with
+        the loop's function and its call in the message. ``covered`` receives the ids of the
         functions on each reported chain (their operations are not reported again)."""
         op_stmts = {id(s.stmt) for s in ctx.calls
                     if s.loops and _op_site(ctx, s) and not _guarded(ctx, s)}
         seen: set[int] = set()
+        reported: set[int] = set()
         for site in ctx.calls:
             if not site.loops or is_tf_function(site.func) or id(site.stmt) in op_stmts \
                     or id(site.stmt) in seen:
@@ -464,17 +465,23 @@ class UnboundedGraphExpansion(Rule):
                 continue
             covered.update(id(f) for f in chain)
             seen.add(id(site.stmt))
+            if id(op.stmt) in reported:
+                continue  # one finding per operation, however many loops call its function
+            reported.add(id(op.stmt))
             names = " -> ".join(f"{f.qualname}()" for f in chain)
-            op_text = " ".join(ctx.code(op.node).split())
-            op_text = op_text if len(op_text) <= 80 else op_text[:77] + "..."
-            message = (f"Graph grows on every iteration: {names} creates graph operations "
-                       f"({op_text}) each time this loop calls it, and the loop runs the "
-                       "graph, so each step gets slower and memory grows. Build the operations "
-                       "once before the loop (and graph.finalize()), or cache them")
-            via = f"through {names}" + (f"; {how}" if how else "")
-            yield Report(node=site.node, variant="graph-op-in-called-fn",
+            call_text = " ".join(ctx.code(site.node).split())
+            call_text = call_text if len(call_text) <= 60 else call_text[:57] + "..."
+            message = (f"Graph grows on every iteration: this operation is created each time "
+                       f"a loop in {site.func.qualname}() calls {names} ({call_text}), and "
+                       "that loop runs the graph, so each step gets slower and memory grows. "
+                       "Build the operations once before the loop (and graph.finalize()), or "
+                       "cache them")
+            via = f"called per iteration through {names}" + (f"; {how}" if how else "")
+            # Reported at the operation, as an operation written in the loop is (and as the
+            # labelled sets place these sites); the loop's call is named in the message.
+            yield Report(node=op.node, variant="graph-op-in-called-fn",
                          confidence=0.55 if how else 0.65, message=message,
-                         loop_kind=loop.kind, function=site.func.qualname, stmt=site.stmt,
+                         loop_kind=loop.kind, function=chain[-1].qualname, stmt=op.stmt,
                          via=via[:300])
 
     def _running_loop(self, ctx: ModuleContext, fn: FuncInfo, site: CallSite) -> Loop | None:
