@@ -1020,9 +1020,12 @@ def test_ctrl_c_during_mine_exits_130_and_says_interrupted(tmp_path: Path, jobs:
                              "--cache-dir", str(tmp_path / "cache"), "--jobs", str(jobs)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+    # A clone's folder is named ``[<parent>+]<name>-<hash>`` (mining.clone.repo_key); waiting for
+    # it (not for a fixed time) keeps the signal inside the scan on a machine of any speed.
     deadline = time.monotonic() + 60
-    while not any((tmp_path / "cache").glob("long*")) and time.monotonic() < deadline:
+    while not any((tmp_path / "cache").glob("*long*")) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert any((tmp_path / "cache").glob("*long*")), "the mine never started a checkout"
     time.sleep(1.5)  # into the scan and the history walk
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, _signal.SIGINT)  # what Ctrl-C in a terminal does
