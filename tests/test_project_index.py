@@ -214,3 +214,48 @@ def test_tensors_returned_by_another_modules_function_are_kept(tmp_path: Path) -
         "losses.append(loss)", "losses.append(float(loss))"))
     clear_cache()
     assert scan_paths([tmp_path], jobs=1).findings == []
+
+
+# -- the cheap look before a parse (scan speed, issue 21) -----------------------------------
+
+def test_names_bound_cheaply_are_bound_for_the_parse_too() -> None:
+    """``_bound_cheaply`` only ever removes names that the parse (``_unbound_calls``) also
+    counts as bound: one-line and parenthesised imports, ``as`` names, defs at any depth."""
+    from leakwatt.mining.rules.project import _bound_cheaply, _unbound_calls
+
+    source = (
+        "import numpy as np, os.path\n"
+        "from models import create_model as cm, build\n"
+        "from layers import (\n    dense,\n    conv as c2,\n)\n"
+        "from other import (a,  # a comment stops the cheap look\n    b)\n"
+        "import k; kk()\n"
+        "def outer(p):\n    class Inner:\n        async def run(self):\n            pass\n"
+        "    q()\n"
+        "s = 'a tensor of shape (3, 3)'\n"
+        "cm(); build(); dense(); c2(); a(); b(); create_model(); q(); np(); Inner(); run()\n"
+    )
+    cheap = _bound_cheaply(source)
+    assert cheap == {"np", "os", "cm", "build", "dense", "c2", "outer", "Inner", "run"}
+    called = {"cm", "build", "dense", "c2", "a", "b", "create_model", "q", "np", "Inner",
+              "run", "kk"}
+    unbound = _unbound_calls(source, called)
+    assert unbound == {"create_model", "q", "kk"}
+    assert not cheap & unbound
+
+
+def test_prose_before_a_parenthesis_is_not_a_call_to_resolve(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A docstring's "of shape (3, 3)" does not make ``shape`` a name to resolve by name; a
+    real bare call of a sibling's builder still is."""
+    from leakwatt.mining.rules.project import ProjectIndex
+
+    index = ProjectIndex({
+        "lib/ops.py": "def shape(x):\n    return x\n",
+        "lib/builders.py": ("from tensorflow import keras\n\n"
+                            "def create_model():\n    return keras.Sequential()\n"),
+        "lib/use.py": ('"""Returns a tensor of shape (3, 3)."""\nimport numpy as np\n'
+                       "for i in range(3):\n    m = create_model()\n"),
+    })
+    view = index.view("lib/use.py")
+    assert view is not None
+    assert "create_model" in view.symbols and "shape" not in view.symbols
+    assert "not imported" in view.symbols["create_model"].via

@@ -66,7 +66,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from leakwatt.mining.python2 import LegacyError, python3_text
 from leakwatt.mining.rules.api import TF_ROOTS
@@ -918,6 +918,12 @@ class ProjectIndex:
         called = (set(_CALLED.findall(source)) - _BUILTINS - set(known)
                   - (self._defined(path) if path in self.files and source is self.files[path]
                      else _defined_in(source)))  # its own definitions bind those names
+        if called:
+            # Cheap first (a package module imports or defines nearly every name it calls,
+            # and each name left here can cost a parse below): names its one-line imports
+            # bind, and every ``def``/``class`` name at any depth, as :func:`_unbound_calls`
+            # counts them; that check still decides for the names left.
+            called -= _bound_cheaply(source)
         if not called:
             return {}
         definers = self._definers_of()
@@ -938,8 +944,8 @@ class ProjectIndex:
                         and source is self.files[path] else _import_words_of(source))
             beside = {n: p for n, p in beside.items() if n not in imported}
         if beside:
-            beside = {n: p for n, p in beside.items()
-                      if n in _unbound_calls(source, set(beside))}
+            free = _unbound_calls(source, set(beside))
+            beside = {n: p for n, p in beside.items() if n in free}
         # only names whose definition the rules can use are worth the parse below (on the
         # keras sources most uniquely-defined names are imported helpers of no interest, and
         # parsing every file for them cost 10 s of the index's serial time)
@@ -1067,7 +1073,9 @@ def _loop_calls(text: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 #: A name followed by ``(``, not after a dot: what a file may call by its bare name.
-_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\(")
+#: (No space before the parenthesis: prose in docstrings, "a tensor of shape (3, 3)", matched
+#: that and cost a parse of the file per such word; a call written ``f (x)`` is not looked up.)
+_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 #: Top-level ``def``/``class`` names (column 0: nested and guarded ones are left out).
 _DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 _BUILTINS = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
@@ -1102,17 +1110,52 @@ def _updated_definers(table: dict[str, list[str]] | None,
 _STAR_SAFE = TF_ROOTS | _EXTERNAL | frozenset({"pylab"})
 
 
+_ANY_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+[\w.]+[ \t]+import[ \t]+([^\n#(\\]*)$", re.MULTILINE)
+_PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n#(\\]*)$", re.MULTILINE)
+_FROM_IMPORT_PAREN = re.compile(r"^[ \t]*from[ \t]+[\w.]+[ \t]+import[ \t]*\(([^()]*)\)",
+                                re.MULTILINE)
+_ALIAS = re.compile(r"^([A-Za-z_][\w.]*)(?:[ \t]+as[ \t]+([A-Za-z_]\w*))?$")
+
+
+def _bound_cheaply(source: str) -> set[str]:
+    """Names that ``source`` certainly binds, found without parsing: the names of its
+    ``import``/``from ... import`` statements on one line or in parentheses without comments
+    (what :func:`_unbound_calls` takes from each alias: the ``as`` name, else the first part)
+    and every ``def``/``class`` name. A statement it cannot read this way (continued with a
+    backslash, with a comment inside, after a ``;``) adds nothing."""
+    bound = set(_ANY_DEF.findall(source))
+    for rx in (_FROM_IMPORT, _PLAIN_IMPORT, _FROM_IMPORT_PAREN):
+        for names in rx.findall(source):
+            if ";" in names or "#" in names:
+                continue
+            for item in names.split(","):
+                m = _ALIAS.match(item.strip())
+                if m is not None:
+                    bound.add(m.group(2) or m.group(1).split(".", 1)[0])
+    return bound
+
+
 def _unbound_calls(source: str, names: set[str]) -> set[str]:
     """The ``names`` that ``source`` calls by their bare name and binds nowhere (no import,
     definition, assignment, loop or ``with`` target, parameter or ``except ... as``)."""
+    return set(_called_unbound(source) & names)
+
+
+# One parse and walk per source, however many names are asked about (a file asked about its
+# same-folder candidates, then about the symbols kept: each asking parsed it again, 17 of the
+# 25 s the keras sources' project views took). Bounded, and keyed by the text itself.
+@lru_cache(maxsize=64)
+def _called_unbound(source: str) -> frozenset[str]:
+    """Every name ``source`` calls bare and binds nowhere (see :func:`_unbound_calls`); empty
+    when a star import of another package may bind any name."""
     tree = _parse_quietly(source)
     if tree is None:
-        return set()
+        return frozenset()
     called: set[str] = set()
     bound: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id in names:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
         elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
             bound.add(node.id)
@@ -1126,8 +1169,8 @@ def _unbound_calls(source: str, names: set[str]) -> set[str]:
             bound.add(node.name)
         elif isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names) \
                 and node.module and node.module.split(".", 1)[0] not in _STAR_SAFE:
-            return set()  # a star import of another package may bind any of them
-    return called - bound
+            return frozenset()  # a star import of another package may bind any of them
+    return frozenset(called - bound)
 
 
 def _imports_of_text(text: str) -> list[_Import]:
