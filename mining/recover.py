@@ -42,6 +42,7 @@ itself refuses, which ``ast`` answers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import tokenize
@@ -202,10 +203,8 @@ def _blocking_error(text: str) -> tuple[SyntaxError, str] | None:
     if err is None:
         return None
     probe, _ = expand_indent_tabs(text)
-    try:
+    with contextlib.suppress(tokenize.TokenError, SyntaxError):  # else: not tokenizable
         probe = rewrite_python2(probe)[0]
-    except (tokenize.TokenError, SyntaxError):
-        pass  # not tokenizable: the error is the one Python gives
     if probe == text:
         return err, text
     read = syntax_error(probe)
@@ -256,7 +255,7 @@ def _statement_end(rows: list[str], first: int, end: int) -> int:
             elif tok.type == tokenize.ENDMARKER:
                 return end
     except (tokenize.TokenError, SyntaxError):
-        pass
+        return end
     return end
 
 

@@ -30,7 +30,6 @@ from leakwatt.mining.guards import pathological
 from leakwatt.mining.notebook import NotebookError, notebook_source
 from leakwatt.mining.prefilter import compact_source, triggered
 from leakwatt.mining.python2 import TABS, LegacyError, Readable, python3_text, syntax_error
-from leakwatt.mining.recover import MAX_REGIONS, Recovered, line_budget, recover
 from leakwatt.mining.reading import (
     FileTimeout,
     ReadError,
@@ -40,6 +39,7 @@ from leakwatt.mining.reading import (
     time_budget,
     wide_bom,
 )
+from leakwatt.mining.recover import MAX_REGIONS, Recovered, line_budget, recover
 from leakwatt.mining.rules import Finding, check_module, detector_version, select_rules
 from leakwatt.mining.rules.fastcst import parse_module
 from leakwatt.mining.rules.project import ProjectIndex, ProjectView
