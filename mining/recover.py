@@ -16,9 +16,11 @@ stops at and parses again:
   bad line is located at that line, not at its first ``print`` statement.
 * **How.** The statement's first line becomes ``pass`` at its own indentation (a block whose
   only statement was the bad one still parses) and its other lines become empty; where the
-  ``pass`` itself does not parse (the bad line was indented where no block opens), the first
-  line becomes empty too. No line is added or removed and no other line changes, so findings
-  keep the file's line numbers and columns.
+  ``pass`` itself does not parse (the bad line was indented where no block opens), or would
+  end the block around it (the line is indented less than the code on both sides: a merge
+  conflict marker, prose pasted into a function), the first line becomes empty too. No line
+  is added or removed and no other line changes, so findings keep the file's line numbers
+  and columns.
 * **Bounds.** At most :data:`MAX_REGIONS` blanked statements (adjacent ones count once) and
   :data:`MAX_TRIES` parses, and at most :data:`MAX_PERCENT` % of the file's lines (at least
   one), in files of :data:`MIN_LINES` lines or more: a short file, or one that is mostly not
@@ -163,7 +165,8 @@ def recover(source: str, max_lines: int | None = None, max_regions: int = MAX_RE
             last = _statement_end(probe_rows, first, _error_end(err, count))
             if _opens_block(rows, first, last):
                 return f"the statement at line {first} opens a block"
-            _add(regions, _Blank(first, last, " ".join(str(err.msg).split())[:120]))
+            region = _add(regions, _Blank(first, last, " ".join(str(err.msg).split())[:120]))
+            region.empty = _outdented(rows, region.first, region.last)
         if len(regions) > max_regions:
             return f"more than {max_regions} statements do not parse"
         if sum(r.last - r.first + 1 for r in regions) > max_lines:
@@ -266,9 +269,26 @@ def _opens_block(rows: list[str], first: int, last: int) -> bool:
     if not any(_COMMENT.sub("", rows[n - 1]).rstrip().endswith(":") for n in {first, last}):
         return False
     for row in rows[last:]:
-        if row.strip() and not row.lstrip().startswith("#"):
+        if _is_code(row):
             return _width(row) > _width(rows[first - 1])
     return False
+
+
+def _outdented(rows: list[str], first: int, last: int) -> bool:
+    """Whether line ``first`` is indented less than the code on both sides of lines
+    ``first``-``last``: it sits inside a block at a shallower indentation (a merge conflict
+    marker, a line of prose pasted into a function), where a ``pass`` would end the block; its
+    line is emptied instead."""
+    width = _width(rows[first - 1])
+    before = next((r for r in reversed(rows[:first - 1]) if _is_code(r)), None)
+    after = next((r for r in rows[last:] if _is_code(r)), None)
+    return (before is not None and after is not None and _width(before) > width
+            and _width(after) > width)
+
+
+def _is_code(row: str) -> bool:
+    """Whether ``row`` holds more than blanks and a comment."""
+    return bool(row.strip()) and not row.lstrip().startswith("#")
 
 
 def _width(row: str) -> int:
@@ -282,15 +302,14 @@ def _region_above(rows: list[str], regions: list[_Blank], row: int) -> _Blank | 
     between them; None if there is none."""
     for region in regions:
         between = rows[region.last:row - 1]
-        if region.last < row and all(not r.strip() or r.lstrip().startswith("#")
-                                     for r in between):
+        if region.last < row and not any(_is_code(r) for r in between):
             return region
     return None
 
 
-def _add(regions: list[_Blank], new: _Blank) -> None:
+def _add(regions: list[_Blank], new: _Blank) -> _Blank:
     """Add ``new`` to ``regions``, merged with those it overlaps or touches (they count as
-    one statement; the earliest one's reason is kept)."""
+    one statement; the earliest one's reason is kept); the region it became."""
     kept: list[_Blank] = []
     for r in regions:
         if r.first <= new.last + 1 and new.first <= r.last + 1:
@@ -299,6 +318,7 @@ def _add(regions: list[_Blank], new: _Blank) -> None:
         else:
             kept.append(r)
     regions[:] = [*kept, new]
+    return new
 
 
 def _blanked(rows: list[str], breaks: list[str], regions: list[_Blank]) -> str:

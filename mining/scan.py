@@ -249,7 +249,8 @@ def scan_source_noted(source: str, path: str = "<string>", rules: Iterable[str] 
         findings, note = _scan_readable(fixed.text, path, rules, prefilter, project)
     except ScanError:
         raise failed from None
-    kept = [f for f in findings if f.line not in fixed.blanked]
+    blanked = fixed.blanked
+    kept = [f for f in findings if f.line not in blanked]
     return kept, "; ".join(n for n in (note, fixed.note()) if n)
 
 

@@ -103,6 +103,20 @@ def test_a_blanked_line_inside_a_block_keeps_its_indentation() -> None:
     assert fixed.text.splitlines()[9] == "    " + PLACEHOLDER
 
 
+def test_a_line_pasted_into_a_block_at_a_shallower_indentation_is_emptied() -> None:
+    src = "\n".join([
+        "import keras", "", "def train(xs, ys):", "    for fold in range(3):",
+        "        model = keras.Sequential([keras.layers.Dense(1)])",
+        "This line was pasted into the function by mistake",  # a `pass` here would end it
+        "        model.fit(xs, ys)", "    print(\"done\")", "", "x = 1", "y = 2"]) + "\n"
+    fixed = recover(src)
+    assert isinstance(fixed, Recovered) and fixed.blanked == {6}
+    assert fixed.text.splitlines()[5] == ""
+    findings, note = scan_source_noted(src, "s.py")
+    assert ("IMR", 5) in {(f.rule, f.line) for f in findings}
+    assert note is not None and "(line 6: " in note
+
+
 def test_no_finding_is_ever_reported_on_a_blanked_line(monkeypatch: pytest.MonkeyPatch) -> None:
     # The smelly statement itself is the broken one: it is left out, not reported.
     src = script("    model = keras.Sequential([keras.layers.Dense(1)))", 9)
