@@ -146,7 +146,7 @@ def recover(source: str, max_lines: int | None = None, max_regions: int = MAX_RE
         return ""
     regions: list[_Blank] = []
     for _ in range(max_tries):
-        row = err.lineno
+        row = err.lineno or 0
         if not 1 <= row <= count:
             return f"the parser stops at line {row}, past the last line"
         inside = next((r for r in regions if r.first <= row <= r.last), None)
