@@ -22,7 +22,7 @@ stops at and parses again:
   is added or removed and no other line changes, so findings keep the file's line numbers
   and columns.
 * **Bounds.** At most :data:`MAX_REGIONS` blanked statements (adjacent ones count once) and
-  :data:`MAX_TRIES` parses, and at most :data:`MAX_PERCENT` % of the file's lines (at least
+  :data:`MAX_TRIES` tries, and at most :data:`MAX_PERCENT` % of the file's lines (at least
   one), in files of :data:`MIN_LINES` lines or more: a short file, or one that is mostly not
   Python, stays an error row, with the reason. Recovery runs only on files that failed every
   other reading, and each try is one parse (two when the text is read as Python 2).
