@@ -6,7 +6,9 @@ mining, where the same blobs are scanned many times: the pre-filter
 libcst parses anything, results are cached by content hash (:mod:`leakwatt.mining.scan_cache`),
 and folders are scanned in parallel processes. A file that cannot be scanned (Python 2, syntax
 error, not UTF-8, binary) becomes a ``FileResult`` with ``error``; huge or generated files get
-``skipped`` with a reason.
+``skipped`` with a reason. Python 2 is read as such (:mod:`leakwatt.mining.python2`), and a
+file whose few bad statements stop its parse is scanned without them
+(:mod:`leakwatt.mining.recover`); both are said in ``note``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from leakwatt.mining.reading import (
     time_budget,
     wide_bom,
 )
+from leakwatt.mining.recover import MAX_REGIONS, Recovered, line_budget, recover
 from leakwatt.mining.rules import Finding, check_module, detector_version, select_rules
 from leakwatt.mining.rules.fastcst import parse_module
 from leakwatt.mining.rules.project import ProjectIndex, ProjectView
@@ -92,7 +95,8 @@ class FileResult:
     skipped: str | None = None
     lines: int = 0
     #: How the file was read when not as plain Python 3: ``python2: ...`` (Python 2 source
-    #: rewritten within lines, see :mod:`leakwatt.mining.python2`) or ``tabs: ...``.
+    #: rewritten within lines, see :mod:`leakwatt.mining.python2`) or ``tabs: ...``, and/or
+    #: ``recovered: ...`` (statements that do not parse left out: :mod:`leakwatt.mining.recover`).
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +111,8 @@ class ScanReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     files_scanned: int = 0
-    #: ``{"path", "note"}`` for each file read as Python 2 or with its tabs expanded.
+    #: ``{"path", "note"}`` for each file read as Python 2, with its tabs expanded or with
+    #: statements that do not parse left out (``recovered: ...``).
     notes: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,8 +236,41 @@ def scan_source_noted(source: str, path: str = "<string>", rules: Iterable[str] 
                       prefilter: bool = True, project: ProjectView | None = None
                       ) -> tuple[list[Finding], str | None]:
     """:func:`scan_source`'s findings and a note when the source was read as Python 2 (or
-    with its indentation tabs expanded), else None. Findings keep the file's line numbers;
-    their columns are mapped back to the file's (snippets show the rewritten statement)."""
+    with its indentation tabs expanded), or read with the few statements that stop its parse
+    left out (:mod:`leakwatt.mining.recover`), else None. Findings keep the file's line
+    numbers and are never on a line left out; their columns are mapped back to the file's
+    (snippets show the rewritten statement)."""
+    try:
+        return _scan_readable(source, path, rules, prefilter, project)
+    except ScanError as exc:
+        failed = exc
+    fixed = _recovered(source, failed)
+    try:
+        findings, note = _scan_readable(fixed.text, path, rules, prefilter, project)
+    except ScanError:
+        raise failed from None
+    blanked = fixed.blanked
+    kept = [f for f in findings if f.line not in blanked]
+    return kept, "; ".join(n for n in (note, fixed.note()) if n)
+
+
+def _recovered(source: str, failed: ScanError) -> Recovered:
+    """``source``, which failed with ``failed``, with the few statements that stop its parse
+    blanked (:func:`recover`); a ScanError when it cannot be: ``failed``, with the reason
+    appended where recovery was tried."""
+    if "\0" in source or pathological(source) is not None:
+        raise failed  # never handed to a parser again
+    fixed = recover(source)
+    if isinstance(fixed, str):
+        if fixed:
+            raise ScanError(f"{failed}; not recovered: {fixed}") from None
+        raise failed
+    return fixed
+
+
+def _scan_readable(source: str, path: str, rules: Iterable[str] | None, prefilter: bool,
+                   project: ProjectView | None) -> tuple[list[Finding], str | None]:
+    """:func:`scan_source_noted` without the recovery: as Python 3, else as Python 2."""
     if "\t" in source and _TAB_INDENT.search(source) and isinstance(
             syntax_error(source), TabError):
         # Python 3 refuses it (libcst may not): read the tabs as Python 2 did, every time
@@ -459,8 +497,10 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
                    max_bytes: int = DEFAULT_MAX_BYTES) -> FileResult:
     """Scan a notebook's code cells. ``max_bytes`` bounds the code (the code cells' joined
     text), not the file: outputs do not count. A cell that is not Python 3 is read as
-    Python 2 when it can be (:mod:`leakwatt.mining.python2`); a cell that cannot be read is
-    left out and named in ``error``."""
+    Python 2 when it can be (:mod:`leakwatt.mining.python2`), else with the few statements that
+    stop its parse left out (:mod:`leakwatt.mining.recover`; the bounds count the notebook's
+    code lines and all its cells together); a cell that cannot be read is left out and named
+    in ``error``."""
     try:
         nb = notebook_source(text)
     except NotebookError as exc:
@@ -475,6 +515,8 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
         return result
     bad_cells: list[int] = []
     read: list[tuple[int, Readable]] = []
+    recovered: list[tuple[int, Recovered]] = []
+    left_out: set[int] = set()  # lines of the joined source blanked by the recovery
     #: line of the joined source -> (the reading of its cell, line in that cell)
     columns: dict[int, tuple[Readable, int]] = {}
     try:
@@ -485,6 +527,7 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
         by_cell: dict[int, list[int]] = {}
         for idx, (cell, _) in enumerate(nb.line_map):
             by_cell.setdefault(cell, []).append(idx)
+        lines_left, regions_left = line_budget(len(nb.line_map)), MAX_REGIONS
         for cell, idxs in by_cell.items():
             cell_text = "\n".join(lines[i] for i in idxs)
             if syntax_error(cell_text) is None:
@@ -494,7 +537,17 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
                 try:
                     readable = python3_text(cell_text)
                 except LegacyError:
-                    readable = None
+                    fixed = _recovered_cell(cell_text, lines_left, regions_left)
+                    if fixed is not None:  # a cell with a few bad statements: left out
+                        blanked, readable = fixed
+                        recovered.append((cell, blanked))
+                        lines_left -= len(blanked.blanked)
+                        regions_left -= len(blanked.regions)
+                        left_out.update(idxs[k - 1] + 1 for k in blanked.blanked)
+                        if readable is None:
+                            for i, new in zip(idxs, blanked.text.split("\n"), strict=True):
+                                lines[i] = new
+                            continue
             if readable is None:
                 bad_cells.append(cell)
                 for i in idxs:
@@ -512,6 +565,8 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
             return result
     mapped = []
     for f in findings:
+        if f.line in left_out:  # never on a line the recovery blanked
+            continue
         col = f.col
         if f.line in columns:
             reading, in_cell = columns[f.line]
@@ -519,14 +574,36 @@ def _scan_notebook(text: str, path: str, codes: list[str], result: FileResult,
         cell, line = nb.line_map[f.line - 1] if 0 < f.line <= len(nb.line_map) else (None, f.line)
         mapped.append(replace(f, line=line, col=col, cell=cell))
     result.findings = mapped
+    notes: list[str] = []
     if read:
         kind = "python2" if any(r.python2 for _, r in read) else "tabs"
-        result.note = f"{kind}: " + "; ".join(
-            f"cell {cell}: {r.note().split(': ', 1)[1]}" for cell, r in read)
+        notes.append(f"{kind}: " + "; ".join(
+            f"cell {cell}: {r.note().split(': ', 1)[1]}" for cell, r in read))
+    if recovered:
+        notes.append("recovered: left out what does not parse (" + "; ".join(
+            f"cell {cell}: {r.where()}" for cell, r in recovered) + "); the other lines scanned")
+    if notes:
+        result.note = "; ".join(notes)
     if bad_cells:
         result.error = (f"cell(s) {', '.join(map(str, bad_cells))} not parsed (syntax error); "
                         "the other cells were scanned")
     return result
+
+
+def _recovered_cell(text: str, max_lines: int, max_regions: int
+                    ) -> tuple[Recovered, Readable | None] | None:
+    """A notebook cell that is neither Python 3 nor readable as Python 2, with the few
+    statements that stop its parse blanked (:func:`recover`), and its Python 2 reading when
+    the blanked text needs one; None when it cannot be recovered."""
+    fixed = recover(text, max_lines, max_regions)
+    if isinstance(fixed, str):
+        return None
+    if syntax_error(fixed.text) is None:
+        return fixed, None
+    try:
+        return fixed, python3_text(fixed.text)
+    except LegacyError:
+        return None
 
 
 def scan_bytes(data: bytes, path: str, rules: Iterable[str] | None = None,
