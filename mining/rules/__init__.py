@@ -49,7 +49,7 @@ REGISTRY: tuple[type[Rule], ...] = (
 #: Rule id -> rule class, derived from ``REGISTRY`` (tests may add a rule to it for a while).
 RULES: dict[str, type[Rule]] = {cls.CODE: cls for cls in REGISTRY}
 #: Bumped by hand when the engine (not a rule module) changes what it finds.
-DETECTOR_BASE_VERSION = "1.3"
+DETECTOR_BASE_VERSION = "1.4"
 #: ``mine.rules`` / ``--select`` word for every registered rule.
 ALL = "ALL"
 
