@@ -130,10 +130,21 @@ class Symbol:
     via: str = ""
     #: a class's own overrides of Keras ``Model`` methods (``predict`` returning ``self(x)``)
     overrides: tuple[str, ...] = ()
+    #: a class's training-step methods that return tensors: (name, returns, elements), the
+    #: method's counterparts of ``returns`` and ``elements`` (see :func:`_class_facts`)
+    methods: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
     @cached_property
     def useful(self) -> bool:
-        return bool(self.returns or self.clears or any(self.elements))
+        return bool(self.returns or self.clears or any(self.elements) or self.methods)
+
+    def method(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """``(returns, elements)`` of the class's method ``name``, when it is one of
+        :attr:`methods`."""
+        for method, returns, elements in self.methods:
+            if method == name:
+                return returns, elements
+        return None
 
 
 @dataclass(frozen=True)
@@ -163,8 +174,8 @@ class ProjectView:
 
     @cached_property
     def fingerprint(self) -> str:
-        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via, s.overrides)
-                           for k, s in self.symbols.items())) + repr(self.loop_called)
+        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via, s.overrides,
+                            s.methods) for k, s in self.symbols.items())) + repr(self.loop_called)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -348,6 +359,10 @@ class _Raw:
     #: class name -> the Keras ``Model`` methods it overrides without calling the Keras one
     #: (``predict`` returning ``self(x)`` builds no ``predict`` pipeline: not DIR)
     overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: class name -> its training-step methods (:func:`_class_facts`; only these bodies are
+    #: kept, for the kinds of what they return)
+    methods: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = field(
+        default_factory=dict)
 
 
 #: Recently parsed texts (by content): a history walk meets a text again at merges (the
@@ -411,35 +426,87 @@ def _raw_from_tree(tree: ast.Module) -> _Raw:
     classes: dict[str, list[ast.expr]] = {}
     values: dict[str, ast.expr] = {}
     overrides: dict[str, tuple[str, ...]] = {}
+    methods: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
     for stmt in _top_statements(tree.body):
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             functions[stmt.name] = stmt
         elif isinstance(stmt, ast.ClassDef):
             classes[stmt.name] = list(stmt.bases)
-            own = _own_overrides(stmt)
+            own, steps = _class_facts(stmt)
             if own:
                 overrides[stmt.name] = own
+            if steps:
+                methods[stmt.name] = steps
         elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
                 stmt.targets[0], ast.Name):
             values[stmt.targets[0].id] = stmt.value
     public = [n for n in (*functions, *classes, *values) if not n.startswith("_")]
-    return _Raw(_imports_of(tree), functions, classes, values, public, overrides)
+    return _Raw(_imports_of(tree), functions, classes, values, public, overrides, methods)
 
 
 #: Keras ``Model`` methods whose override the rules ask about.
 _OVERRIDABLE = frozenset({"predict"})
+#: Decorators that make a method a compiled step (``tf.function``, by its last name).
+_STEP_DECORATORS = frozenset({"function"})
 
 
-def _own_overrides(cls: ast.ClassDef) -> tuple[str, ...]:
-    """The methods of ``_OVERRIDABLE`` that ``cls`` defines without calling a method of that
-    name inside (``super().predict(x)`` still runs Keras's)."""
-    out = []
+def _calls_method(node: ast.AST, name: str) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+               and n.func.attr == name for n in ast.walk(node))
+
+
+def _class_facts(cls: ast.ClassDef) -> tuple[tuple[str, ...],
+                                             dict[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """What the rules ask of a class's body, in one statement walk per method.
+
+    * Its *overrides*: the methods of ``_OVERRIDABLE`` that ``cls`` defines without calling a
+      method of that name inside (``super().predict(x)`` still runs Keras's), also bound on
+      the instance (``self.predict = predict`` in a method, ``predict`` a function defined
+      there, such as a ``tf.function`` over the layers, or a lambda; neither calling a
+      ``predict``).
+    * Its *step methods*: methods that return something and open a ``GradientTape`` (or are
+      a ``tf.function``): an agent's ``optimization()`` returning its losses, which a training
+      script in another module keeps per step. What they return is a tensor wherever the
+      index can tell (:meth:`_ModuleEval.method_symbols`); other bodies are not kept, so a
+      class-heavy module stays cheap.
+    """
+    overrides: list[str] = []
+    steps: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     for stmt in cls.body:
-        if isinstance(stmt, ast.FunctionDef) and stmt.name in _OVERRIDABLE and not any(
-                isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-                and n.func.attr == stmt.name for n in ast.walk(stmt)):
-            out.append(stmt.name)
-    return tuple(out)
+        if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if stmt.name in _OVERRIDABLE and not _calls_method(stmt, stmt.name):
+            overrides.append(stmt.name)
+        returns = tape = False
+        nested: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+        stores: list[tuple[str, ast.expr]] = []
+        for sub in _statements(stmt.body):
+            if isinstance(sub, ast.Return):
+                returns = returns or sub.value is not None
+            elif isinstance(sub, ast.With | ast.AsyncWith):
+                tape = tape or any(
+                    isinstance(item.context_expr, ast.Call) and (_dotted(
+                        item.context_expr.func) or "").rsplit(".", 1)[-1] == "GradientTape"
+                    for item in sub.items)
+            elif isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef):
+                nested[sub.name] = sub
+            elif isinstance(sub, ast.Assign) and len(sub.targets) == 1:
+                target = sub.targets[0]
+                if isinstance(target, ast.Attribute) and target.attr in _OVERRIDABLE and \
+                        isinstance(target.value, ast.Name) and target.value.id == "self":
+                    stores.append((target.attr, sub.value))
+        for name, value in stores:  # ``self.predict = predict``
+            body: ast.AST | None = value if isinstance(value, ast.Lambda) else (
+                nested.get(value.id) if isinstance(value, ast.Name) else None)
+            if body is not None and name not in overrides and not _calls_method(body, name):
+                overrides.append(name)
+        if stmt.name.startswith("__") and stmt.name != "__call__":
+            continue
+        decorated = any((_dotted(d.func if isinstance(d, ast.Call) else d) or "")
+                        .rsplit(".", 1)[-1] in _STEP_DECORATORS for d in stmt.decorator_list)
+        if returns and (tape or decorated):
+            steps[stmt.name] = stmt
+    return tuple(overrides), steps
 
 
 def _top_statements(body: list[ast.stmt]) -> Iterable[ast.stmt]:
@@ -1221,7 +1288,8 @@ class _ModuleEval:
         for name in self.raw.classes:
             out.set(name, Symbol("class", MODEL if name in self.model_classes else UNKNOWN,
                                  origin=f"{self.path}:{name}",
-                                 overrides=self.raw.overrides.get(name, ())))
+                                 overrides=self.raw.overrides.get(name, ()),
+                                 methods=self.method_symbols(name)))
         for name, value in self.raw.values.items():
             kind = self.kind(value, None)
             out.set(name, Symbol("value", kind if kind in _VALUE_KINDS else UNKNOWN,
@@ -1235,8 +1303,17 @@ class _ModuleEval:
         if name in self.busy:
             return Symbol("function")
         self.busy.add(name)
-        node = self.raw.functions[name]
-        scope = _Scope(node)
+        scope = _Scope(self.raw.functions[name])
+        result, elements = self.returned(scope)
+        clears = any(self.call_clears(c) for c in scope.unconditional_calls)
+        sym = Symbol("function", result, elements, clears, f"{self.path}:{name}")
+        self.busy.discard(name)
+        self.fn_memo[name] = sym
+        return sym
+
+    def returned(self, scope: _Scope) -> tuple[str, tuple[str, ...]]:
+        """The kind of what a function returns, and per element when every ``return``
+        returns a tuple of one length."""
         kinds = [self.kind(r, scope) for r in scope.returns]
         result = UNKNOWN
         for pref in (MODEL, SCALAR, TENSOR, GRADS, CONTAINER):
@@ -1254,11 +1331,19 @@ class _ModuleEval:
                 per.append(definite[0] if definite and all(k == definite[0] for k in definite)
                            else UNKNOWN)
             elements = tuple(per)
-        clears = any(self.call_clears(c) for c in scope.unconditional_calls)
-        sym = Symbol("function", result, elements, clears, f"{self.path}:{name}")
-        self.busy.discard(name)
-        self.fn_memo[name] = sym
-        return sym
+        return result, elements
+
+    def method_symbols(self, class_name: str) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+        """``(name, returns, elements)`` of the class's step methods (:func:`_class_facts`)
+        that return tensors: what ``agent.optimization()`` gives a caller in another module.
+        ``self.x`` is not followed (its kind is unknown here); names bound inside the tape
+        block from a call are tensors, as for functions."""
+        out = []
+        for name, node in self.raw.methods.get(class_name, {}).items():
+            result, elements = self.returned(_Scope(node))
+            if result in TENSORISH or any(k in TENSORISH for k in elements):
+                out.append((name, result, elements))
+        return tuple(out)
 
     def call_clears(self, call: ast.Call) -> bool:
         if is_clear(self.qn(call.func)):

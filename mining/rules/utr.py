@@ -1280,7 +1280,9 @@ def _method_result(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
     if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
         return UNKNOWN, ""
     target, via = resolve_callee(ctx, scope, call, at, common=_RESULT_COMMON)
-    if target is None or target.node is None or target.name == "__init__":
+    if target is None:
+        return _project_method_result(ctx, scope, call, at, index)
+    if target.node is None or target.name == "__init__":
         return UNKNOWN, ""
     if index is None:
         kind = kinds.return_kind(target)
@@ -1293,6 +1295,51 @@ def _method_result(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
         found.discard(UNKNOWN)
         kind = found.pop() if len(found) == 1 else UNKNOWN
     return (kind, via) if kind in TENSORISH else (UNKNOWN, "")
+
+
+def _project_method_result(ctx: ModuleContext, fn: FuncInfo, call: cst.Call, seq: int,
+                           index: int | None) -> tuple[str, str]:
+    """``obj.m(...)`` where ``obj`` holds an instance of a class of *another* project module
+    (``agent = HER_Agent(env)`` with ``HER_Agent`` imported, or ``self.agent`` stored as
+    one) and ``m`` is one of that class's training-step methods that return tensors
+    (:attr:`~leakwatt.mining.rules.project.Symbol.methods`): the kind of the result (of its
+    element ``index`` when it was unpacked), and a ``via`` note naming the class's module."""
+    if ctx.project is None:
+        return UNKNOWN, ""
+    func = call.func
+    assert isinstance(func, cst.Attribute)
+    recv = func.value
+    values: list[tuple[cst.BaseExpression, FuncInfo]] = []
+    if isinstance(recv, cst.Name):
+        ev = ctx.last_assign(fn, recv.value, seq)
+        if ev is not None and ev.kind == "assign" and ev.value is not None:
+            values.append((ev.value, ev.func))
+    elif (isinstance(recv, cst.Attribute) and isinstance(recv.value, cst.Name)
+          and recv.value.value == "self" and fn.class_name):
+        cls = ctx.classes.get(fn.class_name)
+        for ev in cls.attr_assigns.get(recv.attr.value, []) if cls is not None else []:
+            values.append((ev.value, ev.func) if ev.value is not None else (recv, fn))
+    if not values or not all(isinstance(v, cst.Call) for v, _ in values):
+        return UNKNOWN, ""
+    symbols = {ctx.project_symbol(v.func, vfn) for v, vfn in values if isinstance(v, cst.Call)}
+    sym = symbols.pop() if len(symbols) == 1 else None
+    if sym is None or sym.kind != "class":
+        return UNKNOWN, ""
+    method = func.attr.value
+    found = sym.method(method)
+    if found is None:
+        return UNKNOWN, ""
+    returns, elements = found
+    if index is None:
+        kind = returns
+    else:
+        kind = elements[index] if index < len(elements) else UNKNOWN
+    if kind not in TENSORISH:
+        return UNKNOWN, ""
+    path, _, cls_name = sym.origin.partition(":")
+    text = " ".join(ctx.code(recv).split())[:60]
+    return kind, (f"{text}.{method}() runs {cls_name or 'a class'}.{method} of "
+                  f"{path or 'another project module'}, a training step that returns tensors")
 
 
 # -- lists that live for one call of a per-step function ------------------------------------------
