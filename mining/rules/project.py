@@ -1369,8 +1369,11 @@ class _ModuleEval:
                 if value is not None:
                     if isinstance(value, tuple):  # an element of an unpacked call
                         src, idx = value
-                        return self.element_kind(src, idx, scope, depth + 1)
-                    return self.kind(value, scope, depth + 1)
+                        kind = self.element_kind(src, idx, scope, depth + 1)
+                    else:
+                        kind = self.kind(value, scope, depth + 1)
+                    # what a tape differentiates is a tensor, whatever computed it
+                    return TENSOR if not kind and expr.id in scope.differentiated else kind
                 if expr.id in scope.params:
                     return UNKNOWN
             if expr.id in self.raw.values and scope is not None:
@@ -1390,6 +1393,8 @@ class _ModuleEval:
         if isinstance(expr, ast.Subscript):
             k = self.kind(expr.value, scope, depth + 1)
             return TENSOR if k in (TENSOR, GRADS, CONTAINER) else SCALAR if k == SCALAR else UNKNOWN
+        if isinstance(expr, ast.UnaryOp) and not isinstance(expr.op, ast.Not):
+            return self.kind(expr.operand, scope, depth + 1)  # ``-tf.reduce_mean(...)``
         if isinstance(expr, ast.Constant):
             return PLAIN
         return UNKNOWN
@@ -1448,7 +1453,9 @@ def _called(kind: str) -> str:
 
 class _Scope:
     """One function's bindings (last assignment of each name), returns, the names assigned
-    from calls inside a ``GradientTape`` block, and its unconditional calls."""
+    from calls inside a ``GradientTape`` block, the names a tape differentiates
+    (``tape.gradient(loss, ...)`` after the last binding of ``loss``), and its unconditional
+    calls."""
 
     def __init__(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         a = node.args
@@ -1461,6 +1468,7 @@ class _Scope:
         self.returns: list[ast.expr] = []
         self.tape_values: set[str] = set()
         self.tapes: set[str] = set()
+        self.differentiated: set[str] = set()
         self.unconditional_calls: list[ast.Call] = []
         self._walk(node.body, in_tape=False, unconditional=True)
 
@@ -1468,6 +1476,9 @@ class _Scope:
         for stmt in body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 continue
+            if self.tapes and isinstance(stmt, ast.Assign | ast.AnnAssign | ast.Expr) and \
+                    stmt.value is not None:
+                self._note_gradients(stmt.value)
             if isinstance(stmt, ast.Return) and stmt.value is not None:
                 self.returns.append(stmt.value)
             elif isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
@@ -1497,10 +1508,21 @@ class _Scope:
                 self._walk(stmt.body, in_tape, False)
                 self._walk(stmt.orelse, in_tape, False)
 
+    def _note_gradients(self, value: ast.expr) -> None:
+        """``tape.gradient(name, ...)`` in ``value`` (also inside ``zip(...)``): ``name``, as
+        bound now, is a tensor."""
+        for node in ast.walk(value):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr == "gradient" and isinstance(node.func.value, ast.Name) \
+                    and node.func.value.id in self.tapes and node.args and \
+                    isinstance(node.args[0], ast.Name):
+                self.differentiated.add(node.args[0].id)
+
     def _bind(self, target: ast.expr, value: ast.expr, in_tape: bool) -> None:
         if isinstance(target, ast.Name):
             self.last[target.id] = value
             self.tape_values.discard(target.id)
+            self.differentiated.discard(target.id)
             if in_tape and isinstance(value, ast.Call):
                 self.tape_values.add(target.id)
         elif isinstance(target, ast.Tuple | ast.List):
@@ -1511,6 +1533,7 @@ class _Scope:
                     else:
                         self.last[el.id] = (value, i)
                     self.tape_values.discard(el.id)
+                    self.differentiated.discard(el.id)
                     if in_tape and isinstance(value, ast.Call):
                         self.tape_values.add(el.id)
 
