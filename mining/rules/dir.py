@@ -66,9 +66,15 @@ class DatasetIteratorRetention(Rule):
     ``predict`` is called once per sample or step; ``model(x)`` and ``predict_on_batch`` do
     not. The receiver must be a Keras model (followed through assignments, builders and
     ``self.attr``) or, with lower confidence, an untyped name that reads like one (``model``,
-    ``actor``, ``self.q_net``). Scikit-learn estimators are not reported, nor a model whose class
-    (in this module or another project module) overrides ``predict`` without calling a
-    ``predict`` inside (``def predict(self, x): return self(x)`` builds no pipeline). "Called
+    ``actor``, ``self.q_net``). In a script fragment whose imports live in its notebook or
+    the script it follows, a name bound to a Keras constructor or loader spelled with a
+    ``keras``/``tf`` the file never binds (``model = keras.Sequential([...])``, no import,
+    star import or assignment of ``keras``) is taken for a Keras model (confidence 0.7, no
+    autofix, said in the finding's ``via``). Scikit-learn estimators are not reported, nor a
+    model whose class (in this module or another project module) overrides ``predict``
+    without calling a ``predict`` inside (``def predict(self, x): return self(x)`` builds no
+    pipeline), also by binding one on the instance (``self.predict = predict`` in
+    ``__init__``, ``predict`` a ``tf.function`` over the layers defined there). "Called
     from a loop" follows same-module calls transitively (``run`` loops over ``act``, which
     calls ``self._q(state)``, which predicts), methods called on an instance of a module class
     in a loop (``agent.remember_and_act(s)``), and lambdas run per item (``filter(lambda f:

@@ -10,7 +10,11 @@ cheaper than libcst, and most modules are never parsed at all, see below):
   returns a tuple of one length (``logits, loss = apply_gradient(...)``); and whether the
   function calls ``clear_session()`` (or ``reset_default_graph()``) on every path, directly or
   through another project function (its call sites then release the session);
-* **classes**: ``keras.Model`` subclasses, also through other project classes;
+* **classes**: ``keras.Model`` subclasses, also through other project classes; the overrides of
+  ``predict`` (a ``def predict`` that calls no ``predict``, or ``self.predict = <own function>``);
+  and what their training-step methods return (a method that opens a ``GradientTape`` or is a
+  ``tf.function``: ``agent.optimization()`` returning its losses; other method bodies are not
+  kept);
 * **module-level values**: Keras models, loss and metric objects, layers
   (``loss_object = tf.keras.losses.SparseCategoricalCrossentropy()`` in ``losses.py``).
 
@@ -41,9 +45,9 @@ module's facts do).
 
 What the index does not follow: attributes of imported objects (``utils.registry.build()``
 beyond one module level), functions passed around as values, and methods of classes defined in
-another module (a call in a loop into another module's function is resolved for what it
-returns and whether it clears the session; a model built *inside* that function is reported
-in its own module only when that module repeats it).
+another module other than their training steps (a call in a loop into another module's function
+is resolved for what it returns and whether it clears the session; a model built *inside* that
+function is reported in its own module only when that module repeats it).
 
 The other way round, a module that opens a ``Session`` or calls ``predict`` learns which of its
 functions and methods another project module importing it calls inside a loop

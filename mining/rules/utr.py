@@ -148,12 +148,14 @@ class UnreleasedTensorReference(Rule):
     UTR even when the list is concatenated, stacked or reduced after the loop, because every
     step's tensor (and its device buffer) stays alive until then; converting each one
     (``.numpy()``) or a ``tf.TensorArray`` avoids that. A step loop is a ``while`` loop, a loop
-    that takes gradients or applies them, or a ``for`` loop over a ``tf.data`` dataset, an
-    iterator, or a name or ``range`` bound that says data or steps (``ds``, ``train_iter``,
-    ``n_batches``, ``n_max_steps``, ``epochs``, ``episodes``). Lists that hold the parts of *one*
-    computation are not UTR: a local list in a layer's ``call``/``__call__``/``build``; a list
-    created inside an enclosing iteration and filled by inner loops that are not step loops
-    (per variable, per output, per head); and a list filled by a loop that is not a step loop
+    that takes gradients or applies them (itself, or through a same-module helper that does
+    one step per call: ``logits, loss = apply_gradient(model, x, y)`` per batch), or a ``for``
+    loop over a ``tf.data`` dataset, an iterator, or a name or ``range`` bound that says data
+    or steps (``ds``, ``train_iter``, ``n_batches``, ``n_max_steps``, ``epochs``, ``episodes``).
+    Lists that hold the parts of *one* computation are not UTR: a local list in a layer's
+    ``call``/``__call__``/``build``; a list created inside an enclosing iteration and filled by
+    inner loops that are not step loops (per variable, per output, per head); and a list filled
+    by a loop that is not a step loop
     and then passed to a call or returned (per-GPU gradients, per-scale outputs). Calls of module
     functions named like container methods (``tf.add``, ``ops.add``) are not stores, and a dict
     re-keyed over its own ``.items()`` does not grow per step.
@@ -170,7 +172,13 @@ class UnreleasedTensorReference(Rule):
     batch))``, also through ``loss = agent.update(batch)``): an instance bound to
     ``Agent(...)`` (or ``self.agent`` stored as one), or, where nothing says what the receiver
     holds (a parameter), the one module class defining a method of that name, matched by name
-    (lower confidence, named in the finding's ``via``).
+    (lower confidence, named in the finding's ``via``). Across modules: a training-step method
+    (one that opens a ``GradientTape`` or is a ``tf.function``) of a class imported from
+    another project module, called on an instance bound to that class (``agent =
+    HER_Agent(env)``; ``v_loss, pi_loss = agent.optimization()``), returns what its body
+    computes, per element of a returned tuple (lower confidence, named in the ``via``). A name
+    that a ``GradientTape`` differentiates (``tape.gradient(loss, ...)``) is a tensor whatever
+    computed it (``loss = loss_fn(y, logits)`` with ``loss_fn`` a parameter).
 
     Not UTR: an index store into a list (``slots[i] = t`` replaces an item; only a dict grows
     by key); a list emptied inside the loop that fills it; a list of one update's statistics:
