@@ -779,3 +779,69 @@ def test_fragment_value_that_is_not_a_model_is_not_dir() -> None:
     src = FRAGMENT.replace("model = keras.Sequential([keras.layers.Dense(8), "
                            "keras.layers.Dense(4)])", "model = keras.utils.Progbar(400)")
     assert _dir_lines(src) == []
+
+
+#: a course's training script and the fragment run after it in the same session
+TRAIN_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from keras.models import Sequential
+    from keras.layers import Dense, LSTM
+
+    model = Sequential()
+    model.add(LSTM(64, input_shape=(40, 1)))
+    model.add(Dense(30, activation="softmax"))
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    model.fit(np.zeros((8, 40, 1)), np.zeros((8, 30)), epochs=1)
+    """).lstrip()
+GENERATE = textwrap.dedent("""
+    pattern = list(seed)
+    for i in range(500):
+        x = np.reshape(pattern, (1, len(pattern), 1)) / 30.0
+        prediction = model.predict(x, verbose=0)
+        index = int(np.argmax(prediction))
+        pattern = pattern[1:] + [index]
+    """).lstrip()
+
+
+def test_fragment_predicting_with_the_model_of_the_script_beside_it(tmp_path: Path) -> None:
+    findings = _findings(tmp_path, {"lesson/train.py": TRAIN_SCRIPT,
+                                    "lesson/generate.py": GENERATE,
+                                    "other/train.py": TRAIN_SCRIPT}, ["DIR"])
+    assert [(Path(f.path).parent.name, Path(f.path).name, f.line, f.variant)
+            for f in findings] == [("lesson", "generate.py", 4, "predict-in-loop")]
+    (f,) = findings
+    assert f.via.startswith("the model model of lesson/train.py, the script beside")
+    assert f.confidence == 0.7
+
+
+@pytest.mark.parametrize("files", [
+    # two scripts beside it build a model of that name: which one ran is unknown
+    {"train.py": TRAIN_SCRIPT, "train2.py": TRAIN_SCRIPT, "generate.py": GENERATE},
+    # the one beside it builds no Keras model
+    {"train.py": "from sklearn.linear_model import Ridge\n\nmodel = Ridge()\n",
+     "generate.py": GENERATE},
+    # the script is in another folder
+    {"lesson1/train.py": TRAIN_SCRIPT, "lesson2/generate.py": GENERATE},
+    # a file that imports is not a fragment of another script's session
+    {"train.py": TRAIN_SCRIPT, "generate.py": "import numpy as np\n" + GENERATE},
+    # the fragment binds the name itself
+    {"train.py": TRAIN_SCRIPT, "generate.py": "model = load(path)\n" + GENERATE},
+], ids=["two-scripts-beside", "not-keras", "another-folder", "imports", "bound-here"])
+def test_fragment_model_near_misses(tmp_path: Path, files: dict[str, str]) -> None:
+    assert _scan(tmp_path, files, ["DIR"]) == []
+
+
+def test_fragment_model_view_follows_commits() -> None:
+    index = ProjectIndex({"generate.py": GENERATE})
+    assert index.view("generate.py") is None
+    added = index.with_changes({"train.py": TRAIN_SCRIPT})
+    assert "generate.py" in added.stale_views
+    view = added.view("generate.py")
+    assert view is not None and view.symbols["model"].returns == MODEL
+    assert "model" in view.call_names  # a fragment without TensorFlow words is scanned
+    twice = added.with_changes({"train2.py": TRAIN_SCRIPT})  # a second one beside it
+    assert "generate.py" in twice.stale_views and twice.view("generate.py") is None
+    back = twice.with_changes({"train2.py": None})
+    assert back.view("generate.py") == view
+    renamed = added.with_changes({"train.py": TRAIN_SCRIPT.replace("model", "net")})
+    assert "generate.py" in renamed.stale_views and renamed.view("generate.py") is None

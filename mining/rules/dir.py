@@ -448,6 +448,10 @@ class DatasetIteratorRetention(Rule):
                     if not fragment:
                         continue
                     conf = 0.7  # Keras by the spelling of a name this file never imports
+                else:
+                    fragment = _model_beside(ctx, site)
+                    if fragment:
+                        conf = min(conf, 0.7)  # the model of the script beside this one
                 if _own_predict(ctx, site):
                     continue  # the class overrides predict (``return self(x)``): no pipeline
                 if conf < 0.9 and ctx.analysis(_custom_predict):
@@ -471,7 +475,8 @@ class DatasetIteratorRetention(Rule):
                     continue  # one whole data set per epoch or grid point: not per sample
                 lambda_only = per_item is not None and not site.loops
                 fix = None
-                if not lambda_only and kinds.expr_kind(site.receiver, fn, site.seq) == MODEL \
+                if not lambda_only and not fragment \
+                        and kinds.expr_kind(site.receiver, fn, site.seq) == MODEL \
                         and _one_batch(ctx, kinds, site, variant):
                     fix = replace_expr(site.node, _to_predict_on_batch, key="dir-on-batch")
                 note = per_item[0] if lambda_only and per_item is not None else (
@@ -554,6 +559,17 @@ def _fragment_model(ctx: ModuleContext, site: CallSite) -> str:
         return ""
     return (f"{recv.value} = {text}(...), with {head} never imported in this file (a script "
             f"fragment); taken for Keras's {qn}")
+
+
+def _model_beside(ctx: ModuleContext, site: CallSite) -> str:
+    """The ``via`` of a receiver this file never binds that the project index resolved by
+    name (a fragment's ``model``, built by the one script beside it), else ``""``."""
+    recv = site.receiver
+    if not isinstance(recv, cst.Name) or ctx.last_assign(site.func, recv.value, site.seq) \
+            is not None or is_param(site.func, recv.value):
+        return ""
+    sym = ctx.project_symbol(recv, site.func)
+    return sym.via if sym is not None and sym.kind == "value" else ""
 
 
 # --------------------------------------------------------------------------------------------

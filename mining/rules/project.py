@@ -166,7 +166,8 @@ class ProjectView:
     @property
     def call_names(self) -> frozenset[str]:
         """Last names of the calls that reach a project fact (the pre-filter's seed words)."""
-        names = {k.rsplit(".", 1)[-1] for k, s in self.symbols.items() if s.kind != "value"}
+        names = {k.rsplit(".", 1)[-1] for k, s in self.symbols.items()
+                 if s.kind != "value" or s.via}  # (a fragment's model from beside it, too)
         # a function or method another module calls per step: what repeats in it is a seed
         names.update(name for name, _ in self.loop_called)
         return frozenset(names)
@@ -565,7 +566,8 @@ class ProjectIndex:
     index (see :meth:`with_changes`): the index keys it probed (``f:<path>``: its own file's
     text; ``e:<path>``: whether a file exists; ``n:<module>``: the files a dotted module name
     may denote; ``r:<root>`` / ``t:<root>``: whether a top-level name belongs to the project;
-    ``d:<name>``: which files define a name at top level)
+    ``d:<name>``: which files define a name at top level; ``s:<folder>``: which files a folder
+    holds)
     and the modules whose facts it used (whose text reaches it through those facts). An
     index derived for a commit keeps every cached result whose record the commit's changes do
     not touch (or, early cut-off, whose modules' facts came out the same), and names the
@@ -584,6 +586,10 @@ class ProjectIndex:
     _definers: dict[str, list[str]] | None = field(default=None, repr=False)
     #: path -> the words of its import lines
     _importwords: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    #: path -> the names it assigns at column 0 (``model = Sequential()``; lazily, for the
+    #: siblings of a script fragment: :meth:`_models_beside`); folder -> its files (lazily)
+    _assigned: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _folders: dict[str, list[str]] | None = field(default=None, repr=False)
     #: consumer (``m:<path>``: a module's facts; ``v:<path>``: a file's view) -> index keys read
     _probes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     #: consumer -> module paths whose facts it used
@@ -651,6 +657,7 @@ class ProjectIndex:
             return same
         by_name = dict(self._by_name)
         for path in moved:
+            keys.add(f"s:{posixpath.dirname(path)}")  # the files beside it changed
             for name in module_names(path):
                 keys.add(f"n:{name}")
                 paths = [p for p in by_name.get(name, ()) if p != path]
@@ -742,6 +749,8 @@ class ProjectIndex:
                          if new.files.get(p) is self.files.get(p)}
         new._importwords = {p: w for p, w in self._importwords.items()
                             if new.files.get(p) is self.files.get(p)}
+        new._assigned = {p: a for p, a in self._assigned.items()
+                         if new.files.get(p) is self.files.get(p)}
         new.stale_views = frozenset(c[2:] for c in invalid if c.startswith("v:"))
         return new
 
@@ -894,6 +903,7 @@ class ProjectIndex:
             loop_called: tuple[tuple[str, str], ...] = ()
             if source:
                 symbols.update(self._resolved_by_name(path, source, symbols))
+                symbols.update(self._models_beside(path, source, symbols))
                 loop_called = self._loop_called(path, source) if text is None else ()
             if symbols or loop_called:
                 view = ProjectView(symbols, loop_called)
@@ -1032,6 +1042,52 @@ class ProjectIndex:
             out[name] = replace(symbols[name], via=via)
         return out
 
+    # -- a script fragment's model, from the file beside it ----------------------------------
+    def _models_beside(self, path: str, source: str, known: Mapping[str, Symbol]
+                       ) -> dict[str, Symbol]:
+        """Symbols for the names a *script fragment* (a file with no import at all: an
+        article's or a course's next cell, run in the session its sibling script started)
+        calls ``predict`` on without binding them, when exactly one other file of its folder
+        binds that name at column 0 to a Keras model (``model = Sequential()`` in
+        ``Model.py`` beside ``GeneratingText.py``). Their ``via`` says so; the rules report
+        them with lower confidence. Files that import anything are not looked at (the cheap
+        gate that keeps this off almost every file)."""
+        if "import" in source or ".predict" not in source:
+            return {}
+        names = set(_PREDICTED.findall(source)) - set(known) - _BUILTINS
+        if not names:
+            return {}
+        folder = posixpath.dirname(path)
+        self._read(f"s:{folder}")  # a file added beside it (or removed) changes this
+        if self._folders is None:
+            table: dict[str, list[str]] = {}
+            for p in self.files:
+                table.setdefault(posixpath.dirname(p), []).append(p)
+            self._folders = table
+        where: dict[str, list[str]] = {}
+        for other in self._folders.get(folder, ()):
+            if other == path:
+                continue
+            self._read(f"f:{other}")  # what it assigns is read from its text
+            assigned = self._assigned.get(other)
+            if assigned is None:
+                assigned = self._assigned[other] = frozenset(_ASSIGNED.findall(self.files[other]))
+            for name in names & assigned:
+                where.setdefault(name, []).append(other)
+        found: dict[str, tuple[str, Symbol]] = {}
+        for name, files in where.items():
+            if len(files) != 1:
+                continue  # two siblings build one: which one ran is unknown
+            sym = self.facts(files[0]).get(name)
+            if sym is not None and sym.kind == "value" and sym.returns == MODEL:
+                found[name] = (files[0], sym)
+        if not found:
+            return {}
+        unbound = _unbound_calls(source, set(found), reads=True)
+        return {name: replace(sym, via=f"the model {name} of {other}, the script beside this "
+                                       f"fragment (which imports nothing); not imported")
+                for name, (other, sym) in found.items() if name in unbound}
+
     def _may_import_project(self, source: str, path: str) -> bool:
         for m in _IMPORT_LINE.finditer(source):
             dots, mod, plain = m.groups()
@@ -1142,6 +1198,10 @@ _CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\(")
 #: Top-level ``def``/``class`` names (column 0: nested and guarded ones are left out).
 _DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 _BUILTINS = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
+#: A name ``predict`` is called on (``model.predict(x)``): what a script fragment may use unbound.
+_PREDICTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\.[ \t]*predict[ \t]*\(")
+#: A name assigned at column 0 (``model = Sequential()``, not ``model == x``).
+_ASSIGNED = re.compile(r"^([A-Za-z_]\w*)[ \t]*=(?!=)", re.MULTILINE)
 
 
 def _defined_in(text: str) -> frozenset[str]:
@@ -1173,9 +1233,10 @@ def _updated_definers(table: dict[str, list[str]] | None,
 _STAR_SAFE = TF_ROOTS | _EXTERNAL | frozenset({"pylab"})
 
 
-def _unbound_calls(source: str, names: set[str]) -> set[str]:
-    """The ``names`` that ``source`` calls by their bare name and binds nowhere (no import,
-    definition, assignment, loop or ``with`` target, parameter or ``except ... as``)."""
+def _unbound_calls(source: str, names: set[str], *, reads: bool = False) -> set[str]:
+    """The ``names`` that ``source`` calls by their bare name (with ``reads``: reads at all,
+    ``model.predict(x)``) and binds nowhere (no import, definition, assignment, loop or
+    ``with`` target, parameter or ``except ... as``)."""
     tree = _parse_quietly(source)
     if tree is None:
         return set()
@@ -1185,6 +1246,9 @@ def _unbound_calls(source: str, names: set[str]) -> set[str]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                 and node.func.id in names:
             called.add(node.func.id)
+        elif reads and isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) \
+                and node.id in names:
+            called.add(node.id)
         elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
             bound.add(node.id)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
