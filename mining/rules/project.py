@@ -385,7 +385,8 @@ def _parse_raw(text: str) -> _Raw | None:
         _RECENT.move_to_end(key)
         return _RECENT[key]
     tree = _parse_quietly(text)
-    raw = _raw_from_tree(tree) if tree is not None else None
+    raw = _raw_from_tree(tree, _BODY_MARKERS.search(text) is not None) if tree is not None \
+        else None
     _RECENT[key] = raw
     if len(_RECENT) > _RECENT_MAX:
         _RECENT.popitem(last=False)
@@ -426,7 +427,9 @@ def _imports_of(tree: ast.Module) -> list[_Import]:
     return out
 
 
-def _raw_from_tree(tree: ast.Module) -> _Raw:
+def _raw_from_tree(tree: ast.Module, bodies: bool = True) -> _Raw:
+    """One module's raw facts; with ``bodies`` false (its text names no ``GradientTape``,
+    ``tf.function`` or ``self.predict``) class bodies are not walked beyond ``def predict``."""
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     classes: dict[str, list[ast.expr]] = {}
     values: dict[str, ast.expr] = {}
@@ -437,7 +440,7 @@ def _raw_from_tree(tree: ast.Module) -> _Raw:
             functions[stmt.name] = stmt
         elif isinstance(stmt, ast.ClassDef):
             classes[stmt.name] = list(stmt.bases)
-            own, steps = _class_facts(stmt)
+            own, steps = _class_facts(stmt, bodies)
             if own:
                 overrides[stmt.name] = own
             if steps:
@@ -451,6 +454,9 @@ def _raw_from_tree(tree: ast.Module) -> _Raw:
 
 #: Keras ``Model`` methods whose override the rules ask about.
 _OVERRIDABLE = frozenset({"predict"})
+#: Words without which a module's class bodies are not walked (:func:`_class_facts`): a tape, a
+#: ``tf.function`` (``@tf.function``, ``@function``) or ``predict`` bound on the instance.
+_BODY_MARKERS = re.compile(r"GradientTape|\.function\b|@function\b|self\.predict[ \t]*=(?!=)")
 #: Decorators that make a method a compiled step (``tf.function``, by its last name).
 _STEP_DECORATORS = frozenset({"function"})
 
@@ -460,8 +466,8 @@ def _calls_method(node: ast.AST, name: str) -> bool:
                and n.func.attr == name for n in ast.walk(node))
 
 
-def _class_facts(cls: ast.ClassDef) -> tuple[tuple[str, ...],
-                                             dict[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+def _class_facts(cls: ast.ClassDef, bodies: bool = True
+                 ) -> tuple[tuple[str, ...], dict[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
     """What the rules ask of a class's body, in one statement walk per method.
 
     * Its *overrides*: the methods of ``_OVERRIDABLE`` that ``cls`` defines without calling a
@@ -473,7 +479,7 @@ def _class_facts(cls: ast.ClassDef) -> tuple[tuple[str, ...],
       a ``tf.function``): an agent's ``optimization()`` returning its losses, which a training
       script in another module keeps per step. What they return is a tensor wherever the
       index can tell (:meth:`_ModuleEval.method_symbols`); other bodies are not kept, so a
-      class-heavy module stays cheap.
+      class-heavy module stays cheap. With ``bodies`` false only ``def predict`` is looked at.
     """
     overrides: list[str] = []
     steps: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
@@ -482,6 +488,8 @@ def _class_facts(cls: ast.ClassDef) -> tuple[tuple[str, ...],
             continue
         if stmt.name in _OVERRIDABLE and not _calls_method(stmt, stmt.name):
             overrides.append(stmt.name)
+        if not bodies:
+            continue  # (the text names nothing the walk below looks for)
         returns = tape = False
         nested: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
         stores: list[tuple[str, ast.expr]] = []
