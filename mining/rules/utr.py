@@ -1338,10 +1338,9 @@ def _project_method_result(ctx: ModuleContext, fn: FuncInfo, call: cst.Call, seq
     if found is None:
         return UNKNOWN, ""
     returns, elements = found
-    if index is None:
-        kind = returns
-    else:
-        kind = elements[index] if index < len(elements) else UNKNOWN
+    if index is not None:
+        returns = elements[index] if index < len(elements) else UNKNOWN
+    kind = returns
     if kind not in TENSORISH:
         return UNKNOWN, ""
     path, _, cls_name = sym.origin.partition(":")
