@@ -69,8 +69,11 @@ class DatasetIteratorRetention(Rule):
     ``actor``, ``self.q_net``). In a script fragment whose imports live in its notebook or
     the script it follows, a name bound to a Keras constructor or loader spelled with a
     ``keras``/``tf`` the file never binds (``model = keras.Sequential([...])``, no import,
-    star import or assignment of ``keras``) is taken for a Keras model (confidence 0.7, no
-    autofix, said in the finding's ``via``). Scikit-learn estimators are not reported, nor a
+    star import or assignment of ``keras``) is taken for a Keras model, and so is a name that
+    a fragment importing nothing never binds when the one script beside it binds that name
+    at top level to a Keras model (``model = Sequential()`` in ``Model.py``, found by the
+    project index); both with confidence 0.7, no autofix, and the reason in the finding's
+    ``via``. Scikit-learn estimators are not reported, nor a
     model whose class (in this module or another project module) overrides ``predict``
     without calling a ``predict`` inside (``def predict(self, x): return self(x)`` builds no
     pipeline), also by binding one on the instance (``self.predict = predict`` in
