@@ -172,3 +172,41 @@ def test_lambda_repeats_and_call_bindings() -> None:
     assert isinstance(call, cst.Call)
     assert [(p, cst.Module([]).code_for_node(v)) for p, v in call_bindings(fn, call)] == [
         ("a", "1"), ("c", "3")]
+
+
+HELPERS = """\
+import tensorflow as tf
+
+
+def one_step(model, x, y):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(x) - y))
+    opt.apply_gradients(zip(tape.gradient(loss, model.weights), model.weights))
+    return loss
+
+
+def whole_fit(model, batches):
+    for x, y in batches:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x) - y))
+        opt.apply_gradients(zip(tape.gradient(loss, model.weights), model.weights))
+    return loss
+
+
+def f(pairs, members):
+    for x, y in pairs:
+        one_step(net, x, y)
+    for m in members:
+        whole_fit(m, pairs)
+"""
+
+
+def test_a_loop_calling_a_one_step_helper_is_a_utr_step_loop() -> None:
+    ctx = _ctx(HELPERS)
+    fn = ctx.module_funcs["f"]
+    kinds = kinds_for(ctx)
+    per_batch, per_member = fn.loops
+    assert step_loop(ctx, kinds, fn, per_batch, UTR_STEPS)
+    assert not step_loop(ctx, kinds, fn, per_batch, DIR_STEPS)  # (DIR asks about its input)
+    # a helper that loops over batches itself trains a whole model per call
+    assert not step_loop(ctx, kinds, fn, per_member, UTR_STEPS)

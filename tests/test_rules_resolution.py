@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from leakwatt.mining.rules import fix_source
 from leakwatt.mining.rules.project import ProjectIndex
 from leakwatt.mining.rules.values import MODEL
 from leakwatt.mining.scan import clear_cache, scan_paths, scan_source
@@ -674,3 +675,173 @@ def test_straight_line_rewrap_through_outputs_taken_from_the_previous_model() ->
     rebuilt = src.replace("outputs={4: c4, 5: c5}", "outputs=keras.layers.Dense(2)(inputs)")
     assert [(f.line, f.variant) for f in scan_source(rebuilt, "t.py", ["IMR"])] == [
         (5, "straight-line")]
+
+
+# -- DIR: predict bound on the instance; Keras spelled without an import in a fragment ----------
+
+#: a Model subclass whose __init__ binds ``predict`` to a tf.function over its layers
+POLICY_ATTR = """
+    import tensorflow as tf
+
+
+    class Policy(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = tf.keras.layers.Dense(16, activation="relu")
+            self.head = tf.keras.layers.Dense(1, activation="sigmoid")
+
+            @tf.function
+            def predict(x):
+                {body}
+
+            self.predict = predict
+    """
+SCORE = """
+    from nets import Policy
+
+
+    def score(model, env, episodes):
+        total = 0.0
+        for _ in range(episodes):
+            state, done = env.reset(), False
+            while not done:
+                state, reward, done = env.step(model.predict(state))
+                total += reward
+        return total
+    """
+OWN_BODY = "return self.head(self.hidden(x))"
+KERAS_BODY = "return self.inner.predict(x, verbose=0)"
+
+
+@pytest.mark.parametrize("run", [RUN, SCORE], ids=["instance-of-the-class", "untyped-parameter"])
+def test_predict_bound_on_the_instance_to_a_direct_call_is_not_dir(tmp_path: Path,
+                                                                    run: str) -> None:
+    assert _scan(tmp_path, {"nets.py": POLICY_ATTR.format(body=OWN_BODY), "run.py": run},
+                 ["DIR"]) == []
+
+
+def test_predict_bound_on_the_instance_to_keras_predict_is_still_dir(tmp_path: Path) -> None:
+    found = _scan(tmp_path, {"nets.py": POLICY_ATTR.format(body=KERAS_BODY), "run.py": RUN},
+                  ["DIR"])
+    assert found == [("run.py", "DIR", 5, "predict-in-loop")]
+
+
+def _dir_lines(src: str) -> list[int]:
+    found = scan_source(src, "t.py", ["DIR"])
+    assert found == scan_source(src, "t.py", ["DIR"], prefilter=False)
+    return [f.line for f in found]
+
+
+def test_predict_bound_on_the_instance_in_the_same_module() -> None:
+    body = textwrap.dedent(POLICY_ATTR).lstrip()
+    loop = "\n\npolicy = Policy()\nfor frame in frames:\n    action = policy.predict(frame[None])\n"
+    own = body.format(body=OWN_BODY) + loop
+    assert _dir_lines(own) == []
+    keras_predict = body.format(body=KERAS_BODY) + loop
+    assert _dir_lines(keras_predict) == [keras_predict.count("\n")]
+
+
+#: a course fragment: the notebook it is pasted into imports keras and numpy
+FRAGMENT = textwrap.dedent("""
+    model = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(4)])
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    for i in range(400):
+        x_pred = np.zeros((1, 4))
+        x_pred[0, i % 4] = 1.0
+        preds = model.predict(x_pred, verbose=0)[0]
+    """).lstrip()
+
+
+@pytest.mark.parametrize("spelling", ["keras.Sequential", "tf.keras.Sequential",
+                                      "keras.models.load_model"])
+def test_keras_model_of_a_fragment_that_never_imports_keras(spelling: str) -> None:
+    src = FRAGMENT.replace("keras.Sequential", spelling, 1)
+    if spelling.endswith("load_model"):
+        src = src.replace("([keras.layers.Dense(8), keras.layers.Dense(4)])", '("lm.keras")')
+    assert _dir_lines(src) == [6]
+    (f,) = scan_source(src, "t.py", ["DIR"])
+    assert f.variant == "predict-in-loop"
+    assert f"with {spelling.split('.')[0]} never imported in this file" in f.via
+    assert f.confidence == 0.7
+    assert fix_source(src, "t.py", ["DIR"]) == (src, [])  # not sure it is Keras: no autofix
+
+
+@pytest.mark.parametrize("prefix", [
+    "keras = load_backend()\n",  # the fragment binds the name itself
+    "from zoo.models import *\n",  # a star import may bind it
+    "import zoo as keras\n",  # an import binds it to something else
+], ids=["assigned", "star-import", "imported-alias"])
+def test_fragment_names_bound_here_are_not_taken_for_keras(prefix: str) -> None:
+    assert _dir_lines(prefix + FRAGMENT) == []
+
+
+def test_fragment_value_that_is_not_a_model_is_not_dir() -> None:
+    src = FRAGMENT.replace("model = keras.Sequential([keras.layers.Dense(8), "
+                           "keras.layers.Dense(4)])", "model = keras.utils.Progbar(400)")
+    assert _dir_lines(src) == []
+
+
+#: a course's training script and the fragment run after it in the same session
+TRAIN_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from keras.models import Sequential
+    from keras.layers import Dense, LSTM
+
+    model = Sequential()
+    model.add(LSTM(64, input_shape=(40, 1)))
+    model.add(Dense(30, activation="softmax"))
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    model.fit(np.zeros((8, 40, 1)), np.zeros((8, 30)), epochs=1)
+    """).lstrip()
+GENERATE = textwrap.dedent("""
+    pattern = list(seed)
+    for i in range(500):
+        x = np.reshape(pattern, (1, len(pattern), 1)) / 30.0
+        prediction = model.predict(x, verbose=0)
+        index = int(np.argmax(prediction))
+        pattern = pattern[1:] + [index]
+    """).lstrip()
+
+
+def test_fragment_predicting_with_the_model_of_the_script_beside_it(tmp_path: Path) -> None:
+    findings = _findings(tmp_path, {"lesson/train.py": TRAIN_SCRIPT,
+                                    "lesson/generate.py": GENERATE,
+                                    "other/train.py": TRAIN_SCRIPT}, ["DIR"])
+    assert [(Path(f.path).parent.name, Path(f.path).name, f.line, f.variant)
+            for f in findings] == [("lesson", "generate.py", 4, "predict-in-loop")]
+    (f,) = findings
+    assert f.via.startswith("the model model of lesson/train.py, the script beside")
+    assert f.confidence == 0.7
+
+
+@pytest.mark.parametrize("files", [
+    # two scripts beside it build a model of that name: which one ran is unknown
+    {"train.py": TRAIN_SCRIPT, "train2.py": TRAIN_SCRIPT, "generate.py": GENERATE},
+    # the one beside it builds no Keras model
+    {"train.py": "from sklearn.linear_model import Ridge\n\nmodel = Ridge()\n",
+     "generate.py": GENERATE},
+    # the script is in another folder
+    {"lesson1/train.py": TRAIN_SCRIPT, "lesson2/generate.py": GENERATE},
+    # a file that imports is not a fragment of another script's session
+    {"train.py": TRAIN_SCRIPT, "generate.py": "import numpy as np\n" + GENERATE},
+    # the fragment binds the name itself
+    {"train.py": TRAIN_SCRIPT, "generate.py": "model = load(path)\n" + GENERATE},
+], ids=["two-scripts-beside", "not-keras", "another-folder", "imports", "bound-here"])
+def test_fragment_model_near_misses(tmp_path: Path, files: dict[str, str]) -> None:
+    assert _scan(tmp_path, files, ["DIR"]) == []
+
+
+def test_fragment_model_view_follows_commits() -> None:
+    index = ProjectIndex({"generate.py": GENERATE})
+    assert index.view("generate.py") is None
+    added = index.with_changes({"train.py": TRAIN_SCRIPT})
+    assert "generate.py" in added.stale_views
+    view = added.view("generate.py")
+    assert view is not None and view.symbols["model"].returns == MODEL
+    assert "model" in view.call_names  # a fragment without TensorFlow words is scanned
+    twice = added.with_changes({"train2.py": TRAIN_SCRIPT})  # a second one beside it
+    assert "generate.py" in twice.stale_views and twice.view("generate.py") is None
+    back = twice.with_changes({"train2.py": None})
+    assert back.view("generate.py") == view
+    renamed = added.with_changes({"train.py": TRAIN_SCRIPT.replace("model", "net")})
+    assert "generate.py" in renamed.stale_views and renamed.view("generate.py") is None

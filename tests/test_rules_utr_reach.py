@@ -601,3 +601,221 @@ def run(agent, replay, steps):
     assert "matched by name to DQN.learn" in f.via
     assert f.confidence == 0.6
     assert scan_source(source, "t.py", rules=["UTR"], prefilter=False) == [f]
+
+
+# -- losses of training-step helpers: a tape's target, a loop calling the step, another module ----
+
+STEP_HELPER_POSITIVES = {
+    "the loss a helper's tape differentiates, its loss object a parameter": ("""\
+import numpy as np
+import tensorflow as tf
+
+
+def apply_step(optimizer, loss_fn, model, x, y):
+    with tf.GradientTape() as tape:
+        out = model(x)
+        loss = loss_fn(y, out)
+    grads = tape.gradient(loss, model.trainable_weights)
+    optimizer.apply_gradients(zip(grads, model.trainable_weights))
+    return out, loss
+
+
+def run_epoch(dataset, optimizer, loss_fn, model):
+    batch_losses = []
+    for xb, yb in dataset:
+        out, loss = apply_step(optimizer, loss_fn, model, xb, yb)
+        batch_losses.append(loss)
+    return batch_losses
+
+
+for epoch in range(5):
+    print(np.mean(run_epoch(train_ds, opt, loss_fn, net)))
+""", ["batch_losses.append(loss)"]),
+    "a loop over a plainly named iterable that calls a one-step training helper": ("""\
+import numpy as np
+import tensorflow as tf
+
+loss_object = tf.keras.losses.SparseCategoricalCrossentropy()
+
+
+def apply_gradient(optimizer, model, x, y):
+    with tf.GradientTape() as tape:
+        logits = model(x)
+        loss_value = loss_object(y_true=y, y_pred=logits)
+    gradients = tape.gradient(loss_value, model.trainable_weights)
+    optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+    return logits, loss_value
+
+
+def train_one_epoch(train):
+    losses = []
+    for x, y in train:
+        logits, loss_value = apply_gradient(optimizer, model, x, y)
+        losses.append(loss_value)
+    return losses
+
+
+for epoch in range(10):
+    print(np.mean(train_one_epoch(train)))
+""", ["losses.append(loss_value)"]),
+}
+
+STEP_HELPER_NEGATIVES = {
+    "the helper's loss converted before it is kept, or only added up": """\
+import tensorflow as tf
+
+
+def apply_step(optimizer, loss_fn, model, x, y):
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x))
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights),
+                                  model.trainable_weights))
+    return loss
+
+
+def run(train, optimizer, loss_fn, model):
+    floats, arrays = [], []
+    total = 0.0
+    for x, y in train:
+        loss = apply_step(optimizer, loss_fn, model, x, y)
+        floats.append(float(loss))
+        arrays.append(loss.numpy())
+        total += loss
+    return floats, arrays, total
+""",
+    "a helper that trains a whole model per call: the caller's loop is per model": """\
+import tensorflow as tf
+
+
+def fit_member(model, batches):
+    for x, y in batches:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x) - y))
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                model.trainable_variables))
+    return tf.reduce_mean(model(x_val))
+
+
+def ensemble(members, batches):
+    scores = []
+    for member in members:
+        scores.append(fit_member(member, batches))
+    return scores
+""",
+    "a name given to gradient() of something that is not a tape": """\
+import tensorflow as tf
+
+
+class FiniteDifference:
+    def gradient(self, f, x):
+        return (f(x + 1e-3) - f(x)) / 1e-3
+
+
+fd = FiniteDifference()
+errors = []
+for step in range(100):
+    err = measure(step)
+    slope = fd.gradient(err, 0.5)
+    errors.append(err)
+""",
+}
+
+
+@pytest.mark.parametrize("case", list(STEP_HELPER_POSITIVES))
+def test_utr_losses_of_step_helpers_are_reported(case: str) -> None:
+    source, texts = STEP_HELPER_POSITIVES[case]
+    assert _utr(source) == sorted(_line_of(source, t) for t in texts)
+
+
+@pytest.mark.parametrize("case", list(STEP_HELPER_NEGATIVES))
+def test_utr_step_helper_hard_negatives_stay_silent(case: str) -> None:
+    assert _utr(STEP_HELPER_NEGATIVES[case]) == []
+
+
+AGENT_MODULE = """\
+import tensorflow as tf
+
+
+class SACAgent:
+    def __init__(self, actor, critic):
+        self.actor, self.critic = actor, critic
+        self.opt = tf.keras.optimizers.Adam(3e-4)
+
+    def optimize(self, batch):
+        states, targets = batch
+        with tf.GradientTape() as tape:
+            critic_loss = 0.5 * tf.reduce_mean(tf.square(self.critic(states) - targets))
+        grads = tape.gradient(critic_loss, self.critic.trainable_variables)
+        self.opt.apply_gradients(zip(grads, self.critic.trainable_variables))
+        with tf.GradientTape() as tape:
+            actor_loss = -tf.reduce_mean(self.critic(self.actor(states)))
+        grads = tape.gradient(actor_loss, self.actor.trainable_variables)
+        self.opt.apply_gradients(zip(grads, self.actor.trainable_variables))
+        return {returned}
+
+    def name(self):
+        return "sac"
+"""
+#: a training script in another folder keeps what the agent's step returns
+TRAIN_SCRIPT = """\
+import numpy as np
+from agents.sac import SACAgent
+
+agent = SACAgent(make_actor(), make_critic())
+for cycle in range(50):
+    critic_losses, actor_losses, sizes = [], [], []
+    for step in range(n_opt_steps):
+        c_loss, a_loss, n = agent.optimize(replay.sample())
+        critic_losses.append({stored})
+        actor_losses.append(a_loss)
+        sizes.append(n)
+    print(np.mean(critic_losses), np.mean(actor_losses), agent.name())
+"""
+
+
+def _project_utr(tmp_path, files: dict[str, str]) -> list:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    report = scan_paths([tmp_path], select=["UTR"], jobs=1)
+    assert report.errors == []
+    return report.findings
+
+
+def test_losses_returned_by_a_step_method_of_another_modules_class(tmp_path) -> None:
+    agent = AGENT_MODULE.format(returned="critic_loss, actor_loss, len(states)")
+    train = TRAIN_SCRIPT.format(stored="c_loss")
+    findings = _project_utr(tmp_path, {"agents/__init__.py": "", "agents/sac.py": agent,
+                                       "scripts/train.py": train})
+    assert sorted((f.path.rsplit("/", 1)[-1], f.line) for f in findings) == [
+        ("train.py", _line_of(train, "critic_losses.append(")),
+        ("train.py", _line_of(train, "actor_losses.append("))]
+    for f in findings:  # found through the other module's class: said, and less sure
+        assert "agent.optimize() runs SACAgent.optimize of agents/sac.py" in f.via
+        assert f.confidence <= 0.7
+
+
+@pytest.mark.parametrize(("returned", "stored"), [
+    ("float(critic_loss), float(actor_loss), len(states)", "c_loss"),  # converted in the agent
+    ("critic_loss, actor_loss, len(states)", "c_loss.numpy()"),  # converted at the store
+], ids=["converted-by-the-method", "converted-at-the-store"])
+def test_step_method_results_that_are_not_tensors_stay_silent(tmp_path, returned: str,
+                                                             stored: str) -> None:
+    agent = AGENT_MODULE.format(returned=returned)
+    train = TRAIN_SCRIPT.format(stored=stored)
+    findings = _project_utr(tmp_path, {"agents/__init__.py": "", "agents/sac.py": agent,
+                                       "scripts/train.py": train})
+    lines = sorted(f.line for f in findings)
+    if returned.startswith("float"):
+        assert lines == []
+    else:  # only the unconverted actor loss
+        assert lines == [_line_of(train, "actor_losses.append(")]
+
+
+def test_an_instance_of_unknown_origin_is_not_matched_across_modules(tmp_path) -> None:
+    agent = AGENT_MODULE.format(returned="critic_loss, actor_loss, len(states)")
+    train = TRAIN_SCRIPT.format(stored="c_loss").replace(
+        "agent = SACAgent(make_actor(), make_critic())", "agent = make_agent()")
+    assert _project_utr(tmp_path, {"agents/__init__.py": "", "agents/sac.py": agent,
+                                   "scripts/train.py": train}) == []

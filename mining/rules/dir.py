@@ -25,12 +25,14 @@ from leakwatt.mining.rules.kit import (
     repetition_via,
     step_loop,
 )
+from leakwatt.mining.rules.names import canonical, dotted
 from leakwatt.mining.rules.values import (
     DATASET,
     MODEL,
     UNKNOWN,
     ValueKinds,
     is_dataset_ctor,
+    is_model_ctor,
     kinds_for,
 )
 
@@ -64,9 +66,18 @@ class DatasetIteratorRetention(Rule):
     ``predict`` is called once per sample or step; ``model(x)`` and ``predict_on_batch`` do
     not. The receiver must be a Keras model (followed through assignments, builders and
     ``self.attr``) or, with lower confidence, an untyped name that reads like one (``model``,
-    ``actor``, ``self.q_net``). Scikit-learn estimators are not reported, nor a model whose class
-    (in this module or another project module) overrides ``predict`` without calling a
-    ``predict`` inside (``def predict(self, x): return self(x)`` builds no pipeline). "Called
+    ``actor``, ``self.q_net``). In a script fragment whose imports live in its notebook or
+    the script it follows, a name bound to a Keras constructor or loader spelled with a
+    ``keras``/``tf`` the file never binds (``model = keras.Sequential([...])``, no import,
+    star import or assignment of ``keras``) is taken for a Keras model, and so is a name that
+    a fragment importing nothing never binds when the one script beside it binds that name
+    at top level to a Keras model (``model = Sequential()`` in ``Model.py``, found by the
+    project index); both with confidence 0.7, no autofix, and the reason in the finding's
+    ``via``. Scikit-learn estimators are not reported, nor a
+    model whose class (in this module or another project module) overrides ``predict``
+    without calling a ``predict`` inside (``def predict(self, x): return self(x)`` builds no
+    pipeline), also by binding one on the instance (``self.predict = predict`` in
+    ``__init__``, ``predict`` a ``tf.function`` over the layers defined there). "Called
     from a loop" follows same-module calls transitively (``run`` loops over ``act``, which
     calls ``self._q(state)``, which predicts), methods called on an instance of a module class
     in a loop (``agent.remember_and_act(s)``), and lambdas run per item (``filter(lambda f:
@@ -434,8 +445,16 @@ class DatasetIteratorRetention(Rule):
             in_inference = bool(fn.node is not None and INFERENCE_FUNCS.match(fn.name))
             if site.method == "predict" and site.receiver is not None:
                 conf = self._model_confidence(ctx, site)
+                fragment = ""
                 if conf == 0.0:
-                    continue
+                    fragment = _fragment_model(ctx, site)
+                    if not fragment:
+                        continue
+                    conf = 0.7  # Keras by the spelling of a name this file never imports
+                else:
+                    fragment = _model_beside(ctx, site)
+                    if fragment:
+                        conf = min(conf, 0.7)  # the model of the script beside this one
                 if _own_predict(ctx, site):
                     continue  # the class overrides predict (``return self(x)``): no pipeline
                 if conf < 0.9 and ctx.analysis(_custom_predict):
@@ -459,14 +478,17 @@ class DatasetIteratorRetention(Rule):
                     continue  # one whole data set per epoch or grid point: not per sample
                 lambda_only = per_item is not None and not site.loops
                 fix = None
-                if not lambda_only and kinds.expr_kind(site.receiver, fn, site.seq) == MODEL \
+                if not lambda_only and not fragment \
+                        and kinds.expr_kind(site.receiver, fn, site.seq) == MODEL \
                         and _one_batch(ctx, kinds, site, variant):
                     fix = replace_expr(site.node, _to_predict_on_batch, key="dir-on-batch")
+                note = per_item[0] if lambda_only and per_item is not None else (
+                    via if variant == "predict-in-called-fn" else "")
+                if fragment:
+                    note = f"{note}; {fragment}" if note else fragment
                 yield Report(node=site.node, variant=variant, confidence=conf,
                              loop_kind=loop_kind, training_api="predict",
-                             function=fn.qualname, stmt=site.stmt, fix=fix,
-                             via=per_item[0] if lambda_only and per_item is not None else (
-                                 via if variant == "predict-in-called-fn" else ""))
+                             function=fn.qualname, stmt=site.stmt, fix=fix, via=note)
             elif is_dataset_ctor(site.qn):
                 if site.receiver is not None and isinstance(site.receiver, cst.Call) and \
                         is_dataset_ctor(ctx.names.resolve(site.receiver.func)):
@@ -509,6 +531,48 @@ class DatasetIteratorRetention(Rule):
         else:
             return 0.0
         return 0.6 if _MODEL_NAME.search(name) else 0.0
+
+
+#: Conventional spellings of TensorFlow and Keras that a script fragment uses without
+#: importing them (its notebook or the script it is pasted after does): head -> package.
+_FRAGMENT_ROOTS = {"keras": "keras", "tf": "tensorflow", "tensorflow": "tensorflow"}
+
+
+def _fragment_model(ctx: ModuleContext, site: CallSite) -> str:
+    """A ``via`` note when ``predict``'s receiver is a name bound to a Keras model
+    constructor or loader spelled with a package this file never binds (``model =
+    keras.Sequential([...])`` with no ``import keras``, no star import, no assignment or
+    parameter of that name): a fragment of a course or an article whose imports live
+    elsewhere. ``""`` otherwise."""
+    recv = site.receiver
+    if not isinstance(recv, cst.Name):
+        return ""
+    ev = ctx.last_assign(site.func, recv.value, site.seq)
+    if ev is None or ev.kind != "assign" or not isinstance(ev.value, cst.Call):
+        return ""
+    text = dotted(ev.value.func)
+    head, _, rest = (text or "").partition(".")
+    root = _FRAGMENT_ROOTS.get(head)
+    if root is None or not rest or ctx.names.star_modules or head in ctx.names.aliases:
+        return ""
+    if ctx.last_assign(ev.func, head, 10**9) is not None or is_param(ev.func, head):
+        return ""  # the file binds the name itself
+    qn = canonical(f"{root}.{rest}")
+    if not is_model_ctor(qn):
+        return ""
+    return (f"{recv.value} = {text}(...), with {head} never imported in this file (a script "
+            f"fragment); taken for Keras's {qn}")
+
+
+def _model_beside(ctx: ModuleContext, site: CallSite) -> str:
+    """The ``via`` of a receiver this file never binds that the project index resolved by
+    name (a fragment's ``model``, built by the one script beside it), else ``""``."""
+    recv = site.receiver
+    if not isinstance(recv, cst.Name) or ctx.last_assign(site.func, recv.value, site.seq) \
+            is not None or is_param(site.func, recv.value):
+        return ""
+    sym = ctx.project_symbol(recv, site.func)
+    return sym.via if sym is not None and sym.kind == "value" else ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -872,18 +936,43 @@ def _own_predict(ctx: ModuleContext, site: CallSite) -> bool:
     if class_name is None:
         return False
     method = ctx.method(class_name, "predict")
-    return (method is not None and method.node is not None
+    if method is None:
+        return _predict_attribute(ctx, class_name)
+    return (method.node is not None
             and not any(s.method == "predict" for s in method.calls))
+
+
+def _predict_attribute(ctx: ModuleContext, class_name: str) -> bool:
+    """The module class ``class_name`` binds ``predict`` on the instance (``self.predict =
+    predict`` in ``__init__``, after ``@tf.function def predict(x): ...`` there, or a lambda),
+    and no such function calls a ``predict`` inside: instances run that, not Keras's."""
+    cls = ctx.classes.get(class_name)
+    events = cls.attr_assigns.get("predict", []) if cls is not None else []
+    if not events:
+        return False
+    for ev in events:
+        value = ev.value
+        if isinstance(value, cst.Name):
+            nested = ev.func.children.get(value.value)
+            if nested is None or any(s.method == "predict" for s in nested.calls):
+                return False
+        elif not isinstance(value, cst.Lambda) or ".predict" in ctx.code(value):
+            return False
+    return True
 
 
 def _custom_predict(ctx: ModuleContext) -> bool:
     """This module (or a project module it imports a class from) defines a class with a
     ``predict`` of its own that calls no ``predict`` inside (a TF1 estimator's ``predict`` that
-    runs ``sess.run``): an untyped receiver named like a model may well be one of those, so
-    the name alone is no evidence of a Keras model."""
+    runs ``sess.run``; also one bound on the instance, :func:`_predict_attribute`): an untyped
+    receiver named like a model may well be one of those, so the name alone is no evidence of
+    a Keras model."""
     for cls in ctx.classes.values():
         method = cls.methods.get("predict")
         if method is not None and not any(s.method == "predict" for s in method.calls):
+            return True
+        if method is None and "predict" in cls.attr_assigns and _predict_attribute(
+                ctx, cls.name):
             return True
     project = ctx.project
     return project is not None and any(

@@ -218,6 +218,8 @@ def step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | 
                                     or site.method in STEP_CALLS
                                     or _evaluates(kinds, fn, site)) for site in fn.calls):
         return True
+    if policy.step_calls and _calls_step_helper(ctx, fn, loop):
+        return True
     if loop.kind == "comprehension" and not policy.comprehensions:
         return False
     it, target = loop_iter(loop)
@@ -251,6 +253,32 @@ def step_loop(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo, loop: Loop | 
             todo.extend((expr.left, expr.right))
     return policy.targets and target is not None and any(
         policy.words.search(n.value) for n in names_read(target))
+
+
+def step_helpers(ctx: ModuleContext) -> frozenset[int]:
+    """Ids of the module's functions that do one training step themselves: outside any loop
+    of their own they open a ``GradientTape`` or call a step method (``apply_gradients``,
+    ``train_on_batch``, ``tape.gradient``; :data:`STEP_CALLS`). A function that loops over
+    batches itself trains for an epoch or more: a loop calling it is not a step loop for
+    that. A module analysis."""
+    return frozenset(id(fn) for fn in ctx.functions if fn.node is not None and any(
+        not site.loops and (site.qn == "tensorflow.GradientTape" or site.method in STEP_CALLS)
+        for site in fn.calls))
+
+
+def _calls_step_helper(ctx: ModuleContext, fn: FuncInfo, loop: Loop) -> bool:
+    """``loop`` calls a same-module function that does one training step (``logits, loss =
+    apply_gradient(optimizer, model, x, y)`` per batch): the loop is a step loop, as if the
+    tape were written in it."""
+    helpers = ctx.analysis(step_helpers)
+    if not helpers:
+        return False
+    for site in fn.calls:
+        if loop in site.loops and (site.simple_name is not None or site.method is not None):
+            target = ctx.resolve_local_function(site)
+            if target is not None and target is not fn and id(target) in helpers:
+                return True
+    return False
 
 
 

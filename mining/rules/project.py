@@ -10,7 +10,11 @@ cheaper than libcst, and most modules are never parsed at all, see below):
   returns a tuple of one length (``logits, loss = apply_gradient(...)``); and whether the
   function calls ``clear_session()`` (or ``reset_default_graph()``) on every path, directly or
   through another project function (its call sites then release the session);
-* **classes**: ``keras.Model`` subclasses, also through other project classes;
+* **classes**: ``keras.Model`` subclasses, also through other project classes; the overrides of
+  ``predict`` (a ``def predict`` that calls no ``predict``, or ``self.predict = <own function>``);
+  and what their training-step methods return (a method that opens a ``GradientTape`` or is a
+  ``tf.function``: ``agent.optimization()`` returning its losses; other method bodies are not
+  kept);
 * **module-level values**: Keras models, loss and metric objects, layers
   (``loss_object = tf.keras.losses.SparseCategoricalCrossentropy()`` in ``losses.py``).
 
@@ -41,9 +45,9 @@ module's facts do).
 
 What the index does not follow: attributes of imported objects (``utils.registry.build()``
 beyond one module level), functions passed around as values, and methods of classes defined in
-another module (a call in a loop into another module's function is resolved for what it
-returns and whether it clears the session; a model built *inside* that function is reported
-in its own module only when that module repeats it).
+another module other than their training steps (a call in a loop into another module's function
+is resolved for what it returns and whether it clears the session; a model built *inside* that
+function is reported in its own module only when that module repeats it).
 
 The other way round, a module that opens a ``Session`` or calls ``predict`` learns which of its
 functions and methods another project module importing it calls inside a loop
@@ -130,10 +134,21 @@ class Symbol:
     via: str = ""
     #: a class's own overrides of Keras ``Model`` methods (``predict`` returning ``self(x)``)
     overrides: tuple[str, ...] = ()
+    #: a class's training-step methods that return tensors: (name, returns, elements), the
+    #: method's counterparts of ``returns`` and ``elements`` (see :func:`_class_facts`)
+    methods: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
     @cached_property
     def useful(self) -> bool:
-        return bool(self.returns or self.clears or any(self.elements))
+        return bool(self.returns or self.clears or any(self.elements) or self.methods)
+
+    def method(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """``(returns, elements)`` of the class's method ``name``, when it is one of
+        :attr:`methods`."""
+        for method, returns, elements in self.methods:
+            if method == name:
+                return returns, elements
+        return None
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,8 @@ class ProjectView:
     @property
     def call_names(self) -> frozenset[str]:
         """Last names of the calls that reach a project fact (the pre-filter's seed words)."""
-        names = {k.rsplit(".", 1)[-1] for k, s in self.symbols.items() if s.kind != "value"}
+        names = {k.rsplit(".", 1)[-1] for k, s in self.symbols.items()
+                 if s.kind != "value" or s.via}  # (a fragment's model from beside it, too)
         # a function or method another module calls per step: what repeats in it is a seed
         names.update(name for name, _ in self.loop_called)
         return frozenset(names)
@@ -163,8 +179,8 @@ class ProjectView:
 
     @cached_property
     def fingerprint(self) -> str:
-        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via, s.overrides)
-                           for k, s in self.symbols.items())) + repr(self.loop_called)
+        text = repr(sorted((k, s.kind, s.returns, s.elements, s.clears, s.via, s.overrides,
+                            s.methods) for k, s in self.symbols.items())) + repr(self.loop_called)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -348,6 +364,10 @@ class _Raw:
     #: class name -> the Keras ``Model`` methods it overrides without calling the Keras one
     #: (``predict`` returning ``self(x)`` builds no ``predict`` pipeline: not DIR)
     overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: class name -> its training-step methods (:func:`_class_facts`; only these bodies are
+    #: kept, for the kinds of what they return)
+    methods: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = field(
+        default_factory=dict)
 
 
 #: Recently parsed texts (by content): a history walk meets a text again at merges (the
@@ -365,7 +385,8 @@ def _parse_raw(text: str) -> _Raw | None:
         _RECENT.move_to_end(key)
         return _RECENT[key]
     tree = _parse_quietly(text)
-    raw = _raw_from_tree(tree) if tree is not None else None
+    raw = _raw_from_tree(tree, _BODY_MARKERS.search(text) is not None) if tree is not None \
+        else None
     _RECENT[key] = raw
     if len(_RECENT) > _RECENT_MAX:
         _RECENT.popitem(last=False)
@@ -406,40 +427,99 @@ def _imports_of(tree: ast.Module) -> list[_Import]:
     return out
 
 
-def _raw_from_tree(tree: ast.Module) -> _Raw:
+def _raw_from_tree(tree: ast.Module, bodies: bool = True) -> _Raw:
+    """One module's raw facts; with ``bodies`` false (its text names no ``GradientTape``,
+    ``tf.function`` or ``self.predict``) class bodies are not walked beyond ``def predict``."""
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     classes: dict[str, list[ast.expr]] = {}
     values: dict[str, ast.expr] = {}
     overrides: dict[str, tuple[str, ...]] = {}
+    methods: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
     for stmt in _top_statements(tree.body):
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             functions[stmt.name] = stmt
         elif isinstance(stmt, ast.ClassDef):
             classes[stmt.name] = list(stmt.bases)
-            own = _own_overrides(stmt)
+            own, steps = _class_facts(stmt, bodies)
             if own:
                 overrides[stmt.name] = own
+            if steps:
+                methods[stmt.name] = steps
         elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
                 stmt.targets[0], ast.Name):
             values[stmt.targets[0].id] = stmt.value
     public = [n for n in (*functions, *classes, *values) if not n.startswith("_")]
-    return _Raw(_imports_of(tree), functions, classes, values, public, overrides)
+    return _Raw(_imports_of(tree), functions, classes, values, public, overrides, methods)
 
 
 #: Keras ``Model`` methods whose override the rules ask about.
 _OVERRIDABLE = frozenset({"predict"})
+#: Words without which a module's class bodies are not walked (:func:`_class_facts`): a tape, a
+#: ``tf.function`` (``@tf.function``, ``@function``) or ``predict`` bound on the instance.
+_BODY_MARKERS = re.compile(r"GradientTape|\.function\b|@function\b|self\.predict[ \t]*=(?!=)")
+#: Decorators that make a method a compiled step (``tf.function``, by its last name).
+_STEP_DECORATORS = frozenset({"function"})
 
 
-def _own_overrides(cls: ast.ClassDef) -> tuple[str, ...]:
-    """The methods of ``_OVERRIDABLE`` that ``cls`` defines without calling a method of that
-    name inside (``super().predict(x)`` still runs Keras's)."""
-    out = []
+def _calls_method(node: ast.AST, name: str) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+               and n.func.attr == name for n in ast.walk(node))
+
+
+def _class_facts(cls: ast.ClassDef, bodies: bool = True
+                 ) -> tuple[tuple[str, ...], dict[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """What the rules ask of a class's body, in one statement walk per method.
+
+    * Its *overrides*: the methods of ``_OVERRIDABLE`` that ``cls`` defines without calling a
+      method of that name inside (``super().predict(x)`` still runs Keras's), also bound on
+      the instance (``self.predict = predict`` in a method, ``predict`` a function defined
+      there, such as a ``tf.function`` over the layers, or a lambda; neither calling a
+      ``predict``).
+    * Its *step methods*: methods that return something and open a ``GradientTape`` (or are
+      a ``tf.function``): an agent's ``optimization()`` returning its losses, which a training
+      script in another module keeps per step. What they return is a tensor wherever the
+      index can tell (:meth:`_ModuleEval.method_symbols`); other bodies are not kept, so a
+      class-heavy module stays cheap. With ``bodies`` false only ``def predict`` is looked at.
+    """
+    overrides: list[str] = []
+    steps: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     for stmt in cls.body:
-        if isinstance(stmt, ast.FunctionDef) and stmt.name in _OVERRIDABLE and not any(
-                isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-                and n.func.attr == stmt.name for n in ast.walk(stmt)):
-            out.append(stmt.name)
-    return tuple(out)
+        if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if stmt.name in _OVERRIDABLE and not _calls_method(stmt, stmt.name):
+            overrides.append(stmt.name)
+        if not bodies:
+            continue  # (the text names nothing the walk below looks for)
+        returns = tape = False
+        nested: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+        stores: list[tuple[str, ast.expr]] = []
+        for sub in _statements(stmt.body):
+            if isinstance(sub, ast.Return):
+                returns = returns or sub.value is not None
+            elif isinstance(sub, ast.With | ast.AsyncWith):
+                tape = tape or any(
+                    isinstance(item.context_expr, ast.Call) and (_dotted(
+                        item.context_expr.func) or "").rsplit(".", 1)[-1] == "GradientTape"
+                    for item in sub.items)
+            elif isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef):
+                nested[sub.name] = sub
+            elif isinstance(sub, ast.Assign) and len(sub.targets) == 1:
+                target = sub.targets[0]
+                if isinstance(target, ast.Attribute) and target.attr in _OVERRIDABLE and \
+                        isinstance(target.value, ast.Name) and target.value.id == "self":
+                    stores.append((target.attr, sub.value))
+        for name, value in stores:  # ``self.predict = predict``
+            body: ast.AST | None = value if isinstance(value, ast.Lambda) else (
+                nested.get(value.id) if isinstance(value, ast.Name) else None)
+            if body is not None and name not in overrides and not _calls_method(body, name):
+                overrides.append(name)
+        if stmt.name.startswith("__") and stmt.name != "__call__":
+            continue
+        decorated = any((_dotted(d.func if isinstance(d, ast.Call) else d) or "")
+                        .rsplit(".", 1)[-1] in _STEP_DECORATORS for d in stmt.decorator_list)
+        if returns and (tape or decorated):
+            steps[stmt.name] = stmt
+    return tuple(overrides), steps
 
 
 def _top_statements(body: list[ast.stmt]) -> Iterable[ast.stmt]:
@@ -494,7 +574,8 @@ class ProjectIndex:
     index (see :meth:`with_changes`): the index keys it probed (``f:<path>``: its own file's
     text; ``e:<path>``: whether a file exists; ``n:<module>``: the files a dotted module name
     may denote; ``r:<root>`` / ``t:<root>``: whether a top-level name belongs to the project;
-    ``d:<name>``: which files define a name at top level)
+    ``d:<name>``: which files define a name at top level; ``s:<folder>``: which files a folder
+    holds)
     and the modules whose facts it used (whose text reaches it through those facts). An
     index derived for a commit keeps every cached result whose record the commit's changes do
     not touch (or, early cut-off, whose modules' facts came out the same), and names the
@@ -513,6 +594,10 @@ class ProjectIndex:
     _definers: dict[str, list[str]] | None = field(default=None, repr=False)
     #: path -> the words of its import lines
     _importwords: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    #: path -> the names it assigns at column 0 (``model = Sequential()``; lazily, for the
+    #: siblings of a script fragment: :meth:`_models_beside`); folder -> its files (lazily)
+    _assigned: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _folders: dict[str, list[str]] | None = field(default=None, repr=False)
     #: consumer (``m:<path>``: a module's facts; ``v:<path>``: a file's view) -> index keys read
     _probes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     #: consumer -> module paths whose facts it used
@@ -580,6 +665,7 @@ class ProjectIndex:
             return same
         by_name = dict(self._by_name)
         for path in moved:
+            keys.add(f"s:{posixpath.dirname(path)}")  # the files beside it changed
             for name in module_names(path):
                 keys.add(f"n:{name}")
                 paths = [p for p in by_name.get(name, ()) if p != path]
@@ -671,6 +757,8 @@ class ProjectIndex:
                          if new.files.get(p) is self.files.get(p)}
         new._importwords = {p: w for p, w in self._importwords.items()
                             if new.files.get(p) is self.files.get(p)}
+        new._assigned = {p: a for p, a in self._assigned.items()
+                         if new.files.get(p) is self.files.get(p)}
         new.stale_views = frozenset(c[2:] for c in invalid if c.startswith("v:"))
         return new
 
@@ -823,6 +911,7 @@ class ProjectIndex:
             loop_called: tuple[tuple[str, str], ...] = ()
             if source:
                 symbols.update(self._resolved_by_name(path, source, symbols))
+                symbols.update(self._models_beside(path, source, symbols))
                 loop_called = self._loop_called(path, source) if text is None else ()
             if symbols or loop_called:
                 view = ProjectView(symbols, loop_called)
@@ -967,6 +1056,52 @@ class ProjectIndex:
             out[name] = replace(symbols[name], via=via)
         return out
 
+    # -- a script fragment's model, from the file beside it ----------------------------------
+    def _models_beside(self, path: str, source: str, known: Mapping[str, Symbol]
+                       ) -> dict[str, Symbol]:
+        """Symbols for the names a *script fragment* (a file with no import at all: an
+        article's or a course's next cell, run in the session its sibling script started)
+        calls ``predict`` on without binding them, when exactly one other file of its folder
+        binds that name at column 0 to a Keras model (``model = Sequential()`` in
+        ``Model.py`` beside ``GeneratingText.py``). Their ``via`` says so; the rules report
+        them with lower confidence. Files that import anything are not looked at (the cheap
+        gate that keeps this off almost every file)."""
+        if "import" in source or ".predict" not in source:
+            return {}
+        names = set(_PREDICTED.findall(source)) - set(known) - _BUILTINS
+        if not names:
+            return {}
+        folder = posixpath.dirname(path)
+        self._read(f"s:{folder}")  # a file added beside it (or removed) changes this
+        if self._folders is None:
+            table: dict[str, list[str]] = {}
+            for p in self.files:
+                table.setdefault(posixpath.dirname(p), []).append(p)
+            self._folders = table
+        where: dict[str, list[str]] = {}
+        for other in self._folders.get(folder, ()):
+            if other == path:
+                continue
+            self._read(f"f:{other}")  # what it assigns is read from its text
+            assigned = self._assigned.get(other)
+            if assigned is None:
+                assigned = self._assigned[other] = frozenset(_ASSIGNED.findall(self.files[other]))
+            for name in names & assigned:
+                where.setdefault(name, []).append(other)
+        found: dict[str, tuple[str, Symbol]] = {}
+        for name, files in where.items():
+            if len(files) != 1:
+                continue  # two siblings build one: which one ran is unknown
+            sym = self.facts(files[0]).get(name)
+            if sym is not None and sym.kind == "value" and sym.returns == MODEL:
+                found[name] = (files[0], sym)
+        if not found:
+            return {}
+        unbound = _unbound_calls(source, set(found), reads=True)
+        return {name: replace(sym, via=f"the model {name} of {other}, the script beside this "
+                                       f"fragment (which imports nothing); not imported")
+                for name, (other, sym) in found.items() if name in unbound}
+
     def _may_import_project(self, source: str, path: str) -> bool:
         for m in _IMPORT_LINE.finditer(source):
             dots, mod, plain = m.groups()
@@ -1079,6 +1214,10 @@ _CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 #: Top-level ``def``/``class`` names (column 0: nested and guarded ones are left out).
 _DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 _BUILTINS = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
+#: A name ``predict`` is called on (``model.predict(x)``): what a script fragment may use unbound.
+_PREDICTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\.[ \t]*predict[ \t]*\(")
+#: A name assigned at column 0 (``model = Sequential()``, not ``model == x``).
+_ASSIGNED = re.compile(r"^([A-Za-z_]\w*)[ \t]*=(?!=)", re.MULTILINE)
 
 
 def _defined_in(text: str) -> frozenset[str]:
@@ -1136,19 +1275,20 @@ def _bound_cheaply(source: str) -> set[str]:
     return bound
 
 
-def _unbound_calls(source: str, names: set[str]) -> set[str]:
-    """The ``names`` that ``source`` calls by their bare name and binds nowhere (no import,
-    definition, assignment, loop or ``with`` target, parameter or ``except ... as``)."""
-    return set(_called_unbound(source) & names)
+def _unbound_calls(source: str, names: set[str], *, reads: bool = False) -> set[str]:
+    """The ``names`` that ``source`` calls by their bare name (with ``reads``: reads at all,
+    ``model.predict(x)``) and binds nowhere (no import, definition, assignment, loop or
+    ``with`` target, parameter or ``except ... as``)."""
+    return set(_called_unbound(source, reads) & names)
 
 
 # One parse and walk per source, however many names are asked about (a file asked about its
 # same-folder candidates, then about the symbols kept: each asking parsed it again, 17 of the
 # 25 s the keras sources' project views took). Bounded, and keyed by the text itself.
 @lru_cache(maxsize=64)
-def _called_unbound(source: str) -> frozenset[str]:
-    """Every name ``source`` calls bare and binds nowhere (see :func:`_unbound_calls`); empty
-    when a star import of another package may bind any name."""
+def _called_unbound(source: str, reads: bool = False) -> frozenset[str]:
+    """Every name ``source`` calls bare (``reads``: reads at all) and binds nowhere (see
+    :func:`_unbound_calls`); empty when a star import of another package may bind any name."""
     tree = _parse_quietly(source)
     if tree is None:
         return frozenset()
@@ -1157,6 +1297,8 @@ def _called_unbound(source: str) -> frozenset[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
+        elif reads and isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            called.add(node.id)
         elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
             bound.add(node.id)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -1264,7 +1406,8 @@ class _ModuleEval:
         for name in self.raw.classes:
             out.set(name, Symbol("class", MODEL if name in self.model_classes else UNKNOWN,
                                  origin=f"{self.path}:{name}",
-                                 overrides=self.raw.overrides.get(name, ())))
+                                 overrides=self.raw.overrides.get(name, ()),
+                                 methods=self.method_symbols(name)))
         for name, value in self.raw.values.items():
             kind = self.kind(value, None)
             out.set(name, Symbol("value", kind if kind in _VALUE_KINDS else UNKNOWN,
@@ -1278,8 +1421,17 @@ class _ModuleEval:
         if name in self.busy:
             return Symbol("function")
         self.busy.add(name)
-        node = self.raw.functions[name]
-        scope = _Scope(node)
+        scope = _Scope(self.raw.functions[name])
+        result, elements = self.returned(scope)
+        clears = any(self.call_clears(c) for c in scope.unconditional_calls)
+        sym = Symbol("function", result, elements, clears, f"{self.path}:{name}")
+        self.busy.discard(name)
+        self.fn_memo[name] = sym
+        return sym
+
+    def returned(self, scope: _Scope) -> tuple[str, tuple[str, ...]]:
+        """The kind of what a function returns, and per element when every ``return``
+        returns a tuple of one length."""
         kinds = [self.kind(r, scope) for r in scope.returns]
         result = UNKNOWN
         for pref in (MODEL, SCALAR, TENSOR, GRADS, CONTAINER):
@@ -1297,11 +1449,19 @@ class _ModuleEval:
                 per.append(definite[0] if definite and all(k == definite[0] for k in definite)
                            else UNKNOWN)
             elements = tuple(per)
-        clears = any(self.call_clears(c) for c in scope.unconditional_calls)
-        sym = Symbol("function", result, elements, clears, f"{self.path}:{name}")
-        self.busy.discard(name)
-        self.fn_memo[name] = sym
-        return sym
+        return result, elements
+
+    def method_symbols(self, class_name: str) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+        """``(name, returns, elements)`` of the class's step methods (:func:`_class_facts`)
+        that return tensors: what ``agent.optimization()`` gives a caller in another module.
+        ``self.x`` is not followed (its kind is unknown here); names bound inside the tape
+        block from a call are tensors, as for functions."""
+        out = []
+        for name, node in self.raw.methods.get(class_name, {}).items():
+            result, elements = self.returned(_Scope(node))
+            if result in TENSORISH or any(k in TENSORISH for k in elements):
+                out.append((name, result, elements))
+        return tuple(out)
 
     def call_clears(self, call: ast.Call) -> bool:
         if is_clear(self.qn(call.func)):
@@ -1327,8 +1487,11 @@ class _ModuleEval:
                 if value is not None:
                     if isinstance(value, tuple):  # an element of an unpacked call
                         src, idx = value
-                        return self.element_kind(src, idx, scope, depth + 1)
-                    return self.kind(value, scope, depth + 1)
+                        kind = self.element_kind(src, idx, scope, depth + 1)
+                    else:
+                        kind = self.kind(value, scope, depth + 1)
+                    # what a tape differentiates is a tensor, whatever computed it
+                    return TENSOR if not kind and expr.id in scope.differentiated else kind
                 if expr.id in scope.params:
                     return UNKNOWN
             if expr.id in self.raw.values and scope is not None:
@@ -1348,6 +1511,8 @@ class _ModuleEval:
         if isinstance(expr, ast.Subscript):
             k = self.kind(expr.value, scope, depth + 1)
             return TENSOR if k in (TENSOR, GRADS, CONTAINER) else SCALAR if k == SCALAR else UNKNOWN
+        if isinstance(expr, ast.UnaryOp) and not isinstance(expr.op, ast.Not):
+            return self.kind(expr.operand, scope, depth + 1)  # ``-tf.reduce_mean(...)``
         if isinstance(expr, ast.Constant):
             return PLAIN
         return UNKNOWN
@@ -1406,7 +1571,9 @@ def _called(kind: str) -> str:
 
 class _Scope:
     """One function's bindings (last assignment of each name), returns, the names assigned
-    from calls inside a ``GradientTape`` block, and its unconditional calls."""
+    from calls inside a ``GradientTape`` block, the names a tape differentiates
+    (``tape.gradient(loss, ...)`` after the last binding of ``loss``), and its unconditional
+    calls."""
 
     def __init__(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         a = node.args
@@ -1419,6 +1586,7 @@ class _Scope:
         self.returns: list[ast.expr] = []
         self.tape_values: set[str] = set()
         self.tapes: set[str] = set()
+        self.differentiated: set[str] = set()
         self.unconditional_calls: list[ast.Call] = []
         self._walk(node.body, in_tape=False, unconditional=True)
 
@@ -1426,6 +1594,9 @@ class _Scope:
         for stmt in body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 continue
+            if self.tapes and isinstance(stmt, ast.Assign | ast.AnnAssign | ast.Expr) and \
+                    stmt.value is not None:
+                self._note_gradients(stmt.value)
             if isinstance(stmt, ast.Return) and stmt.value is not None:
                 self.returns.append(stmt.value)
             elif isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
@@ -1455,10 +1626,21 @@ class _Scope:
                 self._walk(stmt.body, in_tape, False)
                 self._walk(stmt.orelse, in_tape, False)
 
+    def _note_gradients(self, value: ast.expr) -> None:
+        """``tape.gradient(name, ...)`` in ``value`` (also inside ``zip(...)``): ``name``, as
+        bound now, is a tensor."""
+        for node in ast.walk(value):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr == "gradient" and isinstance(node.func.value, ast.Name) \
+                    and node.func.value.id in self.tapes and node.args and \
+                    isinstance(node.args[0], ast.Name):
+                self.differentiated.add(node.args[0].id)
+
     def _bind(self, target: ast.expr, value: ast.expr, in_tape: bool) -> None:
         if isinstance(target, ast.Name):
             self.last[target.id] = value
             self.tape_values.discard(target.id)
+            self.differentiated.discard(target.id)
             if in_tape and isinstance(value, ast.Call):
                 self.tape_values.add(target.id)
         elif isinstance(target, ast.Tuple | ast.List):
@@ -1469,6 +1651,7 @@ class _Scope:
                     else:
                         self.last[el.id] = (value, i)
                     self.tape_values.discard(el.id)
+                    self.differentiated.discard(el.id)
                     if in_tape and isinstance(value, ast.Call):
                         self.tape_values.add(el.id)
 

@@ -148,12 +148,14 @@ class UnreleasedTensorReference(Rule):
     UTR even when the list is concatenated, stacked or reduced after the loop, because every
     step's tensor (and its device buffer) stays alive until then; converting each one
     (``.numpy()``) or a ``tf.TensorArray`` avoids that. A step loop is a ``while`` loop, a loop
-    that takes gradients or applies them, or a ``for`` loop over a ``tf.data`` dataset, an
-    iterator, or a name or ``range`` bound that says data or steps (``ds``, ``train_iter``,
-    ``n_batches``, ``n_max_steps``, ``epochs``, ``episodes``). Lists that hold the parts of *one*
-    computation are not UTR: a local list in a layer's ``call``/``__call__``/``build``; a list
-    created inside an enclosing iteration and filled by inner loops that are not step loops
-    (per variable, per output, per head); and a list filled by a loop that is not a step loop
+    that takes gradients or applies them (itself, or through a same-module helper that does
+    one step per call: ``logits, loss = apply_gradient(model, x, y)`` per batch), or a ``for``
+    loop over a ``tf.data`` dataset, an iterator, or a name or ``range`` bound that says data
+    or steps (``ds``, ``train_iter``, ``n_batches``, ``n_max_steps``, ``epochs``, ``episodes``).
+    Lists that hold the parts of *one* computation are not UTR: a local list in a layer's
+    ``call``/``__call__``/``build``; a list created inside an enclosing iteration and filled by
+    inner loops that are not step loops (per variable, per output, per head); and a list filled
+    by a loop that is not a step loop
     and then passed to a call or returned (per-GPU gradients, per-scale outputs). Calls of module
     functions named like container methods (``tf.add``, ``ops.add``) are not stores, and a dict
     re-keyed over its own ``.items()`` does not grow per step.
@@ -170,7 +172,13 @@ class UnreleasedTensorReference(Rule):
     batch))``, also through ``loss = agent.update(batch)``): an instance bound to
     ``Agent(...)`` (or ``self.agent`` stored as one), or, where nothing says what the receiver
     holds (a parameter), the one module class defining a method of that name, matched by name
-    (lower confidence, named in the finding's ``via``).
+    (lower confidence, named in the finding's ``via``). Across modules: a training-step method
+    (one that opens a ``GradientTape`` or is a ``tf.function``) of a class imported from
+    another project module, called on an instance bound to that class (``agent =
+    HER_Agent(env)``; ``v_loss, pi_loss = agent.optimization()``), returns what its body
+    computes, per element of a returned tuple (lower confidence, named in the ``via``). A name
+    that a ``GradientTape`` differentiates (``tape.gradient(loss, ...)``) is a tensor whatever
+    computed it (``loss = loss_fn(y, logits)`` with ``loss_fn`` a parameter).
 
     Not UTR: an index store into a list (``slots[i] = t`` replaces an item; only a dict grows
     by key); a list emptied inside the loop that fills it; a list of one update's statistics:
@@ -1280,7 +1288,9 @@ def _method_result(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
     if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
         return UNKNOWN, ""
     target, via = resolve_callee(ctx, scope, call, at, common=_RESULT_COMMON)
-    if target is None or target.node is None or target.name == "__init__":
+    if target is None:
+        return _project_method_result(ctx, scope, call, at, index)
+    if target.node is None or target.name == "__init__":
         return UNKNOWN, ""
     if index is None:
         kind = kinds.return_kind(target)
@@ -1293,6 +1303,50 @@ def _method_result(ctx: ModuleContext, kinds: ValueKinds, fn: FuncInfo,
         found.discard(UNKNOWN)
         kind = found.pop() if len(found) == 1 else UNKNOWN
     return (kind, via) if kind in TENSORISH else (UNKNOWN, "")
+
+
+def _project_method_result(ctx: ModuleContext, fn: FuncInfo, call: cst.Call, seq: int,
+                           index: int | None) -> tuple[str, str]:
+    """``obj.m(...)`` where ``obj`` holds an instance of a class of *another* project module
+    (``agent = HER_Agent(env)`` with ``HER_Agent`` imported, or ``self.agent`` stored as
+    one) and ``m`` is one of that class's training-step methods that return tensors
+    (:attr:`~leakwatt.mining.rules.project.Symbol.methods`): the kind of the result (of its
+    element ``index`` when it was unpacked), and a ``via`` note naming the class's module."""
+    if ctx.project is None:
+        return UNKNOWN, ""
+    func = call.func
+    assert isinstance(func, cst.Attribute)
+    recv = func.value
+    values: list[tuple[cst.BaseExpression, FuncInfo]] = []
+    if isinstance(recv, cst.Name):
+        ev = ctx.last_assign(fn, recv.value, seq)
+        if ev is not None and ev.kind == "assign" and ev.value is not None:
+            values.append((ev.value, ev.func))
+    elif (isinstance(recv, cst.Attribute) and isinstance(recv.value, cst.Name)
+          and recv.value.value == "self" and fn.class_name):
+        cls = ctx.classes.get(fn.class_name)
+        for ev in cls.attr_assigns.get(recv.attr.value, []) if cls is not None else []:
+            values.append((ev.value, ev.func) if ev.value is not None else (recv, fn))
+    if not values or not all(isinstance(v, cst.Call) for v, _ in values):
+        return UNKNOWN, ""
+    symbols = {ctx.project_symbol(v.func, vfn) for v, vfn in values if isinstance(v, cst.Call)}
+    sym = symbols.pop() if len(symbols) == 1 else None
+    if sym is None or sym.kind != "class":
+        return UNKNOWN, ""
+    method = func.attr.value
+    found = sym.method(method)
+    if found is None:
+        return UNKNOWN, ""
+    returns, elements = found
+    if index is not None:
+        returns = elements[index] if index < len(elements) else UNKNOWN
+    kind = returns
+    if kind not in TENSORISH:
+        return UNKNOWN, ""
+    path, _, cls_name = sym.origin.partition(":")
+    text = " ".join(ctx.code(recv).split())[:60]
+    return kind, (f"{text}.{method}() runs {cls_name or 'a class'}.{method} of "
+                  f"{path or 'another project module'}, a training step that returns tensors")
 
 
 # -- lists that live for one call of a per-step function ------------------------------------------

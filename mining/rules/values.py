@@ -220,6 +220,8 @@ class ValueKinds:
         #: shape[1] // 2)`` in every branch of an if/elif table) is evaluated once per path:
         #: exponential in the branches. With it, each binding is evaluated once.
         self._memo: dict[tuple[int, int, int], str] = {}
+        #: function id -> its ``x.gradient(name, ...)`` calls (see :meth:`_differentiated`)
+        self._gradient_targets: dict[int, list[tuple[int, CallSite]]] = {}
 
     # -- calls -------------------------------------------------------------------------------
     def call_kind(self, node: cst.Call, fn: FuncInfo, seq: int) -> str:
@@ -375,7 +377,10 @@ class ValueKinds:
                 return sym.returns if sym is not None and sym.kind == "value" else UNKNOWN
             if ev.kind == "assign" and isinstance(ev.value, cst.List) and not ev.value.elements:
                 return self._filled_list_kind(fn, expr.value, ev.seq, seq)
-            return self.event_kind(ev)
+            kind = self.event_kind(ev)
+            if kind == UNKNOWN and ev.kind in ("assign", "unpack") and self._differentiated(ev):
+                return TENSOR  # ``tape.gradient(loss, ...)``: what a tape differentiates
+            return kind
         if isinstance(expr, cst.Attribute):
             if (isinstance(expr.value, cst.Name) and expr.value.value == "self"
                     and fn.class_name):
@@ -421,6 +426,30 @@ class ValueKinds:
             b = self.expr_kind(expr.orelse, fn, seq)
             return a if a == b else UNKNOWN
         return UNKNOWN
+
+    def _differentiated(self, ev: AssignEvent) -> bool:
+        """The name ``ev`` binds is the target of a later ``tape.gradient(name, ...)`` in the
+        same function, with this binding still in force: a tape differentiates only tensors,
+        so the value is one whatever computed it (``loss = loss_object(y, logits)`` with the
+        loss object a parameter of a training-step helper)."""
+        if not isinstance(ev.target, cst.Name):
+            return False
+        fn, name = ev.func, ev.target.value
+        targets = self._gradient_targets.get(id(fn))
+        if targets is None:  # once per function: the names given to ``.gradient(...)``
+            targets = self._gradient_targets[id(fn)] = [
+                (site.seq, site) for site in fn.calls
+                if site.method == "gradient" and site.node.args
+                and isinstance(site.node.args[0].value, cst.Name)]
+        for seq, site in targets:
+            arg = site.node.args[0].value
+            assert isinstance(arg, cst.Name)
+            if seq <= ev.seq or arg.value != name or site.receiver is None:
+                continue
+            if self.ctx.last_assign(fn, name, seq) is ev and \
+                    self.expr_kind(site.receiver, fn, seq) == TAPE:
+                return True
+        return False
 
     def event_kind(self, ev: AssignEvent) -> str:
         if ev.kind in ("assign",) and ev.value is not None:
