@@ -98,36 +98,50 @@ class GraphConstantBottleneck(Rule):
     graph-mode code (the module builds a ``Session`` or a ``placeholder``, disables eager
     execution, calls a TF1 graph-building API such as ``tf.variable_scope``,
     ``tf.get_variable`` or ``tf.train.Saver`` (a model module whose session lives in the
-    script importing it) or a TF1-only API (``tf.random_normal``, ``tf.train.AdamOptimizer``
-    ...), or the call sits in a ``with tf.Graph().as_default():`` /
-    ``with graph.as_default():`` block) or inside a ``@tf.function`` copies the whole array into
+    script importing it) or a TF1-only API (``tf.random_normal``, ``tf.train.AdamOptimizer``,
+    the queue input producers such as ``tf.train.range_input_producer``, ``tf.gfile`` ...;
+    also spelled through a star import of a project module that imports TensorFlow as ``tf``),
+    or the call sits in a ``with tf.Graph().as_default():`` / ``with graph.as_default():`` block
+    or in an Estimator input function (handed over as ``input_fn=``, by name or through a
+    lambda, and what it calls)) or inside a ``@tf.function`` copies the whole array into
     a ``Const`` node of the graph: the data is held twice, the ``GraphDef`` can exceed its 2 GiB
-    limit, and a ``tf.function`` holds one copy per trace. A ``@tf.function`` that reads a
+    limit, and a ``tf.function`` holds one copy per trace. ``tf.data.Dataset.from_tensor_slices
+    (arrays)`` and ``tf.one_hot(labels, depth)`` over a whole array do the same there (not in
+    eager code, where they make one eager copy). A ``@tf.function`` that reads a
     module-level array does the same: the array is captured as a constant of every trace.
 
     The array must have a *data origin*: a pickle (``pickle.load``, ``joblib.load``; the
     notMNIST course pattern unpacks arrays from a pickled dict), ``np.load``/``np.loadtxt``, a
     MATLAB file (``scipy.io.loadmat``: pretrained weights embedded per layer), an HDF5 file
     (``h5py.File``), a table (``pd.read_csv(...).values``, ``np.asarray(df["col"])``), a
-    dataset's ``load_data()``, a model's trained weights (``get_weights()``), or a NumPy
-    constructor with a literal shape of at least 2^20 elements. It is followed through
-    assignments (``with``/``for`` bindings and unpacking too), subscripts and slices,
-    ``.astype``/``.reshape``/``np.array``/``.item()``/``.get()``, arithmetic, ``self.attr``
+    dataset's ``load_data()`` or a scikit-learn ``fetch_*`` data set, a model's trained weights
+    (``get_weights()``), or a NumPy constructor with a literal shape of at least 2^20 elements.
+    It is followed through assignments (``with``/``for`` bindings and unpacking too, and each
+    branch of an ``if``/``else`` that binds the name: ``value = self.data_dict[name][0]`` or
+    else a fresh initial value), subscripts and slices, ``np.c_[...]``/``np.r_[...]``,
+    ``.astype``/``.reshape``/``np.array``/``.item()``/``.get()``, ``dict(...)``/``list(...)``,
+    a scaler's ``fit_transform``/``transform``, pandas row selections (``reindex``, ``head``,
+    ``dropna`` ...), arithmetic, dict and tuple literals (``({"X": X}, y)``), ``self.attr``
     stores, the return values of same-module functions (``train, labels = reformat(train,
     labels)``) and function parameters (the arguments the same-module call sites pass: the
     finding's ``via`` says so). The message names the origin, with a size estimate when a literal
-    shape gives one. Two cases are reported with lower confidence, the ``via`` saying why: a
+    shape gives one. Three cases are reported with lower confidence, the ``via`` saying why: a
     *loader helper* that embeds loaded data on each of its calls (``def conv(x, i): return
     tf.nn.conv2d(x, tf.constant(layers[i][0][0][0][0]), ...)`` called per layer, or called
     from a loop) in a module that shows neither graph mode nor eager execution (its session
     lives in the script importing it; a module with ``GradientTape``, ``tf.function``,
-    ``.numpy()`` or ``tf.config`` is eager), and weights handed in by another module: a
+    ``.numpy()`` or ``tf.config`` is eager); weights handed in by another module: a
     parameter named like weights (``parameters``, ``weights``, ``*_weights``, ``pretrained*``;
     not ``params``, often hyper-parameters) of a function no same-module code calls, when the
     function is inference-named (``def predict(X, parameters): W1 =
     tf.convert_to_tensor(parameters["W1"])``, every call embedding them again) or the module
     reads data itself (``net_preloaded(weights, image)`` beside the ``load_net()`` that
-    returns ``scipy.io.loadmat`` layers to the calling script). Not reported: a
+    returns ``scipy.io.loadmat`` layers to the calling script); and a data set handed in by
+    another module: a parameter named like one (``data``, ``raw_data``, ``dataset``,
+    ``train_images``, ``x_train`` ...; not ``data_format`` or ``input_data``) of a function no
+    same-module code calls, in a module that reads data itself, also a text corpus through
+    ``tf.gfile.GFile`` (``ptb_producer(raw_data, ...)`` beside the reader that turns the corpus
+    into word ids). Not reported: a
     small literal (``tf.constant([1, 2, 3])``, ``np.zeros((3, 3))``), a ``tf.constant(arr)`` in
     eager code outside any graph or ``tf.function``, arrays passed to a ``tf.function`` as
     arguments, values read from a JSON or text configuration. The finding is at
@@ -259,6 +273,38 @@ class GraphConstantBottleneck(Rule):
                 for w in weights:
                     image = _conv(image, w)
                 return image
+            """)),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            features = np.load("features.npy")
+            targets = np.load("targets.npy")
+            ds = tf.data.Dataset.from_tensor_slices((features, targets)).shuffle(1000).batch(32)
+            hot = tf.one_hot(targets, 10)
+            model = tf.keras.Sequential([tf.keras.layers.Dense(10)])
+            model.fit(ds, epochs=3)
+            """)),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            ids = tf.one_hot(np.arange(10), 10)
+            ds = tf.data.Dataset.from_tensor_slices(np.arange(10))
+            with tf.Session() as sess:
+                sess.run(ids)
+            """)),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            value = np.load("w.npy")
+            if value.ndim > 1:
+                value = 1.0
+            else:
+                value = 0.0
+            scale = tf.constant(value)
+            sess = tf.Session()
             """)),
     ]
     INVALID = [
@@ -421,6 +467,74 @@ class GraphConstantBottleneck(Rule):
             loss = tf.reduce_mean(tf.random_normal([8]))
             train_op = tf.train.AdamOptimizer(1e-3).minimize(loss)
             """), line=5, variant="graph-constant"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            def make_input(features, labels):
+                return tf.data.Dataset.from_tensor_slices((dict(features), labels)).batch(32)
+
+            images = np.load("images.npy")
+            targets = np.load("targets.npy")
+            estimator = tf.estimator.DNNClassifier(hidden_units=[64], n_classes=10)
+            estimator.train(input_fn=lambda: make_input({"pixels": images}, targets))
+            """), line=5, variant="graph-constant"),
+        Invalid(dedent("""
+            import tensorflow as tf
+            from keras.datasets import cifar10
+
+            (x_train, y_train), _ = cifar10.load_data()
+            labels = tf.one_hot(y_train, 10)
+            with tf.Session() as sess:
+                sess.run(labels)
+            """), line=5, variant="graph-constant"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            class Net:
+                def __init__(self, path):
+                    self.params = np.load(path, allow_pickle=True).item()
+
+                def var(self, name, shape):
+                    if name in self.params:
+                        init = self.params[name]
+                    else:
+                        init = tf.truncated_normal(shape, stddev=0.01)
+                    return tf.Variable(init, name=name)
+            """), line=13, variant="graph-constant"),
+        Invalid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+            from sklearn.datasets import fetch_california_housing
+            from sklearn.preprocessing import StandardScaler
+
+            housing = fetch_california_housing()
+            scaled = StandardScaler().fit_transform(housing.data)
+            X = tf.constant(np.c_[np.ones((len(scaled), 1)), scaled], dtype=tf.float32)
+            with tf.Session() as sess:
+                print(X.eval().shape)
+            """), line=8, variant="graph-constant"),
+        Invalid(dedent("""
+            import tensorflow as tf
+
+            def read_ids(path, vocab):
+                with tf.gfile.GFile(path, "r") as f:
+                    return [vocab[w] for w in f.read().split() if w in vocab]
+
+            def producer(raw_data, batch_size, num_steps):
+                data = tf.convert_to_tensor(raw_data, dtype=tf.int32)
+                i = tf.train.range_input_producer(10, shuffle=False).dequeue()
+                return tf.reshape(data[: batch_size * num_steps], [batch_size, num_steps]), i
+            """), line=8, variant="graph-constant"),
+        Invalid(dedent("""
+            from keras.datasets import cifar10
+            from resnet import *
+
+            (x_train, y_train), _ = cifar10.load_data()
+            x = tf.placeholder(tf.float32, [None, 32, 32, 3])
+            y_train_hot = tf.one_hot(y_train, 10)
+            """), line=6, variant="graph-constant"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
