@@ -87,7 +87,8 @@ _GRAPH_EMBEDDERS = {"from_tensor_slices": "tensors", "from_tensors": "tensors",
                     "one_hot": "indices"}
 #: Text that makes a module worth seeding the graph-only embedders for (the pre-filter's
 #: ``calls_if`` markers): TF1 sessions and switches, Estimator input functions.
-_GRAPH_MARKERS = ("Session", "input_fn", "disable_eager_execution", "disable_v2_behavior")
+_GRAPH_MARKERS = ("Session", "placeholder(", "input_fn", "disable_eager_execution",
+                  "disable_v2_behavior")
 
 
 class GraphConstantBottleneck(Rule):
@@ -1039,14 +1040,13 @@ def _if_branches(root: cst.Module | cst.BaseSuite) -> dict[int, tuple[int, int]]
                     out[id(node.body)] = (id(stmt), k)
                     stack.append(node.body)
                 continue
-            stack.append(stmt.body)  # for, while, with, try: their blocks may hold an ``if``
-            orelse = getattr(stmt, "orelse", None)
-            if orelse is not None:
-                stack.append(orelse.body)
-            stack.extend(h.body for h in getattr(stmt, "handlers", ()))
-            final = getattr(stmt, "finalbody", None)
-            if final is not None:
-                stack.append(final.body)
+            # for, while, with, try: their blocks may hold an ``if`` (``match`` cases are not
+            # followed)
+            for part in (stmt, getattr(stmt, "orelse", None), getattr(stmt, "finalbody", None),
+                         *getattr(stmt, "handlers", ())):
+                block = getattr(part, "body", None)
+                if isinstance(block, cst.BaseSuite):
+                    stack.append(block)
     return out
 
 
