@@ -100,7 +100,7 @@ class GraphConstantBottleneck(Rule):
     execution, calls a TF1 graph-building API such as ``tf.variable_scope``,
     ``tf.get_variable`` or ``tf.train.Saver`` (a model module whose session lives in the
     script importing it) or a TF1-only API (``tf.random_normal``, ``tf.train.AdamOptimizer``,
-    the queue input producers such as ``tf.train.range_input_producer``, ``tf.gfile`` ...;
+    the queue input producers such as ``tf.train.range_input_producer`` ...;
     also spelled through a star import of a project module that imports TensorFlow as ``tf``),
     or the call sits in a ``with tf.Graph().as_default():`` / ``with graph.as_default():`` block
     or in an Estimator input function (handed over as ``input_fn=``, by name or through a
@@ -1105,9 +1105,7 @@ def _int(expr: cst.BaseExpression) -> int:
 #: that a training script imports).
 _TF1_GRAPH_QNS = frozenset({"tensorflow.variable_scope", "tensorflow.get_variable",
                             "tensorflow.global_variables_initializer", "tensorflow.train.Saver"})
-#: ``tf.gfile``: TF1's file API (``tf.io.gfile`` in TF2), in TF1 input readers beside queue
-#: runners (a ``reader.py`` whose producer a language-model script imports).
-_TF1_GRAPH_PREFIXES = ("tensorflow.contrib.", "tensorflow.layers.", "tensorflow.gfile.")
+_TF1_GRAPH_PREFIXES = ("tensorflow.contrib.", "tensorflow.layers.")
 #: What makes a module graph code (``uge.graph_module``) when ``tf`` comes from a star import
 #: of a project module (:func:`_tf_qn`).
 _STAR_GRAPH_QNS = frozenset({"tensorflow.placeholder", "tensorflow.disable_eager_execution",
