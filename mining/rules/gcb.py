@@ -106,10 +106,11 @@ class GraphConstantBottleneck(Rule):
     or in an Estimator input function (handed over as ``input_fn=``, by name or through a
     lambda, and what it calls)) or inside a ``@tf.function`` copies the whole array into
     a ``Const`` node of the graph: the data is held twice, the ``GraphDef`` can exceed its 2 GiB
-    limit, and a ``tf.function`` holds one copy per trace. ``tf.data.Dataset.from_tensor_slices
-    (arrays)`` and ``tf.one_hot(labels, depth)`` over a whole array do the same there (not in
-    eager code, where they make one eager copy). A ``@tf.function`` that reads a
-    module-level array does the same: the array is captured as a constant of every trace.
+    limit, and a ``tf.function`` holds one copy per trace.
+    ``tf.data.Dataset.from_tensor_slices(arrays)`` and ``tf.one_hot(labels, depth)`` over a
+    whole array do the same there (not in eager code, where they make one eager copy). A
+    ``@tf.function`` that reads a module-level array does the same: the array is captured as a
+    constant of every trace.
 
     The array must have a *data origin*: a pickle (``pickle.load``, ``joblib.load``; the
     notMNIST course pattern unpacks arrays from a pickled dict), ``np.load``/``np.loadtxt``, a

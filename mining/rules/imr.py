@@ -93,8 +93,7 @@ class ImproperModelReuse(Rule):
     module runs a search or cross-validation: reported in the builder (the definition in force
     where the wrapper is built, when a script or notebook redefines the builder), or at the
     wrapper when the builder is another module's), or rebuilt in straight-line code over the same
-    variable;
-    and no ``clear_session()`` (any alias) or
+    variable; and no ``clear_session()`` (any alias) or
     ``tf.compat.v1.reset_default_graph()`` runs on the same iteration path (also inside a called
     function). Models kept on purpose (appended to an ensemble list), layers built in a loop,
     one model reused with ``load_weights``, factories that build no Keras model (scikit-learn
