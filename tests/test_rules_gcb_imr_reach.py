@@ -193,6 +193,26 @@ def test_gcb_tf_through_a_star_import_of_a_project_module() -> None:
     assert _scan(eager, "GCB") == []
 
 
+def test_gcb_origins_through_splits_masks_indexing_and_queue_producers() -> None:
+    src = """
+        import numpy as np
+        import pandas as pd
+        import tensorflow as tf
+        from sklearn.model_selection import train_test_split
+
+        frame = pd.read_csv("train.csv")
+        X_train, X_test, y_train, y_test = train_test_split(frame.values[:, 1:], frame.values[:, 0])
+        x = tf.placeholder(tf.float32, [None, 784])
+        test_x = tf.constant(X_test)
+        test_y = tf.constant(np.eye(10)[y_test.astype(int)])
+        mask = tf.constant((np.arange(10) == y_train[:, None]).astype(np.float32))
+        images, labels = tf.train.slice_input_producer([X_train, y_train])
+        eye = tf.constant(np.eye(10)[3])
+        """
+    assert _lines(src, "GCB") == [(9, "graph-constant"), (10, "graph-constant"),
+                                  (11, "graph-constant"), (12, "graph-constant")]
+
+
 # -- GCB: origins through branches, np.c_ and a scaler ----------------------------------------
 
 TRAINABLE = textwrap.dedent("""

@@ -62,7 +62,10 @@ _KEEPS = frozenset({"array", "asarray", "float32", "float64", "int32", "int64", 
                     "fit_transform", "transform",
                     # pandas row and column selections of a whole table
                     "reindex", "head", "tail", "dropna", "fillna", "drop", "sort_values",
-                    "sort_index", "reset_index"})
+                    "sort_index", "reset_index",
+                    # scikit-learn and Keras helpers returning (parts of) the same data
+                    "train_test_split", "shuffle", "to_categorical", "normalize", "scale",
+                    "minmax_scale"})
 #: NumPy's index tricks that stack arrays: ``np.c_[ones, data]`` holds ``data``.
 _STACKERS = frozenset({"numpy.c_", "numpy.r_"})
 #: Last names of the data-origin calls and of the calls that make a module graph-mode code
@@ -76,7 +79,10 @@ _ORIGIN_WORDS = _LOADERS | _WEIGHTS | frozenset({
 #: Calls that embed a value in the graph -> the keyword naming that value.
 _EMBEDDERS = {"tensorflow.constant": "value", "tensorflow.convert_to_tensor": "value",
               "tensorflow.Variable": "initial_value", "tensorflow.constant_initializer": "value",
-              "tensorflow.get_variable": "initializer"}
+              "tensorflow.get_variable": "initializer",
+              # TF1 queue producers over in-memory arrays (``[images, labels]``)
+              "tensorflow.train.slice_input_producer": "tensor_list",
+              "tensorflow.train.input_producer": "input_tensor"}
 #: Embedding calls that hold a whole array only in a graph (TF1 code, an Estimator
 #: ``input_fn``, a ``tf.function``): ``tf.data.Dataset.from_tensor_slices(arrays)`` (the
 #: arrays become ``Const`` nodes of the input graph) and ``tf.one_hot(labels, n)`` over a whole
@@ -95,9 +101,10 @@ class GraphConstantBottleneck(Rule):
     """A NumPy array loaded from data embedded in the graph as a constant.
 
     ``tf.constant(arr)`` (or ``tf.convert_to_tensor(arr)``, ``tf.Variable(arr)``,
-    ``tf.constant_initializer(arr)``, ``tf.get_variable(..., initializer=arr)``) in TF1
-    graph-mode code (the module builds a ``Session`` or a ``placeholder``, disables eager
-    execution, calls a TF1 graph-building API such as ``tf.variable_scope``,
+    ``tf.constant_initializer(arr)``, ``tf.get_variable(..., initializer=arr)``,
+    ``tf.train.slice_input_producer([arr, ...])``) in TF1 graph-mode code (the module builds a
+    ``Session`` or a ``placeholder``, disables eager execution, calls a TF1 graph-building API
+    such as ``tf.variable_scope``,
     ``tf.get_variable`` or ``tf.train.Saver`` (a model module whose session lives in the
     script importing it) or a TF1-only API (``tf.random_normal``, ``tf.train.AdamOptimizer``,
     the queue input producers such as ``tf.train.range_input_producer`` ...;
@@ -122,8 +129,10 @@ class GraphConstantBottleneck(Rule):
     branch of an ``if``/``else`` that binds the name: ``value = self.data_dict[name][0]`` or
     else a fresh initial value), subscripts and slices, ``np.c_[...]``/``np.r_[...]``,
     ``.astype``/``.reshape``/``np.array``/``.item()``/``.get()``, ``dict(...)``/``list(...)``,
-    a scaler's ``fit_transform``/``transform``, pandas row selections (``reindex``, ``head``,
-    ``dropna`` ...), arithmetic, dict and tuple literals (``({"X": X}, y)``), ``self.attr``
+    a scaler's ``fit_transform``/``transform``, ``train_test_split``, ``to_categorical``, pandas
+    row selections (``reindex``, ``head``, ``dropna`` ...), arithmetic and comparisons (a
+    one-hot mask ``np.arange(10) == labels[:, None]``), an array indexed by a loaded one
+    (``np.eye(10)[labels]``), dict and tuple literals (``({"X": X}, y)``), ``self.attr``
     stores, the return values of same-module functions (``train, labels = reformat(train,
     labels)``) and function parameters (the arguments the same-module call sites pass: the
     finding's ``via`` says so). The message names the origin, with a size estimate when a literal
@@ -165,9 +174,11 @@ class GraphConstantBottleneck(Rule):
     #: The graph-only embedders (``from_tensor_slices``, ``one_hot``: common in eager code, as
     #: in Keras's own sources) only where a TF1 or Estimator marker appears.
     SEEDS = Seeds(api=frozenset({"constant", "convert_to_tensor", "function", "Variable",
-                                 "constant_initializer", "get_variable"}),
+                                 "constant_initializer", "get_variable", "slice_input_producer",
+                                 "input_producer"}),
                   calls_if={**{marker: _ORIGIN_WORDS for marker in (
-                      "constant", "convert_to_tensor", "Variable", "get_variable")},
+                      "constant", "convert_to_tensor", "Variable", "get_variable",
+                      "input_producer")},
                       **{marker: _ORIGIN_WORDS | frozenset(_GRAPH_EMBEDDERS)
                          for marker in _GRAPH_MARKERS}})
     VARIANTS = {
@@ -805,6 +816,13 @@ class _Origins:
                         if found is not None:
                             return found
                 return None
+            if isinstance(expr, cst.Subscript) and isinstance(expr.value, cst.Call):
+                # ``np.eye(10)[labels]``: an array indexed by a loaded one is as large as it
+                found = self._of(expr.value, fn, seq, depth, binds)
+                for element in expr.slice:
+                    if found is None and isinstance(element.slice, cst.Index):
+                        found = self._of(element.slice.value, fn, seq, depth, binds)
+                return found
             expr = expr.value  # a slice, a field or a view of the same data
         if isinstance(expr, cst.Name):
             return self._name(expr.value, fn, seq, depth, binds)
@@ -818,6 +836,12 @@ class _Origins:
                     or self._of(expr.right, fn, seq, depth, binds))
         if isinstance(expr, cst.UnaryOperation):
             return self._of(expr.expression, fn, seq, depth, binds)
+        if isinstance(expr, cst.Comparison):  # ``np.arange(10) == labels[:, None]``: a mask
+            found = self._of(expr.left, fn, seq, depth, binds)
+            for target in expr.comparisons:
+                if found is None:
+                    found = self._of(target.comparator, fn, seq, depth, binds)
+            return found
         if isinstance(expr, cst.ListComp | cst.GeneratorExp | cst.SetComp):  # per-item arrays
             return self._of(expr.elt, fn, seq, depth, binds)
         if isinstance(expr, cst.DictComp):
