@@ -90,9 +90,10 @@ class ImproperModelReuse(Rule):
     graph in a per-input inference function such as ``predict``), or passed as a search
     objective (optuna, hyperopt, skopt, a scikit-learn wrapper's ``build_fn``/``model``,
     keyword or positional, directly or through a lambda or ``functools.partial``, when the
-    module runs a search or cross-validation: reported in the builder, or at the wrapper when
-    the builder is another module's), or rebuilt in straight-line code over the same variable;
-    and no ``clear_session()`` (any alias) or
+    module runs a search or cross-validation: reported in the builder (the definition in force
+    where the wrapper is built, when a script or notebook redefines the builder), or at the
+    wrapper when the builder is another module's), or rebuilt in straight-line code over the same
+    variable; and no ``clear_session()`` (any alias) or
     ``tf.compat.v1.reset_default_graph()`` runs on the same iteration path (also inside a called
     function). Models kept on purpose (appended to an ensemble list), layers built in a loop,
     one model reused with ``load_weights``, factories that build no Keras model (scikit-learn
@@ -511,6 +512,27 @@ class ImproperModelReuse(Rule):
             for name, make in MODELS.items():
                 evaluate(make, x, y)
             """), line=13, variant="called-in-loop"),
+        Invalid(dedent("""
+            import keras
+            from keras.models import Sequential
+            from keras.layers import Dense
+            from keras.wrappers.scikit_learn import KerasClassifier
+            from sklearn.model_selection import GridSearchCV
+
+            def build_classifier():
+                keras.backend.clear_session()
+                return Sequential([Dense(1)])
+
+            clf = KerasClassifier(build_fn=build_classifier)
+
+            def build_classifier(optimizer):
+                model = Sequential([Dense(1)])
+                model.compile(optimizer=optimizer, loss="binary_crossentropy")
+                return model
+
+            clf = KerasClassifier(build_fn=build_classifier)
+            GridSearchCV(clf, {"optimizer": ["adam", "rmsprop"]}, cv=10).fit(x, y)
+            """), line=14, variant="build-fn"),
     ]
 
     def check(self, ctx: ModuleContext) -> Iterable[Report]:
@@ -615,7 +637,7 @@ class _Analysis:
                 return None
         target = ctx.local_function_by_ref(ref, site.func)
         if target is not None:
-            return target
+            return _definition_in_force(ctx, target, site)
         sym = ctx.project_symbol(ref, site.func)
         if sym is not None and sym.returns == MODEL and sym.kind in ("function", "class"):
             return sym
@@ -1172,3 +1194,22 @@ def _build_fn_arg(call: cst.Call) -> cst.BaseExpression | None:
             return a.value
     positional = [a for a in call.args if a.keyword is None and not a.star]
     return positional[0].value if positional else None
+
+
+def _definition_in_force(ctx: ModuleContext, target: FuncInfo, site: CallSite) -> FuncInfo:
+    """The module-level ``def`` of ``target``'s name that ran last before ``site``'s top-level
+    statement: a script or notebook that redefines ``build_classifier`` before its second
+    search hands that one over (the name resolves to the first definition otherwise)."""
+    if target.parent is not ctx.module_func or target.class_name is not None:
+        return target
+    same = [f for f in ctx.functions if f.name == target.name and f.node is not None
+            and f.parent is ctx.module_func and f.class_name is None]
+    if len(same) < 2:
+        return target
+    at = ctx.top.get(id(site.node), (-1,))[0]
+    best, best_at = target, -1
+    for f in same:
+        where = ctx.top.get(id(f.node), (-1,))[0]
+        if best_at < where < at:
+            best, best_at = f, where
+    return best
