@@ -941,13 +941,17 @@ class ProjectIndex:
         stems = {name.rsplit(".", 1)[-1] for name in module_names(path)}
         for stem in stems:
             self._read(f"i:{stem}")  # a commit touching an import of this name redoes this
+        # the importers first (a set look per file), so that a module nobody imports (a test,
+        # a script: most of those that call ``predict``) is never parsed here
+        importers = [other for other in sorted(self.files)
+                     if other != path and not stems.isdisjoint(self._import_words(other))]
+        if not importers:
+            return ()
         functions, methods = _own_callables(source)
         if not functions and not methods:
             return ()
         out: dict[str, str] = {}
-        for other in sorted(self.files):
-            if other == path or stems.isdisjoint(self._import_words(other)):
-                continue
+        for other in importers:
             raw = self._raw(other)
             if raw is None:
                 continue
@@ -1004,7 +1008,7 @@ class ProjectIndex:
         course's snippets; a course repository has one folder per lesson, each with its own
         ``create_model``). Lower confidence than an import: the symbol's ``via`` says how it
         was found."""
-        called = (set(_CALLED.findall(source)) - _BUILTINS - set(known)
+        called = (set(_CALLED.findall(_TRIPLE_QUOTED.sub("", source))) - _BUILTINS - set(known)
                   - (self._defined(path) if path in self.files and source is self.files[path]
                      else _defined_in(source)))  # its own definitions bind those names
         if called:
@@ -1210,6 +1214,11 @@ def _loop_calls(text: str) -> tuple[frozenset[str], frozenset[str]]:
 #: A name followed by ``(``, not after a dot: what a file may call by its bare name.
 #: (No space before the parenthesis: prose in docstrings, "a tensor of shape (3, 3)", matched
 #: that and cost a parse of the file per such word; a call written ``f (x)`` is not looked up.)
+#: A triple-quoted string (docstrings: their examples and printed outputs, ``array([1, 2])``,
+#: name calls the file does not make); removed before :data:`_CALLED` looks (a cheap look only:
+#: the parse in :func:`_unbound_calls` decides for what is left).
+_TRIPLE_QUOTED = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""' r"|'''(?:[^'\\]|\\.|'(?!''))*'''",
+                            re.DOTALL)
 _CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 #: Top-level ``def``/``class`` names (column 0: nested and guarded ones are left out).
 _DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
