@@ -196,16 +196,33 @@ def _decode_path(raw: bytes) -> str:
 
 
 def changed_files(repo: PathLike, commits: list[tuple[str, str | None]],
-                  pathspec: list[str], renames: bool = True) -> dict[str, list[Change]]:
+                  pathspec: list[str], renames: bool = True,
+                  unreadable: set[str] | None = None) -> dict[str, list[Change]]:
     """The files matching ``pathspec`` that each ``(commit, parent)`` changes (parent None: a
     root commit), all in one ``git diff-tree --stdin``. Rename detection runs among the
     matching paths only, so no other blob is ever read; ``renames=False`` turns it off (a
-    rename is then a deletion and an addition, and git reads no blob at all)."""
+    rename is then a deletion and an addition, and git reads no blob at all).
+
+    ``unreadable``: when given, a commit whose trees git cannot read (an object missing from
+    a partial snapshot) is added to it and has no entry, and the others are still compared
+    (the batch is halved until the failing commits are alone); when None, that is a
+    RuntimeError."""
     if not commits:
         return {}
     lines = "".join(f"{c} {p}\n" if p else f"{c}\n" for c, p in commits).encode()
-    stdout = _checked(["diff-tree", "--stdin", "-r", *(["-M"] if renames else []), "--root",
-                       "--no-abbrev", "-z", "--raw", "--", *pathspec], repo, input=lines)
+    args = ["diff-tree", "--stdin", "-r", *(["-M"] if renames else []), "--root",
+            "--no-abbrev", "-z", "--raw", "--", *pathspec]
+    res = run_git(args, cwd=repo, input=lines)
+    if res.returncode != 0:
+        if unreadable is None or "unable to read" not in res.stderr:
+            raise RuntimeError(f"git diff-tree failed: {res.stderr.strip()}")
+        if len(commits) == 1:
+            unreadable.add(commits[0][0])
+            return {}
+        half = len(commits) // 2
+        return {**changed_files(repo, commits[:half], pathspec, renames, unreadable),
+                **changed_files(repo, commits[half:], pathspec, renames, unreadable)}
+    stdout = res.stdout
     out: dict[str, list[Change]] = {}
     tokens = stdout.split(b"\0")
     current: list[Change] | None = None

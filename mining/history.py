@@ -230,6 +230,8 @@ class HistoryResult:
     leak_commits: list[dict[str, Any]] = field(default_factory=list)
     scan_errors: int = 0
     missing_blobs: int = 0
+    #: commits whose trees are missing from the snapshot (compared with nothing: no events)
+    unreadable_commits: int = 0
     #: file comparisons made because an imported module changed (the file's blob did not)
     dependent_checks: int = 0
 
@@ -439,10 +441,13 @@ def walk_history(repo_path: str | os.PathLike[str], pin: str, repo: str = "",
     result.commits = len(commits)
     singles = [(c.sha, c.parents[0] if c.parents else None) for c in commits
                if len(c.parents) <= 1]
-    changes = changed_files(path, singles, PYTHON_PATHSPEC)
+    unreadable: set[str] = set()  # trees missing from a partial snapshot: no events there
+    changes = changed_files(path, singles, PYTHON_PATHSPEC, unreadable=unreadable)
     if project:  # merges add no events, but their children's index starts from them
         merges = [(c.sha, c.parents[0]) for c in commits if len(c.parents) > 1]
-        changes.update(changed_files(path, merges, PYTHON_PATHSPEC, renames=False))
+        changes.update(changed_files(path, merges, PYTHON_PATHSPEC, renames=False,
+                                     unreadable=unreadable))
+    result.unreadable_commits = len(unreadable)
     origin: dict[str, str] = {}  # current path -> path where its history started (renames)
     with BlobReader(path) as reader, contextlib.closing(
             BlobScanner(reader, rules, max_bytes, jobs=jobs, sandbox=sandbox,

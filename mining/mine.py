@@ -348,6 +348,10 @@ def _mine_into(entry: CorpusEntry, cache_dir: str | os.PathLike[str], params: Mi
                     note = (f"history: {history.missing_blobs} blob(s) missing from the snapshot "
                             "(those file changes give no events)")
                     row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
+                if history.unreadable_commits:
+                    note = (f"history: {history.unreadable_commits} commit(s) whose trees are "
+                            "missing from the snapshot (no events from those commits)")
+                    row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
                 result["events"] = history.events
                 result["leak_commits"] = history.leak_commits
 

@@ -164,3 +164,27 @@ def test_uppercase_extension_and_data_files(tmp_path):
     result = walk_history(repo.path, pin, repo="r")
     assert events_of(result) == [("introduced", "Train.PY", ""),
                                  ("removed", "Train.PY", "code_changed")]
+
+
+def test_a_commit_whose_tree_is_missing_gives_no_events_and_the_rest_is_walked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A partial snapshot (a mirror missing one tree object) loses that commit's comparison,
+    counted in ``unreadable_commits``, not the whole repository's history."""
+    import os
+
+    from fixtures.mining.gitrepo import IMR_LOOP, GitRepo
+
+    repo = GitRepo(tmp_path / "r")
+    repo.write("a/train.py", IMR_LOOP).commit("smelly a")
+    repo.write("b/other.py", "x = 1\n").commit("a file in a new folder")
+    broken = repo.git("rev-parse", "HEAD:b")  # a tree only this commit introduces
+    pin = repo.write("c/train.py", IMR_LOOP).commit("smelly c")
+    obj = tmp_path / "r" / ".git" / "objects" / broken[:2] / broken[2:]
+    assert obj.exists()  # a loose object (no pack in a fresh repository)
+    os.chmod(obj, 0o644)
+    obj.unlink()
+
+    result = walk_history(tmp_path / "r", pin, repo="r", rules=["IMR"], jobs=1)
+    assert result.commits == 3 and result.unreadable_commits >= 1
+    introduced = {(e["path"], e["event"]) for e in result.events}
+    assert ("a/train.py", "introduced") in introduced
+    assert ("c/train.py", "introduced") in introduced
