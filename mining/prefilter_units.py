@@ -157,41 +157,22 @@ class Facts:
     loop_store: bool = False
 
 
-def _attr_calls_into(root: ast.AST, tokens: set[str], covered: set[int]) -> None:
-    """Add the method names of the ``x.m(...)`` calls under ``root`` to ``tokens``, and the ids
-    of the loops under it to ``covered``. (The stack walk of :func:`walk_unit`, not
-    ``ast.walk``: its generators took a third of the pre-filter's walk on the keras sources.)"""
-    stack: list[Any] = [root]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node = pop()
-        t = type(node)
-        if t is ast.Name or t is ast.Constant:
-            continue
-        if t is ast.Call:
-            if type(node.func) is ast.Attribute:
-                tokens.add(node.func.attr)
-        elif t is ast.For or t is ast.AsyncFor or t is ast.While or t in _COMPS:
-            covered.add(id(node))
-        for name in _ast_fields(t):
-            value = getattr(node, name, None)
-            if type(value) is list:
-                for item in value:
-                    if isinstance(item, ast.AST):
-                        push(item)
-            elif isinstance(value, ast.AST):
-                push(value)
+#: Pushed under a loop's children: popping it means the walk has left that loop.
+_LEFT_LOOP = object()
 
 
 def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
     """One pass over a unit's ast: names it mentions, defines and calls, loops and stores."""
     facts = Facts()
     tokens, stored, attrs, calls = unit.tokens, facts.stored, facts.attrs, facts.calls
-    loops: list[ast.AST] = []
+    in_loops = 0  # loops (and comprehensions) the walk is inside of
     stack: list[Any] = list(unit.nodes)
     pop, push = stack.pop, stack.append
     while stack:
         node = pop()
+        if node is _LEFT_LOOP:
+            in_loops -= 1
+            continue
         t = type(node)
         if t is ast.Name:
             tokens.add(node.id)
@@ -209,6 +190,12 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
         if t is ast.Constant:
             continue
         if t is ast.Call:
+            if in_loops and type(node.func) is ast.Attribute:
+                # A method called on an instance inside a loop (``agent.remember_and_act(s)``
+                # per step, ``net.init_weights()`` per trial) repeats that module method: its
+                # name is a use here, as ``self.m`` is (loops only: every ``obj.m()`` would tie
+                # too many units together).
+                tokens.add(node.func.attr)
             parts = _dotted_parts(node.func)
             if parts:
                 calls.append(parts)
@@ -220,10 +207,12 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
                     facts.comp = True  # a lambda run per item: calls in it repeat
         elif t is ast.For or t is ast.AsyncFor or t is ast.While:
             facts.loop = True
-            loops.append(node)
+            in_loops += 1
+            push(_LEFT_LOOP)  # popped after every node below this one
         elif t in _COMPS:
             facts.comp = True
-            loops.append(node)
+            in_loops += 1
+            push(_LEFT_LOOP)
         elif t is ast.AugAssign:
             facts.loop_store = facts.loop_store or type(node.op) is ast.Add
         elif t is ast.Assign or t is ast.AnnAssign:
@@ -249,13 +238,6 @@ def walk_unit(unit: Unit, store_methods: frozenset[str]) -> Facts:
                         push(item)
             elif isinstance(value, ast.AST):
                 push(value)
-    # A method called on an instance inside a loop (``agent.remember_and_act(s)`` per step,
-    # ``net.init_weights()`` per trial) repeats that module method: its name is a use here,
-    # as ``self.m`` is (loops only: every ``obj.m()`` would tie too many units together).
-    covered: set[int] = set()
-    for loop in loops:  # (outer loops come first: an inner one is walked with its outer)
-        if id(loop) not in covered:
-            _attr_calls_into(loop, tokens, covered)
     if unit.kind == "method":
         unit.callables = {unit.name}
         unit.values = attrs  # the ``self.x`` it stores
