@@ -191,6 +191,22 @@ class ModuleContext:
             scope = scope.parent
         return None
 
+    def held_values(self, fn: FuncInfo, expr: cst.BaseExpression, seq: int
+                    ) -> list[tuple[cst.BaseExpression | None, FuncInfo]]:
+        """What ``expr`` (in ``fn``, at ``seq``) was assigned, each with the scope of its
+        assignment: a name's binding in force (none when it is not a plain assignment), or
+        every store of ``self.attr`` in the enclosing class. A value is None where the store
+        has no single value (an unpacking, an augmented assignment). Empty for anything else."""
+        if isinstance(expr, cst.Name):
+            ev = self.last_assign(fn, expr.value, seq)
+            return [(ev.value, ev.func)] if ev is not None and ev.kind == "assign" else []
+        if (isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name)
+                and expr.value.value == "self" and fn.class_name):
+            cls = self.classes.get(fn.class_name)
+            return [(ev.value, ev.func)
+                    for ev in (cls.attr_assigns.get(expr.attr.value, []) if cls else [])]
+        return []
+
     def created_in_loop(self, fn: FuncInfo, name: str, loop: Loop) -> bool:
         """``name`` is (re)bound inside ``loop`` by an assignment creating a fresh container."""
         for ev in fn.assigns:

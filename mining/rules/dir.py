@@ -901,17 +901,7 @@ def _own_predict(ctx: ModuleContext, site: CallSite) -> bool:
     if isinstance(recv, cst.Name) and recv.value == "self":
         class_name = fn.class_name
     else:
-        values: list[tuple[cst.BaseExpression, FuncInfo]] = []
-        if isinstance(recv, cst.Name):
-            ev = ctx.last_assign(fn, recv.value, site.seq)
-            if ev is not None and ev.kind == "assign" and ev.value is not None:
-                values.append((ev.value, ev.func))
-        elif (isinstance(recv, cst.Attribute) and isinstance(recv.value, cst.Name)
-              and recv.value.value == "self" and fn.class_name):
-            cls = ctx.classes.get(fn.class_name)
-            for ev in cls.attr_assigns.get(recv.attr.value, []) if cls is not None else []:
-                if ev.value is not None:
-                    values.append((ev.value, ev.func))
+        values = [(v, f) for v, f in ctx.held_values(fn, recv, site.seq) if v is not None]
         calls = [(v, f) for v, f in values if isinstance(v, cst.Call)]
         if not calls or len(calls) != len(values):
             return False

@@ -1317,16 +1317,7 @@ def _project_method_result(ctx: ModuleContext, fn: FuncInfo, call: cst.Call, seq
     func = call.func
     assert isinstance(func, cst.Attribute)
     recv = func.value
-    values: list[tuple[cst.BaseExpression, FuncInfo]] = []
-    if isinstance(recv, cst.Name):
-        ev = ctx.last_assign(fn, recv.value, seq)
-        if ev is not None and ev.kind == "assign" and ev.value is not None:
-            values.append((ev.value, ev.func))
-    elif (isinstance(recv, cst.Attribute) and isinstance(recv.value, cst.Name)
-          and recv.value.value == "self" and fn.class_name):
-        cls = ctx.classes.get(fn.class_name)
-        for ev in cls.attr_assigns.get(recv.attr.value, []) if cls is not None else []:
-            values.append((ev.value, ev.func) if ev.value is not None else (recv, fn))
+    values = ctx.held_values(fn, recv, seq)
     if not values or not all(isinstance(v, cst.Call) for v, _ in values):
         return UNKNOWN, ""
     symbols = {ctx.project_symbol(v.func, vfn) for v, vfn in values if isinstance(v, cst.Call)}
