@@ -310,6 +310,13 @@ def test_round_costs_and_paper_placement() -> None:
     assert utr["paper_dose"] == 50 * 782 and utr["extrapolation_factor"] > 100
 
 
+def test_the_paper_pct_is_sought_only_from_the_lowest_measured_dose_up() -> None:
+    """A curve fitted on doses 5-50 is not read below dose 5, where it and the clean line are
+    extrapolations (here +40 % at dose 1, which the search used to report)."""
+    paper = _analyse(_synthetic_runs(a=1.0, b=0.0, noise=0.01))["paper_placement"].iloc[0]
+    assert paper["dose_for_paper_pct"] == 5
+
+
 def _analyse(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     import tempfile
 
