@@ -292,6 +292,8 @@ def test_aa_cell_calibrates_false_positives_and_noise_floor() -> None:
     assert aa["pair_id"] == "p~aa" and aa["tests"] >= 1
     assert 0 <= aa["fpr_observed"] <= 1 and aa["fpr_ci_low"] <= aa["fpr_observed"]
     assert aa["mde_pct"] > 0 and aa["mde_pct_median_cells"] > 0
+    memory = tables["aa"].set_index("metric").loc["peak_rss_mb"]  # every metric has its floor
+    assert memory["mde_pct_median_cells"] > 0
     stats = tables["dose_stats"]
     assert set(stats.loc[stats["smell"] == AA_SMELL, "family"]) == {"calibration"}
     primary = stats[stats["family"] == "primary"]
