@@ -236,7 +236,14 @@ def cost_model(measured: pd.DataFrame, alpha: float) -> tuple[pd.DataFrame, pd.D
                 row["bend_dose"] = row["a"] / (2 * row["b"])
             row["note"] = ("the curve bends: the quadratic term is resolved" if bends else
                            "no bend resolved: b's interval spans 0 (the linear fit applies)")
-            if not (row["intercept_ci_low"] <= 0 <= row["intercept_ci_high"]):
+            if row["b_ci_low"] > 0 and row["intercept_ci_high"] < 0:
+                # a straight line through a cost that grows faster than linearly crosses dose 0
+                # below 0: that is the curve, not a fixed gap per run (a fixed gap gives a
+                # positive intercept)
+                row["note"] += ("; the linear fit with an intercept crosses dose 0 below 0, as "
+                                "a cost that grows faster than linearly does: read a and b, not "
+                                "a_free")
+            elif not (row["intercept_ci_low"] <= 0 <= row["intercept_ci_high"]):
                 row["note"] += ("; the intercept's interval excludes 0: a fixed difference per "
                                 "run that the no-intercept model books per event (a_free is "
                                 "the cost per event with it)")

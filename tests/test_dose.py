@@ -269,6 +269,9 @@ def test_a_quadratic_cost_is_resolved_as_a_bend() -> None:
     row = tables["cost_model"].set_index("metric").loc["duration_s"]
     assert row["b_ci_low"] > 0 and row["bend_dose"] == pytest.approx(0.2 / 0.008, rel=0.5)
     assert row["marginal_high"] > row["marginal_low"]
+    # the straight line with an intercept crosses dose 0 below 0 here: the curve, not a fixed gap
+    assert row["intercept_ci_high"] < 0 and "faster than linearly" in row["note"]
+    assert "fixed difference" not in row["note"]
 
 
 def test_a_fixed_difference_per_run_is_told_apart_from_a_cost_per_event() -> None:
