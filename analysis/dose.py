@@ -62,8 +62,6 @@ UNIT = ["pair_id", "device", "framework"]
 AA_SMELL = "AA"
 #: metrics priced per event: the window's time, the process's CPU time in it, peak memory
 DOSE_METRICS = ("duration_s", "window_cpu_s", "peak_rss_mb")
-#: the time metrics (the primary family is one of them per power source)
-TIME_METRICS = ("duration_s", "window_cpu_s")
 #: the paper's setting (study-facts.md): 50 epochs of CIFAR-10's 50,000 training images
 PAPER_EPOCHS = 50
 PAPER_SAMPLES = 50000
@@ -382,7 +380,8 @@ def paper_placement(measured: pd.DataFrame, model: pd.DataFrame) -> pd.DataFrame
         per_sample = c1 / samples
         paper_dose = PAPER_EPOCHS * (math.ceil(PAPER_SAMPLES / PAPER_BATCH) if r.smell == "UTR"
                                      else 1)
-        max_dose = float(max(json.loads(r.doses)))
+        doses = [float(x) for x in json.loads(r.doses)]
+        max_dose = max(doses)
         overhead = r.a * paper_dose + r.b * paper_dose ** 2
         lin = r.a_linear * paper_dose
         paper_clean = PAPER_EPOCHS * PAPER_SAMPLES * per_sample
@@ -390,8 +389,7 @@ def paper_placement(measured: pd.DataFrame, model: pd.DataFrame) -> pd.DataFrame
         # searched from the lowest measured dose up: below it the fitted curve and the
         # clean line are extrapolations toward c0, which can make any % (found on the dose
         # study: a noisy eager fit 'reached' +31.78 % at dose 2, under its lowest dose 5)
-        min_dose = float(min(json.loads(r.doses)))
-        grid = np.unique(np.round(np.geomspace(min_dose, 100 * max_dose, 4000)))
+        grid = np.unique(np.round(np.geomspace(min(doses), 100 * max_dose, 4000)))
         clean_at = c0 + c1 * grid / epr
         pct = 100 * (r.a * grid + r.b * grid ** 2) / clean_at
         reach = grid[pct >= target]

@@ -344,14 +344,14 @@ def _mine_into(entry: CorpusEntry, cache_dir: str | os.PathLike[str], params: Mi
                 row["reason"] = f"history walk failed: {type(exc).__name__}: {exc}"[:500]
             else:
                 row["history_commits"] = history.commits
+                notes = [row["reason"]] if row["reason"] else []
                 if history.missing_blobs:
-                    note = (f"history: {history.missing_blobs} blob(s) missing from the snapshot "
-                            "(those file changes give no events)")
-                    row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
+                    notes.append(f"history: {history.missing_blobs} blob(s) missing from the "
+                                 "snapshot (those file changes give no events)")
                 if history.unreadable_commits:
-                    note = (f"history: {history.unreadable_commits} commit(s) whose trees are "
-                            "missing from the snapshot (no events from those commits)")
-                    row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
+                    notes.append(f"history: {history.unreadable_commits} commit(s) whose trees "
+                                 "are missing from the snapshot (no events from those commits)")
+                row["reason"] = "; ".join(notes)
                 result["events"] = history.events
                 result["leak_commits"] = history.leak_commits
 
