@@ -60,6 +60,11 @@ def _level_text(level: dict[str, Any], unit: str) -> str:
     if per_event:
         text = (f"{per_event['a']:+.3g} s per {per_event['event']} "
                 f"[{per_event['a_ci_low']:+.3g}, {per_event['a_ci_high']:+.3g}]")
+        if per_event.get("grows"):
+            low, high = per_event.get("marginal_high_ci_low"), per_event.get("marginal_high_ci_high")
+            bounds = "" if low is None or high is None else f" [{low:+.3g}, {high:+.3g}]"
+            text += (f" (the average; the cost grows with each: at dose {per_event['at_dose']} "
+                     f"one more costs {per_event['marginal_high']:+.3g} s{bounds})")
         memory = level.get("memory_per_event_mb")
         if memory is not None:
             text += f", {memory:+.2f} MB peak RSS per {per_event['event']}"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import math
 import pprint
+import re
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,24 @@ def _priced_metric(device: str, sources: set[str]) -> tuple[str, str]:
     return ("energy_kwh", "energy") if counted else ("duration_s", "time")
 
 
+def _growth(model: dict[str, str]) -> dict[str, Any]:
+    """The last event's cost where the curve is resolved to grow faster than linearly.
+
+    The linear slope is an average over the measured doses; under a convex cost (a quadratic
+    term whose interval excludes 0 and is positive) the event at the highest dose costs more
+    than that average, and a user reading only the slope would under-price a long leak. The
+    quadratic model's marginal cost at the highest dose says how much more."""
+    low = _number(model.get("b_ci_low"))
+    marginal = _number(model.get("marginal_high"))
+    doses = [float(d) for d in re.findall(r"[0-9.]+", model.get("doses") or "")]
+    if low is None or low <= 0 or marginal is None or not doses:
+        return {}
+    return {"grows": True, "at_dose": int(max(doses)) if max(doses).is_integer() else max(doses),
+            "marginal_high": marginal,
+            "marginal_high_ci_low": _number(model.get("marginal_high_ci_low")),
+            "marginal_high_ci_high": _number(model.get("marginal_high_ci_high"))}
+
+
 def _entry(folder: Path, pair_id: str, device: str, sources: set[str],
            stats: list[dict[str, str]], cost_model: list[dict[str, str]],
            description: dict[str, str]) -> dict[str, Any] | None:
@@ -170,6 +189,7 @@ def _entry(folder: Path, pair_id: str, device: str, sources: set[str],
                     "a": slope, "a_ci_low": _number(model.get("a_linear_ci_low")),
                     "a_ci_high": _number(model.get("a_linear_ci_high")),
                     "event": model.get("event") or "event", "doses": model.get("doses", "")}
+                level["per_event"].update(_growth(model))
             elif model["metric"] == MEMORY_METRIC and slope is not None:
                 level["memory_per_event_mb"] = slope
         foreign += int(float(row.get("n_foreign_load") or 0))

@@ -116,6 +116,32 @@ def test_a_dose_result_adds_the_cost_per_event(tmp_path: Path) -> None:
     assert "+0.08 s per trace" in costs.summary(entry)
 
 
+def test_a_convex_cost_says_what_the_last_event_costs_beside_the_average(tmp_path: Path) -> None:
+    pair = "uge-retrace-python-arg"
+    folder = _result(tmp_path, "2026-01-01-dose", pair, "constant",
+                     [_stats_row(pair, "duration_s", 90.0, 9.0, dose=50),
+                      _stats_row(pair, "duration_s", 80.0, 8.0, framework="keras2", dose=50)])
+    columns = ["pair_id", "smell", "device", "framework", "metric", "event", "a_linear",
+               "a_linear_ci_low", "a_linear_ci_high", "doses", "b_ci_low", "marginal_high",
+               "marginal_high_ci_low", "marginal_high_ci_high"]
+    base = {"pair_id": pair, "smell": "UGE", "device": "cpu", "metric": "duration_s",
+            "event": "trace", "a_linear": 2.5, "a_linear_ci_low": 2.0, "a_linear_ci_high": 3.0,
+            "doses": "[5.0, 15.0, 50.0]", "marginal_high": 5.8, "marginal_high_ci_low": 4.9,
+            "marginal_high_ci_high": 6.7}
+    _write(folder / "analysis" / "cost_model.csv", columns,
+           [{**base, "framework": "keras3", "b_ci_low": 0.04},   # resolved curvature
+            {**base, "framework": "keras2", "b_ci_low": -0.01}])  # curvature not resolved
+    entry = build_table(tmp_path)[0]["UGE"]["retrace-python-arg"][0]
+    by_level = {level["framework"]: level for level in entry["levels"]}
+    assert by_level["keras3"]["per_event"]["grows"] is True
+    assert by_level["keras3"]["per_event"]["at_dose"] == 50
+    assert by_level["keras3"]["per_event"]["marginal_high"] == 5.8
+    assert "grows" not in by_level["keras2"]["per_event"]
+    text = costs.summary(entry)
+    assert "at dose 50 one more costs +5.8 s [+4.9, +6.7]" in text
+    assert text.count("grows with each") == 1
+
+
 def test_foreign_load_marks_a_cost_provisional(tmp_path: Path) -> None:
     pair = "up-search-n-jobs"
     _result(tmp_path, "2026-01-01-busy", pair, "constant",
