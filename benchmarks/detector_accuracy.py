@@ -2,10 +2,11 @@
 
 Usage::
 
-    python benchmarks/detector_accuracy.py [--labels FILE] [--mirror-dir DIR] [--verbose]
+    python benchmarks/detector_accuracy.py [--labels FILE ...] [--mirror-dir DIR] [--verbose]
                                             [--write-recall PATH]
 
-Any labels file in the same format can be scored (``--labels``, e.g. a held-out set); the
+Any labels file in the same format can be scored (``--labels``, e.g. a held-out set; several
+files are pooled into one score, e.g. two blind draws that judge the same rules); the
 repositories are read from a folder of fetched git dirs or clones (``--mirror-dir``, laid out
 ``owner+name``, ``owner+name/repo`` or ``owner+name.git``), else cloned. Each labelled file is
 scanned with its repository's project index at the pinned commit (every ``.py`` file of that
@@ -104,6 +105,22 @@ def load_labels(path: Path) -> list[Label]:
             out.append(Label(row["repo"].strip(), row["commit"].strip(), row["path"].strip(),
                              cell, line, row["rule"].strip().upper(), lab == "true",
                              row["reason"].strip()))
+    return out
+
+
+def load_label_sets(paths: list[Path]) -> list[Label]:
+    """The labels of several files, pooled. A site (repository, file, cell, line, rule) that two
+    files both label is refused: pooled, it would count twice."""
+    out: list[Label] = []
+    seen: dict[tuple[str, str, int, int, str], Path] = {}
+    for path in paths:
+        for lab in load_labels(path):
+            key = (lab.repo.lower(), lab.path, lab.cell, lab.line, lab.rule)
+            if key in seen and seen[key] != path:
+                raise SystemExit(f"{path}: site {lab.repo} {lab.path}:{lab.line} {lab.rule} is "
+                                 f"also labelled in {seen[key]}; pooled sets must not overlap")
+            seen[key] = path
+            out.append(lab)
     return out
 
 
@@ -327,20 +344,27 @@ def code_commit(root: Path = ROOT) -> str:
     return head.stdout.decode().strip() + ("-dirty" if dirty else "")
 
 
-def write_recall(path: Path, res: dict[str, dict], rules: tuple[str, ...], labels_path: Path,
-                 commit: str, now: dt.datetime | None = None) -> int:
-    """Write leakwatt's score (:func:`score`) as ``recall.csv``: one row per rule in ``rules``.
-    Returns the number of rows."""
+def write_recall(path: Path, res: dict[str, dict], rules: tuple[str, ...],
+                 labels_paths: Path | list[Path], commit: str,
+                 now: dt.datetime | None = None) -> int:
+    """Write leakwatt's score (:func:`score`) as ``recall.csv``: one row per rule in ``rules``,
+    its ``label_set`` the labels file's name (several pooled files: their names joined by
+    ``+``). Returns the number of rows."""
     scored_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    paths = [labels_paths] if isinstance(labels_paths, Path) else list(labels_paths)
+    label_set = "+".join(p.name for p in paths)
     table = recall_table(recall_row(rule, res[rule]["tp"], res[rule]["fn"], res[rule]["fp"],
-                                    labels_path.name, commit, scored_at) for rule in rules)
+                                    label_set, commit, scored_at) for rule in rules)
     atomic_write_csv(path, table)
     return len(table)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--labels", type=Path, default=LABELS)
+    ap.add_argument("--labels", type=Path, nargs="+", default=[LABELS],
+                    help="labels file(s); several are pooled into one score (blind sets of "
+                         "the same rules, e.g. two independent draws), a site named twice is "
+                         "an error")
     ap.add_argument("--mirror-dir", default="/work/.mirror",
                     help="folder of local clones/mirrors (owner+name); '' to clone instead")
     ap.add_argument("--cache-dir", type=Path, default=None,
@@ -361,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(data/labels/recall.csv)")
     args = ap.parse_args(argv)
 
-    labels = load_labels(args.labels)
+    labels = load_label_sets(args.labels)
     rules = RULES
     if args.rules:
         rules = tuple(r.strip().upper() for r in args.rules.split(",") if r.strip())
@@ -397,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.write_recall:
             commit = code_commit()
             rows = write_recall(args.write_recall, res, rules, args.labels, commit)
-            print(f"\nrecall table: {args.write_recall} ({rows} rules, {args.labels.name} @ "
+            names = "+".join(p.name for p in args.labels)
+            print(f"\nrecall table: {args.write_recall} ({rows} rules, {names} @ "
                   f"{commit[:12]}{' (uncommitted code)' if commit.endswith('-dirty') else ''})")
         if args.verbose:
             for rule in rules:

@@ -356,3 +356,36 @@ def test_benchmark_refuses_a_recall_table_with_unread_files(
                      "--no-semgrep", "--write-recall", str(out)])
     assert rc == 1 and not out.exists()
     assert "recall table NOT written: 1 labelled file(s)" in capsys.readouterr().out
+
+
+def test_benchmark_pools_two_label_sets_into_one_score(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _benchmark()
+    mirrors, sha = _labelled_repo(tmp_path)
+    first, second = tmp_path / "set3_labels.csv", tmp_path / "set4_labels.csv"
+    header = "repo,commit,path,line,rule,label,reason\n"
+    first.write_text(header + f"team/proj,{sha},train.py,12,IMR,true,model per fold\n",
+                     encoding="utf-8")
+    second.write_text(header + f"team/proj,{sha},notes.py,1,IMR,true,made to be missed\n",
+                      encoding="utf-8")
+    out = tmp_path / "recall.csv"
+    rc = bench.main(["--labels", str(first), str(second), "--mirror-dir", str(mirrors),
+                     "--rules", "IMR", "--no-semgrep", "--write-recall", str(out)])
+    assert rc == 0, capsys.readouterr().out
+    imr = read_recall(out).set_index("rule").loc["IMR"]
+    assert (imr["tp"], imr["fn"], imr["true_sites"]) == (1, 1, 2)      # one hit from each set
+    assert imr["label_set"] == "set3_labels.csv+set4_labels.csv"
+
+
+def test_benchmark_refuses_a_site_labelled_in_two_pooled_sets(tmp_path: Path) -> None:
+    bench = _benchmark()
+    mirrors, sha = _labelled_repo(tmp_path)
+    header = "repo,commit,path,line,rule,label,reason\n"
+    first, second = tmp_path / "a_labels.csv", tmp_path / "b_labels.csv"
+    first.write_text(header + f"team/proj,{sha},train.py,12,IMR,true,model per fold\n",
+                     encoding="utf-8")
+    second.write_text(header + f"Team/Proj,{sha},train.py,12,IMR,false,disagrees\n",
+                      encoding="utf-8")
+    with pytest.raises(SystemExit, match="also labelled in"):
+        bench.main(["--labels", str(first), str(second), "--mirror-dir", str(mirrors),
+                    "--rules", "IMR", "--no-semgrep"])
