@@ -145,11 +145,16 @@ def readme_text(title: str, repos: pd.DataFrame, instances: pd.DataFrame,
                   "`prevalence.csv` (Kaplan–Meier curves in `survival.csv`, one row per "
                   "instance in `lifetimes.csv`).",
                   md_table(["rule", "introduced", "removed", "fixed / file deleted",
-                            "still present", "Kaplan–Meier median days"],
+                            "still present", "lost in history", "Kaplan–Meier median days"],
                            [[r["rule"], int(r["introduced"]), int(r["removed"]),
                              f"{int(r['removed_code_changed'])} / {int(r['removed_deleted_file'])}",
-                             int(r["still_present"]), fmt(r["km_median_days"], 4)]
-                            for r in prevalence.to_dict("records")])]
+                             int(r["still_present"]), _count(r.get("lost_in_history")),
+                             fmt(r["km_median_days"], 4)]
+                            for r in prevalence.to_dict("records")]),
+                  "*Lost in history*: instances the walk saw introduced and never saw removed "
+                  "that the pinned commit does not hold (a snapshot that lacks a deleted file's "
+                  "last blob, or a branching history walked as one line); their end is unknown, "
+                  "so the survival curves leave them out instead of counting them as survivors."]
     by_era = tables["by_era"]
     if len(by_era):
         parts += ["## Instances per rule and era",
@@ -164,6 +169,15 @@ def readme_text(title: str, repos: pd.DataFrame, instances: pd.DataFrame,
     parts += ["## Files", md_table(["file", "what"], files),
               "Columns: docs/data.md of leakwatt."]
     return "\n\n".join(parts) + "\n"
+
+
+def _count(value: object) -> str:
+    """An integer count, or '' for a table written before the column existed."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    return "" if number != number else str(int(number))
 
 
 def export_mined(mined_dir: Path, analysis_dir: Path, out_dir: Path,

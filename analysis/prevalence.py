@@ -44,6 +44,9 @@ from leakwatt.contracts import (
 
 PREVALENCE_COLUMNS = list(PREVALENCE.columns)
 LIFETIME_COLUMNS = list(LIFETIMES.columns)
+#: lifetimes.csv ``fate``: removed in history, present at the pin (censored there), or lost
+#: (open in history, absent at the pin: end unknown; see :func:`reconcile_with_pin`)
+FATE_REMOVED, FATE_PRESENT, FATE_LOST = "removed", "present", "lost"
 SURVIVAL_COLUMNS = list(SURVIVAL.columns)
 OVERVIEW_COLUMNS = list(OVERVIEW.columns)
 BY_ERA_COLUMNS = list(PREVALENCE_BY_ERA.columns)
@@ -189,7 +192,52 @@ def _lifetime(intro: dict[str, Any], end_commit: str, end_date: Any, end_cidx: f
         "end_date": end_date.isoformat(), "days": days,
         "commits": max(0.0, commits) if math.isfinite(commits) else math.nan,
         "removed": bool(removed), "removal": removal,
+        "fate": FATE_REMOVED if removed else FATE_PRESENT,
     }
+
+
+def reconcile_with_pin(life: pd.DataFrame, instances: pd.DataFrame,
+                       repos: pd.DataFrame) -> pd.DataFrame:
+    """Mark the open lifetimes the pinned commit does not hold as ``lost`` (``fate``).
+
+    The history walk ends every instance it saw introduced with a removal event or leaves it
+    open until the pin. Some removals are never seen: a file deleted where the snapshot lacks its
+    last blob (no events are guessed there), an instance introduced on two branches that merged,
+    or a path whose rename a parallel branch's change hid (the walk orders a branching history
+    as one line). Such an instance would count as surviving to the pin, which the pin scan
+    contradicts. Per ``ok`` repository, rule and enclosing function (rule only when
+    ``instances`` has no ``function`` column), the open lifetimes beyond the number of
+    instances the pin holds are ``lost``: their end is unknown, so survival leaves them out
+    rather than censor them at the pin. Which open ones are kept: those whose path the pin has
+    for that group first, then the most recently introduced (an older open one has had more
+    commits in which to lose its removal). ``instances`` are the ok repositories' pin
+    instances (``_url`` set, as :func:`_ok_instances` returns them)."""
+    if life.empty:
+        return life
+    out = life.copy()
+    keys = _repo_keys(repos)
+    ok_urls = set(_text(repos, "url")[_text(repos, "status") == OK_STATUS])
+    url = _text(out, "repo").map(lambda r: keys.get(r, r))
+    candidates = out[(out["fate"] == FATE_PRESENT) & url.isin(ok_urls)]
+    if candidates.empty:
+        return out
+    by_function = "function" in instances.columns
+    group_cols = ["_url", "rule", "function"] if by_function else ["_url", "rule"]
+    inst = instances.assign(rule=_text(instances, "rule"), path=_text(instances, "path"),
+                            function=_text(instances, "function") if by_function else "")
+    pin_count = inst.groupby(group_cols).size()
+    pin_paths = inst.groupby(group_cols)["path"].agg(set)
+    lost: list[Any] = []
+    for key, group in candidates.assign(_url=url).groupby(group_cols, sort=False):
+        keep = int(pin_count.get(key, 0))
+        if len(group) <= keep:
+            continue
+        paths = pin_paths.get(key, set())
+        ranked = group.assign(_elsewhere=~group["path"].isin(paths)).sort_values(
+            ["_elsewhere", "introduced_date"], ascending=[True, False], kind="stable")
+        lost.extend(ranked.index[keep:])
+    out.loc[lost, "fate"] = FATE_LOST
+    return out
 
 
 def kaplan_meier(durations: np.ndarray, observed: np.ndarray) -> pd.DataFrame:
@@ -248,13 +296,15 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
     outside = len(inst) - len(inst_ok)
 
     life, unmatched = lifetimes(events, repos)
+    life = reconcile_with_pin(life, inst_ok, repos)
     rules = sorted(set(inst["rule"]) | set(life["rule"]) | set(unmatched.index))
     rules = [r for r in rules if r]
     rows = []
     curves = []
     for rule in rules:
         mine = inst_ok[inst_ok["rule"] == rule]
-        lt = life[life["rule"] == rule]
+        lt_all = life[life["rule"] == rule]
+        lt = lt_all[lt_all["fate"] != FATE_LOST]  # end unknown: not censored at the pin
         removed = lt[lt["removed"].astype(bool)]  # an empty object column would select columns
         fixed = int((removed["removal"] == "code_changed").sum())
         deleted = int((removed["removal"] == "deleted_file").sum())
@@ -269,11 +319,12 @@ def prevalence(repos: pd.DataFrame, instances: pd.DataFrame, events: pd.DataFram
             "share_repos_affected": affected / ok.sum() if ok.sum() else math.nan,
             "instances": len(mine), "kloc": kloc_ok,
             "instances_per_kloc": len(mine) / kloc_ok if kloc_ok > 0 else math.nan,
-            "introduced": len(lt), "removed": n_removed, "removed_code_changed": fixed,
+            "introduced": len(lt_all), "removed": n_removed, "removed_code_changed": fixed,
             "removed_deleted_file": deleted,
             "share_fixed": fixed / n_removed if n_removed else math.nan,
             "share_deleted": deleted / n_removed if n_removed else math.nan,
-            "still_present": int((~lt["removed"].astype(bool)).sum()),
+            "still_present": int((lt["fate"] == FATE_PRESENT).sum()),
+            "lost_in_history": int((lt_all["fate"] == FATE_LOST).sum()),
             "median_survival_days": float(removed["days"].median()) if n_removed else math.nan,
             "median_survival_commits": (float(removed["commits"].median())
                                         if n_removed and removed["commits"].notna().any()

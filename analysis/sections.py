@@ -587,15 +587,19 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
              (f"{fmt_share(r.share_fixed)} / {fmt_share(r.share_deleted)}"
               if isnum(r.share_fixed) or isnum(r.share_deleted) else ""),
              fmt(r.median_survival_days, 4), fmt(r.median_survival_commits, 4),
-             fmt(r.km_median_days, 4), r.still_present, r.note]
+             fmt(r.km_median_days, 4), r.still_present,
+             fmt(getattr(r, "lost_in_history", None)), r.note]
             for r in table.itertuples()]
     parts.append(md_table([
         "rule", "instances", "per KLOC", "repositories affected", "introduced", "removed",
         "fixed / file deleted", "median days to removal", "median commits to removal",
-        "KM median days", "still present", "note"], rows))
+        "KM median days", "still present", "lost in history", "note"], rows))
     parts.append("Medians to removal cover removed instances only; the Kaplan-Meier median "
                  "also counts instances still present (censored at the pinned commit's date, or "
-                 "at the last commit seen when repos.csv has no `pin_date`).")
+                 "at the last commit seen when repos.csv has no `pin_date`). Instances *lost in "
+                 "history* (seen introduced, never seen removed, not at the pin: a snapshot gap "
+                 "or a branching history walked as one line) are left out of it: their end is "
+                 "unknown.")
     by_era = tables.get("by_era")
     correction = recall_correction(table, by_era)
     if correction:

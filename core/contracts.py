@@ -356,8 +356,11 @@ RECALL_CORRECTION = (
     "precision", "recall", "recall_lo", "recall_hi", "recall_true_sites", "recall_label_set",
     "recall_commit", "corrected_instances", "corrected_instances_lo", "corrected_instances_hi",
     "correction_note")
+#: instances open in the history walk that the pin does not hold (their removal was not seen:
+#: a snapshot gap or a branch the walk linearised); left out of survival
+HISTORY_RECONCILED = ("lost_in_history",)
 PREVALENCE = Table("prevalence.csv", "analyze",
-                   columns=(*_PREVALENCE_COLUMNS, *RECALL_CORRECTION),
+                   columns=(*_PREVALENCE_COLUMNS, *RECALL_CORRECTION, *HISTORY_RECONCILED),
                    required=_PREVALENCE_COLUMNS)
 
 _BY_ERA_COUNTS = ("rule", "era", "instances", "share_of_rule", "repos_affected",
@@ -370,7 +373,7 @@ PREVALENCE_BY_ERA = Table("prevalence_by_era.csv", "analyze",
 LIFETIMES = Table(
     "lifetimes.csv", "analyze",
     columns=("repo", "rule", "path", "function", "introduced_commit", "introduced_date",
-             "end_commit", "end_date", "days", "commits", "removed", "removal"),
+             "end_commit", "end_date", "days", "commits", "removed", "removal", "fate"),
     required=("rule", "days", "removed"))
 
 SURVIVAL = Table(

@@ -223,6 +223,8 @@ def build_table(results_dir: Path) -> tuple[dict[str, dict[str, list[dict[str, A
     notes: list[str] = []
     for folder in sorted((p for p in results_dir.iterdir() if p.is_dir()), reverse=True):
         stats_path = folder / "analysis" / "stats.csv"
+        if not (folder / "runs.csv").is_file() and not stats_path.is_file():
+            continue  # not a measurement (a mined corpus, `export-mined`): nothing to price
         if not stats_path.is_file():
             notes.append(f"{folder.name} skipped (no analysis yet)")
             continue

@@ -258,3 +258,55 @@ def test_prevalence_by_era_splits_each_rule_by_the_era_of_its_files(tmp_path: Pa
     # analyzed without a recall table: the section says so instead of showing corrected counts
     assert "Not corrected for the detectors' recall: no recall table given." in text
     assert "recall-corrected" not in text
+
+
+def test_open_instances_the_pin_does_not_hold_are_lost_not_survivors():
+    # repo a's history: instance "dup" introduced on two branches (the same id twice) and removed
+    # once after the merge; "gone" introduced and its removal never seen (its file deleted where
+    # the snapshot lacks the blob); "kept" introduced and still at the pin
+    a = "https://x/a"
+    rows = [
+        {**_event(a, "IMR", "m.py", "introduced", "c0", "2021-01-01T00:00:00Z", "f", index="0"),
+         "instance": "dup"},
+        {**_event(a, "IMR", "m.py", "introduced", "c1", "2021-01-02T00:00:00Z", "f", index="1"),
+         "instance": "dup"},
+        {**_event(a, "IMR", "m.py", "removed", "c2", "2021-01-11T00:00:00Z", "f", "code_changed",
+                  "2"), "instance": "dup"},
+        {**_event(a, "IMR", "old.py", "introduced", "c0", "2021-01-01T00:00:00Z", "g",
+                  index="0"), "instance": "gone"},
+        {**_event(a, "IMR", "k.py", "introduced", "c0", "2021-01-01T00:00:00Z", "h", index="0"),
+         "instance": "kept"},
+    ]
+    events = pd.DataFrame(rows, columns=[*EVENT_COLUMNS, "instance"])
+    repos = _repos()
+    repos["pin_date"] = ["2021-01-31T00:00:00+00:00", "", "", ""]
+    instances = pd.DataFrame({"repo": [a], "commit": ["1" * 40], "path": ["k.py"],
+                              "line": ["5"], "rule": ["IMR"], "variant": ["loop"],
+                              "function": ["h"]})
+    tables = prevalence(repos, instances, events)
+    imr = tables["prevalence"].set_index("rule").loc["IMR"]
+    assert (imr["introduced"], imr["removed"], imr["still_present"],
+            imr["lost_in_history"]) == (4, 1, 1, 2)
+    life = tables["lifetimes"]
+    assert sorted(life["fate"]) == ["lost", "lost", "present", "removed"]
+    assert set(life.loc[life["fate"] == "lost", "function"]) == {"f", "g"}
+    assert life.loc[life["fate"] == "present", "path"].tolist() == ["k.py"]
+    # Kaplan-Meier over the removed (day 10) and the censored one (day 30) only: 1 of 2 at risk
+    # fails at day 10 -> 0.5; the lost ones would have kept it at 0.75 as if they survived
+    days = tables["survival"][(tables["survival"]["rule"] == "IMR")
+                              & (tables["survival"]["time_unit"] == "days")]
+    assert days["at_risk"].iloc[0] == 2
+    assert days.loc[days["time"] == 10.0, "survival"].tolist() == pytest.approx([0.5])
+    assert imr["km_median_days"] == pytest.approx(10.0)
+
+
+def test_without_a_function_column_the_pin_is_matched_per_rule():
+    # older mining outputs: instances.csv without `function`; two open UTR lifetimes, the pin
+    # holds one UTR instance in that repository: the newer open one is kept
+    a = "https://x/a"
+    events = pd.DataFrame([
+        _event(a, "UTR", "u.py", "introduced", "c0", "2021-01-01T00:00:00Z", "f", index="0"),
+        _event(a, "UTR", "v.py", "introduced", "c1", "2021-01-05T00:00:00Z", "g", index="1"),
+    ], columns=EVENT_COLUMNS)
+    life = prevalence(_repos(), _instances(), events)["lifetimes"]
+    assert life.set_index("function")["fate"].to_dict() == {"f": "lost", "g": "present"}

@@ -142,6 +142,22 @@ def test_a_convex_cost_says_what_the_last_event_costs_beside_the_average(tmp_pat
     assert text.count("grows with each") == 1
 
 
+def test_a_mined_corpus_folder_is_not_a_measurement_and_is_not_named(tmp_path: Path) -> None:
+    pair = "uge-retrace-python-arg"
+    _result(tmp_path, "2026-01-01-dose", pair, "constant",
+            [_stats_row(pair, "duration_s", 40.0, 4.0)])
+    corpus = tmp_path / "2026-02-01-corpus"       # what `export-mined` writes: no runs.csv
+    corpus.mkdir()
+    (corpus / "prevalence.csv").write_text("rule,instances\nUGE,3\n", encoding="utf-8")
+    running = tmp_path / "2026-03-01-running"     # a measurement without analysis yet
+    running.mkdir()
+    (running / "runs.csv").write_text("run_id\n", encoding="utf-8")
+    table, notes = build_table(tmp_path)
+    assert table["UGE"]["retrace-python-arg"][0]["result"] == "2026-01-01-dose"
+    assert not any("corpus" in note for note in notes)
+    assert "2026-03-01-running skipped (no analysis yet)" in notes
+
+
 def test_foreign_load_marks_a_cost_provisional(tmp_path: Path) -> None:
     pair = "up-search-n-jobs"
     _result(tmp_path, "2026-01-01-busy", pair, "constant",
