@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from leakwatt.analysis.markup import fmt, inert, md_table
+from leakwatt.analysis.markup import fmt, fmt_count, inert, md_table
 from leakwatt.analysis.prevalence import TABLES as ANALYSIS_TABLES
 from leakwatt.analysis.prevalence import read_prevalence
 from leakwatt.analysis.recall import corrected_text, recall_sources, recall_text
@@ -148,7 +148,7 @@ def readme_text(title: str, repos: pd.DataFrame, instances: pd.DataFrame,
                             "still present", "lost in history", "Kaplan–Meier median days"],
                            [[r["rule"], int(r["introduced"]), int(r["removed"]),
                              f"{int(r['removed_code_changed'])} / {int(r['removed_deleted_file'])}",
-                             int(r["still_present"]), _count(r.get("lost_in_history")),
+                             int(r["still_present"]), fmt_count(r.get("lost_in_history")),
                              fmt(r["km_median_days"], 4)]
                             for r in prevalence.to_dict("records")]),
                   "*Lost in history*: instances the walk saw introduced and never saw removed "
@@ -169,15 +169,6 @@ def readme_text(title: str, repos: pd.DataFrame, instances: pd.DataFrame,
     parts += ["## Files", md_table(["file", "what"], files),
               "Columns: docs/data.md of leakwatt."]
     return "\n\n".join(parts) + "\n"
-
-
-def _count(value: object) -> str:
-    """An integer count, or '' for a table written before the column existed."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return ""
-    return "" if number != number else str(int(number))
 
 
 def export_mined(mined_dir: Path, analysis_dir: Path, out_dir: Path,

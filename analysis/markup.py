@@ -50,6 +50,11 @@ def fmt(value: Any, digits: int = 4) -> str:
     return f"{float(value):.{digits}g}"
 
 
+def fmt_count(value: Any) -> str:
+    """A count as a whole number; '' for a missing one (a table written before its column)."""
+    return str(int(float(value))) if isnum(value) else ""
+
+
 def fmt_pct(value: Any, digits: int = 2) -> str:
     return f"{float(value):+.{digits}f} %" if isnum(value) else ""
 

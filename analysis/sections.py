@@ -21,6 +21,7 @@ from leakwatt.analysis import paper
 from leakwatt.analysis.markup import (
     fmt,
     fmt_ci,
+    fmt_count,
     fmt_p,
     fmt_pct,
     fmt_share,
@@ -588,7 +589,7 @@ def prevalence_section(tables: dict[str, pd.DataFrame] | None, figs: dict[str, P
               if isnum(r.share_fixed) or isnum(r.share_deleted) else ""),
              fmt(r.median_survival_days, 4), fmt(r.median_survival_commits, 4),
              fmt(r.km_median_days, 4), r.still_present,
-             fmt(getattr(r, "lost_in_history", None)), r.note]
+             fmt_count(getattr(r, "lost_in_history", None)), r.note]
             for r in table.itertuples()]
     parts.append(md_table([
         "rule", "instances", "per KLOC", "repositories affected", "introduced", "removed",

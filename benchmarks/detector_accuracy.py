@@ -344,15 +344,12 @@ def code_commit(root: Path = ROOT) -> str:
     return head.stdout.decode().strip() + ("-dirty" if dirty else "")
 
 
-def write_recall(path: Path, res: dict[str, dict], rules: tuple[str, ...],
-                 labels_paths: Path | list[Path], commit: str,
-                 now: dt.datetime | None = None) -> int:
+def write_recall(path: Path, res: dict[str, dict], rules: tuple[str, ...], label_set: str,
+                 commit: str, now: dt.datetime | None = None) -> int:
     """Write leakwatt's score (:func:`score`) as ``recall.csv``: one row per rule in ``rules``,
-    its ``label_set`` the labels file's name (several pooled files: their names joined by
-    ``+``). Returns the number of rows."""
+    ``label_set`` naming the labels file (several pooled files: their names joined by ``+``).
+    Returns the number of rows."""
     scored_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    paths = [labels_paths] if isinstance(labels_paths, Path) else list(labels_paths)
-    label_set = "+".join(p.name for p in paths)
     table = recall_table(recall_row(rule, res[rule]["tp"], res[rule]["fn"], res[rule]["fp"],
                                     label_set, commit, scored_at) for rule in rules)
     atomic_write_csv(path, table)
@@ -420,9 +417,9 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
         elif args.write_recall:
             commit = code_commit()
-            rows = write_recall(args.write_recall, res, rules, args.labels, commit)
-            names = "+".join(p.name for p in args.labels)
-            print(f"\nrecall table: {args.write_recall} ({rows} rules, {names} @ "
+            label_set = "+".join(p.name for p in args.labels)
+            rows = write_recall(args.write_recall, res, rules, label_set, commit)
+            print(f"\nrecall table: {args.write_recall} ({rows} rules, {label_set} @ "
                   f"{commit[:12]}{' (uncommitted code)' if commit.endswith('-dirty') else ''})")
         if args.verbose:
             for rule in rules:
